@@ -1,0 +1,386 @@
+//! Command dispatch: parse, configure, run the command, and map every outcome to an
+//! exit code. This is the only module that writes to stdout.
+//!
+//! Exit codes (documented in `--help` and the README):
+//! 0 success; 1 failed (pairing expired/consumed/refused/timed out, not paired, another
+//! daemon running, token rejected); 2 usage or configuration error; 3 relay unreachable.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::{Value, json};
+
+use crate::cli::{self, Action, Command};
+use crate::config::{self, Config};
+use crate::credentials::{self, Credentials, Loaded, Source};
+use crate::lock::{self, LockError, Probe};
+use crate::logging;
+use crate::pairing;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+/// Run the program with the process's arguments and environment; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\n\nRun `coding-bridge-agent --help` for usage.");
+            return EXIT_USAGE;
+        }
+    };
+    let command = match cli.action {
+        Action::Help(topic) => {
+            println!("{}", cli::help(topic));
+            return EXIT_OK;
+        }
+        Action::Version => {
+            println!("coding-bridge-agent {}", env!("CARGO_PKG_VERSION"));
+            return EXIT_OK;
+        }
+        Action::Exec(c) => c,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = match config::resolve(&cli.flags, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            if cli.flags.json {
+                print_json(
+                    &json!({"event": "error", "reason": "config", "message": e.to_string()}),
+                );
+            }
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(t) = &cfg.node_token {
+        logging::add_secret(t.expose());
+    }
+    match command {
+        Command::Status => {
+            logging::init(cfg.log_level, None);
+            status(&cfg)
+        }
+        Command::Logout => {
+            logging::init(cfg.log_level, None);
+            logout(&cfg)
+        }
+        Command::Pair => {
+            logging::init(cfg.log_level, Some(&cfg.log_dir));
+            match pair(&cfg) {
+                Ok(_) => EXIT_OK,
+                Err(code) => code,
+            }
+        }
+        Command::Run | Command::Up => {
+            if let Err(e) = cfg.check_for_run() {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+            logging::init(cfg.log_level, Some(&cfg.log_dir));
+            run(&cfg, command == Command::Up)
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// Load credentials, warning (once, naming the file) when the file is unusable.
+fn load_credentials(cfg: &Config) -> Option<(Credentials, Source)> {
+    match credentials::load(cfg) {
+        Loaded::Found(c, src) => {
+            logging::add_secret(c.node_token.expose());
+            Some((c, src))
+        }
+        Loaded::Missing => None,
+        Loaded::Unusable { path, reason } => {
+            crate::log_warn!(
+                "ignoring credentials file {}: {reason}; this machine counts as not paired \
+                 (run `coding-bridge-agent pair` to pair it again)",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn status(cfg: &Config) -> i32 {
+    let loaded = credentials::load(cfg);
+    let (paired, source, problem, stored_name) = match &loaded {
+        Loaded::Found(c, s) => (true, Some(*s), None, Some(c.node_name.clone())),
+        Loaded::Missing => (false, None, None, None),
+        Loaded::Unusable { path, reason } => (
+            false,
+            None,
+            Some(format!("{} is unusable: {reason}", path.display())),
+            None,
+        ),
+    };
+    let probe = lock::probe(&cfg.lock_path());
+    let (running, pid) = match probe {
+        Probe::Running { pid } => (true, pid),
+        Probe::NotRunning => (false, None),
+    };
+    let source_name = source.map(|s| match s {
+        Source::File => "file",
+        Source::Env => "env",
+    });
+    if cfg.json {
+        print_json(&json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "bridge_url": cfg.bridge_url,
+            "node_name": cfg.node_name,
+            "paired_node_name": stored_name.filter(|n| !n.is_empty()),
+            "config_dir": cfg.config_dir,
+            "credentials_file": cfg.credentials_path(),
+            "paired": paired,
+            "credentials_source": source_name,
+            "credentials_problem": problem,
+            "daemon_running": running,
+            "daemon_pid": pid,
+        }));
+    } else {
+        let paired_text = match (source, &problem) {
+            (Some(Source::File), _) => format!("yes ({})", cfg.credentials_path().display()),
+            (Some(Source::Env), _) => "yes (CODING_BRIDGE_NODE_TOKEN)".to_string(),
+            (None, Some(p)) => format!("no ({p})"),
+            (None, None) => "no (run `coding-bridge-agent pair`)".to_string(),
+        };
+        let daemon = match (running, pid) {
+            (true, Some(p)) => format!("running (pid {p})"),
+            (true, None) => "running".to_string(),
+            _ => "not running".to_string(),
+        };
+        println!("Bridge URL:  {}", cfg.bridge_url);
+        println!("Node name:   {}", cfg.node_name);
+        println!("Config dir:  {}", cfg.config_dir.display());
+        println!("Paired:      {paired_text}");
+        println!("Daemon:      {daemon}");
+    }
+    EXIT_OK
+}
+
+fn logout(cfg: &Config) -> i32 {
+    match credentials::remove(&cfg.config_dir) {
+        Ok(removed) => {
+            let env_note = cfg.node_token.is_some();
+            if cfg.json {
+                print_json(&json!({
+                    "removed": removed,
+                    "credentials_file": cfg.credentials_path(),
+                    "env_token_set": env_note,
+                }));
+            } else if removed {
+                println!(
+                    "Removed the stored credentials ({}).",
+                    cfg.credentials_path().display()
+                );
+            } else {
+                println!(
+                    "There were no stored credentials in {}.",
+                    cfg.config_dir.display()
+                );
+            }
+            if env_note {
+                eprintln!(
+                    "note: CODING_BRIDGE_NODE_TOKEN is set, so this node still has a token; \
+                     unset it to log out completely."
+                );
+            }
+            if let Probe::Running { pid } = lock::probe(&cfg.lock_path()) {
+                eprintln!(
+                    "note: a daemon is still running for this config dir{}; stop it too.",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                );
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            if cfg.json {
+                print_json(
+                    &json!({"error": e.to_string(), "credentials_file": cfg.credentials_path()}),
+                );
+            }
+            eprintln!(
+                "error: could not remove {}: {e}",
+                cfg.credentials_path().display()
+            );
+            EXIT_FAILED
+        }
+    }
+}
+
+/// TLS settings for HTTP requests: the webpki roots, or the PEM file the user named.
+fn http_tls(cfg: &Config) -> Result<ureq::tls::TlsConfig, String> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    let Some(path) = &cfg.ca_file else {
+        return Ok(TlsConfig::default());
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::Specific(std::sync::Arc::new(certs)))
+        .build())
+}
+
+/// Pair this machine; on success the credentials are stored. `Err` carries the exit code.
+fn pair(cfg: &Config) -> Result<Credentials, i32> {
+    let json_mode = cfg.json;
+    let fail = |reason: &str, message: String, code: i32| -> i32 {
+        if json_mode {
+            print_json(&json!({"event": "error", "reason": reason, "message": message}));
+        }
+        eprintln!("error: pairing failed: {message}");
+        code
+    };
+    if cfg.node_token.is_some() {
+        crate::log_warn!(
+            "CODING_BRIDGE_NODE_TOKEN is set and takes precedence over the credentials this \
+             pairing stores"
+        );
+    }
+    let tls = http_tls(cfg).map_err(|m| fail("config", m, EXIT_USAGE))?;
+    let client = pairing::Client::new(&cfg.bridge_url, tls);
+    crate::log_info!("requesting a pairing code from {}", cfg.bridge_url);
+    let code = client
+        .start(&cfg.node_name)
+        .map_err(|f| fail(f.reason(), f.message(), f.exit_code()))?;
+    let link = cfg.claim_link(&code.code);
+    let minutes = code.expires_in.as_secs().div_ceil(60);
+    if json_mode {
+        print_json(&json!({
+            "event": "pair_code",
+            "pair_code": code.code,
+            "claim_url": link,
+            "claim_page": cfg.claim_page(),
+            "expires_in": code.expires_in.as_secs(),
+            "node_name": cfg.node_name,
+        }));
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "\nPair this machine ({}) with Coding Bridge:\n",
+            cfg.node_name
+        );
+        let _ = writeln!(out, "  1. Open   {}", cfg.claim_page());
+        let _ = writeln!(out, "  2. Enter  {}\n", code.code);
+        let _ = writeln!(out, "  or open the direct link:\n  {link}\n");
+        let show_qr = cfg.qr.unwrap_or_else(|| std::io::stdout().is_terminal());
+        if show_qr && let Some(qr) = crate::qr::render(&link) {
+            let _ = writeln!(out, "{qr}");
+        }
+        let _ = writeln!(
+            out,
+            "Waiting for the code to be claimed (expires in {minutes} min)..."
+        );
+        let _ = out.flush();
+    }
+    let token = client
+        .wait_for_claim(&code, cfg.pair_poll_interval, cfg.pair_timeout)
+        .map_err(|f| fail(f.reason(), f.message(), f.exit_code()))?;
+    logging::add_secret(token.expose());
+    let creds = Credentials {
+        node_token: token,
+        node_name: cfg.node_name.clone(),
+        bridge_url: cfg.bridge_url.clone(),
+    };
+    let path = credentials::save(&cfg.config_dir, &creds).map_err(|e| {
+        fail(
+            "storage",
+            format!(
+                "the code was claimed but the credentials could not be saved in {}: {e}. \
+                 Fix the directory (or set --config-dir) and pair again.",
+                cfg.config_dir.display()
+            ),
+            EXIT_FAILED,
+        )
+    })?;
+    crate::log_info!("paired; credentials saved to {}", path.display());
+    if json_mode {
+        print_json(&json!({
+            "event": "paired",
+            "config_dir": cfg.config_dir,
+            "credentials_file": path,
+            "node_name": cfg.node_name,
+            "bridge_url": cfg.bridge_url,
+        }));
+    } else {
+        println!("Paired. Credentials saved to {}", path.display());
+    }
+    if let Probe::Running { pid } = lock::probe(&cfg.lock_path()) {
+        eprintln!(
+            "note: a daemon is already running for this config dir{}; restart it to use the \
+             new credentials.",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
+    }
+    Ok(creds)
+}
+
+/// `run` and `up`: take the lock, get credentials (pairing first for `up`), run the daemon.
+fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
+    let creds = load_credentials(cfg);
+    if creds.is_none() && !pair_if_needed {
+        eprintln!("Not paired. Run `coding-bridge-agent pair` first.");
+        return EXIT_FAILED;
+    }
+    if let Err(e) = crate::fsutil::ensure_private_dir(&cfg.config_dir) {
+        crate::log_warn!(
+            "cannot create the config dir {}: {e}",
+            cfg.config_dir.display()
+        );
+    }
+    let _lock = match lock::acquire(&cfg.lock_path()) {
+        Ok(l) => Some(l),
+        Err(LockError::Held { pid }) => {
+            eprintln!(
+                "error: another coding-bridge-agent is already running for {}{}. Stop it \
+                 first, or use a different --config-dir.",
+                cfg.config_dir.display(),
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            return EXIT_FAILED;
+        }
+        Err(LockError::Io(e)) => {
+            crate::log_warn!(
+                "cannot create the lock file {}: {e}; running without the one-daemon check",
+                cfg.lock_path().display()
+            );
+            None
+        }
+    };
+    let creds = match creds {
+        Some((c, _)) => c,
+        None => match pair(cfg) {
+            Ok(c) => c,
+            Err(code) => return code,
+        },
+    };
+    if !creds.bridge_url.is_empty() && creds.bridge_url != cfg.bridge_url {
+        crate::log_warn!(
+            "the stored credentials were issued by {} but the bridge URL is {}; if the relay \
+             rejects the token, run `coding-bridge-agent pair`",
+            creds.bridge_url,
+            cfg.bridge_url
+        );
+    }
+    crate::daemon::run(cfg, &creds)
+}

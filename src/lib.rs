@@ -1,0 +1,28 @@
+//! coding-bridge-agent: the node daemon that lets a browser drive Claude Code on this
+//! machine through a relay, without exposing the machine.
+//!
+//! Module map (one concern each):
+//! - [`app`]: command dispatch and exit codes; the only place that prints for people.
+//! - [`cli`]: argv parsing (lexopt) into a [`cli::Cli`].
+//! - [`config`]: environment + flags into a validated [`config::Config`].
+//! - [`credentials`]: the stored node token (`credentials.json`).
+//! - [`fsutil`]: private directories and atomic 0600 file writes.
+//! - [`lock`]: one daemon per config dir (`agent.lock`).
+//! - [`logging`]: stderr + rotating file logger that redacts secrets.
+//! - [`pairing`]: the HTTP pairing flow.
+//! - [`qr`]: QR code drawn with Unicode blocks for the terminal.
+//! - [`secret`]: a string that never prints.
+//! - [`timefmt`]: UTC timestamps without a date crate.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod fsutil;
+pub mod lock;
+pub mod logging;
+pub mod pairing;
+pub mod qr;
+pub mod secret;
+pub mod timefmt;

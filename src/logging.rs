@@ -1,0 +1,300 @@
+//! The process logger: human-readable lines to stderr and to a rotating file
+//! `<log_dir>/agent.log` (2 MiB, then `agent.log.1`, `agent.log.2`; three files in all).
+//!
+//! Any thread may log; the sinks sit behind one short mutex, held only while a line is
+//! written. Every line passes through [`redact`] first: registered secrets (the node
+//! token) and any `token=` query value are replaced, so a secret cannot reach a log even
+//! through a URL or an error message quoted from a library.
+//!
+//! If the log file cannot be opened (read-only home, odd mount), logging continues on
+//! stderr only and says so once.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Severity, most severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl Level {
+    /// Parse a level name; accepts the common spellings of other loggers too.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" | "critical" | "fatal" => Some(Level::Error),
+            "warn" | "warning" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            "trace" => Some(Level::Trace),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+}
+
+/// Default size at which `agent.log` is rotated.
+pub const ROTATE_BYTES: u64 = 2 * 1024 * 1024;
+/// Files kept: `agent.log` plus this many minus one rotated ones.
+pub const KEEP_FILES: usize = 3;
+
+struct Sinks {
+    file: Option<RotatingFile>,
+    secrets: Vec<String>,
+}
+
+struct Logger {
+    level: AtomicU8,
+    sinks: Mutex<Sinks>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+fn logger() -> &'static Logger {
+    LOGGER.get_or_init(|| Logger {
+        level: AtomicU8::new(Level::Info as u8),
+        sinks: Mutex::new(Sinks {
+            file: None,
+            secrets: Vec::new(),
+        }),
+    })
+}
+
+/// Set the level and, when `log_dir` is given, open the rotating file there.
+/// Returns the problem if the file could not be opened (already logged once).
+pub fn init(level: Level, log_dir: Option<&Path>) -> Option<String> {
+    let lg = logger();
+    lg.level.store(level as u8, Ordering::Relaxed);
+    let dir = log_dir?;
+    match RotatingFile::open(dir, ROTATE_BYTES, KEEP_FILES) {
+        Ok(file) => {
+            if let Ok(mut s) = lg.sinks.lock() {
+                s.file = Some(file);
+            }
+            None
+        }
+        Err(e) => {
+            let msg = format!(
+                "cannot write log files in {}: {e}; logging to stderr only",
+                dir.display()
+            );
+            crate::log_warn!("{msg}");
+            Some(msg)
+        }
+    }
+}
+
+/// Never let `secret` appear in a log line from now on.
+pub fn add_secret(secret: &str) {
+    if secret.len() < 4 {
+        return; // too short to redact without mangling ordinary text
+    }
+    if let Ok(mut s) = logger().sinks.lock()
+        && !s.secrets.iter().any(|x| x == secret)
+    {
+        s.secrets.push(secret.to_string());
+    }
+}
+
+/// Whether a line at `level` would be written.
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= logger().level.load(Ordering::Relaxed)
+}
+
+/// Write one line (used by the `log_*!` macros).
+pub fn write(level: Level, target: &str, args: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let target = target
+        .strip_prefix("coding_bridge_agent::")
+        .unwrap_or(target);
+    let ts = crate::timefmt::rfc3339_ms(crate::timefmt::now_ms());
+    let lg = logger();
+    let Ok(mut sinks) = lg.sinks.lock() else {
+        return;
+    };
+    let body = redact(&args.to_string(), &sinks.secrets);
+    let line = format!("{ts} {:<5} {target}: {body}\n", level.label());
+    let _ = io::stderr().write_all(line.as_bytes());
+    if let Some(file) = sinks.file.as_mut() {
+        file.write_line(line.as_bytes());
+    }
+}
+
+/// Replace each registered secret, and the value of any `token=` parameter, by `[redacted]`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "[redacted]");
+        }
+    }
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(pos) = rest.find("token=") {
+        let (head, tail) = rest.split_at(pos + "token=".len());
+        result.push_str(head);
+        let end = tail
+            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        if end > 0 && !tail[..end].starts_with("[redacted]") {
+            result.push_str("[redacted]");
+        } else {
+            result.push_str(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    result.push_str(rest);
+    result
+}
+
+/// `agent.log` with size-based rotation into `agent.log.1` .. `agent.log.{keep-1}`.
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+    keep: usize,
+    failed: bool,
+}
+
+impl RotatingFile {
+    pub fn open(dir: &Path, max: u64, keep: usize) -> io::Result<RotatingFile> {
+        crate::fsutil::ensure_private_dir(dir)?;
+        let path = dir.join("agent.log");
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path,
+            file,
+            size,
+            max,
+            keep: keep.max(1),
+            failed: false,
+        })
+    }
+
+    pub fn write_line(&mut self, line: &[u8]) {
+        if self.size > 0
+            && self.size + line.len() as u64 > self.max
+            && let Err(e) = self.rotate()
+            && !self.failed
+        {
+            self.failed = true;
+            let _ = writeln!(io::stderr(), "log rotation failed: {e}");
+        }
+        if self.file.write_all(line).is_ok() {
+            self.size += line.len() as u64;
+        }
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let numbered = |i: usize| PathBuf::from(format!("{}.{i}", self.path.display()));
+        if self.keep > 1 {
+            let _ = fs::remove_file(numbered(self.keep - 1));
+            for i in (1..self.keep - 1).rev() {
+                let _ = fs::rename(numbered(i), numbered(i + 1));
+            }
+            fs::rename(&self.path, numbered(1))?;
+        } else {
+            fs::remove_file(&self.path)?;
+        }
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[macro_export]
+macro_rules! log_at {
+    ($lvl:expr, $($arg:tt)+) => {
+        if $crate::logging::enabled($lvl) {
+            $crate::logging::write($lvl, module_path!(), format_args!($($arg)+))
+        }
+    };
+}
+#[macro_export]
+macro_rules! log_error { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Error, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_warn { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Warn, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_info { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Info, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_debug { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Debug, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_trace { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Trace, $($arg)+) }; }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_and_token_params() {
+        let secrets = vec!["s3cr3t-value".to_string()];
+        assert_eq!(
+            redact("connect wss://h/ws/node?token=abc&x=1 failed", &secrets),
+            "connect wss://h/ws/node?token=[redacted]&x=1 failed"
+        );
+        assert_eq!(
+            redact("got s3cr3t-value twice s3cr3t-value", &secrets),
+            "got [redacted] twice [redacted]"
+        );
+        assert_eq!(redact("token= empty", &secrets), "token= empty");
+        assert_eq!(redact("no secrets here", &secrets), "no secrets here");
+    }
+
+    #[test]
+    fn rotates_into_three_files() {
+        let dir = std::env::temp_dir().join(format!("cba-log-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut f = RotatingFile::open(&dir, 100, 3).unwrap();
+        for i in 0..20 {
+            f.write_line(format!("line {i:03} padding padding\n").as_bytes());
+        }
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["agent.log", "agent.log.1", "agent.log.2"]);
+        for n in &names {
+            assert!(fs::metadata(dir.join(n)).unwrap().len() <= 100);
+        }
+        let newest = fs::read_to_string(dir.join("agent.log")).unwrap();
+        assert!(newest.contains("line 019"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn levels_parse() {
+        assert_eq!(Level::parse("WARNING"), Some(Level::Warn));
+        assert_eq!(Level::parse("debug"), Some(Level::Debug));
+        assert_eq!(Level::parse("loud"), None);
+    }
+}
