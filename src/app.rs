@@ -68,7 +68,14 @@ pub fn main() -> i32 {
         }
         Command::Pair => {
             logging::init(cfg.log_level, Some(&cfg.log_dir));
-            match pair(&cfg) {
+            let signals = match crate::daemon::signal_channel() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_FAILED;
+                }
+            };
+            match pair(&cfg, &signals) {
                 Ok(_) => EXIT_OK,
                 Err(code) => code,
             }
@@ -241,7 +248,7 @@ fn http_tls(cfg: &Config) -> Result<ureq::tls::TlsConfig, String> {
 }
 
 /// Pair this machine; on success the credentials are stored. `Err` carries the exit code.
-fn pair(cfg: &Config) -> Result<Credentials, i32> {
+fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Credentials, i32> {
     let json_mode = cfg.json;
     let fail = |reason: &str, message: String, code: i32| -> i32 {
         if json_mode {
@@ -294,7 +301,7 @@ fn pair(cfg: &Config) -> Result<Credentials, i32> {
         let _ = out.flush();
     }
     let token = client
-        .wait_for_claim(&code, cfg.pair_poll_interval, cfg.pair_timeout)
+        .wait_for_claim(&code, cfg.pair_poll_interval, cfg.pair_timeout, signals)
         .map_err(|f| fail(f.reason(), f.message(), f.exit_code()))?;
     logging::add_secret(token.expose());
     let creds = Credentials {
@@ -342,6 +349,15 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
         eprintln!("Not paired. Run `coding-bridge-agent pair` first.");
         return EXIT_FAILED;
     }
+    // Handle SIGINT/SIGTERM from here on, so a signal during start-up or pairing is a
+    // clean stop (exit 0 for the daemon), never the default kill.
+    let signals = match crate::daemon::signal_channel() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
     if let Err(e) = crate::fsutil::ensure_private_dir(&cfg.config_dir) {
         crate::log_warn!(
             "cannot create the config dir {}: {e}",
@@ -369,7 +385,7 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
     };
     let creds = match creds {
         Some((c, _)) => c,
-        None => match pair(cfg) {
+        None => match pair(cfg, &signals) {
             Ok(c) => c,
             Err(code) => return code,
         },
@@ -382,5 +398,5 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
             cfg.bridge_url
         );
     }
-    crate::daemon::run(cfg, &creds)
+    crate::daemon::run(cfg, &creds, signals)
 }

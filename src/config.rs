@@ -34,6 +34,8 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_CA_FILE",
     "CODING_BRIDGE_CWD",
     "CODING_BRIDGE_PAIR_TIMEOUT",
+    "CODING_BRIDGE_RECONNECT_MIN",
+    "CODING_BRIDGE_RECONNECT_MAX",
 ];
 
 /// The validated configuration.
@@ -64,6 +66,9 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub json: bool,
     pub qr: Option<bool>,
+    /// First reconnect delay, doubled up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -259,6 +264,27 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         .map(|raw| path(&raw, home.as_deref(), cwd_now.as_deref()))
         .transpose()?;
 
+    let reconnect_min = match pick(&none, "", "CODING_BRIDGE_RECONNECT_MIN") {
+        Some(raw) => {
+            let s = seconds(&raw)?;
+            if !(0.01..=3600.0).contains(&s) {
+                return Err(raw.err("the reconnect delay must be between 0.01 and 3600 seconds"));
+            }
+            Duration::from_secs_f64(s)
+        }
+        None => Duration::from_secs(1),
+    };
+    let reconnect_max = match pick(&none, "", "CODING_BRIDGE_RECONNECT_MAX") {
+        Some(raw) => {
+            let s = seconds(&raw)?;
+            if !(0.01..=3600.0).contains(&s) {
+                return Err(raw.err("the reconnect delay must be between 0.01 and 3600 seconds"));
+            }
+            Duration::from_secs_f64(s).max(reconnect_min)
+        }
+        None => Duration::from_secs(30).max(reconnect_min),
+    };
+
     Ok(Config {
         bridge_url,
         node_name,
@@ -278,6 +304,8 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         ca_file,
         json: flags.json,
         qr: flags.qr,
+        reconnect_min,
+        reconnect_max,
     })
 }
 

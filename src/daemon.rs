@@ -1,27 +1,70 @@
-//! The running daemon. For now: install the signal handlers and serve until SIGINT or
-//! SIGTERM, holding the instance lock. The relay link lands here next.
+//! The running daemon: builds the channels, starts the timer and signal threads, and
+//! hands everything to the [`crate::hub::Hub`], which owns the state from then on.
+
+use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::hub::{Hub, Inputs};
+use crate::link::{self, Target};
+use crate::timer::Timer;
 
-/// Run until a shutdown signal; returns the exit code.
-pub fn run(cfg: &Config, _creds: &Credentials) -> i32 {
+/// Bound of the link → hub queue; a full queue makes the reader wait (backpressure).
+const LINK_QUEUE: usize = 1024;
+const TICK_QUEUE: usize = 256;
+
+/// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
+/// delivered by a small thread blocked in signal-hook's iterator.
+pub fn signal_channel() -> Result<Receiver<i32>, String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
+    let (signal_tx, signal_rx) = bounded(4);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if signal_tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(signal_rx)
+}
+
+/// Run until a shutdown signal or a token rejection; returns the exit code.
+pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
+    let tls = match crate::tls::client_config(cfg.ca_file.as_deref()) {
+        Ok(t) => t,
         Err(e) => {
-            crate::log_error!("cannot install signal handlers: {e}");
+            eprintln!("error: {e}");
+            return crate::app::EXIT_USAGE;
+        }
+    };
+    let (url, display) = link::socket_url(&cfg.bridge_url, creds.node_token.expose());
+    crate::logging::add_secret(&url);
+    let target = Target { url, display, tls };
+
+    let (link_tx, link_rx) = bounded(LINK_QUEUE);
+    let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
+    let timer = match Timer::spawn(tick_tx) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::log_error!("cannot start the timer thread: {e}");
             return crate::app::EXIT_FAILED;
         }
     };
     crate::log_info!(
-        "daemon started for node {:?} (relay {}, config {})",
+        "node {:?} starting (relay {}, config {})",
         cfg.node_name,
         cfg.bridge_url,
         cfg.config_dir.display()
     );
-    if let Some(sig) = signals.forever().next() {
-        crate::log_info!("signal {sig} received; shutting down");
-    }
-    crate::app::EXIT_OK
+    let hub = Hub::new(cfg, creds.node_token.clone(), target, link_tx, timer);
+    hub.run(Inputs {
+        link_rx,
+        tick_rx,
+        signal_rx,
+    })
 }

@@ -13,16 +13,32 @@
 //! - [`qr`]: QR code drawn with Unicode blocks for the terminal.
 //! - [`secret`]: a string that never prints.
 //! - [`timefmt`]: UTC timestamps without a date crate.
+//! - [`daemon`]: wires the threads and channels of a running node, then hands over to
+//!   [`hub`], the single owner of state (see its doc for the thread diagram).
+//! - [`link`]: the relay WebSocket on a reader and a writer thread; [`tls`] its TLS.
+//! - [`envelope`], [`outbox`], [`dedupe`]: relay frames, reliable delivery, command de-dup.
+//! - [`timer`], [`backoff`], [`ids`]: the timer thread, reconnect delays, random ids.
+//! - [`capabilities`]: what the node announces.
 
 pub mod app;
+pub mod backoff;
+pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod dedupe;
+pub mod envelope;
 pub mod fsutil;
+pub mod hub;
+pub mod ids;
+pub mod link;
 pub mod lock;
 pub mod logging;
+pub mod outbox;
 pub mod pairing;
 pub mod qr;
 pub mod secret;
 pub mod timefmt;
+pub mod timer;
+pub mod tls;

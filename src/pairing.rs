@@ -29,6 +29,8 @@ pub enum Failure {
     Refused { status: u16, path: &'static str },
     /// `--timeout` passed first.
     Timeout(Duration),
+    /// SIGINT or SIGTERM while waiting.
+    Interrupted,
     /// No HTTP answer at all.
     Network { url: String, detail: String },
     /// A 5xx.
@@ -45,6 +47,7 @@ impl Failure {
             Failure::Consumed => "consumed",
             Failure::Refused { .. } => "refused",
             Failure::Timeout(_) => "timeout",
+            Failure::Interrupted => "interrupted",
             Failure::Network { .. } => "network",
             Failure::Http { .. } => "http",
             Failure::BadResponse { .. } => "bad_response",
@@ -57,7 +60,8 @@ impl Failure {
             Failure::Expired
             | Failure::Consumed
             | Failure::Refused { .. }
-            | Failure::Timeout(_) => 1,
+            | Failure::Timeout(_)
+            | Failure::Interrupted => 1,
             Failure::Network { .. } | Failure::Http { .. } | Failure::BadResponse { .. } => 3,
         }
     }
@@ -79,6 +83,7 @@ impl Failure {
                 "nobody claimed the code within {} s (--timeout). Run the command again.",
                 d.as_secs()
             ),
+            Failure::Interrupted => "interrupted before the code was claimed.".into(),
             Failure::Network { url, detail } => format!(
                 "cannot reach the relay at {url}: {detail}. Check the network and the bridge \
                  URL (--bridge-url or CODING_BRIDGE_URL)."
@@ -260,11 +265,13 @@ impl Client {
     }
 
     /// Poll until the code is claimed, fails, or `limit` (or the code's expiry) passes.
+    /// Between polls it waits on `stop` (the signal channel), so Ctrl-C ends it at once.
     pub fn wait_for_claim(
         &self,
         code: &PairCode,
         interval: Duration,
         limit: Option<Duration>,
+        stop: &crossbeam_channel::Receiver<i32>,
     ) -> Result<Secret, Failure> {
         let started = Instant::now();
         let (wait, on_deadline) = match limit {
@@ -278,7 +285,9 @@ impl Client {
             if now >= deadline {
                 return Err(on_deadline);
             }
-            std::thread::sleep(interval.min(deadline - now));
+            if stop.recv_timeout(interval.min(deadline - now)).is_ok() {
+                return Err(Failure::Interrupted);
+            }
             match self.poll(&code.code) {
                 Poll::Pending => transient = 0,
                 Poll::Ready(token) => return Ok(token),

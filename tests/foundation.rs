@@ -801,3 +801,27 @@ fn env_example_lists_every_variable() {
         assert!(readme.contains(var), "README lacks {var}");
     }
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_the_claim_stops_pairing() {
+    let relay = FakeRelay::start();
+    let home = TempDir::new("pairint");
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_PAIR_POLL_INTERVAL", "5")
+        .args(["pair", "--json"]);
+    let mut d = Daemon::spawn(c, &home);
+    assert!(wait_until(Duration::from_secs(10), || d
+        .stdout()
+        .contains("pair_code")));
+    let t0 = std::time::Instant::now();
+    d.signal(libc::SIGINT);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(1));
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "did not stop promptly"
+    );
+    let lines = json_lines(&d.stdout());
+    assert_eq!(lines.last().unwrap()["reason"], "interrupted");
+    assert!(!home.join("cfg/credentials.json").exists());
+}

@@ -83,16 +83,17 @@ impl Daemon {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let file = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn daemon");
+        let out = std::fs::File::create(stderr_path.with_extension("stdout")).expect("stdout file");
+        let child = cmd.stdout(out).stderr(file).spawn().expect("spawn daemon");
         Daemon { child, stderr_path }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.stderr_path.with_extension("stdout")).unwrap_or_default()
     }
 
     pub fn stderr(&self) -> String {

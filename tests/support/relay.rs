@@ -54,6 +54,8 @@ pub struct Recorded {
 /// What the test wants done on the live WebSocket connections.
 enum Out {
     Frame(Message),
+    /// Stop reading and answering (a half-dead link).
+    Mute,
     Close(u16, String),
     Drop,
 }
@@ -278,6 +280,15 @@ impl FakeRelay {
         });
     }
 
+    /// Keep the newest connection open but stop reading or answering on it.
+    pub fn mute(&self) {
+        self.with(|s| {
+            if let Some(c) = s.conns.last() {
+                let _ = c.send(Out::Mute);
+            }
+        });
+    }
+
     /// Drop every live connection at the TCP level, without a close frame.
     pub fn drop_all(&self) {
         self.with(|s| {
@@ -461,7 +472,17 @@ fn serve_ws(
             .to_string()
             .into(),
     ));
+    let mut muted = false;
     loop {
+        if muted {
+            match out_rx.recv() {
+                Ok(Out::Drop) | Err(_) => {
+                    let _ = raw.shutdown(std::net::Shutdown::Both);
+                    return Ok(());
+                }
+                Ok(_) => continue,
+            }
+        }
         // Outgoing first.
         loop {
             match out_rx.try_recv() {
@@ -480,6 +501,7 @@ fn serve_ws(
                     std::thread::sleep(Duration::from_millis(50));
                     return Ok(());
                 }
+                Ok(Out::Mute) => muted = true,
                 Ok(Out::Drop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     let _ = raw.shutdown(std::net::Shutdown::Both);
                     return Ok(());
@@ -505,6 +527,13 @@ fn serve_ws(
                     return Ok(());
                 }
             }
+            Ok(Message::Close(frame)) => {
+                let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                let _ = frames.send(json!({"type": "__close__", "code": code}));
+            }
+            Ok(Message::Binary(_)) => {
+                let _ = frames.send(json!({"type": "__binary__"}));
+            }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
@@ -514,4 +543,30 @@ fn serve_ws(
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// A throwaway CA and a server certificate for `localhost` signed by it: returns the CA
+/// certificate's PEM (for `CODING_BRIDGE_CA_FILE`) and a server config for [`FakeRelay::start_tls`].
+pub fn test_tls() -> (String, TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("server config");
+    (ca_cert.pem(), Arc::new(config))
 }

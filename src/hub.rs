@@ -1,0 +1,452 @@
+//! The hub: the one thread that owns the daemon's state and makes every decision.
+//!
+//! Threads and channels (all `crossbeam-channel`, all bounded):
+//!
+//! ```text
+//!   link reader ──LinkEvent──▶ ┌─────┐ ──Outbound──▶ link writer ──▶ relay
+//!   timer ───────Tick────────▶ │ hub │ ──(deadline, Tick)──▶ timer
+//!   signals ─────signal no.──▶ └─────┘
+//! ```
+//!
+//! - **link reader** ([`crate::link`]): one per connection; connects, then blocks in
+//!   `poll(2)` and forwards parsed envelopes. Reports `Up` (with the writer's sender and a
+//!   kill switch) and `Down`.
+//! - **link writer**: one per connection; writes what the hub sends it.
+//! - **timer** ([`crate::timer`]): heartbeats, reconnect backoff, later permission timeouts.
+//! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
+//!
+//! The hub `select!`s over its inputs and never blocks on I/O except a bounded wait when
+//! the writer's queue is full (then the link is declared stuck and dropped). Every event
+//! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
+//! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, select};
+use serde_json::{Map, Value, json};
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::dedupe::Dedupe;
+use crate::envelope::{self, Incoming};
+use crate::ids;
+use crate::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
+use crate::outbox::Outbox;
+use crate::secret::Secret;
+use crate::timefmt::now_ms;
+use crate::timer::Timer;
+
+/// Commands remembered for de-duplication.
+pub const DEDUPE_IDS: usize = 1000;
+/// Extra silence tolerated beyond two heartbeat intervals before a link counts as dead.
+pub const DEAD_GRACE: Duration = Duration::from_secs(20);
+/// A connection that lasted this long resets the reconnect backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long the hub waits on a full writer queue before dropping the link.
+const WRITER_STALL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the relay to answer our close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Timer ticks the hub schedules for itself.
+#[derive(Debug)]
+pub enum Tick {
+    Heartbeat { conn: u64 },
+    Reconnect { conn: u64 },
+}
+
+enum LinkState {
+    /// Waiting for a reconnect tick.
+    Down,
+    Connecting {
+        conn: u64,
+    },
+    Up {
+        conn: u64,
+        writer: Sender<Outbound>,
+        control: LinkControl,
+        since: Instant,
+        last_rx: Instant,
+    },
+}
+
+/// The daemon's state.
+pub struct Hub {
+    target: Target,
+    token: Secret,
+    heartbeat: Duration,
+    capabilities: Vec<String>,
+    link_tx: Sender<LinkEvent>,
+    timer: Timer<Tick>,
+    state: LinkState,
+    conn_seq: u64,
+    outbox: Outbox,
+    dedupe: Dedupe,
+    backoff: Backoff,
+    exit: Option<i32>,
+}
+
+/// The hub's inputs, created by [`crate::daemon`].
+pub struct Inputs {
+    pub link_rx: Receiver<LinkEvent>,
+    pub tick_rx: Receiver<Tick>,
+    pub signal_rx: Receiver<i32>,
+}
+
+impl Hub {
+    pub fn new(
+        cfg: &Config,
+        token: Secret,
+        target: Target,
+        link_tx: Sender<LinkEvent>,
+        timer: Timer<Tick>,
+    ) -> Hub {
+        Hub {
+            target,
+            token,
+            heartbeat: cfg.heartbeat_interval,
+            capabilities: crate::capabilities::heartbeat_list(cfg),
+            link_tx,
+            timer,
+            state: LinkState::Down,
+            conn_seq: 0,
+            outbox: Outbox::new(cfg.outbox_max),
+            dedupe: Dedupe::new(DEDUPE_IDS),
+            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            exit: None,
+        }
+    }
+
+    /// Run until a signal or a fatal link error; returns the exit code.
+    pub fn run(mut self, inputs: Inputs) -> i32 {
+        self.connect();
+        loop {
+            select! {
+                recv(inputs.link_rx) -> ev => match ev {
+                    Ok(ev) => self.on_link(ev),
+                    Err(_) => break,
+                },
+                recv(inputs.tick_rx) -> t => match t {
+                    Ok(t) => self.on_tick(t),
+                    Err(_) => break,
+                },
+                recv(inputs.signal_rx) -> sig => {
+                    crate::log_info!("signal {} received; shutting down", sig.unwrap_or(0));
+                    self.shutdown(&inputs.link_rx);
+                    return crate::app::EXIT_OK;
+                },
+            }
+            if let Some(code) = self.exit {
+                self.shutdown(&inputs.link_rx);
+                return code;
+            }
+        }
+        crate::app::EXIT_OK
+    }
+
+    fn connect(&mut self) {
+        self.conn_seq += 1;
+        let conn = self.conn_seq;
+        crate::log_debug!("connecting to {} (attempt {conn})", self.target.display);
+        self.state = LinkState::Connecting { conn };
+        link::spawn(conn, self.target.clone(), self.link_tx.clone());
+    }
+
+    fn current_conn(&self) -> Option<u64> {
+        match &self.state {
+            LinkState::Down => None,
+            LinkState::Connecting { conn } | LinkState::Up { conn, .. } => Some(*conn),
+        }
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up {
+                conn,
+                writer,
+                control,
+            } => {
+                if self.current_conn() != Some(conn) {
+                    control.kill();
+                    return;
+                }
+                crate::log_info!("connected to the relay at {}", self.target.display);
+                let now = Instant::now();
+                self.state = LinkState::Up {
+                    conn,
+                    writer,
+                    control,
+                    since: now,
+                    last_rx: now,
+                };
+                self.on_connected(conn);
+            }
+            LinkEvent::Frame { conn, incoming } => {
+                if !self.touch(conn) {
+                    return;
+                }
+                self.on_frame(incoming);
+            }
+            LinkEvent::Alive { conn } => {
+                self.touch(conn);
+            }
+            LinkEvent::Down { conn, why } => {
+                if self.current_conn() != Some(conn) {
+                    return;
+                }
+                self.on_down(why);
+            }
+        }
+    }
+
+    /// Note traffic on `conn`; false if it is not the live connection.
+    fn touch(&mut self, conn: u64) -> bool {
+        match &mut self.state {
+            LinkState::Up {
+                conn: c, last_rx, ..
+            } if *c == conn => {
+                *last_rx = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A fresh connection: truncation notices, the outbox again, then heartbeats.
+    fn on_connected(&mut self, conn: u64) {
+        for session_id in self.outbox.take_truncated() {
+            let payload = json!({
+                "event": "session.stream_truncated",
+                "session_id": session_id,
+                "reason": "node_outbox_overflow",
+                "resume_with": "history",
+            });
+            // Sent once, ahead of the resend, without a node_seq (it must not advance acks).
+            let frame = self.frame_for(&payload, None);
+            self.send(Outbound::Text(frame));
+        }
+        let frames: Vec<String> = self.outbox.iter().map(|e| e.frame.clone()).collect();
+        if !frames.is_empty() {
+            crate::log_info!("resending {} unacknowledged events", frames.len());
+        }
+        for f in frames {
+            self.send(Outbound::Text(f));
+        }
+        self.send_heartbeat();
+        self.timer
+            .at(Instant::now() + self.heartbeat, Tick::Heartbeat { conn });
+    }
+
+    fn on_down(&mut self, why: Down) {
+        let lasted = match &self.state {
+            LinkState::Up { since, control, .. } => {
+                control.kill();
+                Some(since.elapsed())
+            }
+            _ => None,
+        };
+        self.state = LinkState::Down;
+        match why {
+            Down::Rejected(msg) => {
+                crate::log_error!(
+                    "{msg}; run `coding-bridge-agent pair` to pair this machine again"
+                );
+                eprintln!(
+                    "error: the relay rejected this node's token ({msg}). Run `coding-bridge-agent pair` to pair this machine again."
+                );
+                self.exit = Some(crate::app::EXIT_FAILED);
+            }
+            Down::Lost(msg) => {
+                if lasted.is_some_and(|d| d >= STABLE_AFTER) {
+                    self.backoff.reset();
+                }
+                let delay = self.backoff.next_delay();
+                let verb = if lasted.is_some() {
+                    "relay link lost"
+                } else {
+                    "cannot connect to the relay"
+                };
+                crate::log_warn!("{verb}: {msg}; retrying in {:.1} s", delay.as_secs_f64());
+                self.timer.at(
+                    Instant::now() + delay,
+                    Tick::Reconnect {
+                        conn: self.conn_seq,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_tick(&mut self, tick: Tick) {
+        match tick {
+            Tick::Heartbeat { conn } => {
+                let dead_after = self.heartbeat * 2 + DEAD_GRACE;
+                let silent = match &self.state {
+                    LinkState::Up {
+                        conn: c, last_rx, ..
+                    } if *c == conn => last_rx.elapsed(),
+                    _ => return,
+                };
+                if silent > dead_after {
+                    self.on_down(Down::Lost(format!(
+                        "no frame from the relay for {} s",
+                        silent.as_secs()
+                    )));
+                    return;
+                }
+                self.send_heartbeat();
+                self.send(Outbound::Ping);
+                self.timer
+                    .at(Instant::now() + self.heartbeat, Tick::Heartbeat { conn });
+            }
+            Tick::Reconnect { conn } => {
+                if matches!(self.state, LinkState::Down) && conn == self.conn_seq {
+                    self.connect();
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Registered => crate::log_info!("registered with the relay"),
+            Incoming::HeartbeatAck => {}
+            Incoming::Ack { up_to } => {
+                let n = self.outbox.ack(up_to);
+                crate::log_trace!("relay stored events up to {up_to} ({n} released)");
+            }
+            Incoming::Error { message } => crate::log_warn!("relay error: {message}"),
+            Incoming::Other { kind } => crate::log_debug!("ignoring relay frame of type {kind:?}"),
+            Incoming::Command { cmd_id, payload } => {
+                if let Some(id) = &cmd_id
+                    && !self.dedupe.first_time(id)
+                {
+                    crate::log_debug!("skipping repeated command {id}");
+                    return;
+                }
+                self.on_command(payload);
+            }
+        }
+    }
+
+    /// Dispatch one browser command (PROTOCOL §3).
+    fn on_command(&mut self, cmd: Map<String, Value>) {
+        let action = cmd.get("action").and_then(Value::as_str).unwrap_or("");
+        let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
+        let session_id = cmd.get("session_id").filter(|v| v.is_string()).cloned();
+        crate::log_debug!("command {action:?}");
+        let mut reply = match action {
+            "ping" => json!({"event": "pong"}),
+            _ => {
+                let mut p = json!({
+                    "event": "session.error",
+                    "message": if action.is_empty() {
+                        "the command has no action".to_string()
+                    } else {
+                        format!("unknown action: {action}")
+                    },
+                });
+                if let Some(s) = session_id {
+                    p["session_id"] = s;
+                }
+                p
+            }
+        };
+        if let Some(t) = trace_id {
+            reply["trace_id"] = t;
+        }
+        self.emit(reply);
+    }
+
+    /// Send an event to the browsers, durably when PROTOCOL §2 says so.
+    pub fn emit(&mut self, payload: Value) {
+        if envelope::is_durable(&payload) {
+            let session_id = payload
+                .get("session_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let token = self.token.expose().to_string();
+            let entry = self.outbox.push(&session_id, |seq| {
+                envelope::build(
+                    "node.to_browser",
+                    &ids::new_id(),
+                    now_ms(),
+                    Some(&token),
+                    Some(seq),
+                    &payload,
+                )
+            });
+            let frame = entry.frame.clone();
+            self.send(Outbound::Text(frame));
+        } else if matches!(self.state, LinkState::Up { .. }) {
+            let frame = self.frame_for(&payload, None);
+            self.send(Outbound::Text(frame));
+        }
+    }
+
+    /// A `node.to_browser` envelope. `from_node` carries the node token, as the relay's
+    /// reference daemon does; it goes only to the relay that issued it and is never logged.
+    fn frame_for(&self, payload: &Value, seq: Option<u64>) -> String {
+        envelope::build(
+            "node.to_browser",
+            &ids::new_id(),
+            now_ms(),
+            Some(self.token.expose()),
+            seq,
+            payload,
+        )
+    }
+
+    fn send_heartbeat(&mut self) {
+        let frame = envelope::build(
+            "node.heartbeat",
+            &ids::new_id(),
+            now_ms(),
+            None,
+            None,
+            &json!({"capabilities": self.capabilities}),
+        );
+        self.send(Outbound::Text(frame));
+    }
+
+    /// Hand a frame to the writer if the link is up; a stuck writer drops the link.
+    fn send(&mut self, out: Outbound) {
+        let LinkState::Up { writer, .. } = &self.state else {
+            return;
+        };
+        match writer.send_timeout(out, WRITER_STALL) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => {
+                self.on_down(Down::Lost(
+                    "the relay is not reading (send queue stuck)".into(),
+                ));
+            }
+            Err(SendTimeoutError::Disconnected(_)) => {
+                // The writer ended; the reader's Down event follows.
+            }
+        }
+    }
+
+    /// Close the link politely, then make sure the threads are gone.
+    fn shutdown(&mut self, link_rx: &Receiver<LinkEvent>) {
+        let state = std::mem::replace(&mut self.state, LinkState::Down);
+        if let LinkState::Up {
+            conn,
+            writer,
+            control,
+            ..
+        } = state
+        {
+            let _ = writer.send_timeout(Outbound::Close, Duration::from_millis(200));
+            let deadline = Instant::now() + CLOSE_WAIT;
+            while let Ok(ev) = link_rx.recv_deadline(deadline) {
+                if let LinkEvent::Down { conn: c, .. } = ev
+                    && c == conn
+                {
+                    break;
+                }
+            }
+            control.kill();
+        }
+    }
+}

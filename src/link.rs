@@ -1,0 +1,598 @@
+//! The relay link: one outbound WebSocket (PROTOCOL §2) served by two blocking threads.
+//!
+//! Threads and channels:
+//! - **reader** (one per connection): connects (TCP, TLS, WebSocket handshake), starts the
+//!   writer, reports [`LinkEvent::Up`], then blocks in `poll(2)` for readability, drains
+//!   every ready frame, parses it ([`crate::envelope::parse`]) and sends it to the hub.
+//!   Malformed frames are logged at debug and skipped; the link stays up.
+//! - **writer** (one per connection): receives [`Outbound`] frames from a bounded channel
+//!   the hub holds, writes a batch, flushes, and waits in `poll(2)` for writability when the
+//!   socket is full.
+//!
+//! Why this shape: a TLS stream cannot simply be split into a read half and a write half,
+//! and a reader blocked inside `read()` while holding the stream would stall every send.
+//! So the socket is non-blocking and the WebSocket (with its TLS session) sits behind a
+//! mutex that each thread holds only while it moves bytes; the waiting happens in
+//! `poll(2)` with the lock released. The TLS layer is our own small [`TlsStream`] over an
+//! owned `rustls::ClientConnection` whose `read` only reads the socket and whose `write`
+//! only writes it (rustls' `StreamOwned` may write inside `read`, which would make a
+//! blocked writer spin the reader). Neither thread ever sleeps to poll.
+//!
+//! The hub ends a connection with [`LinkControl::kill`] (socket shutdown, which wakes both
+//! polls) or by sending [`Outbound::Close`] for a polite close. Every event carries the
+//! connection number so the hub can ignore news from a connection it already dropped.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use rustls::ClientConnection;
+use rustls::pki_types::ServerName;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
+use tungstenite::{Message, WebSocket};
+
+use crate::envelope::{self, Incoming};
+
+/// WebSocket frames and messages above this are refused by the protocol layer.
+pub const MAX_MESSAGE: usize = 16 << 20;
+/// Frames the writer may have queued before the hub treats the link as stuck.
+pub const WRITER_QUEUE: usize = 8192;
+/// Frames read in one go before the reader hands them over and reads again.
+const READ_BATCH: usize = 256;
+/// Close code by which the relay says the token is no good.
+pub const CLOSE_AUTH_REJECTED: u16 = 4401;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// News from a connection to the hub.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Up {
+        conn: u64,
+        writer: Sender<Outbound>,
+        control: LinkControl,
+    },
+    Frame {
+        conn: u64,
+        incoming: Incoming,
+    },
+    /// A ping or pong arrived: the link is alive.
+    Alive {
+        conn: u64,
+    },
+    Down {
+        conn: u64,
+        why: Down,
+    },
+}
+
+/// How a connection ended (or failed to start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Down {
+    /// The relay rejected the token (HTTP 401/403 or close code 4401).
+    Rejected(String),
+    /// Anything else: try again later.
+    Lost(String),
+}
+
+/// What the hub asks the writer to send.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    Ping,
+    /// Send a normal close frame and stop writing.
+    Close,
+}
+
+/// Lets the hub end a connection from outside.
+#[derive(Debug)]
+pub struct LinkControl {
+    tcp: TcpStream,
+}
+
+impl LinkControl {
+    /// Shut the socket down; both link threads wake and exit.
+    pub fn kill(&self) {
+        let _ = self.tcp.shutdown(Shutdown::Both);
+    }
+}
+
+/// Where to connect. `url` carries the token; only `display` may be logged.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub display: String,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Build the socket URL from the bridge base URL: `https` → `wss`, `http` → `ws`,
+/// `/ws/node?token=<token>` appended (the token percent-encoded where needed).
+pub fn socket_url(bridge_url: &str, token: &str) -> (String, String) {
+    let base = bridge_url.trim_end_matches('/');
+    let ws_base = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_string()
+    };
+    let mut enc = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    (
+        format!("{ws_base}/ws/node?token={enc}"),
+        format!("{ws_base}/ws/node"),
+    )
+}
+
+/// Start a connection attempt on a new reader thread. Outcome arrives as events.
+pub fn spawn(conn: u64, target: Target, hub: Sender<LinkEvent>) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("link-reader-{conn}"))
+        .spawn(move || reader_main(conn, target, hub.clone()));
+    if let Err(e) = spawned {
+        crate::log_error!("cannot start the link thread: {e}");
+    }
+}
+
+type Ws = WebSocket<Stream>;
+
+fn lock(ws: &Mutex<Ws>) -> MutexGuard<'_, Ws> {
+    // A panic while holding the lock would already have aborted (panic = abort in
+    // release); in tests, keep going with the inner value.
+    ws.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn reader_main(conn: u64, target: Target, hub: Sender<LinkEvent>) {
+    let (ws, tcp) = match connect(&target) {
+        Ok(x) => x,
+        Err(why) => {
+            let _ = hub.send(LinkEvent::Down { conn, why });
+            return;
+        }
+    };
+    let control = match tcp.try_clone() {
+        Ok(t) => LinkControl { tcp: t },
+        Err(e) => {
+            let _ = hub.send(LinkEvent::Down {
+                conn,
+                why: Down::Lost(format!("socket clone failed: {e}")),
+            });
+            return;
+        }
+    };
+    let ws = Arc::new(Mutex::new(ws));
+    let (out_tx, out_rx) = crossbeam_channel::bounded(WRITER_QUEUE);
+    {
+        let ws = ws.clone();
+        let fd_tcp = tcp.try_clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("link-writer-{conn}"))
+            .spawn(move || {
+                if let Ok(t) = fd_tcp {
+                    writer_main(&ws, &t, out_rx);
+                }
+            });
+        if let Err(e) = spawned {
+            let _ = hub.send(LinkEvent::Down {
+                conn,
+                why: Down::Lost(format!("cannot start the writer thread: {e}")),
+            });
+            return;
+        }
+    }
+    if hub
+        .send(LinkEvent::Up {
+            conn,
+            writer: out_tx,
+            control,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let why = read_loop(conn, &ws, &tcp, &hub);
+    let _ = tcp.shutdown(Shutdown::Both);
+    let _ = hub.send(LinkEvent::Down { conn, why });
+}
+
+fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>) -> Down {
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    loop {
+        let mut ended = None;
+        {
+            let mut ws = lock(ws);
+            while batch.len() < READ_BATCH {
+                match ws.read() {
+                    Ok(m) => batch.push(m),
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        break;
+                    }
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(
+                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                    ) => {
+                        ended = Some(Down::Lost("connection closed".into()));
+                        break;
+                    }
+                    Err(e) => {
+                        ended = Some(Down::Lost(e.to_string()));
+                        break;
+                    }
+                }
+            }
+            // Push out any automatic pong or close reply queued by the reads.
+            let _ = ws.flush();
+        }
+        let full = batch.len() == READ_BATCH;
+        for m in batch.drain(..) {
+            let event = match m {
+                Message::Text(t) => match envelope::parse(t.as_str()) {
+                    Ok(incoming) => LinkEvent::Frame { conn, incoming },
+                    Err(e) => {
+                        crate::log_debug!("skipping a relay frame: {e}");
+                        continue;
+                    }
+                },
+                Message::Binary(b) => {
+                    crate::log_debug!("skipping a binary relay frame ({} bytes)", b.len());
+                    continue;
+                }
+                Message::Ping(_) | Message::Pong(_) => LinkEvent::Alive { conn },
+                Message::Close(frame) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    if code == CLOSE_AUTH_REJECTED {
+                        return Down::Rejected(format!(
+                            "the relay closed the link with code {code} {reason}"
+                        ));
+                    }
+                    ended = Some(Down::Lost(format!(
+                        "the relay closed the link (code {code} {reason})"
+                    )));
+                    continue;
+                }
+                Message::Frame(_) => continue,
+            };
+            if hub.send(event).is_err() {
+                return Down::Lost("daemon stopping".into());
+            }
+        }
+        if let Some(why) = ended {
+            return why;
+        }
+        if !full && !wait_fd(tcp, libc::POLLIN) {
+            return Down::Lost("socket poll failed".into());
+        }
+    }
+}
+
+fn writer_main(ws: &Mutex<Ws>, tcp: &TcpStream, rx: Receiver<Outbound>) {
+    // Ends when the hub drops its sender or the socket fails.
+    while let Ok(first) = rx.recv() {
+        let mut closing = false;
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(out) = next.take() {
+            let msg = match out {
+                Outbound::Text(t) => Message::Text(t.into()),
+                Outbound::Ping => Message::Ping(Vec::new().into()),
+                Outbound::Close => {
+                    closing = true;
+                    Message::Close(Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "node shutting down".into(),
+                    }))
+                }
+            };
+            if write_message(ws, tcp, msg).is_err() {
+                return;
+            }
+            written += 1;
+            if closing || written >= 1024 {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if flush(ws, tcp).is_err() || closing {
+            return;
+        }
+    }
+}
+
+/// Queue one message in the WebSocket's write buffer, waiting for the socket if full.
+fn write_message(ws: &Mutex<Ws>, tcp: &TcpStream, mut msg: Message) -> Result<(), ()> {
+    loop {
+        let result = lock(ws).write(msg);
+        match result {
+            Ok(()) => return Ok(()),
+            // The frame is buffered; the flush will finish the job.
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(());
+            }
+            Err(tungstenite::Error::WriteBufferFull(m)) => {
+                msg = *m;
+                if !wait_fd(tcp, libc::POLLOUT) {
+                    return Err(());
+                }
+                let _ = lock(ws).flush();
+            }
+            Err(e) => {
+                crate::log_debug!("relay write failed: {e}");
+                return Err(());
+            }
+        }
+    }
+}
+
+fn flush(ws: &Mutex<Ws>, tcp: &TcpStream) -> Result<(), ()> {
+    loop {
+        let result = lock(ws).flush();
+        match result {
+            Ok(()) => return Ok(()),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_fd(tcp, libc::POLLOUT) {
+                    return Err(());
+                }
+            }
+            Err(e) => {
+                crate::log_debug!("relay flush failed: {e}");
+                return Err(());
+            }
+        }
+    }
+}
+
+/// Block until the socket is ready for `events` (or has hung up). False on poll failure.
+fn wait_fd(tcp: &TcpStream, events: libc::c_short) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: tcp.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc >= 0 {
+            return true;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+/// Split `scheme://host[:port]/...` into (tls, host, port).
+fn host_port(url: &str) -> Result<(bool, String, u16), String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("wss://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("ws://") {
+        (false, r)
+    } else {
+        return Err("the relay URL is not ws:// or wss://".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("bad IPv6 host")?;
+        let port = after
+            .strip_prefix(':')
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| "bad port")?;
+        (h.to_string(), port.unwrap_or(default_port))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err("the relay URL has no host".into());
+    }
+    Ok((tls, host, port))
+}
+
+fn connect(target: &Target) -> Result<(Ws, TcpStream), Down> {
+    let lost = |what: &str, e: &dyn std::fmt::Display| {
+        Down::Lost(format!("{what} {}: {e}", target.display))
+    };
+    let (tls, host, port) = host_port(&target.url).map_err(|e| lost("bad URL", &e))?;
+    let addrs: Vec<_> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| lost("cannot resolve", &e))?
+        .collect();
+    let mut last_err = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let tcp = match (tcp, last_err) {
+        (Some(t), _) => t,
+        (None, Some(e)) => return Err(lost("cannot connect to", &e)),
+        (None, None) => return Err(lost("no address for", &"empty DNS answer")),
+    };
+    let _ = tcp.set_nodelay(true);
+    tcp.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(|e| lost("socket setup for", &e))?;
+    tcp.set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(|e| lost("socket setup for", &e))?;
+    let raw = tcp.try_clone().map_err(|e| lost("socket setup for", &e))?;
+    let stream = if tls {
+        let name = ServerName::try_from(host.clone()).map_err(|e| lost("bad TLS name for", &e))?;
+        let mut conn = ClientConnection::new(target.tls.clone(), name)
+            .map_err(|e| lost("TLS setup for", &e))?;
+        let mut sock = tcp;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)
+                .map_err(|e| lost("TLS handshake with", &e))?;
+        }
+        Stream::Tls(Box::new(TlsStream { conn, tcp: sock }))
+    } else {
+        Stream::Plain(tcp)
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+        .max_write_buffer_size(8 << 20);
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(
+        target.url.as_str(),
+    )
+    .map_err(|e| {
+        lost(
+            "bad request for",
+            &crate::logging::redact(&e.to_string(), &[]),
+        )
+    })?;
+    if let Ok(ua) = concat!("coding-bridge-agent/", env!("CARGO_PKG_VERSION")).parse() {
+        request.headers_mut().insert("user-agent", ua);
+    }
+    let ws = match tungstenite::client::client_with_config(request, stream, Some(config)) {
+        Ok((ws, _resp)) => ws,
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            return Err(if status == 401 || status == 403 {
+                Down::Rejected(format!("the relay refused the node token (HTTP {status})"))
+            } else {
+                Down::Lost(format!(
+                    "the relay answered the WebSocket handshake with HTTP {status}"
+                ))
+            });
+        }
+        Err(tungstenite::HandshakeError::Failure(e)) => {
+            return Err(lost("WebSocket handshake with", &e));
+        }
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            return Err(lost("WebSocket handshake timed out with", &"no answer"));
+        }
+    };
+    raw.set_read_timeout(None)
+        .map_err(|e| lost("socket setup for", &e))?;
+    raw.set_write_timeout(None)
+        .map_err(|e| lost("socket setup for", &e))?;
+    raw.set_nonblocking(true)
+        .map_err(|e| lost("socket setup for", &e))?;
+    Ok((ws, raw))
+}
+
+/// Plain TCP or our TLS stream.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A rustls client session over a TCP socket, with reads that only read the socket and
+/// writes that only write it (see the module doc for why).
+pub struct TlsStream {
+    conn: ClientConnection,
+    tcp: TcpStream,
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // No plaintext buffered: pull TLS records from the socket (WouldBlock passes up).
+            self.conn.read_tls(&mut self.tcp)?;
+            self.conn.process_new_packets().map_err(io::Error::other)?;
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let n = self.conn.writer().write(buf)?;
+            if n > 0 || buf.is_empty() {
+                // Opportunistically move records to the socket; a full socket is fine here.
+                while self.conn.wants_write() {
+                    match self.conn.write_tls(&mut self.tcp) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(n);
+            }
+            // rustls' send buffer is full: drain it to the socket first.
+            self.conn.write_tls(&mut self.tcp)?;
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.writer().flush()?;
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.tcp)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_urls() {
+        let (url, display) = socket_url("https://relay.example/", "a+b/c");
+        assert_eq!(url, "wss://relay.example/ws/node?token=a%2Bb%2Fc");
+        assert_eq!(display, "wss://relay.example/ws/node");
+        let (url, _) = socket_url("http://127.0.0.1:8080/base", "tok");
+        assert_eq!(url, "ws://127.0.0.1:8080/base/ws/node?token=tok");
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("wss://h/ws").unwrap(), (true, "h".into(), 443));
+        assert_eq!(host_port("ws://h:9/ws").unwrap(), (false, "h".into(), 9));
+        assert_eq!(
+            host_port("ws://[::1]:7/x").unwrap(),
+            (false, "::1".into(), 7)
+        );
+        assert!(host_port("http://h").is_err());
+        assert!(host_port("ws://h:notaport/").is_err());
+    }
+}
