@@ -423,3 +423,18 @@ fn a_silent_relay_is_detected_and_replaced() {
     );
     assert!(d.stderr().contains("no frame from the relay"));
 }
+
+#[test]
+fn websocket_pings_both_ways() {
+    let relay = FakeRelay::start();
+    let home = TempDir::new("pings");
+    let _d = start(&relay, &home, &[("CODING_BRIDGE_HEARTBEAT_INTERVAL", "1")]);
+    relay.recv_type("node.heartbeat", T).expect("connected");
+    // The relay pings; the node answers.
+    relay.send_message(Message::Ping(b"are you there".to_vec().into()));
+    relay.recv_type("__pong__", T).expect("the node answered our ping");
+    // The node pings on its own with each heartbeat.
+    relay.recv_type("__ping__", T).expect("the node pings the relay");
+    let hb = relay.recv_type("node.heartbeat", T).expect("heartbeats repeat");
+    assert_eq!(hb["type"], "node.heartbeat");
+}

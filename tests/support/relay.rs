@@ -534,6 +534,12 @@ fn serve_ws(
             Ok(Message::Binary(_)) => {
                 let _ = frames.send(json!({"type": "__binary__"}));
             }
+            Ok(Message::Ping(_)) => {
+                let _ = frames.send(json!({"type": "__ping__"}));
+            }
+            Ok(Message::Pong(_)) => {
+                let _ = frames.send(json!({"type": "__pong__"}));
+            }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>

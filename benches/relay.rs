@@ -1,0 +1,235 @@
+//! Relay-link benchmark: run with `cargo bench --bench relay` (add `-- --idle 60` for the
+//! idle wake-up figure). Starts the release binary against a minimal loopback relay that
+//! this program drives synchronously, and prints:
+//!
+//! - time from process start to the first heartbeat (median of 20 starts)
+//! - idle RSS after the link is up
+//! - ping → pong round trip, p50 and p99 over 5000 pings
+//! - daemon CPU time for 100k ping commands in, 100k pong events out (through the hub)
+//! - with `--idle SECS`: voluntary context switches of all daemon threads over SECS at
+//!   the default 15 s heartbeat
+//!
+//! Figures are medians or percentiles of repeated runs; machines here are noisy.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+struct Node {
+    child: Child,
+    _home: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._home);
+    }
+}
+
+fn spawn(port: u16, tag: &str, heartbeat: &str) -> Node {
+    let home = std::env::temp_dir().join(format!("cba-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_coding-bridge-agent"))
+        .env_clear()
+        .env("HOME", &home)
+        .env("CODING_BRIDGE_CONFIG_DIR", home.join("cfg"))
+        .env("CODING_BRIDGE_URL", format!("http://127.0.0.1:{port}"))
+        .env("CODING_BRIDGE_NODE_TOKEN", "bench-token")
+        .env("CODING_BRIDGE_HEARTBEAT_INTERVAL", heartbeat)
+        .env("CODING_BRIDGE_LOG_LEVEL", "warn")
+        .current_dir(&home)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn daemon (build it with cargo bench)");
+    Node { child, _home: home }
+}
+
+fn accept(listener: &TcpListener) -> Ws {
+    let (s, _) = listener.accept().expect("accept");
+    s.set_nodelay(true).unwrap();
+    tungstenite::accept(s).expect("ws handshake")
+}
+
+fn read_json(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+            _ => continue,
+        }
+    }
+}
+
+fn command(id: u64) -> Message {
+    Message::Text(
+        json!({"v": 2, "id": format!("b{id}"), "ts": 0, "type": "browser.to_node",
+               "cmd_id": format!("c{id}"), "payload": {"action": "ping"}})
+        .to_string()
+        .into(),
+    )
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+fn voluntary_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            total += proc_field(pid, &format!("task/{tid}/status"), "voluntary_ctxt_switches:");
+        }
+    }
+    total
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let idle_secs: Option<u64> = {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == "--idle")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    // 1. Start to first heartbeat.
+    let mut starts = Vec::new();
+    for i in 0..20 {
+        let t0 = Instant::now();
+        let node = spawn(port, &format!("start{i}"), "15");
+        let mut ws = accept(&listener);
+        loop {
+            let v = read_json(&mut ws);
+            if v["type"] == "node.heartbeat" {
+                break;
+            }
+        }
+        starts.push(t0.elapsed().as_secs_f64() * 1000.0);
+        drop(node);
+    }
+    println!("first heartbeat after start: median {:.1} ms (20 starts)", median(&mut starts));
+
+    // 2-4 on one daemon.
+    let node = spawn(port, "main", "15");
+    let pid = node.child.id();
+    let mut ws = accept(&listener);
+    while read_json(&mut ws)["type"] != "node.heartbeat" {}
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = proc_field(pid, "status", "VmRSS:");
+    println!("idle RSS: {:.2} MiB", rss as f64 / 1024.0);
+
+    let mut rtts = Vec::new();
+    for i in 0..5000u64 {
+        let t = Instant::now();
+        ws.send(command(i)).unwrap();
+        while read_json(&mut ws)["payload"]["event"] != "pong" {}
+        rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "ping -> pong round trip: p50 {:.3} ms, p99 {:.3} ms (5000 pings)",
+        pct(&mut rtts, 0.5),
+        pct(&mut rtts, 0.99)
+    );
+
+    let mut per_100k = Vec::new();
+    for round in 0..3u64 {
+        let cpu0 = cpu_seconds(pid);
+        let t0 = Instant::now();
+        let total = 100_000u64;
+        let batch = 500u64;
+        let mut sent = 0;
+        while sent < total {
+            for i in 0..batch {
+                ws.write(command(1_000_000 * (round + 1) + sent + i)).unwrap();
+            }
+            ws.flush().unwrap();
+            let mut got = 0;
+            while got < batch {
+                if read_json(&mut ws)["payload"]["event"] == "pong" {
+                    got += 1;
+                }
+            }
+            sent += batch;
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu0;
+        per_100k.push(cpu);
+        println!("  round {round}: 100k commands -> 100k events in {wall:.2} s wall, daemon CPU {cpu:.2} s");
+    }
+    println!("daemon CPU per 100k events: median {:.2} s", median(&mut per_100k));
+    let peak = proc_field(pid, "status", "VmHWM:");
+    println!("peak RSS so far: {:.2} MiB", peak as f64 / 1024.0);
+    drop(ws);
+    drop(node);
+
+    if let Some(secs) = idle_secs {
+        let node = spawn(port, "idle", "15");
+        let pid = node.child.id();
+        let mut ws = accept(&listener);
+        ws.get_mut().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let before = voluntary_switches(pid);
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut heartbeats = 0;
+        while Instant::now() < end {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == "node.heartbeat" {
+                        heartbeats += 1;
+                        let ack = json!({"v": 2, "id": "ack", "ts": 0, "type": "node.heartbeat_ack", "payload": {}});
+                        ws.send(Message::Text(ack.to_string().into())).unwrap();
+                    }
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let after = voluntary_switches(pid);
+        println!(
+            "idle {secs} s at a 15 s heartbeat: {} voluntary context switches over all threads ({heartbeats} heartbeats)",
+            after - before
+        );
+        drop(node);
+    }
+}
