@@ -104,7 +104,11 @@ fn voluntary_switches(pid: u32) -> u64 {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             let tid = t.file_name().to_string_lossy().into_owned();
-            total += proc_field(pid, &format!("task/{tid}/status"), "voluntary_ctxt_switches:");
+            total += proc_field(
+                pid,
+                &format!("task/{tid}/status"),
+                "voluntary_ctxt_switches:",
+            );
         }
     }
     total
@@ -146,7 +150,10 @@ fn main() {
         starts.push(t0.elapsed().as_secs_f64() * 1000.0);
         drop(node);
     }
-    println!("first heartbeat after start: median {:.1} ms (20 starts)", median(&mut starts));
+    println!(
+        "first heartbeat after start: median {:.1} ms (20 starts)",
+        median(&mut starts)
+    );
 
     // 2-4 on one daemon.
     let node = spawn(port, "main", "15");
@@ -179,7 +186,8 @@ fn main() {
         let mut sent = 0;
         while sent < total {
             for i in 0..batch {
-                ws.write(command(1_000_000 * (round + 1) + sent + i)).unwrap();
+                ws.write(command(1_000_000 * (round + 1) + sent + i))
+                    .unwrap();
             }
             ws.flush().unwrap();
             let mut got = 0;
@@ -193,9 +201,14 @@ fn main() {
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds(pid) - cpu0;
         per_100k.push(cpu);
-        println!("  round {round}: 100k commands -> 100k events in {wall:.2} s wall, daemon CPU {cpu:.2} s");
+        println!(
+            "  round {round}: 100k commands -> 100k events in {wall:.2} s wall, daemon CPU {cpu:.2} s"
+        );
     }
-    println!("daemon CPU per 100k events: median {:.2} s", median(&mut per_100k));
+    println!(
+        "daemon CPU per 100k events: median {:.2} s",
+        median(&mut per_100k)
+    );
     let peak = proc_field(pid, "status", "VmHWM:");
     println!("peak RSS so far: {:.2} MiB", peak as f64 / 1024.0);
     drop(ws);
@@ -205,7 +218,9 @@ fn main() {
         let node = spawn(port, "idle", "15");
         let pid = node.child.id();
         let mut ws = accept(&listener);
-        ws.get_mut().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         std::thread::sleep(Duration::from_secs(1));
         let before = voluntary_switches(pid);
         let end = Instant::now() + Duration::from_secs(secs);

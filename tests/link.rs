@@ -432,9 +432,15 @@ fn websocket_pings_both_ways() {
     relay.recv_type("node.heartbeat", T).expect("connected");
     // The relay pings; the node answers.
     relay.send_message(Message::Ping(b"are you there".to_vec().into()));
-    relay.recv_type("__pong__", T).expect("the node answered our ping");
+    relay
+        .recv_type("__pong__", T)
+        .expect("the node answered our ping");
     // The node pings on its own with each heartbeat.
-    relay.recv_type("__ping__", T).expect("the node pings the relay");
-    let hb = relay.recv_type("node.heartbeat", T).expect("heartbeats repeat");
+    relay
+        .recv_type("__ping__", T)
+        .expect("the node pings the relay");
+    let hb = relay
+        .recv_type("node.heartbeat", T)
+        .expect("heartbeats repeat");
     assert_eq!(hb["type"], "node.heartbeat");
 }
