@@ -23,6 +23,8 @@
 pub mod app;
 pub mod backoff;
 pub mod capabilities;
+pub mod child;
+pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod credentials;
