@@ -149,21 +149,17 @@ fn supervise(
     events: Sender<ChildEvent>,
 ) {
     let pid = child.id();
-    loop {
-        match rx.recv() {
-            Ok(ChildInput::Line(line)) => {
-                if let Some(w) = stdin.as_mut() {
-                    let ok = w
-                        .write_all(line.as_bytes())
-                        .and_then(|_| w.write_all(b"\n"))
-                        .and_then(|_| w.flush());
-                    if let Err(e) = ok {
-                        crate::log_debug!("child {id}: stdin write failed: {e}");
-                        stdin = None;
-                    }
-                }
+    // Ends on Close, at the end of stdout, or when the hub drops the handle.
+    while let Ok(ChildInput::Line(line)) = rx.recv() {
+        if let Some(w) = stdin.as_mut() {
+            let ok = w
+                .write_all(line.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .and_then(|_| w.flush());
+            if let Err(e) = ok {
+                crate::log_debug!("child {id}: stdin write failed: {e}");
+                stdin = None;
             }
-            Ok(ChildInput::Close) | Ok(ChildInput::StdoutEnded) | Err(_) => break,
         }
     }
     drop(stdin);
