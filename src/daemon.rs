@@ -12,6 +12,8 @@ use crate::timer::Timer;
 /// Bound of the link → hub queue; a full queue makes the reader wait (backpressure).
 const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
+/// Bound of the children → hub queue; a full queue makes a flooding child wait.
+const CHILD_QUEUE: usize = 1024;
 
 /// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.
@@ -61,9 +63,18 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         cfg.bridge_url,
         cfg.config_dir.display()
     );
-    let hub = Hub::new(cfg, creds.node_token.clone(), target, link_tx, timer);
+    let (child_tx, child_rx) = bounded(CHILD_QUEUE);
+    let hub = Hub::new(
+        cfg,
+        creds.node_token.clone(),
+        target,
+        link_tx,
+        timer,
+        child_tx,
+    );
     hub.run(Inputs {
         link_rx,
+        child_rx,
         tick_rx,
         signal_rx,
     })

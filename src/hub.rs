@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   link reader ──LinkEvent──▶ ┌─────┐ ──Outbound──▶ link writer ──▶ relay
+//!   child stdout ─ChildEvent─▶ │     │ ──ChildInput──▶ child supervisor ──▶ claude stdin
 //!   timer ───────Tick────────▶ │ hub │ ──(deadline, Tick)──▶ timer
 //!   signals ─────signal no.──▶ └─────┘
 //! ```
@@ -12,7 +13,10 @@
 //!   `poll(2)` and forwards parsed envelopes. Reports `Up` (with the writer's sender and a
 //!   kill switch) and `Down`.
 //! - **link writer**: one per connection; writes what the hub sends it.
-//! - **timer** ([`crate::timer`]): heartbeats, reconnect backoff, later permission timeouts.
+//! - **child supervisor / stdout reader** ([`crate::child`]): per Claude Code child; the
+//!   session logic that reads them is [`crate::sessions`], called from the hub.
+//! - **timer** ([`crate::timer`]): heartbeats, reconnect backoff, permission timeouts,
+//!   crash retries.
 //! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
 //!
 //! The hub `select!`s over its inputs and never blocks on I/O except a bounded wait when
@@ -26,6 +30,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, select};
 use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
+use crate::child::ChildEvent;
 use crate::config::Config;
 use crate::dedupe::Dedupe;
 use crate::envelope::{self, Incoming};
@@ -33,6 +38,7 @@ use crate::ids;
 use crate::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
 use crate::outbox::Outbox;
 use crate::secret::Secret;
+use crate::sessions::{Sessions, Settings};
 use crate::timefmt::now_ms;
 use crate::timer::Timer;
 
@@ -46,12 +52,26 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 const WRITER_STALL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the relay to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Everything shutdown waits for must be done by then (the promise is exit within 5 s).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4600);
 
 /// Timer ticks the hub schedules for itself.
 #[derive(Debug)]
 pub enum Tick {
-    Heartbeat { conn: u64 },
-    Reconnect { conn: u64 },
+    Heartbeat {
+        conn: u64,
+    },
+    Reconnect {
+        conn: u64,
+    },
+    /// A tool approval's time is up.
+    Permission {
+        request_id: String,
+    },
+    /// Re-run a crashed turn.
+    Retry {
+        session: String,
+    },
 }
 
 enum LinkState {
@@ -83,11 +103,13 @@ pub struct Hub {
     dedupe: Dedupe,
     backoff: Backoff,
     exit: Option<i32>,
+    sessions: Sessions,
 }
 
 /// The hub's inputs, created by [`crate::daemon`].
 pub struct Inputs {
     pub link_rx: Receiver<LinkEvent>,
+    pub child_rx: Receiver<ChildEvent>,
     pub tick_rx: Receiver<Tick>,
     pub signal_rx: Receiver<i32>,
 }
@@ -99,13 +121,22 @@ impl Hub {
         target: Target,
         link_tx: Sender<LinkEvent>,
         timer: Timer<Tick>,
+        child_tx: Sender<ChildEvent>,
     ) -> Hub {
+        let settings = Settings {
+            default_cwd: cfg.cwd.clone(),
+            default_model: cfg.model.clone(),
+            claude_path: cfg.claude_path.clone(),
+            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+            permission_timeout: cfg.permission_timeout,
+        };
         Hub {
             target,
             token,
             heartbeat: cfg.heartbeat_interval,
             capabilities: crate::capabilities::heartbeat_list(cfg),
             link_tx,
+            sessions: Sessions::new(settings, timer.clone(), child_tx),
             timer,
             state: LinkState::Down,
             conn_seq: 0,
@@ -125,18 +156,26 @@ impl Hub {
                     Ok(ev) => self.on_link(ev),
                     Err(_) => break,
                 },
+                recv(inputs.child_rx) -> ev => match ev {
+                    Ok(ev) => {
+                        let mut out = Vec::new();
+                        self.sessions.on_child(ev, &mut out);
+                        self.emit_all(out);
+                    }
+                    Err(_) => break,
+                },
                 recv(inputs.tick_rx) -> t => match t {
                     Ok(t) => self.on_tick(t),
                     Err(_) => break,
                 },
                 recv(inputs.signal_rx) -> sig => {
                     crate::log_info!("signal {} received; shutting down", sig.unwrap_or(0));
-                    self.shutdown(&inputs.link_rx);
+                    self.shutdown(&inputs);
                     return crate::app::EXIT_OK;
                 },
             }
             if let Some(code) = self.exit {
-                self.shutdown(&inputs.link_rx);
+                self.shutdown(&inputs);
                 return code;
             }
         }
@@ -303,6 +342,11 @@ impl Hub {
                     self.connect();
                 }
             }
+            other => {
+                let mut out = Vec::new();
+                self.sessions.on_tick(other, &mut out);
+                self.emit_all(out);
+            }
         }
     }
 
@@ -334,6 +378,11 @@ impl Hub {
         let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
         let session_id = cmd.get("session_id").filter(|v| v.is_string()).cloned();
         crate::log_debug!("command {action:?}");
+        let mut out = Vec::new();
+        if self.sessions.command(action, &cmd, &mut out) {
+            self.emit_all(out);
+            return;
+        }
         let mut reply = match action {
             "ping" => json!({"event": "pong"}),
             _ => {
@@ -355,6 +404,12 @@ impl Hub {
             reply["trace_id"] = t;
         }
         self.emit(reply);
+    }
+
+    fn emit_all(&mut self, events: Vec<Value>) {
+        for e in events {
+            self.emit(e);
+        }
     }
 
     /// Send an event to the browsers, durably when PROTOCOL §2 says so.
@@ -427,9 +482,15 @@ impl Hub {
         }
     }
 
-    /// Close the link politely, then make sure the threads are gone.
-    fn shutdown(&mut self, link_rx: &Receiver<LinkEvent>) {
+    /// Stop every child (deny what they wait for), close the link politely, and wait
+    /// for both, all within the shutdown budget.
+    fn shutdown(&mut self, inputs: &Inputs) {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let mut children = self.sessions.shutdown(&mut out);
+        self.emit_all(out);
         let state = std::mem::replace(&mut self.state, LinkState::Down);
+        let mut link = None;
         if let LinkState::Up {
             conn,
             writer,
@@ -438,15 +499,43 @@ impl Hub {
         } = state
         {
             let _ = writer.send_timeout(Outbound::Close, Duration::from_millis(200));
-            let deadline = Instant::now() + CLOSE_WAIT;
-            while let Ok(ev) = link_rx.recv_deadline(deadline) {
-                if let LinkEvent::Down { conn: c, .. } = ev
-                    && c == conn
-                {
-                    break;
-                }
+            link = Some((conn, control));
+        }
+        let mut link_open = link.is_some();
+        let close_deadline = started + CLOSE_WAIT;
+        let deadline = started + SHUTDOWN_BUDGET;
+        while children > 0 || link_open {
+            let until = if children == 0 {
+                close_deadline
+            } else {
+                deadline
+            };
+            select! {
+                recv(inputs.child_rx) -> ev => match ev {
+                    Ok(ChildEvent::Exited { .. }) => children = children.saturating_sub(1),
+                    Ok(_) => {}
+                    Err(_) => children = 0,
+                },
+                recv(inputs.link_rx) -> ev => match ev {
+                    Ok(LinkEvent::Down { conn, .. }) if link.as_ref().is_some_and(|(c, _)| *c == conn) => {
+                        link_open = false;
+                    }
+                    Ok(_) => {}
+                    Err(_) => link_open = false,
+                },
+                recv(crossbeam_channel::at(until)) -> _ => {
+                    let now = Instant::now();
+                    if now >= deadline || (children == 0 && now >= close_deadline) {
+                        break;
+                    }
+                },
             }
+        }
+        if let Some((_, control)) = link {
             control.kill();
+        }
+        if children > 0 {
+            crate::log_warn!("{children} Claude Code process(es) did not stop in time");
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod outbox;
 pub mod pairing;
 pub mod qr;
 pub mod secret;
+pub mod sessions;
 pub mod timefmt;
 pub mod timer;
 pub mod tls;

@@ -15,9 +15,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 pub const CAPACITY: usize = 4096;
 
 /// The hub's handle for scheduling ticks.
-#[derive(Clone)]
 pub struct Timer<T> {
     tx: Sender<(Instant, T)>,
+}
+
+impl<T> Clone for Timer<T> {
+    fn clone(&self) -> Self {
+        Timer {
+            tx: self.tx.clone(),
+        }
+    }
 }
 
 impl<T: Send + 'static> Timer<T> {
