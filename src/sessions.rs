@@ -47,6 +47,9 @@ pub struct Settings {
 struct Turn {
     prompt: String,
     trace_id: Option<Value>,
+    /// Model and permission mode in force when the turn was asked for.
+    model: Option<String>,
+    mode: Option<String>,
     /// The turn produced output (so a crash is not silently retried).
     emitted: bool,
     retried: bool,
@@ -88,6 +91,9 @@ struct Live {
     handle: ChildHandle,
     initialized: bool,
     started: Instant,
+    /// What the child currently runs with (from argv, then `set_*` requests).
+    model: Option<String>,
+    mode: Option<String>,
 }
 
 struct Session {
@@ -416,6 +422,8 @@ impl Sessions {
             s.queue.push_back(Turn {
                 prompt: prompt.to_string(),
                 trace_id: trace.clone(),
+                model: s.model.clone(),
+                mode: s.permission_mode.clone(),
                 emitted: false,
                 retried: false,
             });
@@ -437,29 +445,16 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        if let Some(m) = str_field(cmd, "model")
-            && s.model.as_deref() != Some(m)
-        {
+        // Model and mode go live through control requests, in turn order (see `pump`).
+        if let Some(m) = str_field(cmd, "model") {
             s.model = Some(m.to_string());
-            if s.child.as_ref().is_some_and(|c| c.initialized) {
-                let id = s.next_request_id(OwnRequest::SetModel);
-                s.send(claude::control_request(
-                    &id,
-                    json!({"subtype": "set_model", "model": m}),
-                ));
-            }
         }
-        if let Some(m) = str_field(cmd, "permission_mode")
-            && s.permission_mode.as_deref() != Some(m)
-        {
+        if let Some(m) = str_field(cmd, "permission_mode") {
             s.permission_mode = Some(m.to_string());
-            if s.child.as_ref().is_some_and(|c| c.initialized) {
-                let id = s.next_request_id(OwnRequest::SetPermissionMode);
-                s.send(claude::control_request(
-                    &id,
-                    json!({"subtype": "set_permission_mode", "mode": m}),
-                ));
-            }
+        }
+        if s.current.is_none() && s.queue.is_empty() {
+            let (model, mode) = (s.model.clone(), s.permission_mode.clone());
+            sync_settings(s, model, mode);
         }
         if let Some(e) = cmd.get("effort").and_then(Value::as_str) {
             // Effort is a start-up flag: it applies from the next spawn.
@@ -483,6 +478,8 @@ impl Sessions {
         s.queue.push_back(Turn {
             prompt: prompt.to_string(),
             trace_id: trace,
+            model: s.model.clone(),
+            mode: s.permission_mode.clone(),
             emitted: false,
             retried: false,
         });
@@ -559,6 +556,8 @@ impl Sessions {
             s.queue.push_back(Turn {
                 prompt: plan.prompt,
                 trace_id: plan.trace_id,
+                model: s.model.clone(),
+                mode: s.permission_mode.clone(),
                 emitted: false,
                 retried: false,
             });
@@ -657,8 +656,17 @@ impl Sessions {
             return;
         };
         let mut opts = std::mem::take(&mut s.next_spawn);
-        opts.model = s.model.clone();
-        opts.permission_mode = s.permission_mode.clone();
+        // Start with what the first waiting turn asked for (later turns switch live).
+        match s.queue.front() {
+            Some(t) => {
+                opts.model = t.model.clone();
+                opts.permission_mode = t.mode.clone();
+            }
+            None => {
+                opts.model = s.model.clone();
+                opts.permission_mode = s.permission_mode.clone();
+            }
+        }
         opts.effort = s.effort.clone();
         let spec = Spec {
             program,
@@ -681,6 +689,8 @@ impl Sessions {
                     handle,
                     initialized: false,
                     started: Instant::now(),
+                    model: opts.model.clone(),
+                    mode: opts.permission_mode.clone(),
                 };
                 s.child = Some(live);
                 let id = s.next_request_id(OwnRequest::Initialize);
@@ -756,6 +766,7 @@ impl Sessions {
                     continue;
                 }
             }
+            sync_settings(s, turn.model.clone(), turn.mode.clone());
             s.turn_no += 1;
             s.ordinal = 0;
             s.blocks.clear();
@@ -1187,6 +1198,37 @@ impl Sessions {
             self.detach_child(&k, out, "the node is shutting down");
         }
         n
+    }
+}
+
+/// Bring the child's model and permission mode to `model`/`mode` with control requests.
+fn sync_settings(s: &mut Session, model: Option<String>, mode: Option<String>) {
+    let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
+        return;
+    };
+    let (set_model, set_mode) = (
+        model.filter(|m| live.model.as_ref() != Some(m)),
+        mode.filter(|m| live.mode.as_ref() != Some(m)),
+    );
+    if let Some(m) = set_model {
+        let id = s.next_request_id(OwnRequest::SetModel);
+        s.send(claude::control_request(
+            &id,
+            json!({"subtype": "set_model", "model": m}),
+        ));
+        if let Some(l) = s.child.as_mut() {
+            l.model = Some(m);
+        }
+    }
+    if let Some(m) = set_mode {
+        let id = s.next_request_id(OwnRequest::SetPermissionMode);
+        s.send(claude::control_request(
+            &id,
+            json!({"subtype": "set_permission_mode", "mode": m}),
+        ));
+        if let Some(l) = s.child.as_mut() {
+            l.mode = Some(m);
+        }
     }
 }
 

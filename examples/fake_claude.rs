@@ -1,0 +1,411 @@
+//! A scripted stand-in for the `claude` CLI, speaking its stream-json control protocol,
+//! for the daemon's tests and benchmarks. `cargo test` builds it as an example.
+//!
+//! The first word of each user prompt picks the behaviour:
+//! - `say TEXT` (and anything unknown): stream TEXT as a text block, then a result
+//! - `think TEXT`: a streamed thinking block, then TEXT as text
+//! - `tool NAME JSON`: a tool_use, a `can_use_tool` request, and the tool's result
+//!   according to the answer (an allow without `updatedInput` is an error, as in the CLI)
+//! - `toolcancel NAME JSON`: asks, then withdraws the request with `control_cancel_request`
+//! - `slow N`: N text deltas 50 ms apart, stopping early on an `interrupt`
+//! - `flood N`: N text deltas as fast as possible (benchmarks)
+//! - `crash`: some output, then exit 3; `crashquiet`: exit 4 with no output, once per
+//!   `FAKE_CLAUDE_STATE` directory (the retry then succeeds)
+//! - `grandchild`: start `sleep 300` in the process group, report its pid, then answer
+//! - `hang`: ignore SIGTERM and stdin and never answer (tests the SIGKILL path)
+//!
+//! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, entrypoint) and per
+//! stdin line. Messages are written to `$HOME/.claude/projects/<slug>/<id>.jsonl` like a
+//! transcript; with `FAKE_CLAUDE_REPLAY=1` a resumed session replays them first.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Fake {
+    session_id: String,
+    init_sent: bool,
+    rx: Receiver<Value>,
+    transcript: Option<std::path::PathBuf>,
+    msg_seq: u64,
+    pending_interrupt: bool,
+}
+
+fn uuid() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: buffer valid for its length.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 16, 0) };
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn out(v: &Value) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{v}");
+    let _ = o.flush();
+}
+
+fn log(v: Value) {
+    if let Ok(path) = std::env::var("FAKE_CLAUDE_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{v}");
+    }
+}
+
+fn slug(cwd: &std::path::Path) -> String {
+    cwd.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+impl Fake {
+    fn record(&mut self, v: &Value) {
+        if let Some(p) = &self.transcript {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
+                let _ = writeln!(f, "{v}");
+            }
+        }
+    }
+
+    fn stream(&self, event: Value) {
+        out(
+            &json!({"type": "stream_event", "event": event, "session_id": self.session_id, "parent_tool_use_id": null, "uuid": uuid()}),
+        );
+    }
+
+    fn next_msg_id(&mut self) -> String {
+        self.msg_seq += 1;
+        format!("msg_fake_{}", self.msg_seq)
+    }
+
+    fn assistant(&mut self, msg_id: &str, content: Value) {
+        let v = json!({"type": "assistant", "message": {"id": msg_id, "role": "assistant", "content": [content]},
+                       "parent_tool_use_id": null, "session_id": self.session_id, "uuid": uuid()});
+        self.record(&v);
+        out(&v);
+    }
+
+    fn text_block(&mut self, text: &str, chunks: usize) {
+        let id = self.next_msg_id();
+        self.stream(json!({"type": "message_start", "message": {"id": id, "content": []}}));
+        self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+        let chars: Vec<char> = text.chars().collect();
+        let per = chars.len().div_ceil(chunks.max(1)).max(1);
+        for part in chars.chunks(per) {
+            let s: String = part.iter().collect();
+            self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": s}}));
+        }
+        // The real CLI sends the assembled message before the block stop.
+        self.assistant(&id, json!({"type": "text", "text": text}));
+        self.stream(json!({"type": "content_block_stop", "index": 0}));
+        self.stream(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}));
+        self.stream(json!({"type": "message_stop"}));
+    }
+
+    fn result(&self, subtype: &str, is_error: bool, text: &str) {
+        out(
+            &json!({"type": "result", "subtype": subtype, "is_error": is_error, "result": text,
+                    "total_cost_usd": 0.0123, "session_id": self.session_id, "uuid": uuid(), "num_turns": 1}),
+        );
+    }
+
+    /// Wait for the control_response to `request_id`, answering other control requests.
+    fn wait_response(&mut self, request_id: &str) -> Option<Value> {
+        loop {
+            let v = self.rx.recv().ok()?;
+            if v["type"] == "control_response" && v["response"]["request_id"] == request_id {
+                return Some(v["response"]["response"].clone());
+            }
+            self.handle_control(&v);
+        }
+    }
+
+    /// Answer a control request from the daemon. Returns true for an interrupt.
+    fn handle_control(&mut self, v: &Value) -> bool {
+        if v["type"] != "control_request" {
+            return false;
+        }
+        let rid = v["request_id"].as_str().unwrap_or("");
+        let sub = v["request"]["subtype"].as_str().unwrap_or("");
+        match sub {
+            "initialize" => {
+                if let Some(ms) = std::env::var("FAKE_CLAUDE_INIT_DELAY_MS")
+                    .ok()
+                    .and_then(|m| m.parse().ok())
+                {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                out(
+                    &json!({"type": "control_response", "response": {"subtype": "success", "request_id": rid, "response": {
+                        "commands": [
+                            {"name": "review", "description": "Review the diff", "argumentHint": "[target]"},
+                            {"name": "compact", "description": "Compact the conversation", "argumentHint": "", "aliases": ["squash"]}
+                        ],
+                        "models": [], "account": {"email": "tester@example.com"}, "pid": std::process::id()
+                    }}}),
+                );
+            }
+            "rewind_files" if std::env::var("FAKE_CLAUDE_REWIND_FAIL").is_ok() => {
+                out(
+                    &json!({"type": "control_response", "response": {"subtype": "error", "request_id": rid, "error": "no checkpoint"}}),
+                );
+            }
+            _ => {
+                out(
+                    &json!({"type": "control_response", "response": {"subtype": "success", "request_id": rid, "response": {}}}),
+                );
+                if sub == "interrupt" {
+                    self.pending_interrupt = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn turn(&mut self, prompt: &str) {
+        if !self.init_sent {
+            self.init_sent = true;
+            if std::env::var("FAKE_CLAUDE_REPLAY").is_ok()
+                && let Some(p) = &self.transcript
+                && let Ok(text) = std::fs::read_to_string(p)
+            {
+                for line in text.lines() {
+                    println!("{line}");
+                }
+            }
+            out(
+                &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "cwd": std::env::current_dir().unwrap_or_default(), "tools": ["Bash"], "model": "fake"}),
+            );
+        } else {
+            out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id}));
+        }
+        self.pending_interrupt = false;
+        let user = json!({"type": "user", "message": {"role": "user", "content": prompt}, "uuid": uuid(), "session_id": self.session_id});
+        self.record(&user);
+        let (word, rest) = prompt.split_once(' ').unwrap_or((prompt, ""));
+        match word {
+            "think" => {
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "let me "}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "think"}}));
+                self.assistant(&id, json!({"type": "thinking", "thinking": "let me think"}));
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                self.text_block(rest, 2);
+                self.result("success", false, rest);
+            }
+            "tool" | "toolcancel" => {
+                let (name, input) = rest.split_once(' ').unwrap_or((rest, "{}"));
+                let input: Value = serde_json::from_str(input).unwrap_or(json!({}));
+                let tool_id = format!("toolu_{}", &uuid()[..8]);
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}));
+                self.assistant(
+                    &id,
+                    json!({"type": "tool_use", "id": tool_id, "name": name, "input": input}),
+                );
+                let rid = uuid();
+                out(
+                    &json!({"type": "control_request", "request_id": rid, "request": {
+                    "subtype": "can_use_tool", "tool_name": name, "input": input, "tool_use_id": tool_id,
+                    "display_name": name, "title": format!("Allow {name}?"), "description": "a fake tool call"}}),
+                );
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                let (content, is_error) = if word == "toolcancel" {
+                    std::thread::sleep(Duration::from_millis(200));
+                    out(&json!({"type": "control_cancel_request", "request_id": rid}));
+                    ("cancelled".to_string(), true)
+                } else {
+                    match self.wait_response(&rid) {
+                        Some(r) if r["behavior"] == "allow" => match r.get("updatedInput") {
+                            Some(u) => (format!("ran with {u}"), false),
+                            None => ("updatedInput is required".to_string(), true),
+                        },
+                        Some(r) => (r["message"].as_str().unwrap_or("denied").to_string(), true),
+                        None => return,
+                    }
+                };
+                let tr = json!({"type": "user", "message": {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": tool_id, "content": content, "is_error": is_error}]},
+                    "session_id": self.session_id, "uuid": uuid()});
+                self.record(&tr);
+                out(&tr);
+                self.text_block("after tool", 1);
+                self.result("success", false, &content);
+            }
+            "slow" => {
+                let n: usize = rest.trim().parse().unwrap_or(20);
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                for i in 0..n {
+                    if self.pending_interrupt {
+                        break;
+                    }
+                    self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("{i} ")}}));
+                    match self.rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(v) => {
+                            self.handle_control(&v);
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => std::process::exit(0),
+                    }
+                }
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                if self.pending_interrupt {
+                    out(
+                        &json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"}]}, "uuid": uuid(), "session_id": self.session_id}),
+                    );
+                    self.result("error_during_execution", true, "");
+                } else {
+                    self.result("success", false, "slow done");
+                }
+            }
+            "flood" => {
+                let n: usize = rest.trim().parse().unwrap_or(1000);
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                let sid = self.session_id.clone();
+                let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+                for i in 0..n {
+                    let _ = writeln!(
+                        o,
+                        "{{\"type\":\"stream_event\",\"event\":{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"d{i} \"}}}},\"session_id\":\"{sid}\"}}"
+                    );
+                }
+                let _ = o.flush();
+                drop(o);
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                self.result("success", false, "flooded");
+            }
+            "crash" => {
+                self.stream(json!({"type": "message_start", "message": {"id": "m_crash"}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial"}}));
+                eprintln!("boom: the fake CLI crashed");
+                std::process::exit(3);
+            }
+            "crashquiet" => {
+                let marker = std::env::var("FAKE_CLAUDE_STATE")
+                    .ok()
+                    .map(|d| std::path::Path::new(&d).join("crashed-once"));
+                if let Some(m) = marker.filter(|m| !m.exists()) {
+                    let _ = std::fs::write(&m, b"1");
+                    eprintln!("quiet crash");
+                    std::process::exit(4);
+                }
+                self.text_block("recovered", 1);
+                self.result("success", false, "recovered");
+            }
+            "grandchild" => {
+                let child = std::process::Command::new("sleep").arg("300").spawn();
+                let pid = child.map(|c| c.id()).unwrap_or(0);
+                log(json!({"grandchild": pid}));
+                self.text_block(&format!("grandchild {pid}"), 1);
+                self.result("success", false, "ok");
+            }
+            "hang" => {
+                // SAFETY: ignoring SIGTERM for this test process.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                log(json!({"hanging": std::process::id()}));
+                loop {
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+            }
+            "say" => {
+                self.text_block(rest, 3);
+                self.result("success", false, rest);
+            }
+            _ => {
+                let text = format!("echo: {prompt}");
+                self.text_block(&text, 3);
+                self.result("success", false, &text);
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    log(
+        json!({"start": std::process::id(), "argv": args, "cwd": cwd,
+               "entrypoint": std::env::var("CLAUDE_CODE_ENTRYPOINT").ok()}),
+    );
+    let resume = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--resume="))
+        .map(str::to_string);
+    let fork = args.iter().any(|a| a == "--fork-session");
+    let session_id = match (&resume, fork) {
+        (Some(r), false) => r.clone(),
+        _ => uuid(),
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let transcript_id = resume.clone().unwrap_or_else(|| session_id.clone());
+    let transcript = home.map(|h| {
+        h.join(".claude/projects")
+            .join(slug(&cwd))
+            .join(format!("{transcript_id}.jsonl"))
+    });
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            let v: Value = match serde_json::from_str(&line) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            log(json!({"pid": std::process::id(), "stdin": v}));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut fake = Fake {
+        session_id,
+        init_sent: false,
+        rx,
+        transcript,
+        msg_seq: 0,
+        pending_interrupt: false,
+    };
+    loop {
+        let Ok(v) = fake.rx.recv() else {
+            std::process::exit(0)
+        };
+        if v["type"] == "user" {
+            let prompt = v["message"]["content"].as_str().unwrap_or("").to_string();
+            fake.turn(&prompt);
+        } else {
+            fake.handle_control(&v);
+        }
+    }
+}
