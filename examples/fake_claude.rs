@@ -13,6 +13,8 @@
 //!   `FAKE_CLAUDE_STATE` directory (the retry then succeeds)
 //! - `grandchild`: start `sleep 300` in the process group, report its pid, then answer
 //! - `hang`: ignore SIGTERM and stdin and never answer (tests the SIGKILL path)
+//! - `garbage`: non-JSON lines, a 17 MiB line and an unknown message type, then an answer
+//! - `orphan`: leave a short-lived background job orphaned, then answer
 //!
 //! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, entrypoint) and per
 //! stdin line. Messages are written to `$HOME/.claude/projects/<slug>/<id>.jsonl` like a
@@ -323,6 +325,23 @@ impl Fake {
                 self.text_block("recovered", 1);
                 self.result("success", false, "recovered");
             }
+            "garbage" => {
+                println!("this is not json");
+                println!("[1, 2, 3]");
+                println!("{}", "x".repeat(17 << 20));
+                println!("{{\"type\": \"brand_new_type\", \"field\": 1}}");
+                self.text_block("survived", 1);
+                self.result("success", false, "survived");
+            }
+            "orphan" => {
+                // A shell that leaves a short-lived background job behind: the job is
+                // orphaned to PID 1 when the shell exits, and dies soon after.
+                let _ = std::process::Command::new("sh")
+                    .args(["-c", "sleep 0.3 &"])
+                    .status();
+                self.text_block("orphaned", 1);
+                self.result("success", false, "orphaned");
+            }
             "grandchild" => {
                 let child = std::process::Command::new("sleep").arg("300").spawn();
                 let pid = child.map(|c| c.id()).unwrap_or(0);
@@ -383,7 +402,11 @@ fn main() {
                 Ok(v) => v,
                 Err(_) => continue,
             };
-            log(json!({"pid": std::process::id(), "stdin": v}));
+            let t_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            log(json!({"pid": std::process::id(), "t_ns": t_ns, "stdin": v}));
             if tx.send(v).is_err() {
                 break;
             }

@@ -106,7 +106,11 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn()?;
+    let mut child = crate::reaper::spawn_owned(|| {
+        let c = cmd.spawn()?;
+        let pid = c.id();
+        Ok((c, pid))
+    })?;
     let pid = child.id();
     let (stdin_tx, stdin_rx) = crossbeam_channel::bounded(STDIN_QUEUE);
     let stdin = child.stdin.take();
@@ -164,6 +168,7 @@ fn supervise(
     }
     drop(stdin);
     let status = stop(&mut child, pid);
+    crate::reaper::disown(pid);
     // Whatever is left of the group (a tool's background job) goes too.
     kill_group(pid, libc::SIGKILL);
     let stderr_tail = tail.lock().map(|t| t.text()).unwrap_or_default();

@@ -48,6 +48,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     crate::logging::add_secret(&url);
     let target = Target { url, display, tls };
 
+    crate::reaper::start_if_init();
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
     let timer = match Timer::spawn(tick_tx) {

@@ -40,6 +40,7 @@ pub mod logging;
 pub mod outbox;
 pub mod pairing;
 pub mod qr;
+pub mod reaper;
 pub mod secret;
 pub mod sessions;
 pub mod timefmt;

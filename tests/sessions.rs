@@ -667,3 +667,18 @@ fn shutdown_stops_even_a_stubborn_child_within_5_s() {
         "the child outlived the daemon"
     );
 }
+
+#[test]
+fn garbage_and_oversized_lines_from_the_cli_are_skipped() {
+    let n = Node::start(&[]);
+    n.cmd(
+        json!({"action": "session.start", "session_id": "gb", "prompt": "garbage", "cwd": n.cwd()}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(ev.last().unwrap()["result"], "survived");
+    assert_eq!(named(&ev, "session.text")[0]["text"], "survived");
+    assert!(
+        n.daemon.stderr().contains("skipped a"),
+        "no log line for the skipped output"
+    );
+}

@@ -1,0 +1,133 @@
+//! As PID 1 (a container's init) the daemon reaps processes orphaned to it. Run in a new
+//! PID namespace with `unshare --pid --fork`; skipped, saying why, where that is not
+//! permitted.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::relay::FakeRelay;
+use support::*;
+
+/// Zombie children of `pid`, from /proc.
+fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse::<u32>().ok())
+            == Some(pid)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn as_pid_1_orphans_are_reaped() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            eprintln!(
+                "SKIPPED pid-1 test: unshare --pid is not permitted here ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED pid-1 test: unshare is not available ({e})");
+            return;
+        }
+    }
+    let fake = std::path::Path::new(bin())
+        .parent()
+        .unwrap()
+        .join("examples/fake_claude");
+    assert!(
+        fake.exists(),
+        "run `cargo build --example fake_claude` (plain `cargo test` builds it)"
+    );
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let home = TempDir::new("pid1");
+    // Run the daemon itself as PID 1 of a new PID namespace, with the harness's
+    // clean environment.
+    let base = agent(&home);
+    let mut c2 = std::process::Command::new("unshare");
+    c2.args(["--pid", "--fork", "--mount-proc"])
+        .arg(base.get_program())
+        .env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c2.env(k, v);
+        }
+    }
+    c2.current_dir(home.path())
+        .env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-pid1")
+        .env("CODING_BRIDGE_CLAUDE_PATH", &fake)
+        .args(["-v", "run"]);
+    let mut d = Daemon::spawn(c2, &home);
+    relay
+        .recv_type("node.heartbeat", Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no link: {}", d.stderr()));
+    assert!(d.stderr().contains("running as PID 1"), "{}", d.stderr());
+    // The daemon is unshare's only child.
+    let daemon_pid = *children_of(d.pid()).first().expect("daemon process");
+
+    relay.command("o1", json!({"action": "session.start", "session_id": "orph", "prompt": "orphan", "cwd": home.path()}));
+    relay
+        .recv_event("session.result", Duration::from_secs(15))
+        .expect("result");
+    // The orphaned `sleep 0.3` ends soon; as PID 1 the daemon must reap it.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        wait_until(Duration::from_secs(3), || zombie_children(daemon_pid)
+            .is_empty()),
+        "zombies left under PID 1: {:?}",
+        zombie_children(daemon_pid)
+    );
+    // SIGTERM to the daemon (unshare does not forward it): a clean exit as PID 1 too.
+    unsafe { libc::kill(daemon_pid as i32, libc::SIGTERM) };
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "{}",
+        d.stderr()
+    );
+}
