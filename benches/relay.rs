@@ -8,6 +8,10 @@
 //! - daemon CPU time for 100k ping commands in, 100k pong events out (through the hub)
 //! - with `--idle SECS`: voluntary context switches of all daemon threads over SECS at
 //!   the default 15 s heartbeat
+//! - sessions, with the scripted fake CLI (`examples/fake_claude.rs`, built here in
+//!   release): permission round trip (the relay sends `permission.resolve` → the CLI has
+//!   the `control_response`), and a flood of 100k text deltas: deltas relayed per second,
+//!   daemon CPU per 100k deltas, and the daemon's peak RSS
 //!
 //! Figures are medians or percentiles of repeated runs; machines here are noisy.
 
@@ -34,6 +38,10 @@ impl Drop for Node {
 }
 
 fn spawn(port: u16, tag: &str, heartbeat: &str) -> Node {
+    spawn_with(port, tag, heartbeat, &[])
+}
+
+fn spawn_with(port: u16, tag: &str, heartbeat: &str, extra: &[(&str, String)]) -> Node {
     let home = std::env::temp_dir().join(format!("cba-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
@@ -45,6 +53,7 @@ fn spawn(port: u16, tag: &str, heartbeat: &str) -> Node {
         .env("CODING_BRIDGE_NODE_TOKEN", "bench-token")
         .env("CODING_BRIDGE_HEARTBEAT_INTERVAL", heartbeat)
         .env("CODING_BRIDGE_LOG_LEVEL", "warn")
+        .envs(extra.iter().map(|(k, v)| (*k, v.clone())))
         .current_dir(&home)
         .arg("run")
         .stdin(Stdio::null())
@@ -214,6 +223,8 @@ fn main() {
     drop(ws);
     drop(node);
 
+    sessions_bench(&listener, port);
+
     if let Some(secs) = idle_secs {
         let node = spawn(port, "idle", "15");
         let pid = node.child.id();
@@ -247,4 +258,166 @@ fn main() {
         );
         drop(node);
     }
+}
+
+/// Build the fake CLI in release (in its own target dir, to not contend with the bench build).
+fn build_fake() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/bench-fake-cli");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--example",
+            "fake_claude",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(root)
+        .status()
+        .expect("cargo build the fake CLI");
+    assert!(status.success(), "building the fake CLI failed");
+    target.join("release/examples/fake_claude")
+}
+
+fn cmd_msg(id: &str, payload: Value) -> Message {
+    Message::Text(
+        json!({"v": 2, "id": id, "ts": 0, "type": "browser.to_node", "cmd_id": id, "payload": payload})
+            .to_string()
+            .into(),
+    )
+}
+
+/// Read events until `event`, acking durable ones as the relay would; returns the
+/// number of `count` events seen on the way.
+fn until_event(ws: &mut Ws, event: &str, count: &str) -> (Value, u64) {
+    let mut n = 0;
+    let mut last_seq = 0;
+    loop {
+        let v = read_json(ws);
+        if let Some(seq) = v.get("node_seq").and_then(Value::as_u64) {
+            last_seq = seq;
+            if seq % 1000 == 0 {
+                let ack = json!({"v": 2, "id": "a", "ts": 0, "type": "node.ack", "payload": {"up_to_node_seq": seq}});
+                ws.send(Message::Text(ack.to_string().into())).unwrap();
+            }
+        }
+        if v["payload"]["event"] == count {
+            n += 1;
+        }
+        if v["payload"]["event"] == event {
+            let ack = json!({"v": 2, "id": "a", "ts": 0, "type": "node.ack", "payload": {"up_to_node_seq": last_seq}});
+            ws.send(Message::Text(ack.to_string().into())).unwrap();
+            return (v, n);
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn sessions_bench(listener: &TcpListener, port: u16) {
+    let fake = build_fake();
+    let log = std::env::temp_dir().join(format!("cba-bench-fake-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let cwd = std::env::temp_dir().to_string_lossy().into_owned();
+    let env = [
+        (
+            "CODING_BRIDGE_CLAUDE_PATH",
+            fake.to_string_lossy().into_owned(),
+        ),
+        ("FAKE_CLAUDE_LOG", log.to_string_lossy().into_owned()),
+    ];
+
+    // Permission round trip.
+    let node = spawn_with(port, "perm", "15", &env);
+    let mut ws = accept(listener);
+    while read_json(&mut ws)["type"] != "node.heartbeat" {}
+    ws.send(cmd_msg(
+        "s0",
+        json!({"action": "session.start", "session_id": "bench", "prompt": "say warm", "cwd": cwd}),
+    ))
+    .unwrap();
+    until_event(&mut ws, "session.result", "");
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        ws.send(cmd_msg(
+            &format!("t{i}"),
+            json!({"action": "session.send", "session_id": "bench", "prompt": "tool Bash {}"}),
+        ))
+        .unwrap();
+        let (req, _) = until_event(&mut ws, "permission.request", "");
+        let rid = req["payload"]["request_id"].clone();
+        sent.push(now_ns());
+        ws.send(cmd_msg(
+            &format!("r{i}"),
+            json!({"action": "permission.resolve", "request_id": rid, "decision": "allow"}),
+        ))
+        .unwrap();
+        until_event(&mut ws, "session.result", "");
+    }
+    let received: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["stdin"]["type"] == "control_response")
+        .filter_map(|v| v["t_ns"].as_u64())
+        .collect();
+    let mut rtt: Vec<f64> = sent
+        .iter()
+        .zip(&received)
+        .map(|(s, r)| (*r as f64 - *s as f64) / 1e6)
+        .collect();
+    println!(
+        "permission round trip (relay sends resolve -> CLI has the answer): p50 {:.3} ms, p99 {:.3} ms ({} approvals)",
+        pct(&mut rtt, 0.5),
+        pct(&mut rtt, 0.99),
+        rtt.len()
+    );
+    drop(ws);
+    drop(node);
+
+    // Text delta flood.
+    let mut rates = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peaks = Vec::new();
+    for round in 0..3 {
+        let node = spawn_with(port, &format!("flood{round}"), "15", &env);
+        let pid = node.child.id();
+        let mut ws = accept(listener);
+        while read_json(&mut ws)["type"] != "node.heartbeat" {}
+        ws.send(cmd_msg("f0", json!({"action": "session.start", "session_id": "flood", "prompt": "say warm", "cwd": cwd}))).unwrap();
+        until_event(&mut ws, "session.result", "");
+        let cpu0 = cpu_seconds(pid);
+        let t0 = Instant::now();
+        ws.send(cmd_msg(
+            "f1",
+            json!({"action": "session.send", "session_id": "flood", "prompt": "flood 100000"}),
+        ))
+        .unwrap();
+        let (_, deltas) = until_event(&mut ws, "session.result", "session.text_delta");
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu0;
+        let peak = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+        println!(
+            "  flood round {round}: {deltas} deltas in {wall:.2} s, daemon CPU {cpu:.2} s, peak RSS {peak:.2} MiB"
+        );
+        rates.push(deltas as f64 / wall);
+        cpus.push(cpu * 100_000.0 / deltas.max(1) as f64);
+        peaks.push(peak);
+        drop(ws);
+        drop(node);
+    }
+    println!(
+        "text deltas relayed: median {:.0} per s; daemon CPU per 100k deltas: median {:.2} s; peak RSS: median {:.2} MiB",
+        median(&mut rates),
+        median(&mut cpus),
+        median(&mut peaks)
+    );
+    let _ = std::fs::remove_file(&log);
 }

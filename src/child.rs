@@ -29,6 +29,9 @@ use serde_json::Value;
 
 /// Longest stdout line accepted from the CLI; longer ones are skipped.
 pub const MAX_LINE: usize = 16 << 20;
+/// Most stdout lines handed to the hub in one message; batching keeps a flooding child
+/// from costing a thread wake-up per line.
+pub const LINE_BATCH: usize = 128;
 /// Lines queued for a child's stdin.
 pub const STDIN_QUEUE: usize = 256;
 /// stderr kept for error reports.
@@ -59,8 +62,15 @@ pub enum ChildInput {
 /// Child threads → hub.
 #[derive(Debug)]
 pub enum ChildEvent {
-    Line { child: u64, value: Value },
-    Exited { child: u64, status: ExitInfo },
+    /// Lines read in one go (as many as were already buffered, up to [`LINE_BATCH`]).
+    Lines {
+        child: u64,
+        values: Vec<Value>,
+    },
+    Exited {
+        child: u64,
+        status: ExitInfo,
+    },
 }
 
 /// How a child ended.
@@ -254,10 +264,29 @@ fn wait_timeout(
 fn read_stdout(id: u64, out: impl Read, events: &Sender<ChildEvent>) {
     let mut reader = BufReader::with_capacity(64 * 1024, out);
     let mut line = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
     loop {
+        // Hand over what we have before a read that may block.
+        if !batch.is_empty() && (reader.buffer().is_empty() || batch.len() >= LINE_BATCH) {
+            let values = std::mem::take(&mut batch);
+            if events
+                .send(ChildEvent::Lines { child: id, values })
+                .is_err()
+            {
+                return;
+            }
+        }
         line.clear();
         match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
-            Ok(LineRead::Eof) => return,
+            Ok(LineRead::Eof) => {
+                if !batch.is_empty() {
+                    let _ = events.send(ChildEvent::Lines {
+                        child: id,
+                        values: batch,
+                    });
+                }
+                return;
+            }
             Ok(LineRead::TooLong(n)) => {
                 crate::log_warn!(
                     "child {id}: skipped a {n}-byte stdout line (over {MAX_LINE} bytes)"
@@ -269,11 +298,7 @@ fn read_stdout(id: u64, out: impl Read, events: &Sender<ChildEvent>) {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(text) {
-                    Ok(value) if value.is_object() => {
-                        if events.send(ChildEvent::Line { child: id, value }).is_err() {
-                            return;
-                        }
-                    }
+                    Ok(value) if value.is_object() => batch.push(value),
                     _ => {
                         let shown =
                             String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
@@ -458,9 +483,9 @@ mod tests {
         };
         let h = spawn(7, &spec, tx).unwrap();
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-            ChildEvent::Line { child, value } => {
+            ChildEvent::Lines { child, values } => {
                 assert_eq!(child, 7);
-                assert_eq!(value["a"], 1);
+                assert_eq!(values[0]["a"], 1);
             }
             other => panic!("{other:?}"),
         }

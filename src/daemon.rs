@@ -13,7 +13,7 @@ use crate::timer::Timer;
 const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
 /// Bound of the children → hub queue; a full queue makes a flooding child wait.
-const CHILD_QUEUE: usize = 1024;
+const CHILD_QUEUE: usize = 64;
 
 /// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.
@@ -48,6 +48,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     crate::logging::add_secret(&url);
     let target = Target { url, display, tls };
 
+    limit_malloc_arenas();
     crate::reaper::start_if_init();
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
@@ -79,4 +80,15 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         tick_rx,
         signal_rx,
     })
+}
+
+/// glibc gives each thread that allocates its own malloc arena, which multiplies resident
+/// memory for a daemon with a handful of threads; two arenas are plenty here. (musl, used
+/// by the static release builds, has no arenas.)
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before the worker threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }

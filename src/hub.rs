@@ -104,6 +104,8 @@ pub struct Hub {
     backoff: Backoff,
     exit: Option<i32>,
     sessions: Sessions,
+    /// Text frames produced in this step, handed to the writer in one batch.
+    outq: Vec<String>,
 }
 
 /// The hub's inputs, created by [`crate::daemon`].
@@ -137,6 +139,7 @@ impl Hub {
             capabilities: crate::capabilities::heartbeat_list(cfg),
             link_tx,
             sessions: Sessions::new(settings, timer.clone(), child_tx),
+            outq: Vec::new(),
             timer,
             state: LinkState::Down,
             conn_seq: 0,
@@ -174,6 +177,7 @@ impl Hub {
                     return crate::app::EXIT_OK;
                 },
             }
+            self.flush_out();
             if let Some(code) = self.exit {
                 self.shutdown(&inputs);
                 return code;
@@ -284,6 +288,7 @@ impl Hub {
             _ => None,
         };
         self.state = LinkState::Down;
+        self.outq.clear();
         match why {
             Down::Rejected(msg) => {
                 crate::log_error!(
@@ -466,7 +471,30 @@ impl Hub {
 
     /// Hand a frame to the writer if the link is up; a stuck writer drops the link.
     fn send(&mut self, out: Outbound) {
+        if !matches!(self.state, LinkState::Up { .. }) {
+            return;
+        }
+        match out {
+            Outbound::Text(t) => self.outq.push(t),
+            other => {
+                self.flush_out();
+                self.send_now(other);
+            }
+        }
+    }
+
+    /// Hand the frames gathered in this step to the writer.
+    fn flush_out(&mut self) {
+        if self.outq.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outq);
+        self.send_now(Outbound::Batch(batch));
+    }
+
+    fn send_now(&mut self, out: Outbound) {
         let LinkState::Up { writer, .. } = &self.state else {
+            self.outq.clear();
             return;
         };
         match writer.send_timeout(out, WRITER_STALL) {
@@ -489,6 +517,7 @@ impl Hub {
         let mut out = Vec::new();
         let mut children = self.sessions.shutdown(&mut out);
         self.emit_all(out);
+        self.flush_out();
         let state = std::mem::replace(&mut self.state, LinkState::Down);
         let mut link = None;
         if let LinkState::Up {

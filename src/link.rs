@@ -39,7 +39,7 @@ use crate::envelope::{self, Incoming};
 /// WebSocket frames and messages above this are refused by the protocol layer.
 pub const MAX_MESSAGE: usize = 16 << 20;
 /// Frames the writer may have queued before the hub treats the link as stuck.
-pub const WRITER_QUEUE: usize = 8192;
+pub const WRITER_QUEUE: usize = 256;
 /// Frames read in one go before the reader hands them over and reads again.
 const READ_BATCH: usize = 256;
 /// Close code by which the relay says the token is no good.
@@ -81,6 +81,8 @@ pub enum Down {
 #[derive(Debug)]
 pub enum Outbound {
     Text(String),
+    /// Several text frames at once (the hub batches what one step produced).
+    Batch(Vec<String>),
     Ping,
     /// Send a normal close frame and stop writing.
     Close,
@@ -283,6 +285,19 @@ fn writer_main(ws: &Mutex<Ws>, tcp: &TcpStream, rx: Receiver<Outbound>) {
         let mut written = 0;
         while let Some(out) = next.take() {
             let msg = match out {
+                Outbound::Batch(texts) => {
+                    for t in texts {
+                        if write_message(ws, tcp, Message::Text(t.into())).is_err() {
+                            return;
+                        }
+                        written += 1;
+                    }
+                    if written >= 1024 {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                    continue;
+                }
                 Outbound::Text(t) => Message::Text(t.into()),
                 Outbound::Ping => Message::Ping(Vec::new().into()),
                 Outbound::Close => {

@@ -788,11 +788,14 @@ impl Sessions {
     /// A line or an exit from a child.
     pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<Value>) {
         match ev {
-            ChildEvent::Line { child, value } => {
-                let Some(Some(key)) = self.children.get(&child).cloned() else {
-                    return;
-                };
-                self.on_line(&key, child, value, out);
+            ChildEvent::Lines { child, values } => {
+                for value in values {
+                    // Looked up per line: a line may re-key the session.
+                    let Some(Some(key)) = self.children.get(&child).cloned() else {
+                        return;
+                    };
+                    self.on_line(&key, child, value, out);
+                }
             }
             ChildEvent::Exited { child, status } => {
                 let owner = self.children.remove(&child).flatten();
