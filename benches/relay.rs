@@ -393,6 +393,7 @@ fn sessions_bench(listener: &TcpListener, port: u16) {
         while read_json(&mut ws)["type"] != "node.heartbeat" {}
         ws.send(cmd_msg("f0", json!({"action": "session.start", "session_id": "flood", "prompt": "say warm", "cwd": cwd}))).unwrap();
         until_event(&mut ws, "session.result", "");
+        let before = proc_field(pid, "status", "VmRSS:") as f64 / 1024.0;
         let cpu0 = cpu_seconds(pid);
         let t0 = Instant::now();
         ws.send(cmd_msg(
@@ -405,7 +406,7 @@ fn sessions_bench(listener: &TcpListener, port: u16) {
         let cpu = cpu_seconds(pid) - cpu0;
         let peak = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
         println!(
-            "  flood round {round}: {deltas} deltas in {wall:.2} s, daemon CPU {cpu:.2} s, peak RSS {peak:.2} MiB"
+            "  flood round {round}: {deltas} deltas in {wall:.2} s, daemon CPU {cpu:.2} s, RSS {before:.2} MiB before, peak {peak:.2} MiB"
         );
         rates.push(deltas as f64 / wall);
         cpus.push(cpu * 100_000.0 / deltas.max(1) as f64);

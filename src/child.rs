@@ -31,7 +31,7 @@ use serde_json::Value;
 pub const MAX_LINE: usize = 16 << 20;
 /// Most stdout lines handed to the hub in one message; batching keeps a flooding child
 /// from costing a thread wake-up per line.
-pub const LINE_BATCH: usize = 128;
+pub const LINE_BATCH: usize = 32;
 /// Lines queued for a child's stdin.
 pub const STDIN_QUEUE: usize = 256;
 /// stderr kept for error reports.

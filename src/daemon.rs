@@ -13,7 +13,7 @@ use crate::timer::Timer;
 const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
 /// Bound of the children → hub queue; a full queue makes a flooding child wait.
-const CHILD_QUEUE: usize = 64;
+const CHILD_QUEUE: usize = 2;
 
 /// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.

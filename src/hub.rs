@@ -425,21 +425,19 @@ impl Hub {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let token = self.token.expose().to_string();
-            let entry = self.outbox.push(&session_id, |seq| {
-                envelope::build(
-                    "node.to_browser",
-                    &ids::new_id(),
-                    now_ms(),
-                    Some(&token),
-                    Some(seq),
-                    &payload,
-                )
-            });
+            let seq = self.outbox.next_seq();
+            let mut frame = self.frame_for(&payload, Some(seq));
+            if frame.len() > MAX_EVENT_BYTES {
+                frame = self.frame_for(&too_large(&payload, frame.len()), Some(seq));
+            }
+            let entry = self.outbox.push(&session_id, |_| frame);
             let frame = entry.frame.clone();
             self.send(Outbound::Text(frame));
         } else if matches!(self.state, LinkState::Up { .. }) {
-            let frame = self.frame_for(&payload, None);
+            let mut frame = self.frame_for(&payload, None);
+            if frame.len() > MAX_EVENT_BYTES {
+                frame = self.frame_for(&too_large(&payload, frame.len()), None);
+            }
             self.send(Outbound::Text(frame));
         }
     }
@@ -567,4 +565,29 @@ impl Hub {
             crate::log_warn!("{children} Claude Code process(es) did not stop in time");
         }
     }
+}
+
+/// Largest event sent to the relay; a bigger one (a huge tool result) is replaced by a
+/// notice, since the relay refuses messages over 16 MiB and browsers choke on them.
+pub const MAX_EVENT_BYTES: usize = 8 << 20;
+
+/// The notice that replaces an event too large to relay.
+fn too_large(payload: &Value, size: usize) -> Value {
+    let name = payload
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or("event");
+    crate::log_warn!("replacing a {size}-byte {name} event by a notice (limit {MAX_EVENT_BYTES})");
+    let mut notice = json!({
+        "event": "session.notice",
+        "level": "warning",
+        "code": "event_too_large",
+        "text": format!("A {name} of {} MiB was too large to relay.", size >> 20),
+    });
+    for key in ["session_id", "trace_id"] {
+        if let Some(v) = payload.get(key) {
+            notice[key] = v.clone();
+        }
+    }
+    notice
 }

@@ -39,7 +39,7 @@ use crate::envelope::{self, Incoming};
 /// WebSocket frames and messages above this are refused by the protocol layer.
 pub const MAX_MESSAGE: usize = 16 << 20;
 /// Frames the writer may have queued before the hub treats the link as stuck.
-pub const WRITER_QUEUE: usize = 256;
+pub const WRITER_QUEUE: usize = 16;
 /// Frames read in one go before the reader hands them over and reads again.
 const READ_BATCH: usize = 256;
 /// Close code by which the relay says the token is no good.
@@ -323,22 +323,21 @@ fn writer_main(ws: &Mutex<Ws>, tcp: &TcpStream, rx: Receiver<Outbound>) {
     }
 }
 
-/// Queue one message in the WebSocket's write buffer, waiting for the socket if full.
+/// Queue one message in the WebSocket's write buffer. When the socket is full, wait
+/// until everything buffered is out before taking more, so the user-space buffer stays
+/// near tungstenite's `write_buffer_size` instead of growing toward its maximum.
 fn write_message(ws: &Mutex<Ws>, tcp: &TcpStream, mut msg: Message) -> Result<(), ()> {
     loop {
         let result = lock(ws).write(msg);
         match result {
             Ok(()) => return Ok(()),
-            // The frame is buffered; the flush will finish the job.
+            // The frame is buffered; drain before accepting the next one.
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(());
+                return flush(ws, tcp);
             }
             Err(tungstenite::Error::WriteBufferFull(m)) => {
                 msg = *m;
-                if !wait_fd(tcp, libc::POLLOUT) {
-                    return Err(());
-                }
-                let _ = lock(ws).flush();
+                flush(ws, tcp)?;
             }
             Err(e) => {
                 crate::log_debug!("relay write failed: {e}");
@@ -464,7 +463,7 @@ fn connect(target: &Target) -> Result<(Ws, TcpStream), Down> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
-        .max_write_buffer_size(8 << 20);
+        .max_write_buffer_size(MAX_MESSAGE + (1 << 20));
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(
         target.url.as_str(),
     )

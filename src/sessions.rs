@@ -789,11 +789,18 @@ impl Sessions {
     pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<Value>) {
         match ev {
             ChildEvent::Lines { child, values } => {
+                let mut key = String::new();
                 for value in values {
-                    // Looked up per line: a line may re-key the session.
-                    let Some(Some(key)) = self.children.get(&child).cloned() else {
-                        return;
-                    };
+                    // Looked up again after anything but streaming: a line may re-key
+                    // the session or end it.
+                    if key.is_empty()
+                        || value.get("type").and_then(Value::as_str) != Some("stream_event")
+                    {
+                        match self.children.get(&child) {
+                            Some(Some(k)) => key.clone_from(k),
+                            _ => return,
+                        }
+                    }
                     self.on_line(&key, child, value, out);
                 }
             }
@@ -1275,7 +1282,7 @@ fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
             );
         }
         "content_block_delta" => {
-            let delta = ev.get("delta").cloned().unwrap_or(Value::Null);
+            let Some(delta) = ev.get("delta") else { return };
             let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
             let Some(block) = s.blocks.get_mut(&index) else {
                 return;
