@@ -14,6 +14,7 @@
 //! - `grandchild`: start `sleep 300` in the process group, report its pid, then answer
 //! - `hang`: ignore SIGTERM and stdin and never answer (tests the SIGKILL path)
 //! - `garbage`: non-JSON lines, a 17 MiB line and an unknown message type, then an answer
+//! - `bigresult`: a 9 MiB tool result (over the daemon's event size limit)
 //! - `orphan`: leave a short-lived background job orphaned, then answer
 //!
 //! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, entrypoint) and per
@@ -332,6 +333,14 @@ impl Fake {
                 println!("{{\"type\": \"brand_new_type\", \"field\": 1}}");
                 self.text_block("survived", 1);
                 self.result("success", false, "survived");
+            }
+            "bigresult" => {
+                let tr = json!({"type": "user", "message": {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_big", "content": "y".repeat(9 << 20), "is_error": false}]},
+                    "session_id": self.session_id, "uuid": uuid()});
+                out(&tr);
+                self.text_block("big done", 1);
+                self.result("success", false, "big done");
             }
             "orphan" => {
                 // A shell that leaves a short-lived background job behind: the job is

@@ -682,3 +682,14 @@ fn garbage_and_oversized_lines_from_the_cli_are_skipped() {
         "no log line for the skipped output"
     );
 }
+
+#[test]
+fn an_event_too_large_to_relay_becomes_a_notice() {
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "big", "prompt": "bigresult", "cwd": n.cwd()}));
+    let ev = n.until("session.result");
+    let notice = named(&ev, "session.notice")[0];
+    assert_eq!(notice["code"], "event_too_large");
+    assert!(named(&ev, "session.tool_result").is_empty());
+    assert_eq!(ev.last().unwrap()["result"], "big done");
+}
