@@ -1,24 +1,111 @@
-//! What this node can do, as announced in every heartbeat: the installed providers plus
-//! `history`.
+//! What this node can do: the heartbeat's capability list (installed providers plus
+//! `history`) and the `capabilities` reply describing the Claude Code provider, whose
+//! slash-command catalogue comes from the CLI's `initialize` answer: from a session that
+//! ran, or else from a one-off probe child (45 s cap, cached; empty on failure).
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::child::{self, ChildEvent, Spec};
 use crate::config::Config;
+
+/// The longest a catalogue probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The heartbeat's capability list.
 pub fn heartbeat_list(cfg: &Config) -> Vec<String> {
     let mut caps = Vec::new();
-    if claude_available(cfg) {
+    if claude_available(cfg.claude_path.as_deref()) {
         caps.push("claude".to_string());
     }
     caps.push("history".to_string());
     caps
 }
 
-/// Whether a `claude` executable can be found (the configured path, else PATH).
-pub fn claude_available(cfg: &Config) -> bool {
-    if let Some(p) = &cfg.claude_path {
-        return p.is_file();
+/// Whether a `claude` executable can be found.
+pub fn claude_available(configured: Option<&Path>) -> bool {
+    resolve(configured).is_some()
+}
+
+fn resolve(configured: Option<&Path>) -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    crate::claude::resolve(configured, std::env::var_os("PATH"), home.as_deref())
+}
+
+/// The `capabilities` reply.
+pub fn reply(available: bool, commands: &[Value]) -> Value {
+    let commands: Vec<Value> = commands
+        .iter()
+        .filter_map(|c| {
+            let name = c.get("name")?.as_str()?;
+            Some(json!({
+                "name": name,
+                "description": c.get("description").and_then(Value::as_str).unwrap_or(""),
+                "argument_hint": c.get("argumentHint").or_else(|| c.get("argument_hint")).and_then(Value::as_str).unwrap_or(""),
+                "aliases": c.get("aliases").filter(|a| a.is_array()).cloned().unwrap_or_else(|| json!([])),
+            }))
+        })
+        .collect();
+    json!({
+        "event": "capabilities",
+        "providers": [{
+            "name": "claude",
+            "label": "Claude Code",
+            "available": available,
+            "models": [
+                {"value": "sonnet", "label": "Sonnet"},
+                {"value": "opus", "label": "Opus"},
+                {"value": "haiku", "label": "Haiku"},
+            ],
+            "efforts": ["", "low", "medium", "high", "max"],
+            "permission_modes": ["default", "acceptEdits", "plan", "bypassPermissions"],
+            "allow_custom_model": true,
+            "supports_edit": true,
+            "supports_code_restore": true,
+            "commands": commands,
+        }],
+    })
+}
+
+/// Start a throwaway CLI, ask `initialize`, and return its command catalogue.
+pub fn probe(configured: Option<&Path>, cwd: &Path, timeout: Duration) -> Option<Vec<Value>> {
+    let program = resolve(configured)?;
+    let spec = Spec {
+        program,
+        args: crate::claude::argv(&crate::claude::SpawnOpts::default()),
+        cwd: cwd.to_path_buf(),
+        env: vec![(
+            "CLAUDE_CODE_ENTRYPOINT".into(),
+            crate::claude::ENTRYPOINT.into(),
+        )],
+    };
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let handle = child::spawn(0, &spec, tx).ok()?;
+    let rid = format!("probe_{}", &crate::ids::new_id()[..8]);
+    handle.send_line(crate::claude::control_request(
+        &rid,
+        json!({"subtype": "initialize", "hooks": null}),
+    ));
+    let deadline = Instant::now() + timeout;
+    let mut found = None;
+    'wait: while let Ok(ev) = rx.recv_deadline(deadline) {
+        match ev {
+            ChildEvent::Lines { values, .. } => {
+                for v in values {
+                    if v["type"] == "control_response"
+                        && v["response"]["request_id"] == rid.as_str()
+                    {
+                        found = v["response"]["response"]["commands"].as_array().cloned();
+                        break 'wait;
+                    }
+                }
+            }
+            ChildEvent::Exited { .. } => break,
+        }
     }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|d| d.join("claude").is_file()))
-        .unwrap_or(false)
+    handle.close();
+    // Let the supervisor finish in the background; nothing more is read.
+    found
 }

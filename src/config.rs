@@ -36,6 +36,7 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_PAIR_TIMEOUT",
     "CODING_BRIDGE_RECONNECT_MIN",
     "CODING_BRIDGE_RECONNECT_MAX",
+    "CODING_BRIDGE_ATTACHMENT_HOSTS",
 ];
 
 /// The validated configuration.
@@ -66,6 +67,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub json: bool,
     pub qr: Option<bool>,
+    /// Hosts attachments may be downloaded from (https only).
+    pub attachment_hosts: Vec<String>,
     /// First reconnect delay, doubled up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -285,6 +288,27 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         None => Duration::from_secs(30).max(reconnect_min),
     };
 
+    let attachment_hosts = match pick(&none, "", "CODING_BRIDGE_ATTACHMENT_HOSTS") {
+        Some(raw) => {
+            let hosts: Vec<String> = raw
+                .value
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+            if hosts.iter().any(|h| h.contains(['/', ':', ' ', '@'])) {
+                return Err(
+                    raw.err("expected host names separated by commas, like cdn.example.com")
+                );
+            }
+            hosts
+        }
+        None => crate::media::DEFAULT_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect(),
+    };
+
     Ok(Config {
         bridge_url,
         node_name,
@@ -306,6 +330,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         qr: flags.qr,
         reconnect_min,
         reconnect_max,
+        attachment_hosts,
     })
 }
 

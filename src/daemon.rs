@@ -14,6 +14,8 @@ const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
 /// Bound of the children → hub queue; a full queue makes a flooding child wait.
 const CHILD_QUEUE: usize = 2;
+/// Bound of the workers → hub queue (at most a few workers run at once).
+const WORK_QUEUE: usize = 16;
 
 /// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.
@@ -66,6 +68,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         cfg.config_dir.display()
     );
     let (child_tx, child_rx) = bounded(CHILD_QUEUE);
+    let (work_tx, work_rx) = bounded(WORK_QUEUE);
     let hub = Hub::new(
         cfg,
         creds.node_token.clone(),
@@ -73,10 +76,12 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         link_tx,
         timer,
         child_tx,
+        work_tx,
     );
     hub.run(Inputs {
         link_rx,
         child_rx,
+        work_rx,
         tick_rx,
         signal_rx,
     })

@@ -41,6 +41,7 @@ use crate::secret::Secret;
 use crate::sessions::{Sessions, Settings};
 use crate::timefmt::now_ms;
 use crate::timer::Timer;
+use crate::worker::{Work, Workers};
 
 /// Commands remembered for de-duplication.
 pub const DEDUPE_IDS: usize = 1000;
@@ -106,12 +107,22 @@ pub struct Hub {
     sessions: Sessions,
     /// Text frames produced in this step, handed to the writer in one batch.
     outq: Vec<String>,
+    workers: Workers,
+    home: Option<std::path::PathBuf>,
+    config_dir: std::path::PathBuf,
+    claude_path: Option<std::path::PathBuf>,
+    default_cwd: std::path::PathBuf,
+    /// The command catalogue from a probe child, once probed.
+    probed: Option<Vec<Value>>,
+    /// Trace ids of `capabilities.get` requests waiting for a running probe.
+    probe_waiting: Option<Vec<Option<Value>>>,
 }
 
 /// The hub's inputs, created by [`crate::daemon`].
 pub struct Inputs {
     pub link_rx: Receiver<LinkEvent>,
     pub child_rx: Receiver<ChildEvent>,
+    pub work_rx: Receiver<Work>,
     pub tick_rx: Receiver<Tick>,
     pub signal_rx: Receiver<i32>,
 }
@@ -124,21 +135,36 @@ impl Hub {
         link_tx: Sender<LinkEvent>,
         timer: Timer<Tick>,
         child_tx: Sender<ChildEvent>,
+        work_tx: Sender<Work>,
     ) -> Hub {
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
         let settings = Settings {
             default_cwd: cfg.cwd.clone(),
             default_model: cfg.model.clone(),
             claude_path: cfg.claude_path.clone(),
-            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+            home: home.clone(),
             permission_timeout: cfg.permission_timeout,
+            config_dir: cfg.config_dir.clone(),
+            media: crate::media::Settings {
+                allowed_hosts: cfg.attachment_hosts.clone(),
+                tls: crate::app::http_tls(cfg).unwrap_or_default(),
+            },
         };
+        let workers = Workers::new(work_tx);
         Hub {
             target,
             token,
             heartbeat: cfg.heartbeat_interval,
             capabilities: crate::capabilities::heartbeat_list(cfg),
             link_tx,
-            sessions: Sessions::new(settings, timer.clone(), child_tx),
+            sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
+            workers,
+            home,
+            config_dir: cfg.config_dir.clone(),
+            claude_path: cfg.claude_path.clone(),
+            default_cwd: cfg.cwd.clone(),
+            probed: None,
+            probe_waiting: None,
             outq: Vec::new(),
             timer,
             state: LinkState::Down,
@@ -169,6 +195,10 @@ impl Hub {
                 },
                 recv(inputs.tick_rx) -> t => match t {
                     Ok(t) => self.on_tick(t),
+                    Err(_) => break,
+                },
+                recv(inputs.work_rx) -> w => match w {
+                    Ok(w) => self.on_work(w),
                     Err(_) => break,
                 },
                 recv(inputs.signal_rx) -> sig => {
@@ -388,6 +418,9 @@ impl Hub {
             self.emit_all(out);
             return;
         }
+        if self.service(action, &cmd, trace_id.clone()) {
+            return;
+        }
         let mut reply = match action {
             "ping" => json!({"event": "pong"}),
             _ => {
@@ -409,6 +442,130 @@ impl Hub {
             reply["trace_id"] = t;
         }
         self.emit(reply);
+    }
+
+    /// Requests answered from the disk or a probe, on worker threads.
+    fn service(&mut self, action: &str, cmd: &Map<String, Value>, trace: Option<Value>) -> bool {
+        let with_trace = move |mut v: Value| {
+            if let Some(t) = &trace {
+                v["trace_id"] = t.clone();
+            }
+            v
+        };
+        let home = self.home.clone();
+        let started = match action {
+            "history.list" => {
+                let limit = cmd.get("limit").and_then(Value::as_i64);
+                let running = self.sessions.running_ids();
+                self.workers.run("history", move || {
+                    Work::Reply(with_trace(crate::history::list(
+                        home.as_deref(),
+                        limit,
+                        &running,
+                    )))
+                })
+            }
+            "history.get" => {
+                let session = cmd
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let config_dir = self.config_dir.clone();
+                self.workers.run("history", move || {
+                    Work::Reply(with_trace(crate::history::detail(
+                        home.as_deref(),
+                        &config_dir,
+                        &session,
+                    )))
+                })
+            }
+            "fs.list" => {
+                let path = cmd.get("path").and_then(Value::as_str).map(str::to_string);
+                let hidden = cmd
+                    .get("show_hidden")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                self.workers.run("fs", move || {
+                    Work::Reply(with_trace(crate::fslist::list(
+                        home.as_deref(),
+                        path.as_deref(),
+                        hidden,
+                    )))
+                })
+            }
+            "capabilities.get" => {
+                let available = crate::capabilities::claude_available(self.claude_path.as_deref());
+                let known = self
+                    .sessions
+                    .catalogue()
+                    .cloned()
+                    .or_else(|| self.probed.clone());
+                match (available, known) {
+                    (false, _) => {
+                        self.emit(with_trace(crate::capabilities::reply(false, &[])));
+                        true
+                    }
+                    (true, Some(cmds)) => {
+                        self.emit(with_trace(crate::capabilities::reply(true, &cmds)));
+                        true
+                    }
+                    (true, None) => {
+                        let t = with_trace(json!({})).get("trace_id").cloned();
+                        if let Some(waiting) = self.probe_waiting.as_mut() {
+                            waiting.push(t);
+                            true
+                        } else {
+                            let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
+                            let ok = self.workers.run("probe", move || {
+                                Work::Catalogue(crate::capabilities::probe(
+                                    path.as_deref(),
+                                    &cwd,
+                                    crate::capabilities::PROBE_TIMEOUT,
+                                ))
+                            });
+                            if ok {
+                                self.probe_waiting = Some(vec![t]);
+                            }
+                            ok
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        };
+        if !started {
+            self.emit(json!({"event": "session.error", "message": format!("the node is busy; {action} was not run, try again")}));
+        }
+        true
+    }
+
+    fn on_work(&mut self, w: Work) {
+        match w {
+            Work::Reply(v) => self.emit(v),
+            Work::Prepared {
+                session,
+                turn,
+                prepared,
+            } => {
+                let mut out = Vec::new();
+                self.sessions
+                    .on_prepared(&session, turn, prepared, &mut out);
+                self.emit_all(out);
+            }
+            Work::Catalogue(found) => {
+                let cmds = found.unwrap_or_default();
+                self.probed = Some(cmds.clone());
+                for t in self.probe_waiting.take().unwrap_or_default() {
+                    let mut v = crate::capabilities::reply(true, &cmds);
+                    if let Some(t) = t {
+                        v["trace_id"] = t;
+                    }
+                    self.emit(v);
+                }
+            }
+            Work::Done => {}
+        }
     }
 
     fn emit_all(&mut self, events: Vec<Value>) {

@@ -18,7 +18,11 @@
 //! - [`link`]: the relay WebSocket on a reader and a writer thread; [`tls`] its TLS.
 //! - [`envelope`], [`outbox`], [`dedupe`]: relay frames, reliable delivery, command de-dup.
 //! - [`timer`], [`backoff`], [`ids`]: the timer thread, reconnect delays, random ids.
-//! - [`capabilities`]: what the node announces.
+//! - [`capabilities`]: what the node announces and the `capabilities` reply.
+//! - [`sessions`], [`child`], [`claude`]: Claude Code sessions, their processes, the CLI protocol.
+//! - [`history`], [`fslist`], [`media`], [`sidecar`]: transcripts, the directory picker,
+//!   a turn's images and attachments, per-session settings; run on [`worker`] threads.
+//! - [`reaper`]: orphan reaping when the daemon is PID 1.
 
 pub mod app;
 pub mod backoff;
@@ -31,18 +35,23 @@ pub mod credentials;
 pub mod daemon;
 pub mod dedupe;
 pub mod envelope;
+pub mod fslist;
 pub mod fsutil;
+pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod link;
 pub mod lock;
 pub mod logging;
+pub mod media;
 pub mod outbox;
 pub mod pairing;
 pub mod qr;
 pub mod reaper;
 pub mod secret;
 pub mod sessions;
+pub mod sidecar;
 pub mod timefmt;
 pub mod timer;
 pub mod tls;
+pub mod worker;

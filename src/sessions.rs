@@ -21,6 +21,7 @@ use crate::child::{self, ChildEvent, ChildHandle, ExitInfo, Spec};
 use crate::claude::{self, SpawnOpts};
 use crate::hub::Tick;
 use crate::timer::Timer;
+use crate::worker::{Work, Workers};
 
 /// Live sessions allowed at once.
 pub const MAX_SESSIONS: usize = 64;
@@ -41,10 +42,16 @@ pub struct Settings {
     pub claude_path: Option<PathBuf>,
     pub home: Option<PathBuf>,
     pub permission_timeout: Option<Duration>,
+    /// Where the per-session settings sidecars live (`<config_dir>/sessions`).
+    pub config_dir: PathBuf,
+    pub media: crate::media::Settings,
 }
 
 #[derive(Debug, Clone)]
 struct Turn {
+    id: u64,
+    /// Images or attachments are still being saved; the turn waits (and so do later ones).
+    preparing: bool,
     prompt: String,
     trace_id: Option<Value>,
     /// Model and permission mode in force when the turn was asked for.
@@ -177,6 +184,7 @@ struct Pending {
 /// All sessions of this daemon.
 pub struct Sessions {
     settings: Settings,
+    workers: Workers,
     timer: Timer<Tick>,
     child_tx: Sender<ChildEvent>,
     sessions: HashMap<String, Session>,
@@ -197,9 +205,15 @@ fn str_field<'a>(cmd: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 }
 
 impl Sessions {
-    pub fn new(settings: Settings, timer: Timer<Tick>, child_tx: Sender<ChildEvent>) -> Sessions {
+    pub fn new(
+        settings: Settings,
+        timer: Timer<Tick>,
+        child_tx: Sender<ChildEvent>,
+        workers: Workers,
+    ) -> Sessions {
         Sessions {
             settings,
+            workers,
             timer,
             child_tx,
             sessions: HashMap::new(),
@@ -347,9 +361,16 @@ impl Sessions {
             );
             return;
         }
+        // Resuming from history: the sidecar restores what the transcript cannot carry.
+        let saved = str_field(cmd, "resume_session_id")
+            .and_then(|r| crate::sidecar::load(&self.settings.config_dir, r))
+            .unwrap_or(Value::Null);
+        let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).map(str::to_string);
         let cwd = match str_field(cmd, "cwd") {
             Some(c) => expand(c, self.settings.home.as_deref()),
-            None => self.settings.default_cwd.clone(),
+            None => saved_str("cwd")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.settings.default_cwd.clone()),
         };
         if !cwd.is_dir() {
             fail(
@@ -376,9 +397,14 @@ impl Sessions {
             cwd,
             model: str_field(cmd, "model")
                 .map(str::to_string)
+                .or_else(|| saved_str("model"))
                 .or_else(|| self.settings.default_model.clone()),
-            permission_mode: str_field(cmd, "permission_mode").map(str::to_string),
-            effort: str_field(cmd, "effort").map(str::to_string),
+            permission_mode: str_field(cmd, "permission_mode")
+                .map(str::to_string)
+                .or_else(|| saved_str("permission_mode")),
+            effort: str_field(cmd, "effort")
+                .map(str::to_string)
+                .or_else(|| saved_str("effort")),
             sdk_id: None,
             next_spawn: SpawnOpts {
                 resume: resume.clone(),
@@ -420,6 +446,8 @@ impl Sessions {
             .filter(|p| !p.trim().is_empty())
         {
             s.queue.push_back(Turn {
+                id: next_turn_id(),
+                preparing: false,
                 prompt: prompt.to_string(),
                 trace_id: trace.clone(),
                 model: s.model.clone(),
@@ -430,6 +458,7 @@ impl Sessions {
         }
         let key = sid.to_string();
         self.sessions.insert(key.clone(), s);
+        self.prepare_media(&key, cmd, out);
         self.ensure_child(&key, out);
         self.pump(&key, out);
     }
@@ -476,6 +505,8 @@ impl Sessions {
             return;
         }
         s.queue.push_back(Turn {
+            id: next_turn_id(),
+            preparing: false,
             prompt: prompt.to_string(),
             trace_id: trace,
             model: s.model.clone(),
@@ -483,8 +514,120 @@ impl Sessions {
             emitted: false,
             retried: false,
         });
+        self.save_sidecar(&key);
+        self.prepare_media(&key, cmd, out);
         self.ensure_child(&key, out);
         self.pump(&key, out);
+    }
+
+    /// If the newest turn of `key` came with images or attachments, hold it and save
+    /// them on a worker; [`Sessions::on_prepared`] lets it run.
+    fn prepare_media(&mut self, key: &str, cmd: &Map<String, Value>, out: &mut Vec<Value>) {
+        let present = |k: &str| {
+            cmd.get(k)
+                .filter(|v| !v.is_null() && !v.as_array().is_some_and(|a| a.is_empty()))
+                .cloned()
+        };
+        let (images, attachments) = (present("images"), present("attachments"));
+        if images.is_none() && attachments.is_none() {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(turn) = s.queue.back_mut() else {
+            return;
+        };
+        turn.preparing = true;
+        let (turn_id, cwd, sid) = (turn.id, s.cwd.clone(), s.id.clone());
+        let media = self.settings.media.clone();
+        let owner = key.to_string();
+        let started = self.workers.run("media", move || Work::Prepared {
+            session: owner,
+            turn: turn_id,
+            prepared: crate::media::prepare(
+                &cwd,
+                &sid,
+                images.as_ref(),
+                attachments.as_ref(),
+                &media,
+            ),
+        });
+        if !started {
+            if let Some(t) = s.queue.back_mut() {
+                t.preparing = false;
+            }
+            out.push(s.event(
+                "session.notice",
+                s.trace().as_ref(),
+                json!({"level": "warning", "code": "attachment_skipped",
+                       "text": "the node is busy; the images and attachments of this turn were not saved"}),
+            ));
+        }
+    }
+
+    /// A turn's media are saved: add the note to its prompt and let it run.
+    pub fn on_prepared(
+        &mut self,
+        session: &str,
+        turn_id: u64,
+        prepared: crate::media::Prepared,
+        out: &mut Vec<Value>,
+    ) {
+        let Some(key) = self.key_of(session) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(turn) = s.queue.iter_mut().find(|t| t.id == turn_id) else {
+            return;
+        };
+        turn.prompt.push_str(&prepared.note());
+        turn.preparing = false;
+        let trace = turn.trace_id.clone();
+        for text in &prepared.notices {
+            out.push(s.event(
+                "session.notice",
+                trace.as_ref(),
+                json!({"level": "warning", "code": "attachment_skipped", "text": text}),
+            ));
+        }
+        self.pump(&key, out);
+    }
+
+    /// Save the session's settings beside its transcript id (on a worker; small file).
+    fn save_sidecar(&self, key: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let Some(id) = s.sdk_id.clone() else {
+            return;
+        };
+        let body = json!({
+            "provider": s.provider,
+            "cwd": s.cwd,
+            "model": s.model,
+            "permission_mode": s.permission_mode,
+            "effort": s.effort,
+        });
+        let dir = self.settings.config_dir.clone();
+        self.workers.run("sidecar", move || {
+            crate::sidecar::save(&dir, &id, &body);
+            Work::Done
+        });
+    }
+
+    /// Ids (current and provisional) of sessions with a turn in flight.
+    pub fn running_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for s in self.sessions.values().filter(|s| s.running()) {
+            ids.push(s.id.clone());
+            if let Some(sdk) = &s.sdk_id {
+                ids.push(sdk.clone());
+            }
+        }
+        ids
     }
 
     fn edit(
@@ -554,6 +697,8 @@ impl Sessions {
         }
         if !plan.prompt.trim().is_empty() {
             s.queue.push_back(Turn {
+                id: next_turn_id(),
+                preparing: false,
                 prompt: plan.prompt,
                 trace_id: plan.trace_id,
                 model: s.model.clone(),
@@ -724,7 +869,7 @@ impl Sessions {
                 return;
             }
             let ready = s.child.as_ref().is_some_and(|c| c.initialized);
-            if !ready {
+            if !ready || s.queue.front().is_some_and(|t| t.preparing) {
                 return;
             }
             let Some(turn) = s.queue.pop_front() else {
@@ -1164,8 +1309,15 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
+        let first = s.sdk_id.as_deref() != Some(sid);
         s.sdk_id = Some(sid.to_string());
-        if sid == key || !valid_id(sid) {
+        if !valid_id(sid) {
+            return;
+        }
+        if sid == key {
+            if first {
+                self.save_sidecar(key);
+            }
             return;
         }
         out.push(s.event(
@@ -1195,6 +1347,7 @@ impl Sessions {
                 p.session = sid.to_string();
             }
         }
+        self.save_sidecar(sid);
     }
 
     /// Deny everything and stop every child (daemon shutdown). Returns children stopping.
@@ -1524,6 +1677,12 @@ fn transcript_uuids(home: Option<&Path>, cwd: &Path, session: &str) -> HashSet<S
         let _ = reader.fill_buf();
     }
     set
+}
+
+fn next_turn_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 #[cfg(test)]
