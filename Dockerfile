@@ -14,6 +14,7 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---- builder: a fully static x86_64 musl binary -------------------------------------
 FROM ${RUST_IMAGE} AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # musl-tools gives musl-gcc for the C and assembly parts of ring.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -27,8 +28,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --locked --release --target x86_64-unknown-linux-musl --bin coding-bridge-agent \
     && cp target/x86_64-unknown-linux-musl/release/coding-bridge-agent /coding-bridge-agent
 # Refuse anything that is not fully static: no program interpreter, no shared libraries.
-RUN if readelf -lW /coding-bridge-agent | grep -q INTERP \
-       || readelf -dW /coding-bridge-agent | grep -q NEEDED; then \
+RUN if readelf -lW /coding-bridge-agent | grep INTERP >/dev/null \
+       || readelf -dW /coding-bridge-agent | grep NEEDED >/dev/null; then \
         echo "coding-bridge-agent is not static" >&2; exit 1; \
     fi \
     && /coding-bridge-agent --version
@@ -47,7 +48,7 @@ RUN npm install -g "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
     && claude --version
 COPY --from=builder /coding-bridge-agent /usr/local/bin/coding-bridge-agent
 
-# Run as the image's unprivileged `node` user (uid 1000, usually the owner of a host
+# Run as the image's unprivileged `node` user (uid:gid 1000:1000, usually the owner of a host
 # ~/.ace-bridge; otherwise pass --user "$(id -u):$(id -g)"). /config holds the node token
 # (credentials.json, 0600) and the logs; /workspace is where Claude Code sessions start.
 RUN mkdir -p /config /workspace \
@@ -56,7 +57,7 @@ RUN mkdir -p /config /workspace \
 ENV CODING_BRIDGE_CONFIG_DIR=/config \
     CODING_BRIDGE_CWD=/workspace \
     HOME=/home/node
-USER node
+USER 1000:1000
 WORKDIR /workspace
 VOLUME /config
 # The daemon is a fine PID 1: it handles SIGTERM and reaps orphaned processes.

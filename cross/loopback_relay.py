@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.parse
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def say(line):

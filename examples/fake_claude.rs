@@ -51,10 +51,34 @@ fn uuid() -> String {
     )
 }
 
+thread_local! {
+    static HELD: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Write one line; with `FAKE_CLAUDE_COALESCE` set, a turn's lines are held and written
+/// in one go at its result (so the daemon reads them in one batch).
 fn out(v: &Value) {
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{v}");
-    let _ = o.flush();
+    let coalesce = std::env::var_os("FAKE_CLAUDE_COALESCE").is_some();
+    // Anything the daemon must answer goes out at once, with what was held before it.
+    let is_result =
+        v["type"] == "result" || v["type"] == "control_response" || v["type"] == "control_request";
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if coalesce {
+            let buf = h.get_or_insert_with(Vec::new);
+            let _ = writeln!(buf, "{v}");
+            if is_result {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(buf);
+                let _ = o.flush();
+                buf.clear();
+            }
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{v}");
+            let _ = o.flush();
+        }
+    });
 }
 
 fn log(v: Value) {

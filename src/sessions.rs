@@ -936,17 +936,20 @@ impl Sessions {
             ChildEvent::Lines { child, values } => {
                 let mut key = String::new();
                 for value in values {
-                    // Looked up again after anything but streaming: a line may re-key
-                    // the session or end it.
-                    if key.is_empty()
-                        || value.get("type").and_then(Value::as_str) != Some("stream_event")
-                    {
+                    if key.is_empty() {
                         match self.children.get(&child) {
                             Some(Some(k)) => key.clone_from(k),
                             _ => return,
                         }
                     }
+                    // Anything but a streaming line may re-key the session or end it:
+                    // look the key up again before the next line.
+                    let streaming =
+                        value.get("type").and_then(Value::as_str) == Some("stream_event");
                     self.on_line(&key, child, value, out);
+                    if !streaming {
+                        key.clear();
+                    }
                 }
             }
             ChildEvent::Exited { child, status } => {

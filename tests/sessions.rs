@@ -693,3 +693,27 @@ fn an_event_too_large_to_relay_becomes_a_notice() {
     assert!(named(&ev, "session.tool_result").is_empty());
     assert_eq!(ev.last().unwrap()["result"], "big done");
 }
+
+#[test]
+fn a_turn_read_in_one_batch_is_rekeyed_and_streamed_whole() {
+    // The CLI's lines for a whole turn arrive in one read: the re-key (system/init) and
+    // the streaming that follows it are handled in the same batch.
+    let n = Node::start(&[("FAKE_CLAUDE_COALESCE", "1")]);
+    n.cmd(json!({"action": "session.start", "session_id": "batch", "prompt": "say all at once", "cwd": n.cwd()}));
+    let ev = n.until("session.result");
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let joined: String = named(&ev, "session.text_delta")
+        .iter()
+        .map(|d| d["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, "all at once");
+    assert!(
+        named(&ev, "session.text_delta")
+            .iter()
+            .all(|d| d["session_id"] == real.as_str())
+    );
+    assert_eq!(named(&ev, "session.text")[0]["text"], "all at once");
+}
