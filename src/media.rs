@@ -427,6 +427,39 @@ mod tests {
     }
 
     #[test]
+    fn oversized_and_hostile_images() {
+        let dir = std::env::temp_dir().join(format!("cba-media-{}", std::process::id()));
+        let settings = Settings {
+            allowed_hosts: vec![],
+            tls: ureq::tls::TlsConfig::default(),
+        };
+        let big = "A".repeat((MAX_IMAGE_BYTES / 3 * 4) + 4096);
+        let images = serde_json::json!([{"data": big}, "data:image/png,notbase64", {"url": "https://x/y.png"}]);
+        let p = prepare(&dir, "s/../x", Some(&images), None, &settings);
+        assert!(p.saved.is_empty());
+        assert_eq!(p.notices.len(), 3, "{:?}", p.notices);
+        assert!(p.notices[0].contains("larger than 12 MiB"));
+        assert!(p.notices[1].contains("base64 data URLs"));
+        assert!(p.notices[2].contains("not fetched"));
+        assert!(p.note().is_empty());
+        // Just over the limit after decoding, under it before the quick length check.
+        let just_over = "A".repeat(((MAX_IMAGE_BYTES + 3) / 3) * 4);
+        let p = prepare(
+            &dir,
+            "s",
+            Some(&serde_json::json!([just_over])),
+            None,
+            &settings,
+        );
+        assert!(
+            p.notices[0].contains("larger than 12 MiB"),
+            "{:?}",
+            p.notices
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(
             parse_https("https://cdn.x.cloud/a/b.pdf?x=1").unwrap(),

@@ -1,0 +1,756 @@
+//! Node services (issue 5): history, the settings sidecar, the directory picker,
+//! capabilities, images and attachments, each against hostile or oversized input.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use support::relay::{FakeRelay, test_tls};
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn fake_claude() -> PathBuf {
+    let p = Path::new(bin())
+        .parent()
+        .unwrap()
+        .join("examples/fake_claude");
+    assert!(
+        p.exists(),
+        "run `cargo build --example fake_claude` (plain `cargo test` builds it)"
+    );
+    p
+}
+
+struct Node {
+    relay: FakeRelay,
+    home: TempDir,
+    daemon: Daemon,
+}
+
+impl Node {
+    fn start_in(home: TempDir, env: &[(&str, &str)]) -> Node {
+        let relay = FakeRelay::start();
+        relay.set_auto_ack(true);
+        let mut c = agent(&home);
+        c.env("CODING_BRIDGE_URL", relay.url())
+            .env("CODING_BRIDGE_NODE_TOKEN", "tok-services")
+            .env("CODING_BRIDGE_CLAUDE_PATH", fake_claude())
+            .env("FAKE_CLAUDE_LOG", home.join("fake.log"))
+            .args(["run"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let daemon = Daemon::spawn(c, &home);
+        relay
+            .recv_type("node.heartbeat", T)
+            .unwrap_or_else(|| panic!("no link: {}", daemon.stderr()));
+        Node {
+            relay,
+            home,
+            daemon,
+        }
+    }
+
+    fn start(env: &[(&str, &str)]) -> Node {
+        Node::start_in(TempDir::new("svc"), env)
+    }
+
+    fn cmd(&self, payload: Value) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        assert!(self.relay.command(
+            &format!("svc-{}", N.fetch_add(1, Ordering::Relaxed)),
+            payload
+        ));
+    }
+
+    fn until(&self, event: &str) -> Vec<Value> {
+        let mut got = Vec::new();
+        let found = self.relay.recv_until(T, |v| {
+            if v["type"] == "node.to_browser" {
+                got.push(v["payload"].clone());
+                v["payload"]["event"] == event
+            } else {
+                false
+            }
+        });
+        assert!(
+            found.is_some(),
+            "no {event}; got {got:#?}\nstderr: {}",
+            self.daemon.stderr()
+        );
+        got
+    }
+
+    fn ask(&self, payload: Value, event: &str) -> Value {
+        self.cmd(payload);
+        self.until(event).pop().unwrap()
+    }
+
+    fn log(&self) -> Vec<Value> {
+        fs::read_to_string(self.home.join("fake.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+fn project_dir(home: &Path, cwd: &str) -> PathBuf {
+    let slug: String = cwd
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let d = home.join(".claude/projects").join(slug);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn set_mtime(p: &Path, secs_ago: u64) {
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(secs_ago))
+        .unwrap();
+}
+
+fn rec(v: Value) -> String {
+    format!("{v}\n")
+}
+
+/// A realistic transcript with injected context, tools, thinking and a broken line.
+fn write_fixture(dir: &Path, id: &str, cwd: &str) -> PathBuf {
+    let mut s = String::new();
+    s += &rec(json!({"type": "queue-operation", "sessionId": id}));
+    s += &rec(
+        json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": "Caveat: meta"}, "uuid": "m0", "timestamp": "2026-11-20T10:00:00.000Z", "cwd": cwd, "gitBranch": "main"}),
+    );
+    s += &rec(
+        json!({"type": "user", "message": {"role": "user", "content": "<system-reminder>ignore me</system-reminder>"}, "uuid": "m1", "timestamp": "2026-11-20T10:00:00.500Z", "cwd": cwd, "gitBranch": "main"}),
+    );
+    s += &rec(
+        json!({"type": "user", "message": {"role": "user", "content": "<command-name>/clear</command-name>"}, "uuid": "m2", "timestamp": "2026-11-20T10:00:01.000Z", "cwd": cwd, "gitBranch": "main"}),
+    );
+    s += &rec(
+        json!({"type": "user", "message": {"role": "user", "content": "  Fix   the <b>login</b>\n bug please  "}, "uuid": "m3", "timestamp": "2026-11-20T10:00:02.000Z", "cwd": cwd, "gitBranch": "feature/x"}),
+    );
+    s += "{ this line is broken\n";
+    s += "\u{0}\u{1}binary junk\n";
+    s += &rec(
+        json!({"type": "assistant", "message": {"id": "msg1", "model": "claude-opus-4-1", "content": [
+        {"type": "thinking", "thinking": "hmm"},
+        {"type": "text", "text": "Looking."},
+        {"type": "tool_use", "id": "tu1", "name": "Read", "input": {"file_path": "a.rs"}}]}, "uuid": "m4", "timestamp": "2026-11-20T10:00:03.000Z", "cwd": cwd, "gitBranch": "feature/x"}),
+    );
+    s += &rec(
+        json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": [{"type": "text", "text": "fn main"}], "is_error": false}]}, "uuid": "m5", "timestamp": "2026-11-20T10:00:04.000Z", "cwd": cwd}),
+    );
+    s += &rec(
+        json!({"type": "assistant", "message": {"id": "msg2", "content": [{"type": "text", "text": "Fixed."}]}, "uuid": "m6", "timestamp": "2026-11-20T10:00:05.250Z", "cwd": cwd}),
+    );
+    let p = dir.join(format!("{id}.jsonl"));
+    fs::write(&p, s).unwrap();
+    p
+}
+
+#[test]
+fn history_lists_newest_first_with_titles_and_details() {
+    let home = TempDir::new("hist");
+    let cwd = "/work/proj";
+    let dir = project_dir(home.path(), cwd);
+    let a = write_fixture(&dir, "aaaa-1111", cwd);
+    set_mtime(&a, 100);
+    let b = dir.join("bbbb-2222.jsonl");
+    fs::write(&b, rec(json!({"type": "user", "message": {"role": "user", "content": "second one"}, "uuid": "x", "timestamp": "2026-11-21T00:00:00Z", "cwd": cwd}))).unwrap();
+    set_mtime(&b, 10);
+    // A corrupt transcript: listed, its bad lines skipped.
+    let other = project_dir(home.path(), "/elsewhere");
+    fs::write(
+        other.join("cccc-3333.jsonl"),
+        b"\xff\xfe not json\n{\"type\":\"user\"\n[1,2]\n",
+    )
+    .unwrap();
+    set_mtime(&other.join("cccc-3333.jsonl"), 1000);
+    // Not transcripts: ignored.
+    fs::write(dir.join("notes.txt"), b"x").unwrap();
+    fs::write(dir.join("bad id!.jsonl"), b"x").unwrap();
+
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(
+        json!({"action": "history.list", "trace_id": "h1"}),
+        "history.snapshot",
+    );
+    assert_eq!(snap["trace_id"], "h1");
+    let list = snap["sessions"].as_array().unwrap();
+    let ids: Vec<&str> = list
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["bbbb-2222", "aaaa-1111", "cccc-3333"]);
+    let a = &list[1];
+    assert_eq!(a["title"], "Fix the login bug please");
+    assert_eq!(a["cwd"], cwd);
+    assert_eq!(a["git_branch"], "main");
+    assert_eq!(a["provider"], "claude");
+    assert_eq!(a["message_count"], 7);
+    assert_eq!(a["running"], false);
+    assert!(a["updated_at"].as_u64().unwrap() > list[2]["updated_at"].as_u64().unwrap());
+    assert_eq!(list[2]["title"], "");
+
+    let snap = n.ask(
+        json!({"action": "history.list", "limit": 1}),
+        "history.snapshot",
+    );
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 1);
+    let snap = n.ask(
+        json!({"action": "history.list", "limit": -5}),
+        "history.snapshot",
+    );
+    assert_eq!(
+        snap["sessions"].as_array().unwrap().len(),
+        1,
+        "limit is clamped to at least 1"
+    );
+
+    let d = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": "aaaa-1111"}),
+        "history.detail",
+    );
+    assert_eq!(d["title"], "Fix the login bug please");
+    assert_eq!(d["cwd"], cwd);
+    assert_eq!(d["git_branch"], "feature/x");
+    assert_eq!(d["model"], "claude-opus-4-1");
+    assert_eq!(d["truncated"], false);
+    let kinds: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "prompt",
+            "thinking",
+            "text",
+            "tool_use",
+            "tool_result",
+            "text"
+        ]
+    );
+    let ev = d["events"].as_array().unwrap();
+    assert_eq!(ev[0]["text"], "Fix   the <b>login</b>\n bug please");
+    assert_eq!(ev[0]["ts"], 1_795_168_802_000u64);
+    assert_eq!(ev[3]["tool"], "Read");
+    assert_eq!(
+        ev[4]["content"],
+        "[{\"text\":\"fn main\",\"type\":\"text\"}]"
+    );
+    assert_eq!(ev[5]["ts"], 1_795_168_805_250u64);
+
+    for bad in ["../../etc/passwd", "nope-0000", ""] {
+        let d = n.ask(
+            json!({"action": "history.get", "provider": "claude", "session_id": bad}),
+            "history.detail",
+        );
+        assert!(d["error"].is_string(), "{bad}: {d}");
+        assert!(d["events"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn history_keeps_the_newest_4000_events_and_flags_truncation() {
+    let home = TempDir::new("hist4k");
+    let dir = project_dir(home.path(), "/p");
+    let mut f = fs::File::create(dir.join("many-0001.jsonl")).unwrap();
+    for i in 0..4500 {
+        let line = json!({"type": "assistant", "message": {"content": [{"type": "text", "text": format!("t{i}")}]}, "uuid": format!("u{i}"), "timestamp": "2026-11-20T10:00:00Z"});
+        writeln!(f, "{line}").unwrap();
+    }
+    drop(f);
+    let n = Node::start_in(home, &[]);
+    let d = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": "many-0001"}),
+        "history.detail",
+    );
+    let ev = d["events"].as_array().unwrap();
+    assert_eq!(ev.len(), 4000);
+    assert_eq!(ev[0]["text"], "t500");
+    assert_eq!(ev[3999]["text"], "t4499");
+    assert_eq!(d["truncated"], true);
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_huge_transcript_and_a_10_mb_line_stay_within_a_memory_bound() {
+    let home = TempDir::new("hughist");
+    let dir = project_dir(home.path(), "/big");
+    let path = dir.join("huge-0001.jsonl");
+    let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+    writeln!(f, "{}", json!({"type": "user", "message": {"role": "user", "content": "start of a huge one"}, "uuid": "h0", "timestamp": "2026-11-20T10:00:00Z", "cwd": "/big"})).unwrap();
+    // One 10 MB line.
+    writeln!(f, "{}", json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "z".repeat(10 << 20)}]}, "uuid": "h1"})).unwrap();
+    // Then ~300 MB of ordinary records.
+    let filler = "lorem ipsum dolor sit amet ".repeat(40);
+    let mut written = 0usize;
+    let mut i = 0;
+    while written < 300 << 20 {
+        let line = json!({"type": "assistant", "message": {"content": [{"type": "text", "text": format!("{i} {filler}")}]}, "uuid": format!("a{i}"), "timestamp": "2026-11-20T10:00:01Z"}).to_string();
+        written += line.len() + 1;
+        writeln!(f, "{line}").unwrap();
+        i += 1;
+    }
+    drop(f);
+    let n = Node::start_in(home, &[]);
+    let before = vm_hwm_kib(n.daemon.pid());
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(snap["sessions"][0]["title"], "start of a huge one");
+    assert_eq!(snap["sessions"][0]["message_count"], i + 2);
+    let d = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": "huge-0001"}),
+        "history.detail",
+    );
+    let ev = d["events"].as_array().unwrap();
+    assert_eq!(ev.len(), 4000);
+    assert_eq!(d["truncated"], true);
+    let peak = vm_hwm_kib(n.daemon.pid());
+    // The file is ~310 MB; the daemon's peak stays within a small bound regardless.
+    assert!(
+        peak < 96 * 1024,
+        "peak RSS {} KiB (was {before} KiB) for a 310 MB transcript",
+        peak
+    );
+}
+
+#[test]
+fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
+    let n = Node::start(&[]);
+    let cwd = n.home.path().to_str().unwrap().to_string();
+    n.cmd(
+        json!({"action": "session.start", "session_id": "live", "prompt": "say one", "cwd": cwd,
+                 "model": "opus", "permission_mode": "plan", "effort": "high"}),
+    );
+    let ev = n.until("session.result");
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The sidecar is written 0600 in <config>/sessions.
+    let sidecar = n.home.join(&format!("cfg/sessions/{real}.json"));
+    assert!(wait_until(Duration::from_secs(5), || sidecar.exists()));
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&sidecar).unwrap()).unwrap();
+    assert_eq!(
+        saved,
+        json!({"provider": "claude", "cwd": cwd, "model": "opus", "permission_mode": "plan", "effort": "high"})
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&sidecar).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // history.get folds it in.
+    let d = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": real}),
+        "history.detail",
+    );
+    assert_eq!(d["permission_mode"], "plan");
+    assert_eq!(d["effort"], "high");
+    assert_eq!(d["model"], "opus");
+    // A running turn shows in the listing.
+    n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "slow 300"}));
+    n.until("session.text_delta");
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    let me = snap["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == real.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(me["running"], true);
+    n.cmd(json!({"action": "session.close", "session_id": real}));
+    n.until("session.closed");
+    // Resuming from history without settings restores them from the sidecar.
+    n.cmd(json!({"action": "session.start", "session_id": "again", "prompt": "say back", "resume_session_id": real}));
+    let ev = n.until("session.result");
+    let started = named(&ev, "session.started")[0];
+    assert_eq!(started["model"], "opus");
+    assert_eq!(started["permission_mode"], "plan");
+    assert_eq!(started["effort"], "high");
+    assert_eq!(started["cwd"], cwd.as_str());
+}
+
+#[test]
+fn directory_picker() {
+    let n = Node::start(&[]);
+    let root = n.home.join("tree");
+    fs::create_dir_all(root.join("Beta")).unwrap();
+    fs::create_dir_all(root.join("alpha")).unwrap();
+    fs::create_dir_all(root.join(".hidden_dir")).unwrap();
+    fs::write(root.join("Zed.txt"), b"z").unwrap();
+    fs::write(root.join("apple.txt"), b"a").unwrap();
+    fs::write(root.join(".secret"), b"s").unwrap();
+    let r = n.ask(
+        json!({"action": "fs.list", "path": root, "trace_id": "f1"}),
+        "fs.list",
+    );
+    assert_eq!(r["trace_id"], "f1");
+    assert_eq!(r["path"], root.to_str().unwrap());
+    assert_eq!(r["parent"], n.home.path().to_str().unwrap());
+    assert_eq!(r["sep"], "/");
+    let names: Vec<(&str, &str)> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("alpha", "dir"),
+            ("Beta", "dir"),
+            ("apple.txt", "file"),
+            ("Zed.txt", "file")
+        ]
+    );
+    assert_eq!(
+        r["entries"][0]["path"],
+        root.join("alpha").to_str().unwrap()
+    );
+    assert_eq!(r["truncated"], false);
+    let r = n.ask(
+        json!({"action": "fs.list", "path": root, "show_hidden": true}),
+        "fs.list",
+    );
+    assert_eq!(r["entries"].as_array().unwrap().len(), 6);
+    assert_eq!(r["entries"][0]["name"], ".hidden_dir");
+    // A file lists its parent; ~ is home; the default is home.
+    let r = n.ask(
+        json!({"action": "fs.list", "path": root.join("apple.txt")}),
+        "fs.list",
+    );
+    assert_eq!(r["path"], root.to_str().unwrap());
+    let r = n.ask(json!({"action": "fs.list", "path": "~/tree"}), "fs.list");
+    assert_eq!(r["path"], root.to_str().unwrap());
+    let r = n.ask(json!({"action": "fs.list"}), "fs.list");
+    assert_eq!(r["path"], n.home.path().to_str().unwrap());
+    let r = n.ask(json!({"action": "fs.list", "path": "/"}), "fs.list");
+    assert!(r["parent"].is_null());
+    // Errors are a field, with no entries.
+    let r = n.ask(
+        json!({"action": "fs.list", "path": "/no/such/place"}),
+        "fs.list",
+    );
+    assert_eq!(r["error"], "not found");
+    assert!(r["entries"].as_array().unwrap().is_empty());
+    // 1500 entries: 1000 returned, flagged.
+    let many = n.home.join("many");
+    fs::create_dir_all(&many).unwrap();
+    for i in 0..1500 {
+        fs::write(many.join(format!("f{i:04}")), b"").unwrap();
+    }
+    fs::create_dir_all(many.join("zz_dir")).unwrap();
+    let r = n.ask(json!({"action": "fs.list", "path": many}), "fs.list");
+    let e = r["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 1000);
+    assert_eq!(r["truncated"], true);
+    assert_eq!(e[0]["name"], "zz_dir", "dirs first even when truncated");
+    assert_eq!(e[1]["name"], "f0000");
+}
+
+#[test]
+fn capabilities_probe_once_and_cache() {
+    let n = Node::start(&[]);
+    let caps = n.ask(
+        json!({"action": "capabilities.get", "trace_id": "c1"}),
+        "capabilities",
+    );
+    assert_eq!(caps["trace_id"], "c1");
+    let p = &caps["providers"][0];
+    assert_eq!(p["name"], "claude");
+    assert_eq!(p["available"], true);
+    let models: Vec<&str> = p["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["sonnet", "opus", "haiku"]);
+    assert_eq!(p["efforts"], json!(["", "low", "medium", "high", "max"]));
+    assert_eq!(
+        p["permission_modes"],
+        json!(["default", "acceptEdits", "plan", "bypassPermissions"])
+    );
+    assert_eq!(p["allow_custom_model"], true);
+    assert_eq!(p["supports_edit"], true);
+    assert_eq!(p["supports_code_restore"], true);
+    let cmds = p["commands"].as_array().unwrap();
+    assert_eq!(
+        cmds[0],
+        json!({"name": "review", "description": "Review the diff", "argument_hint": "[target]", "aliases": []})
+    );
+    assert_eq!(cmds[1]["aliases"], json!(["squash"]));
+    let probes = n.log().iter().filter(|l| l.get("start").is_some()).count();
+    assert_eq!(probes, 1);
+    n.ask(json!({"action": "capabilities.get"}), "capabilities");
+    assert_eq!(
+        n.log().iter().filter(|l| l.get("start").is_some()).count(),
+        1,
+        "the probe is cached"
+    );
+
+    // Without the CLI: unavailable, no commands, and the heartbeat says so.
+    let n = Node::start(&[("CODING_BRIDGE_CLAUDE_PATH", "/nonexistent/claude")]);
+    let caps = n.ask(json!({"action": "capabilities.get"}), "capabilities");
+    assert_eq!(caps["providers"][0]["available"], false);
+    assert_eq!(caps["providers"][0]["commands"], json!([]));
+}
+
+#[test]
+fn heartbeat_lists_installed_providers() {
+    let n = Node::start(&[]);
+    // The first heartbeat was consumed by start(); force a reconnect to see another.
+    n.relay.drop_all();
+    let hb = n.relay.recv_type("node.heartbeat", T).unwrap();
+    assert_eq!(hb["payload"]["capabilities"], json!(["claude", "history"]));
+    let m = Node::start(&[("CODING_BRIDGE_CLAUDE_PATH", "/nonexistent/claude")]);
+    m.relay.drop_all();
+    let hb = m.relay.recv_type("node.heartbeat", T).unwrap();
+    assert_eq!(hb["payload"]["capabilities"], json!(["history"]));
+}
+
+const PNG_1PX: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+#[test]
+fn images_are_saved_safely_and_noted_in_the_prompt() {
+    let n = Node::start(&[]);
+    let cwd = n.home.path().to_str().unwrap().to_string();
+    n.cmd(json!({"action": "session.start", "session_id": "img", "prompt": "look at these", "cwd": cwd, "images": [
+        format!("data:image/png;base64,{PNG_1PX}"),
+        {"data": PNG_1PX, "name": "../../../../etc/evil.gif", "media_type": "image/jpeg"},
+        {"base64": PNG_1PX, "name": "..", "mime": "image/webp"},
+        {"url": format!("data:image/png;base64,{PNG_1PX}"), "name": "shot.png"},
+        {"data": "!!!not base64!!!"},
+        42,
+    ]}));
+    let ev = n.until("session.result");
+    let notices: Vec<&str> = named(&ev, "session.notice")
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    // (An image over 12 MiB cannot even reach the node: the relay's messages stop at
+    // 16 MiB. The size check is covered by the media unit tests.)
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.contains("image 5 skipped: not valid base64"))
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.contains("image 6 skipped: not a string or an object"))
+    );
+    let images = n.home.join(".tmp/images");
+    let dirs: Vec<PathBuf> = fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    assert!(
+        dirs[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("img-")
+    );
+    let mut files: Vec<String> = fs::read_dir(&dirs[0])
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["evil.jpg", "image-1.png", "image-3.webp", "shot.png"]
+    );
+    assert!(!Path::new("/etc/evil.gif").exists());
+    assert_eq!(
+        fs::read(dirs[0].join("image-1.png")).unwrap()[..4],
+        *b"\x89PNG"
+    );
+    // The prompt the CLI got lists the saved files.
+    let prompt = n
+        .log()
+        .iter()
+        .filter_map(|l| {
+            l["stdin"]["message"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .next()
+        .unwrap();
+    assert!(prompt.starts_with("look at these"));
+    for f in &files {
+        assert!(
+            prompt.contains(&dirs[0].join(f).display().to_string()),
+            "{prompt}"
+        );
+    }
+}
+
+/// A loopback HTTPS file server: `/ok.txt`, `/huge` (60 MiB, no length: aborted while
+/// streaming), `/declared` (announces 60 MiB), anything else 404.
+fn https_server(config: std::sync::Arc<rustls::ServerConfig>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match std::io::Read::read(&mut tls, &mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let path = line.split_whitespace().nth(1).unwrap_or("");
+                let _ = match path {
+                    "/ok.txt" => tls.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                    ),
+                    "/declared" => tls.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 62914560\r\nConnection: close\r\n\r\n",
+                    ),
+                    "/huge" => {
+                        let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                        let chunk = vec![b'q'; 1 << 20];
+                        for _ in 0..60 {
+                            if tls.write_all(&chunk).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(())
+                    }
+                    _ => tls.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn attachments_are_downloaded_from_allowed_hosts_with_size_caps() {
+    let (ca_pem, server) = test_tls();
+    let port = https_server(server);
+    let home = TempDir::new("att");
+    let ca = home.join("ca.pem");
+    fs::write(&ca, ca_pem).unwrap();
+    let n = Node::start_in(
+        home,
+        &[
+            ("CODING_BRIDGE_ATTACHMENT_HOSTS", "localhost"),
+            ("CODING_BRIDGE_CA_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    let cwd = n.home.path().to_str().unwrap().to_string();
+    let base = format!("https://localhost:{port}");
+    let mut items = vec![
+        json!(format!("{base}/ok.txt")),
+        json!({"url": format!("{base}/ok.txt"), "name": "../../renamed.txt"}),
+        json!(format!("{base}/huge")),
+        json!(format!("{base}/declared")),
+        json!(format!("{base}/missing")),
+        json!("https://evil.example/steal.sh"),
+        json!(format!("http://localhost:{port}/ok.txt")),
+    ];
+    for _ in 0..5 {
+        items.push(json!(format!("{base}/ok.txt")));
+    }
+    n.cmd(json!({"action": "session.start", "session_id": "att", "prompt": "read these", "cwd": cwd, "attachments": items}));
+    let ev = n.until("session.result");
+    let notices: Vec<String> = named(&ev, "session.notice")
+        .iter()
+        .map(|n| n["text"].as_str().unwrap().to_string())
+        .collect();
+    let has = |s: &str| notices.iter().any(|t| t.contains(s));
+    assert!(
+        has("attachment 3 skipped: larger than 50 MiB; download stopped"),
+        "{notices:#?}"
+    );
+    assert!(
+        has("attachment 4 skipped: larger than 50 MiB"),
+        "{notices:#?}"
+    );
+    assert!(
+        has("attachment 5 skipped: the server answered HTTP 404"),
+        "{notices:#?}"
+    );
+    assert!(
+        has("attachment 6 skipped: host evil.example is not on the allowed list"),
+        "{notices:#?}"
+    );
+    assert!(
+        has("attachment 7 skipped: only https:// URLs are downloaded"),
+        "{notices:#?}"
+    );
+    assert!(has("only the first 10 attachments"), "{notices:#?}");
+    let root = n.home.join(".tmp/attachments");
+    let dir = fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    let mut files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["2-ok.txt", "3-ok.txt", "4-ok.txt", "ok.txt", "renamed.txt"],
+        "no partial or foreign files"
+    );
+    assert_eq!(fs::read_to_string(dir.join("ok.txt")).unwrap(), "hello");
+    let prompt = n
+        .log()
+        .iter()
+        .filter_map(|l| {
+            l["stdin"]["message"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .next()
+        .unwrap();
+    assert!(
+        prompt.contains(&dir.join("renamed.txt").display().to_string()),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("huge"));
+}
