@@ -128,11 +128,18 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
     let stderr = child.stderr.take();
     let tail = Arc::new(Mutex::new(Tail::default()));
 
+    // The stderr reader says when it reached the end, so the exit report has the last lines.
+    let (err_done_tx, err_done) = crossbeam_channel::bounded::<()>(1);
     if let Some(err) = stderr {
         let tail = tail.clone();
         std::thread::Builder::new()
             .name(format!("child-{id}-err"))
-            .spawn(move || read_stderr(err, &tail))?;
+            .spawn(move || {
+                read_stderr(err, &tail);
+                let _ = err_done_tx.send(());
+            })?;
+    } else {
+        let _ = err_done_tx.send(());
     }
     if let Some(out) = stdout {
         let events = events.clone();
@@ -146,7 +153,7 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
     }
     std::thread::Builder::new()
         .name(format!("child-{id}"))
-        .spawn(move || supervise(id, child, stdin, stdin_rx, tail, events))?;
+        .spawn(move || supervise(id, child, stdin, stdin_rx, tail, err_done, events))?;
     Ok(ChildHandle {
         id,
         pid,
@@ -160,6 +167,7 @@ fn supervise(
     mut stdin: Option<ChildStdin>,
     rx: Receiver<ChildInput>,
     tail: Arc<Mutex<Tail>>,
+    err_done: Receiver<()>,
     events: Sender<ChildEvent>,
 ) {
     let pid = child.id();
@@ -181,6 +189,9 @@ fn supervise(
     crate::reaper::disown(pid);
     // Whatever is left of the group (a tool's background job) goes too.
     kill_group(pid, libc::SIGKILL);
+    // Let the stderr reader catch the last lines (bounded: a process outside the group
+    // could still hold the pipe open).
+    let _ = err_done.recv_timeout(Duration::from_millis(500));
     let stderr_tail = tail.lock().map(|t| t.text()).unwrap_or_default();
     let info = match status {
         Some(st) => ExitInfo {
