@@ -12,6 +12,7 @@
 //!   release): permission round trip (the relay sends `permission.resolve` → the CLI has
 //!   the `control_response`), and a flood of 100k text deltas: deltas relayed per second,
 //!   daemon CPU per 100k deltas, and the daemon's peak RSS
+//! - `history.list` over 1000 generated transcripts: first (cold) and repeated listing
 //!
 //! Figures are medians or percentiles of repeated runs; machines here are noisy.
 
@@ -224,6 +225,7 @@ fn main() {
     drop(node);
 
     sessions_bench(&listener, port);
+    history_bench(&listener, port);
 
     if let Some(secs) = idle_secs {
         let node = spawn(port, "idle", "15");
@@ -421,4 +423,59 @@ fn sessions_bench(listener: &TcpListener, port: u16) {
         median(&mut peaks)
     );
     let _ = std::fs::remove_file(&log);
+}
+
+fn history_bench(listener: &TcpListener, port: u16) {
+    let home = std::env::temp_dir().join(format!("cba-bench-transcripts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let mut bytes = 0usize;
+    for p in 0..20 {
+        let dir = home.join(format!(".claude/projects/-home-user-proj{p}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for s in 0..50 {
+            let mut text = String::new();
+            for i in 0..40 {
+                let kind = if i % 2 == 0 { "user" } else { "assistant" };
+                let rec = json!({"type": kind, "message": {"role": kind, "content": format!("message {i} of session {s} in project {p}, with some ordinary length to it")},
+                                 "uuid": format!("u{p}-{s}-{i}"), "timestamp": "2026-11-20T10:00:00.000Z", "cwd": format!("/home/user/proj{p}"), "gitBranch": "main"});
+                text.push_str(&rec.to_string());
+                text.push('\n');
+            }
+            bytes += text.len();
+            std::fs::write(dir.join(format!("sess-{p:02}-{s:03}.jsonl")), text).unwrap();
+        }
+    }
+    let node = spawn_with(
+        port,
+        "history",
+        "15",
+        &[("HOME", home.to_string_lossy().into_owned())],
+    );
+    let mut ws = accept(listener);
+    while read_json(&mut ws)["type"] != "node.heartbeat" {}
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let t0 = Instant::now();
+        ws.send(cmd_msg(
+            &format!("h{i}"),
+            json!({"action": "history.list", "limit": 1000}),
+        ))
+        .unwrap();
+        let (reply, _) = until_event(&mut ws, "history.snapshot", "");
+        assert_eq!(
+            reply["payload"]["sessions"].as_array().map(|a| a.len()),
+            Some(1000)
+        );
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let cold = times[0];
+    let mut warm = times[1..].to_vec();
+    println!(
+        "history.list of 1000 transcripts ({:.1} MB): first {cold:.1} ms, then median {:.1} ms",
+        bytes as f64 / 1e6,
+        median(&mut warm)
+    );
+    drop(ws);
+    drop(node);
+    let _ = std::fs::remove_dir_all(&home);
 }

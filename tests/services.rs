@@ -754,3 +754,47 @@ fn attachments_are_downloaded_from_allowed_hosts_with_size_caps() {
     );
     assert!(!prompt.contains("huge"));
 }
+
+#[test]
+fn directory_picker_reports_permission_denied() {
+    // As root every directory is readable, so the daemon runs without the capabilities
+    // that bypass file permissions (setpriv from util-linux); skipped where unavailable.
+    let ok = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-dac_override,-dac_read_search", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED permission-denied test: setpriv cannot drop capabilities here");
+        return;
+    }
+    let relay = FakeRelay::start();
+    let home = TempDir::new("perm");
+    let locked = home.join("locked");
+    fs::create_dir_all(&locked).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let base = agent(&home);
+    let mut c = std::process::Command::new("setpriv");
+    c.arg("--bounding-set=-dac_override,-dac_read_search")
+        .arg(base.get_program())
+        .env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.current_dir(home.path())
+        .env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-perm")
+        .arg("run");
+    let d = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("no link: {}", d.stderr()));
+    relay.command("p1", json!({"action": "fs.list", "path": locked}));
+    let r = relay.recv_event("fs.list", T).expect("fs.list reply");
+    assert_eq!(r["payload"]["error"], "permission denied");
+    assert!(r["payload"]["entries"].as_array().unwrap().is_empty());
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+}
