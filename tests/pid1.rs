@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use support::node::{fake_claude, wrapped};
 use support::relay::FakeRelay;
 use support::*;
 
@@ -74,29 +75,16 @@ fn as_pid_1_orphans_are_reaped() {
             return;
         }
     }
-    let fake = std::path::Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples/fake_claude");
-    assert!(
-        fake.exists(),
-        "run `cargo build --example fake_claude` (plain `cargo test` builds it)"
-    );
+    let fake = fake_claude();
     let relay = FakeRelay::start();
     relay.set_auto_ack(true);
     let home = TempDir::new("pid1");
     // Run the daemon itself as PID 1 of a new PID namespace, with the harness's
     // clean environment.
-    let base = agent(&home);
-    let mut c2 = std::process::Command::new("unshare");
-    c2.args(["--pid", "--fork", "--mount-proc"])
-        .arg(base.get_program())
-        .env_clear();
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c2.env(k, v);
-        }
-    }
+    let mut c2 = wrapped(
+        &["unshare", "--pid", "--fork", "--mount-proc"],
+        &agent(&home),
+    );
     c2.current_dir(home.path())
         .env("CODING_BRIDGE_URL", relay.url())
         .env("CODING_BRIDGE_NODE_TOKEN", "tok-pid1")

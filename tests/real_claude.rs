@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::node::events_until;
 use support::relay::FakeRelay;
 use support::*;
 
@@ -214,24 +215,6 @@ fn start_api() -> (u16, Arc<Mutex<Vec<Value>>>) {
     (port, log)
 }
 
-fn until(relay: &FakeRelay, event: &str, stderr: &dyn Fn() -> String) -> Vec<Value> {
-    let mut got = Vec::new();
-    let found = relay.recv_until(T, |v| {
-        if v["type"] == "node.to_browser" {
-            got.push(v["payload"].clone());
-            v["payload"]["event"] == event
-        } else {
-            false
-        }
-    });
-    assert!(
-        found.is_some(),
-        "no {event}; got {got:#?}\ndaemon stderr: {}",
-        stderr()
-    );
-    got
-}
-
 #[test]
 fn real_claude_code_deny_allow_continue_interrupt() {
     let cli = match find_cli() {
@@ -260,7 +243,7 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .args(["-v", "run"]);
     let d = Daemon::spawn(c, &home);
-    let err = || d.stderr();
+    let err = || format!("daemon stderr: {}", d.stderr());
     relay.recv_type("node.heartbeat", T).expect("link up");
     let cmd = |id: &str, p: Value| assert!(relay.command(id, p));
 
@@ -269,7 +252,7 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         "c1",
         json!({"action": "session.start", "session_id": "browser-1", "prompt": "Please write the file out.txt", "cwd": work}),
     );
-    let ev = until(&relay, "permission.request", &err);
+    let ev = events_until(&relay, "permission.request", &err);
     let ident = ev
         .iter()
         .find(|e| e["event"] == "session.identified")
@@ -282,7 +265,7 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         "c2",
         json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}),
     );
-    let ev = until(&relay, "session.result", &err);
+    let ev = events_until(&relay, "session.result", &err);
     assert!(
         ev.iter()
             .any(|e| e["event"] == "session.tool_result" && e["is_error"] == true),
@@ -295,12 +278,14 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         "c3",
         json!({"action": "session.send", "session_id": "browser-1", "prompt": "Please write the file out.txt again"}),
     );
-    let req = until(&relay, "permission.request", &err).pop().unwrap();
+    let req = events_until(&relay, "permission.request", &err)
+        .pop()
+        .unwrap();
     cmd(
         "c4",
         json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}),
     );
-    let ev = until(&relay, "session.result", &err);
+    let ev = events_until(&relay, "session.result", &err);
     let result = ev.last().unwrap();
     assert_eq!(result["is_error"], false, "{ev:#?}");
     assert_eq!(
@@ -315,7 +300,7 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         "c5",
         json!({"action": "session.send", "session_id": real, "prompt": "Thanks, anything else?"}),
     );
-    let ev = until(&relay, "session.result", &err);
+    let ev = events_until(&relay, "session.result", &err);
     let result = ev.last().unwrap();
     assert_eq!(result["sdk_session_id"], real.as_str());
     assert_eq!(result["result"], "All done here.");
@@ -326,12 +311,12 @@ fn real_claude_code_deny_allow_continue_interrupt() {
         "c6",
         json!({"action": "session.send", "session_id": real, "prompt": "Now count slowly"}),
     );
-    until(&relay, "session.text_delta", &err);
+    events_until(&relay, "session.text_delta", &err);
     cmd(
         "c7",
         json!({"action": "session.interrupt", "session_id": real}),
     );
-    let ev = until(&relay, "session.result", &err);
+    let ev = events_until(&relay, "session.result", &err);
     let result = ev.last().unwrap();
     assert_eq!(result["is_error"], true, "{ev:#?}");
     assert_eq!(result["subtype"], "error_during_execution");

@@ -6,104 +6,12 @@ mod support;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+use support::node::{Node, T, named, wrapped};
 use support::relay::{FakeRelay, test_tls};
 use support::*;
-
-const T: Duration = Duration::from_secs(30);
-
-fn fake_claude() -> PathBuf {
-    let p = Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples/fake_claude");
-    assert!(
-        p.exists(),
-        "run `cargo build --example fake_claude` (plain `cargo test` builds it)"
-    );
-    p
-}
-
-struct Node {
-    relay: FakeRelay,
-    home: TempDir,
-    daemon: Daemon,
-}
-
-impl Node {
-    fn start_in(home: TempDir, env: &[(&str, &str)]) -> Node {
-        let relay = FakeRelay::start();
-        relay.set_auto_ack(true);
-        let mut c = agent(&home);
-        c.env("CODING_BRIDGE_URL", relay.url())
-            .env("CODING_BRIDGE_NODE_TOKEN", "tok-services")
-            .env("CODING_BRIDGE_CLAUDE_PATH", fake_claude())
-            .env("FAKE_CLAUDE_LOG", home.join("fake.log"))
-            .args(["run"]);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let daemon = Daemon::spawn(c, &home);
-        relay
-            .recv_type("node.heartbeat", T)
-            .unwrap_or_else(|| panic!("no link: {}", daemon.stderr()));
-        Node {
-            relay,
-            home,
-            daemon,
-        }
-    }
-
-    fn start(env: &[(&str, &str)]) -> Node {
-        Node::start_in(TempDir::new("svc"), env)
-    }
-
-    fn cmd(&self, payload: Value) {
-        static N: AtomicU32 = AtomicU32::new(0);
-        assert!(self.relay.command(
-            &format!("svc-{}", N.fetch_add(1, Ordering::Relaxed)),
-            payload
-        ));
-    }
-
-    fn until(&self, event: &str) -> Vec<Value> {
-        let mut got = Vec::new();
-        let found = self.relay.recv_until(T, |v| {
-            if v["type"] == "node.to_browser" {
-                got.push(v["payload"].clone());
-                v["payload"]["event"] == event
-            } else {
-                false
-            }
-        });
-        assert!(
-            found.is_some(),
-            "no {event}; got {got:#?}\nstderr: {}",
-            self.daemon.stderr()
-        );
-        got
-    }
-
-    fn ask(&self, payload: Value, event: &str) -> Value {
-        self.cmd(payload);
-        self.until(event).pop().unwrap()
-    }
-
-    fn log(&self) -> Vec<Value> {
-        fs::read_to_string(self.home.join("fake.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == name).collect()
-}
 
 fn project_dir(home: &Path, cwd: &str) -> PathBuf {
     let slug: String = cwd
@@ -774,16 +682,10 @@ fn directory_picker_reports_permission_denied() {
     fs::create_dir_all(&locked).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
-    let base = agent(&home);
-    let mut c = std::process::Command::new("setpriv");
-    c.arg("--bounding-set=-dac_override,-dac_read_search")
-        .arg(base.get_program())
-        .env_clear();
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
+    let mut c = wrapped(
+        &["setpriv", "--bounding-set=-dac_override,-dac_read_search"],
+        &agent(&home),
+    );
     c.current_dir(home.path())
         .env("CODING_BRIDGE_URL", relay.url())
         .env("CODING_BRIDGE_NODE_TOKEN", "tok-perm")
