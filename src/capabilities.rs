@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::child::{self, ChildEvent, Spec};
-use crate::config::Config;
 
 /// The longest a catalogue probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The heartbeat's capability list.
-pub fn heartbeat_list(cfg: &Config) -> Vec<String> {
+pub fn heartbeat_list(claude_path: Option<&Path>) -> Vec<String> {
     let mut caps = Vec::new();
-    if claude_available(cfg.claude_path.as_deref()) {
+    if claude_available(claude_path) {
         caps.push("claude".to_string());
     }
     caps.push("history".to_string());

@@ -95,7 +95,6 @@ pub struct Hub {
     target: Target,
     token: Secret,
     heartbeat: Duration,
-    capabilities: Vec<String>,
     link_tx: Sender<LinkEvent>,
     timer: Timer<Tick>,
     state: LinkState,
@@ -155,7 +154,6 @@ impl Hub {
             target,
             token,
             heartbeat: cfg.heartbeat_interval,
-            capabilities: crate::capabilities::heartbeat_list(cfg),
             link_tx,
             sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
             workers,
@@ -619,7 +617,9 @@ impl Hub {
             now_ms(),
             None,
             None,
-            &json!({"capabilities": self.capabilities}),
+            // Looked up each time (a few stat calls), so installing Claude Code shows up
+            // without restarting the daemon.
+            &json!({"capabilities": crate::capabilities::heartbeat_list(self.claude_path.as_deref())}),
         );
         self.send(Outbound::Text(frame));
     }
