@@ -19,7 +19,8 @@
 //! - [`envelope`], [`outbox`], [`dedupe`]: relay frames, reliable delivery, command de-dup.
 //! - [`timer`], [`backoff`], [`ids`]: the timer thread, reconnect delays, random ids.
 //! - [`capabilities`]: what the node announces and the `capabilities` reply.
-//! - [`sessions`], [`child`], [`claude`]: Claude Code sessions, their processes, the CLI protocol.
+//! - [`sessions`], [`session`], [`child`], [`claude`]: all sessions and their commands, one
+//!   session's state and stream translation, the CLI processes, the CLI protocol.
 //! - [`history`], [`fslist`], [`media`], [`sidecar`]: transcripts, the directory picker,
 //!   a turn's images and attachments, per-session settings; run on [`worker`] threads.
 //! - [`reaper`]: orphan reaping when the daemon is PID 1.
@@ -49,6 +50,7 @@ pub mod pairing;
 pub mod qr;
 pub mod reaper;
 pub mod secret;
+pub mod session;
 pub mod sessions;
 pub mod sidecar;
 pub mod timefmt;

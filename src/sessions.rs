@@ -1,5 +1,6 @@
-//! Claude Code sessions (PROTOCOL §3–5): the browser's `session.*` and permission
-//! commands, and the translation of each child's stream-json output into node events.
+//! All Claude Code sessions (PROTOCOL §3–5): the browser's `session.*` and permission
+//! commands, the child processes, and the routing of each child's output to its
+//! [`Session`] (see [`crate::session`] for how that output becomes node events).
 //!
 //! Owned by the hub thread; no locks. Each session has at most one child
 //! ([`crate::child`]); its lines arrive as [`ChildEvent`]s on the hub's child channel.
@@ -17,9 +18,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use serde_json::{Map, Value, json};
 
-use crate::child::{self, ChildEvent, ChildHandle, ExitInfo, Spec};
+use crate::child::{self, ChildEvent, ExitInfo, Spec};
 use crate::claude::{self, SpawnOpts};
 use crate::hub::Tick;
+use crate::session::{
+    EditPlan, Live, OwnRequest, Session, Turn, next_turn_id, on_assistant, on_stream_event,
+    on_user, status_text, sync_settings,
+};
 use crate::timer::Timer;
 use crate::worker::{Work, Workers};
 
@@ -29,8 +34,6 @@ pub const MAX_SESSIONS: usize = 64;
 pub const MAX_QUEUED_TURNS: usize = 64;
 /// Pending tool approvals across all sessions.
 pub const MAX_PENDING_PERMISSIONS: usize = 256;
-/// Text kept per streamed block (deltas are forwarded regardless).
-const MAX_BLOCK_TEXT: usize = 4 << 20;
 /// Pause before a crashed turn's single retry.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -45,130 +48,6 @@ pub struct Settings {
     /// Where the per-session settings sidecars live (`<config_dir>/sessions`).
     pub config_dir: PathBuf,
     pub media: crate::media::Settings,
-}
-
-#[derive(Debug, Clone)]
-struct Turn {
-    id: u64,
-    /// Images or attachments are still being saved; the turn waits (and so do later ones).
-    preparing: bool,
-    prompt: String,
-    trace_id: Option<Value>,
-    /// Model and permission mode in force when the turn was asked for.
-    model: Option<String>,
-    mode: Option<String>,
-    /// The turn produced output (so a crash is not silently retried).
-    emitted: bool,
-    retried: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlockKind {
-    Text,
-    Thinking,
-    Other,
-}
-
-#[derive(Debug)]
-struct Block {
-    kind: BlockKind,
-    id: String,
-    text: String,
-}
-
-/// Our own control requests to a child, by request id.
-#[derive(Debug, Clone)]
-enum OwnRequest {
-    Initialize,
-    Interrupt,
-    SetModel,
-    SetPermissionMode,
-    RewindFiles,
-}
-
-/// An edit waiting for `rewind_files` to answer before the restart.
-#[derive(Debug, Clone)]
-struct EditPlan {
-    prompt: String,
-    cut_uuid: Option<String>,
-    trace_id: Option<Value>,
-}
-
-struct Live {
-    handle: ChildHandle,
-    initialized: bool,
-    started: Instant,
-    /// What the child currently runs with (from argv, then `set_*` requests).
-    model: Option<String>,
-    mode: Option<String>,
-}
-
-struct Session {
-    id: String,
-    provider: String,
-    cwd: PathBuf,
-    model: Option<String>,
-    permission_mode: Option<String>,
-    effort: Option<String>,
-    sdk_id: Option<String>,
-    /// How the next child starts (resume/fork); cleared once used.
-    next_spawn: SpawnOpts,
-    child: Option<Live>,
-    queue: VecDeque<Turn>,
-    current: Option<Turn>,
-    turn_no: u64,
-    ordinal: u64,
-    blocks: HashMap<u64, Block>,
-    streamed_msgs: HashSet<String>,
-    last_uuid: Option<String>,
-    held_interrupt: bool,
-    commands: Option<Vec<Value>>,
-    server_info: Value,
-    own: HashMap<String, OwnRequest>,
-    control_seq: u64,
-    pending_edit: Option<EditPlan>,
-    /// Message uuids already known from an earlier process (resume), not to forward again.
-    seen_uuids: HashSet<String>,
-}
-
-impl Session {
-    fn event(&self, name: &str, trace: Option<&Value>, fields: Value) -> Value {
-        let mut p = Map::new();
-        p.insert("event".into(), Value::String(name.into()));
-        p.insert("session_id".into(), Value::String(self.id.clone()));
-        if let Some(t) = trace {
-            p.insert("trace_id".into(), t.clone());
-        }
-        if let Value::Object(f) = fields {
-            p.extend(f);
-        }
-        Value::Object(p)
-    }
-
-    fn trace(&self) -> Option<Value> {
-        self.current
-            .as_ref()
-            .and_then(|t| t.trace_id.clone())
-            .or_else(|| self.queue.front().and_then(|t| t.trace_id.clone()))
-    }
-
-    fn running(&self) -> bool {
-        self.current.is_some() || (!self.queue.is_empty() && self.child.is_some())
-    }
-
-    fn next_request_id(&mut self, kind: OwnRequest) -> String {
-        self.control_seq += 1;
-        let id = format!("req_{}_{}", self.control_seq, &crate::ids::new_id()[..8]);
-        self.own.insert(id.clone(), kind);
-        id
-    }
-
-    fn send(&self, line: String) -> bool {
-        match &self.child {
-            Some(live) => live.handle.send_line(line),
-            None => false,
-        }
-    }
 }
 
 /// A tool approval waiting for the browser.
@@ -1367,260 +1246,6 @@ impl Sessions {
     }
 }
 
-/// Bring the child's model and permission mode to `model`/`mode` with control requests.
-fn sync_settings(s: &mut Session, model: Option<String>, mode: Option<String>) {
-    let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
-        return;
-    };
-    let (set_model, set_mode) = (
-        model.filter(|m| live.model.as_ref() != Some(m)),
-        mode.filter(|m| live.mode.as_ref() != Some(m)),
-    );
-    if let Some(m) = set_model {
-        let id = s.next_request_id(OwnRequest::SetModel);
-        s.send(claude::control_request(
-            &id,
-            json!({"subtype": "set_model", "model": m}),
-        ));
-        if let Some(l) = s.child.as_mut() {
-            l.model = Some(m);
-        }
-    }
-    if let Some(m) = set_mode {
-        let id = s.next_request_id(OwnRequest::SetPermissionMode);
-        s.send(claude::control_request(
-            &id,
-            json!({"subtype": "set_permission_mode", "mode": m}),
-        ));
-        if let Some(l) = s.child.as_mut() {
-            l.mode = Some(m);
-        }
-    }
-}
-
-fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    let Some(ev) = v.get("event") else { return };
-    let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
-    match ev.get("type").and_then(Value::as_str).unwrap_or("") {
-        "message_start" => {
-            if let Some(id) = ev.pointer("/message/id").and_then(Value::as_str) {
-                s.streamed_msgs.insert(id.to_string());
-            }
-        }
-        "content_block_start" => {
-            let block = ev.get("content_block").cloned().unwrap_or(Value::Null);
-            let kind = match block.get("type").and_then(Value::as_str) {
-                Some("text") => BlockKind::Text,
-                Some("thinking") => BlockKind::Thinking,
-                _ => BlockKind::Other,
-            };
-            let mut id = String::new();
-            if kind == BlockKind::Text {
-                s.ordinal += 1;
-                id = format!("{}:{}:{}", s.id, s.turn_no, s.ordinal);
-            }
-            let initial = block
-                .get(if kind == BlockKind::Thinking {
-                    "thinking"
-                } else {
-                    "text"
-                })
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            s.blocks.insert(
-                index,
-                Block {
-                    kind,
-                    id,
-                    text: initial,
-                },
-            );
-        }
-        "content_block_delta" => {
-            let Some(delta) = ev.get("delta") else { return };
-            let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
-            let Some(block) = s.blocks.get_mut(&index) else {
-                return;
-            };
-            match (dtype, block.kind) {
-                ("text_delta", BlockKind::Text) => {
-                    let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
-                    if text.is_empty() {
-                        return;
-                    }
-                    if block.text.len() + text.len() <= MAX_BLOCK_TEXT {
-                        block.text.push_str(text);
-                    }
-                    let id = block.id.clone();
-                    if let Some(t) = s.current.as_mut() {
-                        t.emitted = true;
-                    }
-                    out.push(s.event(
-                        "session.text_delta",
-                        s.trace().as_ref(),
-                        json!({"text": text, "id": id}),
-                    ));
-                }
-                ("thinking_delta", BlockKind::Thinking) => {
-                    let text = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
-                    if block.text.len() + text.len() <= MAX_BLOCK_TEXT {
-                        block.text.push_str(text);
-                    }
-                }
-                _ => {}
-            }
-        }
-        "content_block_stop" => {
-            let Some(block) = s.blocks.remove(&index) else {
-                return;
-            };
-            match block.kind {
-                BlockKind::Text => {
-                    out.push(s.event(
-                        "session.text",
-                        s.trace().as_ref(),
-                        json!({"text": block.text, "id": block.id}),
-                    ));
-                }
-                BlockKind::Thinking if !block.text.is_empty() => {
-                    if let Some(t) = s.current.as_mut() {
-                        t.emitted = true;
-                    }
-                    out.push(s.event(
-                        "session.thinking",
-                        s.trace().as_ref(),
-                        json!({"text": block.text}),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Replayed (already known) transcript messages are not forwarded again.
-fn already_seen(s: &mut Session, v: &Value) -> bool {
-    let uuid = v.get("uuid").and_then(Value::as_str);
-    if let Some(u) = uuid {
-        if s.seen_uuids.contains(u) {
-            return true;
-        }
-        s.last_uuid = Some(u.to_string());
-    }
-    v.get("isReplay").and_then(Value::as_bool) == Some(true)
-}
-
-fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if already_seen(s, v) {
-        return;
-    }
-    let msg_id = v
-        .pointer("/message/id")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let streamed = s.streamed_msgs.contains(msg_id);
-    let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
-        return;
-    };
-    let trace = s.trace();
-    for b in blocks {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") if !streamed => {
-                let text = b.get("text").and_then(Value::as_str).unwrap_or("");
-                if !text.is_empty() {
-                    out.push(s.event("session.text", trace.as_ref(), json!({"text": text})));
-                }
-            }
-            Some("thinking") if !streamed => {
-                let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
-                if !text.is_empty() {
-                    out.push(s.event("session.thinking", trace.as_ref(), json!({"text": text})));
-                }
-            }
-            Some("tool_use") => {
-                out.push(s.event(
-                    "session.tool_use",
-                    trace.as_ref(),
-                    json!({
-                        "tool": b.get("name").cloned().unwrap_or(Value::Null),
-                        "tool_use_id": b.get("id").cloned().unwrap_or(Value::Null),
-                        "input": b.get("input").cloned().unwrap_or_else(|| json!({})),
-                    }),
-                ));
-            }
-            _ => continue,
-        }
-        if let Some(t) = s.current.as_mut() {
-            t.emitted = true;
-        }
-    }
-}
-
-fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if already_seen(s, v) {
-        return;
-    }
-    let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
-        return;
-    };
-    let trace = s.trace();
-    for b in blocks {
-        if b.get("type").and_then(Value::as_str) != Some("tool_result") {
-            continue;
-        }
-        let content = match b.get("content") {
-            Some(Value::String(t)) => t.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        };
-        out.push(s.event(
-            "session.tool_result",
-            trace.as_ref(),
-            json!({
-                "tool_use_id": b.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                "content": content,
-                "is_error": b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            }),
-        ));
-        if let Some(t) = s.current.as_mut() {
-            t.emitted = true;
-        }
-    }
-}
-
-/// The local answer to `/status`.
-fn status_text(s: &Session) -> String {
-    let mut lines = vec!["## Status".to_string(), String::new()];
-    if let Some(acct) = s.server_info.get("account")
-        && let Some(email) = acct.get("email").and_then(Value::as_str)
-    {
-        lines.push(format!("- **Account:** {email}"));
-    }
-    lines.push(format!(
-        "- **Session:** {}",
-        s.sdk_id.as_deref().unwrap_or(&s.id)
-    ));
-    lines.push(format!(
-        "- **Model:** {}",
-        s.model.as_deref().unwrap_or("default")
-    ));
-    lines.push(format!(
-        "- **Permission mode:** {}",
-        s.permission_mode.as_deref().unwrap_or("default")
-    ));
-    if let Some(e) = &s.effort {
-        lines.push(format!("- **Effort:** {e}"));
-    }
-    lines.push(format!("- **Working directory:** {}", s.cwd.display()));
-    lines.push(format!(
-        "- **Node:** coding-bridge-agent {}",
-        env!("CARGO_PKG_VERSION")
-    ));
-    lines.join("\n")
-}
-
 /// Session ids are used in paths; only plain characters are accepted.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -1680,12 +1305,6 @@ fn transcript_uuids(home: Option<&Path>, cwd: &Path, session: &str) -> HashSet<S
         let _ = reader.fill_buf();
     }
     set
-}
-
-fn next_turn_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 #[cfg(test)]
