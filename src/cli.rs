@@ -211,7 +211,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
 
 pub const GLOBAL_OPTIONS: &str = "\
 Global options:
-      --bridge-url URL      relay base URL            [env CODING_BRIDGE_URL]
+      --bridge-url URL      relay base URL [env CODING_BRIDGE_URL]
       --name NAME           node name shown in the browser [env CODING_BRIDGE_NODE_NAME]
       --config-dir DIR      where credentials and the lock live [env CODING_BRIDGE_CONFIG_DIR]
       --log-level LEVEL     error, warn, info, debug or trace [env CODING_BRIDGE_LOG_LEVEL]
@@ -234,9 +234,11 @@ pub fn help(topic: Option<Command>) -> String {
       --timeout SECS            give up waiting for the claim sooner than the code expires";
     let exit_codes = "\
 Exit codes:
-  0  success            1  failed (pairing expired/refused, not paired, already running,
-  2  usage or config error  token rejected)
-  3  relay unreachable (network error, 5xx or a non-JSON answer)";
+  0  success
+  1  failed: pairing expired, consumed, refused or timed out; not paired; another daemon
+     runs for this config dir; the relay rejected the token
+  2  usage or configuration error (the flag or variable is named)
+  3  relay unreachable: network error, a 5xx, or an answer that is not the expected JSON";
     match topic {
         None => format!(
             "coding-bridge-agent {}
