@@ -20,7 +20,8 @@
 //! - [`timer`], [`backoff`], [`ids`]: the timer thread, reconnect delays, random ids.
 //! - [`capabilities`]: what the node announces and the `capabilities` reply.
 //! - [`sessions`], [`session`], [`child`], [`claude`]: all sessions and their commands, one
-//!   session's state and stream translation, the CLI processes, the CLI protocol.
+//!   session's state and stream translation, the CLI processes, the CLI protocol;
+//!   [`permissions`]: tool approvals waiting for the browser.
 //! - [`history`], [`fslist`], [`media`], [`sidecar`]: transcripts, the directory picker,
 //!   a turn's images and attachments, per-session settings; run on [`worker`] threads.
 //! - [`reaper`]: orphan reaping when the daemon is PID 1.
@@ -47,6 +48,7 @@ pub mod logging;
 pub mod media;
 pub mod outbox;
 pub mod pairing;
+pub mod permissions;
 pub mod qr;
 pub mod reaper;
 pub mod secret;

@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::child::{self, ChildEvent, ExitInfo, Spec};
 use crate::claude::{self, SpawnOpts};
 use crate::hub::Tick;
+use crate::permissions::{Pending, Permissions};
 use crate::session::{
     EditPlan, Live, OwnRequest, Session, Turn, next_turn_id, on_assistant, on_stream_event,
     on_user, status_text, sync_settings,
@@ -32,8 +33,6 @@ use crate::worker::{Work, Workers};
 pub const MAX_SESSIONS: usize = 64;
 /// Turns waiting behind the running one, per session.
 pub const MAX_QUEUED_TURNS: usize = 64;
-/// Pending tool approvals across all sessions.
-pub const MAX_PENDING_PERMISSIONS: usize = 256;
 /// Pause before a crashed turn's single retry.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -50,16 +49,6 @@ pub struct Settings {
     pub media: crate::media::Settings,
 }
 
-/// A tool approval waiting for the browser.
-struct Pending {
-    id: String,
-    session: String,
-    child: u64,
-    cli_request_id: String,
-    input: Value,
-    body: Value,
-}
-
 /// All sessions of this daemon.
 pub struct Sessions {
     settings: Settings,
@@ -70,7 +59,7 @@ pub struct Sessions {
     aliases: HashMap<String, String>,
     /// Child id → session key; `None` once detached (closed or replaced).
     children: HashMap<u64, Option<String>>,
-    pending: Vec<Pending>,
+    permissions: Permissions,
     next_child: u64,
     /// The last command catalogue any child reported.
     catalogue: Option<Vec<Value>>,
@@ -98,7 +87,7 @@ impl Sessions {
             sessions: HashMap::new(),
             aliases: HashMap::new(),
             children: HashMap::new(),
-            pending: Vec::new(),
+            permissions: Permissions::default(),
             next_child: 0,
             catalogue: None,
         }
@@ -174,7 +163,7 @@ impl Sessions {
             },
             "permission.resolve" => self.resolve_permission(cmd, trace, out),
             "permissions.list" => {
-                let requests: Vec<Value> = self.pending.iter().map(|p| p.body.clone()).collect();
+                let requests = self.permissions.snapshot();
                 let mut p = json!({"event": "permissions.snapshot", "requests": requests});
                 if let Some(t) = trace {
                     p["trace_id"] = t;
@@ -623,22 +612,16 @@ impl Sessions {
         };
         let Some(live) = s.child.take() else { return };
         let child_id = live.handle.id;
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].child == child_id {
-                let p = self.pending.remove(i);
-                live.handle.send_line(claude::control_success(
-                    &p.cli_request_id,
-                    claude::deny_response(claude::DENY_MESSAGE),
-                ));
-                out.push(s.event(
-                    "permission.resolved",
-                    s.trace().as_ref(),
-                    json!({"request_id": p.id, "decision": "deny", "reason": why}),
-                ));
-            } else {
-                i += 1;
-            }
+        for p in self.permissions.take_child(child_id) {
+            live.handle.send_line(claude::control_success(
+                &p.cli_request_id,
+                claude::deny_response(claude::DENY_MESSAGE),
+            ));
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "deny", "reason": why}),
+            ));
         }
         live.handle.close();
         self.children.insert(child_id, None);
@@ -849,18 +832,12 @@ impl Sessions {
         let live = s.child.take();
         let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
         // Approvals of a dead child can no longer be answered.
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].child == child_id {
-                let p = self.pending.remove(i);
-                out.push(s.event(
-                    "permission.resolved",
-                    s.trace().as_ref(),
-                    json!({"request_id": p.id, "decision": "cancelled"}),
-                ));
-            } else {
-                i += 1;
-            }
+        for p in self.permissions.take_child(child_id) {
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "cancelled"}),
+            ));
         }
         s.own.clear();
         s.blocks.clear();
@@ -924,21 +901,20 @@ impl Sessions {
                 self.pump(&session, out);
             }
             Tick::Permission { request_id } => {
-                if let Some(pos) = self.pending.iter().position(|p| p.id == request_id) {
-                    let p = self.pending.remove(pos);
-                    if let Some(s) = self.sessions.get(&p.session) {
-                        s.send(claude::control_success(
-                            &p.cli_request_id,
-                            claude::deny_response(
-                                "No answer from the user in time; denied by Coding Bridge",
-                            ),
-                        ));
-                        out.push(s.event(
-                            "permission.resolved",
-                            s.trace().as_ref(),
-                            json!({"request_id": p.id, "decision": "deny", "reason": "timeout"}),
-                        ));
-                    }
+                if let Some(p) = self.permissions.take(&request_id)
+                    && let Some(s) = self.sessions.get(&p.session)
+                {
+                    s.send(claude::control_success(
+                        &p.cli_request_id,
+                        claude::deny_response(
+                            "No answer from the user in time; denied by Coding Bridge",
+                        ),
+                    ));
+                    out.push(s.event(
+                        "permission.resolved",
+                        s.trace().as_ref(),
+                        json!({"request_id": p.id, "decision": "deny", "reason": "timeout"}),
+                    ));
                 }
             }
             _ => {}
@@ -955,7 +931,7 @@ impl Sessions {
             out.push(json!({"event": "session.error", "message": "permission.resolve needs a request_id"}));
             return;
         };
-        let Some(pos) = self.pending.iter().position(|p| p.id == rid) else {
+        let Some(p) = self.permissions.take(rid) else {
             let mut p = json!({"event": "session.error", "message": format!("no pending permission request {rid}")});
             if let Some(t) = trace {
                 p["trace_id"] = t;
@@ -963,7 +939,6 @@ impl Sessions {
             out.push(p);
             return;
         };
-        let p = self.pending.remove(pos);
         let allow = cmd.get("decision").and_then(Value::as_str) == Some("allow");
         let answer = if allow {
             claude::allow_response(&p.input, cmd.get("answer"))
@@ -990,19 +965,14 @@ impl Sessions {
                 let Some(cli_id) = v.get("request_id").and_then(Value::as_str) else {
                     return;
                 };
-                if let Some(pos) = self
-                    .pending
-                    .iter()
-                    .position(|p| p.child == child_id && p.cli_request_id == cli_id)
+                if let Some(p) = self.permissions.take_cli(child_id, cli_id)
+                    && let Some(s) = self.sessions.get(key)
                 {
-                    let p = self.pending.remove(pos);
-                    if let Some(s) = self.sessions.get(key) {
-                        out.push(s.event(
-                            "permission.resolved",
-                            s.trace().as_ref(),
-                            json!({"request_id": p.id, "decision": "cancelled"}),
-                        ));
-                    }
+                    out.push(s.event(
+                        "permission.resolved",
+                        s.trace().as_ref(),
+                        json!({"request_id": p.id, "decision": "cancelled"}),
+                    ));
                 }
             }
             "system" => {
@@ -1141,7 +1111,7 @@ impl Sessions {
             ));
             return;
         }
-        if self.pending.len() >= MAX_PENDING_PERMISSIONS {
+        if self.permissions.is_full() {
             s.send(claude::control_success(
                 cli_id,
                 claude::deny_response("Too many pending approvals"),
@@ -1176,7 +1146,7 @@ impl Sessions {
                 },
             );
         }
-        self.pending.push(Pending {
+        self.permissions.add(Pending {
             id,
             session: key.to_string(),
             child: child_id,
@@ -1224,11 +1194,7 @@ impl Sessions {
                 *owner = sid.to_string();
             }
         }
-        for p in &mut self.pending {
-            if p.session == key {
-                p.session = sid.to_string();
-            }
-        }
+        self.permissions.rekey(key, sid);
         self.save_sidecar(sid);
     }
 

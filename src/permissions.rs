@@ -1,0 +1,118 @@
+//! Tool approvals waiting for the browser (PROTOCOL §4). Each `can_use_tool` request
+//! from a Claude Code child becomes a [`Pending`] entry until one thing settles it:
+//! `permission.resolve`, the permission timeout, a `control_cancel_request` from the CLI,
+//! or the end of its child (session closed, daemon stopping, crash). A bounded table in
+//! arrival order, owned by the hub thread through [`crate::sessions`].
+
+use serde_json::Value;
+
+/// Approvals pending across all sessions; beyond this a request is denied at once.
+pub const MAX_PENDING: usize = 256;
+
+/// One approval waiting for the browser.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Our id, sent to the browser (the CLI's ids are only unique per child).
+    pub id: String,
+    /// The session key it belongs to (follows re-keys).
+    pub session: String,
+    pub child: u64,
+    /// The CLI's request id, for the answer.
+    pub cli_request_id: String,
+    /// The tool input, returned (amended or not) with an allow.
+    pub input: Value,
+    /// The `permission.request` event, re-sent in `permissions.snapshot`.
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+pub struct Permissions {
+    pending: Vec<Pending>,
+}
+
+impl Permissions {
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= MAX_PENDING
+    }
+
+    pub fn add(&mut self, p: Pending) {
+        self.pending.push(p);
+    }
+
+    /// Remove and return the approval with our id `id`.
+    pub fn take(&mut self, id: &str) -> Option<Pending> {
+        let pos = self.pending.iter().position(|p| p.id == id)?;
+        Some(self.pending.remove(pos))
+    }
+
+    /// Remove and return the approval the CLI of `child` asked as `cli_id`.
+    pub fn take_cli(&mut self, child: u64, cli_id: &str) -> Option<Pending> {
+        let pos = self
+            .pending
+            .iter()
+            .position(|p| p.child == child && p.cli_request_id == cli_id)?;
+        Some(self.pending.remove(pos))
+    }
+
+    /// Remove and return every approval of `child`, in arrival order.
+    pub fn take_child(&mut self, child: u64) -> Vec<Pending> {
+        let (taken, kept) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.child == child);
+        self.pending = kept;
+        taken
+    }
+
+    /// The `permission.request` bodies of everything pending, in arrival order.
+    pub fn snapshot(&self) -> Vec<Value> {
+        self.pending.iter().map(|p| p.body.clone()).collect()
+    }
+
+    /// A session was re-keyed from `from` to `to`.
+    pub fn rekey(&mut self, from: &str, to: &str) {
+        for p in &mut self.pending {
+            if p.session == from {
+                p.session = to.to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(id: &str, child: u64, cli: &str) -> Pending {
+        Pending {
+            id: id.into(),
+            session: "s".into(),
+            child,
+            cli_request_id: cli.into(),
+            input: json!({}),
+            body: json!({"request_id": id}),
+        }
+    }
+
+    #[test]
+    fn settle_in_every_way() {
+        let mut t = Permissions::default();
+        t.add(p("a", 1, "r1"));
+        t.add(p("b", 1, "r2"));
+        t.add(p("c", 2, "r1"));
+        assert_eq!(t.snapshot().len(), 3);
+        assert_eq!(t.take_cli(2, "r1").unwrap().id, "c");
+        assert!(t.take_cli(2, "r1").is_none());
+        t.rekey("s", "real");
+        assert_eq!(t.take("a").unwrap().session, "real");
+        assert!(t.take("a").is_none());
+        t.add(p("d", 1, "r3"));
+        let gone: Vec<String> = t.take_child(1).into_iter().map(|p| p.id).collect();
+        assert_eq!(gone, ["b", "d"]);
+        assert!(t.snapshot().is_empty());
+        for i in 0..MAX_PENDING {
+            t.add(p(&i.to_string(), 3, "x"));
+        }
+        assert!(t.is_full());
+    }
+}
