@@ -100,6 +100,35 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A new Claude Code session under the browser's id, with nothing running yet.
+    pub(crate) fn new(id: &str, cwd: PathBuf) -> Session {
+        Session {
+            id: id.to_string(),
+            provider: "claude".into(),
+            cwd,
+            model: None,
+            permission_mode: None,
+            effort: None,
+            sdk_id: None,
+            next_spawn: SpawnOpts::default(),
+            child: None,
+            queue: VecDeque::new(),
+            current: None,
+            turn_no: 0,
+            ordinal: 0,
+            blocks: HashMap::new(),
+            streamed_msgs: HashSet::new(),
+            last_uuid: None,
+            held_interrupt: false,
+            commands: None,
+            server_info: Value::Null,
+            own: HashMap::new(),
+            control_seq: 0,
+            pending_edit: None,
+            seen_uuids: HashSet::new(),
+        }
+    }
+
     pub(crate) fn event(&self, name: &str, trace: Option<&Value>, fields: Value) -> Value {
         let mut p = Map::new();
         p.insert("event".into(), Value::String(name.into()));
@@ -397,4 +426,145 @@ pub(crate) fn next_turn_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_with_turn() -> Session {
+        let mut s = Session::new("s1", PathBuf::from("/tmp"));
+        s.current = Some(Turn {
+            id: 1,
+            preparing: false,
+            prompt: "p".into(),
+            trace_id: Some(json!("t")),
+            model: None,
+            mode: None,
+            emitted: false,
+            retried: false,
+        });
+        s.turn_no = 1;
+        s
+    }
+
+    #[test]
+    fn streamed_text_becomes_deltas_then_one_text() {
+        let mut s = session_with_turn();
+        let mut out = Vec::new();
+        let ev = |e: Value| json!({"type": "stream_event", "event": e});
+        on_stream_event(
+            &mut s,
+            &ev(json!({"type": "message_start", "message": {"id": "m1"}})),
+            &mut out,
+        );
+        on_stream_event(
+            &mut s,
+            &ev(
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            &mut out,
+        );
+        for t in ["Hel", "lo"] {
+            on_stream_event(
+                &mut s,
+                &ev(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
+                ),
+                &mut out,
+            );
+        }
+        let assembled = json!({"type": "assistant", "uuid": "u1", "message": {"id": "m1", "content": [{"type": "text", "text": "Hello"}]}});
+        on_assistant(&mut s, &assembled, &mut out);
+        on_stream_event(
+            &mut s,
+            &ev(json!({"type": "content_block_stop", "index": 0})),
+            &mut out,
+        );
+        let names: Vec<&str> = out.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["session.text_delta", "session.text_delta", "session.text"]
+        );
+        assert_eq!(out[2]["text"], "Hello");
+        assert_eq!(out[2]["id"], "s1:1:1");
+        assert!(out.iter().all(|e| e["trace_id"] == "t"));
+        assert_eq!(s.last_uuid.as_deref(), Some("u1"));
+        assert!(s.current.as_ref().unwrap().emitted);
+    }
+
+    /// Property: whatever the CLI prints, translating it never panics. Random shapes are
+    /// built around the real message types, with fields of the wrong type, missing or
+    /// huge indexes, and unknown kinds.
+    #[test]
+    fn never_panics_on_arbitrary_cli_output() {
+        let state = std::cell::Cell::new(0x2545_F491_4F6C_DD1Du64);
+        let next = || {
+            let mut x = state.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.set(x);
+            x
+        };
+        let atoms = [
+            json!(null),
+            json!(true),
+            json!(-1),
+            json!(18446744073709551615u64),
+            json!(1.5),
+            json!(""),
+            json!("text"),
+            json!([]),
+            json!({}),
+            json!([{"type": "text"}]),
+            json!({"type": "text_delta", "text": 5}),
+            json!({"id": ["x"]}),
+        ];
+        let kinds = [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "text",
+            "thinking",
+            "tool_use",
+            "tool_result",
+            "text_delta",
+            "thinking_delta",
+            "weird",
+        ];
+        let mut s = session_with_turn();
+        for _ in 0..50_000 {
+            let pick = || atoms[(next() % atoms.len() as u64) as usize].clone();
+            let kind = kinds[(next() % kinds.len() as u64) as usize];
+            let block = json!({"type": kind, "text": pick(), "thinking": pick(), "id": pick(), "name": pick(),
+                               "input": pick(), "tool_use_id": pick(), "content": pick(), "is_error": pick()});
+            let index = match next() % 4 {
+                0 => json!(0),
+                1 => json!(u64::MAX),
+                2 => pick(),
+                _ => json!(1),
+            };
+            let event = json!({"type": kind, "index": index, "content_block": block.clone(),
+                               "delta": {"type": kind, "text": pick(), "thinking": pick()},
+                               "message": {"id": pick()}});
+            let line = match next() % 3 {
+                0 => {
+                    json!({"type": "stream_event", "event": if next() % 5 == 0 { pick() } else { event }})
+                }
+                1 => json!({"type": "assistant", "uuid": pick(), "isReplay": pick(),
+                            "message": {"id": pick(), "content": if next() % 4 == 0 { pick() } else { json!([block]) }}}),
+                _ => {
+                    json!({"type": "user", "uuid": pick(), "message": {"content": if next() % 4 == 0 { pick() } else { json!([block]) }}})
+                }
+            };
+            let mut out = Vec::new();
+            on_stream_event(&mut s, &line, &mut out);
+            on_assistant(&mut s, &line, &mut out);
+            on_user(&mut s, &line, &mut out);
+            assert!(s.blocks.len() <= 4, "blocks must not pile up");
+        }
+        let _ = status_text(&s);
+    }
 }

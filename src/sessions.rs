@@ -11,7 +11,7 @@
 //! A session is keyed by its current id: first the browser's provisional id, then the
 //! CLI's real session id once `system/init` names it (the old id stays an alias).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -259,41 +259,18 @@ impl Sessions {
             );
             return;
         }
-        let mut s = Session {
-            id: sid.to_string(),
-            provider: "claude".into(),
-            cwd,
-            model: str_field(cmd, "model")
-                .map(str::to_string)
-                .or_else(|| saved_str("model"))
-                .or_else(|| self.settings.default_model.clone()),
-            permission_mode: str_field(cmd, "permission_mode")
-                .map(str::to_string)
-                .or_else(|| saved_str("permission_mode")),
-            effort: str_field(cmd, "effort")
-                .map(str::to_string)
-                .or_else(|| saved_str("effort")),
-            sdk_id: None,
-            next_spawn: SpawnOpts {
-                resume: resume.clone(),
-                ..SpawnOpts::default()
-            },
-            child: None,
-            queue: VecDeque::new(),
-            current: None,
-            turn_no: 0,
-            ordinal: 0,
-            blocks: HashMap::new(),
-            streamed_msgs: HashSet::new(),
-            last_uuid: None,
-            held_interrupt: false,
-            commands: None,
-            server_info: Value::Null,
-            own: HashMap::new(),
-            control_seq: 0,
-            pending_edit: None,
-            seen_uuids: HashSet::new(),
-        };
+        let mut s = Session::new(sid, cwd);
+        s.model = str_field(cmd, "model")
+            .map(str::to_string)
+            .or_else(|| saved_str("model"))
+            .or_else(|| self.settings.default_model.clone());
+        s.permission_mode = str_field(cmd, "permission_mode")
+            .map(str::to_string)
+            .or_else(|| saved_str("permission_mode"));
+        s.effort = str_field(cmd, "effort")
+            .map(str::to_string)
+            .or_else(|| saved_str("effort"));
+        s.next_spawn.resume = resume.clone();
         if let Some(r) = &resume {
             s.seen_uuids = transcript_uuids(self.settings.home.as_deref(), &s.cwd, r);
         }
