@@ -406,12 +406,10 @@ fn path(raw: &Raw, home: Option<&Path>, cwd: Option<&Path>) -> Result<PathBuf, C
     if v.is_empty() {
         return Err(raw.err("the path is empty"));
     }
-    let p = if v == "~" || v.starts_with("~/") {
-        let home = home.ok_or_else(|| raw.err("uses ~ but HOME is not set"))?;
-        home.join(v.trim_start_matches('~').trim_start_matches('/'))
-    } else {
-        PathBuf::from(v)
-    };
+    if (v == "~" || v.starts_with("~/")) && home.is_none() {
+        return Err(raw.err("uses ~ but HOME is not set"));
+    }
+    let p = crate::fsutil::expand_home(v, home);
     Ok(match (p.is_absolute(), cwd) {
         (false, Some(c)) => c.join(p),
         _ => p,

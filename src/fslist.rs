@@ -14,12 +14,7 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Value
         None => home
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/")),
-        Some(p) => match (p.strip_prefix('~'), home) {
-            (Some(rest), Some(h)) if rest.is_empty() || rest.starts_with('/') => {
-                h.join(rest.trim_start_matches('/'))
-            }
-            _ => PathBuf::from(p),
-        },
+        Some(p) => crate::fsutil::expand_home(p, home),
     };
     let requested = if requested.is_absolute() {
         requested

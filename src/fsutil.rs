@@ -5,7 +5,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Create `dir` (and missing parents) with mode 0700. An existing dir that is open to
 /// group or others is tightened to 0700 when we can; failing that is reported, not fatal.
@@ -28,6 +28,16 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             format!("{} exists and is not a directory", dir.display()),
         )),
         Err(_) => DirBuilder::new().recursive(true).mode(0o700).create(dir),
+    }
+}
+
+/// `~` or `~/rest` with `home` in front; anything else (or no home) as written.
+pub fn expand_home(p: &str, home: Option<&Path>) -> PathBuf {
+    match (p.strip_prefix('~'), home) {
+        (Some(rest), Some(h)) if rest.is_empty() || rest.starts_with('/') => {
+            h.join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(p),
     }
 }
 
@@ -82,6 +92,16 @@ mod tests {
         ));
         let _ = fs::remove_dir_all(&p);
         p
+    }
+
+    #[test]
+    fn home_expansion() {
+        let h = Path::new("/home/u");
+        assert_eq!(expand_home("~", Some(h)), PathBuf::from("/home/u"));
+        assert_eq!(expand_home("~/a/b", Some(h)), PathBuf::from("/home/u/a/b"));
+        assert_eq!(expand_home("~bob/x", Some(h)), PathBuf::from("~bob/x"));
+        assert_eq!(expand_home("~/a", None), PathBuf::from("~/a"));
+        assert_eq!(expand_home("/abs", Some(h)), PathBuf::from("/abs"));
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl Sessions {
             .unwrap_or(Value::Null);
         let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).map(str::to_string);
         let cwd = match str_field(cmd, "cwd") {
-            Some(c) => expand(c, self.settings.home.as_deref()),
+            Some(c) => crate::fsutil::expand_home(c, self.settings.home.as_deref()),
             None => saved_str("cwd")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| self.settings.default_cwd.clone()),
@@ -1200,15 +1200,6 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
-fn expand(p: &str, home: Option<&Path>) -> PathBuf {
-    match (p.strip_prefix('~'), home) {
-        (Some(rest), Some(h)) if rest.is_empty() || rest.starts_with('/') => {
-            h.join(rest.trim_start_matches('/'))
-        }
-        _ => PathBuf::from(p),
-    }
-}
-
 /// Claude Code's transcript directory name for a working directory.
 pub fn project_slug(cwd: &Path) -> String {
     cwd.to_string_lossy()
@@ -1220,7 +1211,6 @@ pub fn project_slug(cwd: &Path) -> String {
 /// Message uuids already in a session's transcript, so a resumed CLI's replay of them is
 /// not forwarded twice. Streams the file; bounded by the set it builds.
 fn transcript_uuids(home: Option<&Path>, cwd: &Path, session: &str) -> HashSet<String> {
-    use std::io::BufRead;
     let mut set = HashSet::new();
     let (Some(home), true) = (home, valid_id(session)) else {
         return set;
@@ -1245,7 +1235,6 @@ fn transcript_uuids(home: Option<&Path>, cwd: &Path, session: &str) -> HashSet<S
             set.insert(u.to_string());
         }
         line.clear();
-        let _ = reader.fill_buf();
     }
     set
 }
