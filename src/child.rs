@@ -524,23 +524,10 @@ mod tests {
 
     /// Pids of non-zombie processes in process group `pgid`.
     pub fn live_group_members(pgid: u32) -> Vec<u32> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            if f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) && f.first() != Some(&"Z")
-            {
-                out.push(pid);
-            }
-        }
-        out
+        crate::reaper::processes()
+            .into_iter()
+            .filter(|p| p.pgrp == pgid && !p.is_zombie())
+            .map(|p| p.pid)
+            .collect()
     }
 }

@@ -60,35 +60,79 @@ pub fn start_if_init() {
     }
 }
 
+/// One process as `/proc/<pid>/stat` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// The state letter (`R`, `S`, `Z` for a zombie, ...).
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+}
+
+impl Process {
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// Every process visible in `/proc` (those that vanish while reading are skipped).
+pub fn processes() -> Vec<Process> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(process)
+        .collect()
+}
+
+/// One process, if it exists.
+pub fn process(pid: u32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(Process {
+        pid,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
 /// Reap every zombie child of ours that no supervisor is waiting for.
 pub fn reap_orphans() {
     let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next();
-        let ppid = f.next().and_then(|p| p.parse::<u32>().ok());
-        if state != Some("Z") || ppid != Some(me) {
+    for p in processes() {
+        if !p.is_zombie() || p.ppid != me {
             continue;
         }
         let set = owned();
-        if set.contains(&pid) {
+        if set.contains(&p.pid) {
             continue;
         }
         let mut status = 0;
         // SAFETY: waitpid on a specific pid that is our zombie child; WNOHANG never blocks.
-        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        unsafe { libc::waitpid(p.pid as libc::pid_t, &mut status, libc::WNOHANG) };
         drop(set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_process() {
+        let me = super::process(std::process::id()).unwrap();
+        assert_eq!(me.pid, std::process::id());
+        assert!(!me.is_zombie());
+        assert!(
+            super::processes()
+                .iter()
+                .any(|p| p.pid == me.pid && p.ppid == me.ppid)
+        );
     }
 }

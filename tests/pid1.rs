@@ -11,49 +11,23 @@ use support::node::{fake_claude, wrapped};
 use support::relay::FakeRelay;
 use support::*;
 
-/// Zombie children of `pid`, from /proc.
+use coding_bridge_agent::reaper::processes;
+
+/// Zombie children of `pid`.
 fn zombie_children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.first() == Some(&"Z") && f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
-            out.push(p);
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid && p.is_zombie())
+        .map(|p| p.pid)
+        .collect()
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse::<u32>().ok())
-            == Some(pid)
-        {
-            out.push(p);
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid)
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[test]

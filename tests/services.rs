@@ -503,16 +503,10 @@ fn images_are_saved_safely_and_noted_in_the_prompt() {
         *b"\x89PNG"
     );
     // The prompt the CLI got lists the saved files.
-    let prompt = n
-        .log()
-        .iter()
-        .filter_map(|l| {
-            l["stdin"]["message"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .next()
-        .unwrap();
+    let prompt = n.stdin_of("user")[0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(prompt.starts_with("look at these"));
     for f in &files {
         assert!(
@@ -646,16 +640,10 @@ fn attachments_are_downloaded_from_allowed_hosts_with_size_caps() {
         "no partial or foreign files"
     );
     assert_eq!(fs::read_to_string(dir.join("ok.txt")).unwrap(), "hello");
-    let prompt = n
-        .log()
-        .iter()
-        .filter_map(|l| {
-            l["stdin"]["message"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .next()
-        .unwrap();
+    let prompt = n.stdin_of("user")[0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         prompt.contains(&dir.join("renamed.txt").display().to_string()),
         "{prompt}"

@@ -312,13 +312,7 @@ fn close_denies_pending_and_stops_the_child_group() {
 
 /// A process that exists and is not a zombie.
 fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, r)| !r.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    coding_bridge_agent::reaper::process(pid).is_some_and(|p| !p.is_zombie())
 }
 
 #[test]
