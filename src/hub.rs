@@ -292,7 +292,7 @@ impl Hub {
                 "resume_with": "history",
             });
             // Sent once, ahead of the resend, without a node_seq (it must not advance acks).
-            let frame = self.frame_for(&payload, None);
+            let frame = node_frame(self.token.expose(), &payload, None);
             self.send(Outbound::Text(frame));
         }
         let frames: Vec<String> = self.outbox.iter().map(|e| e.frame.clone()).collect();
@@ -419,7 +419,7 @@ impl Hub {
         if self.service(action, &cmd, trace_id.clone()) {
             return;
         }
-        let mut reply = match action {
+        let reply = match action {
             "ping" => json!({"event": "pong"}),
             _ => {
                 let mut p = json!({
@@ -436,19 +436,14 @@ impl Hub {
                 p
             }
         };
-        if let Some(t) = trace_id {
-            reply["trace_id"] = t;
-        }
-        self.emit(reply);
+        self.emit(traced(reply, &trace_id));
     }
 
     /// Requests answered from the disk or a probe, on worker threads.
     fn service(&mut self, action: &str, cmd: &Map<String, Value>, trace: Option<Value>) -> bool {
-        let with_trace = move |mut v: Value| {
-            if let Some(t) = &trace {
-                v["trace_id"] = t.clone();
-            }
-            v
+        let with_trace = {
+            let trace = trace.clone();
+            move |v: Value| traced(v, &trace)
         };
         let home = self.home.clone();
         let started = match action {
@@ -509,9 +504,8 @@ impl Hub {
                         true
                     }
                     (true, None) => {
-                        let t = with_trace(json!({})).get("trace_id").cloned();
                         if let Some(waiting) = self.probe_waiting.as_mut() {
-                            waiting.push(t);
+                            waiting.push(trace);
                             true
                         } else {
                             let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
@@ -523,7 +517,7 @@ impl Hub {
                                 ))
                             });
                             if ok {
-                                self.probe_waiting = Some(vec![t]);
+                                self.probe_waiting = Some(vec![trace]);
                             }
                             ok
                         }
@@ -555,11 +549,7 @@ impl Hub {
                 let cmds = found.unwrap_or_default();
                 self.probed = Some(cmds.clone());
                 for t in self.probe_waiting.take().unwrap_or_default() {
-                    let mut v = crate::capabilities::reply(true, &cmds);
-                    if let Some(t) = t {
-                        v["trace_id"] = t;
-                    }
-                    self.emit(v);
+                    self.emit(traced(crate::capabilities::reply(true, &cmds), &t));
                 }
             }
             Work::Done => {}
@@ -580,34 +570,16 @@ impl Hub {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let seq = self.outbox.next_seq();
-            let mut frame = self.frame_for(&payload, Some(seq));
-            if frame.len() > MAX_EVENT_BYTES {
-                frame = self.frame_for(&too_large(&payload, frame.len()), Some(seq));
-            }
-            let entry = self.outbox.push(&session_id, |_| frame);
+            let token = self.token.expose();
+            let entry = self
+                .outbox
+                .push(&session_id, |seq| node_frame(token, &payload, Some(seq)));
             let frame = entry.frame.clone();
             self.send(Outbound::Text(frame));
         } else if matches!(self.state, LinkState::Up { .. }) {
-            let mut frame = self.frame_for(&payload, None);
-            if frame.len() > MAX_EVENT_BYTES {
-                frame = self.frame_for(&too_large(&payload, frame.len()), None);
-            }
+            let frame = node_frame(self.token.expose(), &payload, None);
             self.send(Outbound::Text(frame));
         }
-    }
-
-    /// A `node.to_browser` envelope. `from_node` carries the node token, as the relay's
-    /// reference daemon does; it goes only to the relay that issued it and is never logged.
-    fn frame_for(&self, payload: &Value, seq: Option<u64>) -> String {
-        envelope::build(
-            "node.to_browser",
-            &ids::new_id(),
-            now_ms(),
-            Some(self.token.expose()),
-            seq,
-            payload,
-        )
     }
 
     fn send_heartbeat(&mut self) {
@@ -727,6 +699,35 @@ impl Hub {
 /// Largest event sent to the relay; a bigger one (a huge tool result) is replaced by a
 /// notice, since the relay refuses messages over 16 MiB and browsers choke on them.
 pub const MAX_EVENT_BYTES: usize = 8 << 20;
+
+/// `payload` with the command's `trace_id`, when it had one.
+fn traced(mut payload: Value, trace: &Option<Value>) -> Value {
+    if let Some(t) = trace {
+        payload["trace_id"] = t.clone();
+    }
+    payload
+}
+
+/// A `node.to_browser` envelope. `from_node` carries the node token, as the relay's
+/// reference daemon does; it goes only to the relay that issued it and is never logged.
+/// An event larger than [`MAX_EVENT_BYTES`] is replaced by a notice saying so.
+fn node_frame(token: &str, payload: &Value, seq: Option<u64>) -> String {
+    let build = |p: &Value| {
+        envelope::build(
+            "node.to_browser",
+            &ids::new_id(),
+            now_ms(),
+            Some(token),
+            seq,
+            p,
+        )
+    };
+    let frame = build(payload);
+    if frame.len() <= MAX_EVENT_BYTES {
+        return frame;
+    }
+    build(&too_large(payload, frame.len()))
+}
 
 /// The notice that replaces an event too large to relay.
 fn too_large(payload: &Value, size: usize) -> Value {

@@ -44,11 +44,6 @@ impl Outbox {
         }
     }
 
-    /// The sequence number the next durable event will get.
-    pub fn next_seq(&self) -> u64 {
-        self.last_seq + 1
-    }
-
     /// Queue the envelope built by `frame_for(seq)`; returns the stored entry.
     pub fn push(&mut self, session_id: &str, frame_for: impl FnOnce(u64) -> String) -> &Entry {
         self.last_seq += 1;
@@ -120,7 +115,11 @@ mod tests {
         assert_eq!(o.ack(4), 2);
         assert_eq!(o.iter().next().unwrap().frame, "frame5");
         assert_eq!(o.ack(2), 0);
-        assert_eq!(o.next_seq(), 6);
+        assert_eq!(
+            o.push("a", |seq| seq.to_string()).seq,
+            6,
+            "sequence numbers never go back"
+        );
     }
 
     #[test]

@@ -98,11 +98,6 @@ impl Sessions {
         self.catalogue.as_ref()
     }
 
-    /// Ids of live children (for shutdown accounting).
-    pub fn live_children(&self) -> usize {
-        self.sessions.values().filter(|s| s.child.is_some()).count()
-    }
-
     fn key_of(&self, id: &str) -> Option<String> {
         if self.sessions.contains_key(id) {
             return Some(id.to_string());
