@@ -135,11 +135,7 @@ pub fn summarize(path: &Path) -> Summary {
             Ok(LineRead::TooLong(_)) => continue,
             Ok(LineRead::Line) => {}
         }
-        let is_msg = contains(&line, b"\"type\":\"user\"")
-            || contains(&line, b"\"type\":\"assistant\"")
-            || contains(&line, b"\"type\": \"user\"")
-            || contains(&line, b"\"type\": \"assistant\"");
-        if !is_msg {
+        if !is_message_line(&line) {
             continue;
         }
         let complete = !s.title.is_empty() && s.cwd.is_some() && s.git_branch.is_some();
@@ -174,8 +170,22 @@ pub fn summarize(path: &Path) -> Summary {
     s
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Does the line hold `"type":"user"` or `"type":"assistant"` (a space after the colon
+/// allowed)? One pass over the line, without parsing it.
+fn is_message_line(line: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"type\":";
+    let mut from = 0;
+    while let Some(pos) = line[from..].windows(KEY.len()).position(|w| w == KEY) {
+        let mut value = &line[from + pos + KEY.len()..];
+        if let Some(rest) = value.strip_prefix(b" ") {
+            value = rest;
+        }
+        if value.starts_with(b"\"user\"") || value.starts_with(b"\"assistant\"") {
+            return true;
+        }
+        from += pos + KEY.len();
+    }
+    false
 }
 
 /// The user's own prompt in a record, if it is one (not a tool result, not injected).
@@ -484,6 +494,21 @@ mod tests {
         assert!(is_injected("<system-reminder>x</system-reminder>"));
         assert!(is_injected("<command-name>/clear</command-name>"));
         assert!(!is_injected("please <b>fix</b>"));
+    }
+
+    #[test]
+    fn message_lines() {
+        assert!(is_message_line(
+            br#"{"uuid":"x","type":"user","message":{}}"#
+        ));
+        assert!(is_message_line(br#"{"type": "assistant"}"#));
+        assert!(!is_message_line(
+            br#"{"type":"queue-operation","role":"user"}"#
+        ));
+        assert!(!is_message_line(
+            br#"{"type":"attachment","content":"\"type\":\"user\""}"#
+        ));
+        assert!(!is_message_line(br#"{"type":  "user"}"#));
     }
 
     #[test]
