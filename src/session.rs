@@ -129,6 +129,15 @@ impl Session {
         }
     }
 
+    /// A `session.notice` at warning level.
+    pub(crate) fn warning(&self, trace: Option<&Value>, code: &str, text: &str) -> Value {
+        self.event(
+            "session.notice",
+            trace,
+            json!({"level": "warning", "code": code, "text": text}),
+        )
+    }
+
     pub(crate) fn event(&self, name: &str, trace: Option<&Value>, fields: Value) -> Value {
         let mut p = Map::new();
         p.insert("event".into(), Value::String(name.into()));

@@ -397,11 +397,10 @@ impl Sessions {
             if let Some(t) = s.queue.back_mut() {
                 t.preparing = false;
             }
-            out.push(s.event(
-                "session.notice",
+            out.push(s.warning(
                 s.trace().as_ref(),
-                json!({"level": "warning", "code": "attachment_skipped",
-                       "text": "the node is busy; the images and attachments of this turn were not saved"}),
+                "attachment_skipped",
+                "the node is busy; the images and attachments of this turn were not saved",
             ));
         }
     }
@@ -427,11 +426,7 @@ impl Sessions {
         turn.preparing = false;
         let trace = turn.trace_id.clone();
         for text in &prepared.notices {
-            out.push(s.event(
-                "session.notice",
-                trace.as_ref(),
-                json!({"level": "warning", "code": "attachment_skipped", "text": text}),
-            ));
+            out.push(s.warning(trace.as_ref(), "attachment_skipped", text));
         }
         self.pump(&key, out);
     }
@@ -1013,6 +1008,7 @@ impl Sessions {
             return;
         };
         let ok = resp.get("subtype").and_then(Value::as_str) == Some("success");
+        let error = resp.get("error").and_then(Value::as_str);
         match kind {
             OwnRequest::Initialize => {
                 let body = resp.get("response").cloned().unwrap_or(Value::Null);
@@ -1025,26 +1021,15 @@ impl Sessions {
                     live.initialized = true;
                 }
                 if !ok {
-                    crate::log_warn!(
-                        "session {}: initialize failed: {}",
-                        s.id,
-                        resp.get("error").unwrap_or(&Value::Null)
-                    );
+                    let err = error.unwrap_or("no reason given");
+                    crate::log_warn!("session {}: initialize failed: {err}", s.id);
                 }
                 self.pump(key, out);
             }
             OwnRequest::RewindFiles => {
                 if !ok {
-                    let err = resp
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("rewind_files failed")
-                        .to_string();
-                    out.push(s.event(
-                        "session.notice",
-                        s.trace().as_ref(),
-                        json!({"level": "warning", "code": "rewind_failed", "text": err}),
-                    ));
+                    let err = error.unwrap_or("rewind_files failed");
+                    out.push(s.warning(s.trace().as_ref(), "rewind_failed", err));
                 }
                 if let Some(plan) = s.pending_edit.take() {
                     self.restart_for_edit(key, plan, out);
@@ -1052,16 +1037,8 @@ impl Sessions {
             }
             OwnRequest::Interrupt | OwnRequest::SetModel | OwnRequest::SetPermissionMode => {
                 if !ok {
-                    let err = resp
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("failed")
-                        .to_string();
-                    out.push(s.event(
-                        "session.notice",
-                        s.trace().as_ref(),
-                        json!({"level": "warning", "code": "control_failed", "text": err}),
-                    ));
+                    let err = error.unwrap_or("failed");
+                    out.push(s.warning(s.trace().as_ref(), "control_failed", err));
                 }
             }
         }
