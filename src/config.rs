@@ -174,13 +174,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     }
 
     let heartbeat_interval = match pick(&none, "", "CODING_BRIDGE_HEARTBEAT_INTERVAL") {
-        Some(raw) => {
-            let secs = seconds(&raw)?;
-            if !(1.0..=3600.0).contains(&secs) {
-                return Err(raw.err("the heartbeat interval must be between 1 and 3600 seconds"));
-            }
-            Duration::from_secs_f64(secs)
-        }
+        Some(raw) => seconds_within(&raw, 1.0, 3600.0, "the heartbeat interval")?,
         None => Duration::from_secs_f64(DEFAULT_HEARTBEAT_SECS),
     };
 
@@ -252,13 +246,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     };
 
     let pair_poll_interval = match pick(&none, "", "CODING_BRIDGE_PAIR_POLL_INTERVAL") {
-        Some(raw) => {
-            let s = seconds(&raw)?;
-            if !(0.01..=60.0).contains(&s) {
-                return Err(raw.err("the poll interval must be between 0.01 and 60 seconds"));
-            }
-            Duration::from_secs_f64(s)
-        }
+        Some(raw) => seconds_within(&raw, 0.01, 60.0, "the poll interval")?,
         None => Duration::from_secs_f64(DEFAULT_PAIR_POLL_SECS),
     };
 
@@ -268,23 +256,11 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         .transpose()?;
 
     let reconnect_min = match pick(&none, "", "CODING_BRIDGE_RECONNECT_MIN") {
-        Some(raw) => {
-            let s = seconds(&raw)?;
-            if !(0.01..=3600.0).contains(&s) {
-                return Err(raw.err("the reconnect delay must be between 0.01 and 3600 seconds"));
-            }
-            Duration::from_secs_f64(s)
-        }
+        Some(raw) => seconds_within(&raw, 0.01, 3600.0, "the reconnect delay")?,
         None => Duration::from_secs(1),
     };
     let reconnect_max = match pick(&none, "", "CODING_BRIDGE_RECONNECT_MAX") {
-        Some(raw) => {
-            let s = seconds(&raw)?;
-            if !(0.01..=3600.0).contains(&s) {
-                return Err(raw.err("the reconnect delay must be between 0.01 and 3600 seconds"));
-            }
-            Duration::from_secs_f64(s).max(reconnect_min)
-        }
+        Some(raw) => seconds_within(&raw, 0.01, 3600.0, "the reconnect delay")?.max(reconnect_min),
         None => Duration::from_secs(30).max(reconnect_min),
     };
 
@@ -398,6 +374,15 @@ fn seconds(raw: &Raw) -> Result<f64, ConfigError> {
         Ok(s) if s.is_finite() && (0.0..=31_536_000.0).contains(&s) => Ok(s),
         _ => Err(raw.err(format!("{:?} is not a number of seconds", raw.value))),
     }
+}
+
+/// A number of seconds from `min` to `max`, as a duration; `what` names it in the error.
+fn seconds_within(raw: &Raw, min: f64, max: f64, what: &str) -> Result<Duration, ConfigError> {
+    let s = seconds(raw)?;
+    if !(min..=max).contains(&s) {
+        return Err(raw.err(format!("{what} must be between {min} and {max} seconds")));
+    }
+    Ok(Duration::from_secs_f64(s))
 }
 
 /// A path with `~` expanded, made absolute against the current directory.

@@ -129,6 +129,16 @@ impl Session {
         }
     }
 
+    /// The `session.result` of a turn the daemon answered itself (no CLI turn, no cost).
+    pub(crate) fn local_result(&self, trace: Option<&Value>, result: Value) -> Value {
+        self.event(
+            "session.result",
+            trace,
+            json!({"subtype": "success", "is_error": false, "result": result, "cost_usd": 0,
+                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+        )
+    }
+
     /// A `session.notice` at warning level.
     pub(crate) fn warning(&self, trace: Option<&Value>, code: &str, text: &str) -> Value {
         self.event(

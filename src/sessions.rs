@@ -713,12 +713,7 @@ impl Sessions {
                         turn.trace_id.as_ref(),
                         json!({"text": text}),
                     ));
-                    out.push(s.event(
-                        "session.result",
-                        turn.trace_id.as_ref(),
-                        json!({"subtype": "success", "is_error": false, "result": text, "cost_usd": 0,
-                               "cut_uuid": s.last_uuid, "sdk_session_id": s.sdk_id}),
-                    ));
+                    out.push(s.local_result(turn.trace_id.as_ref(), json!(text)));
                     continue;
                 }
                 let known = s.commands.as_ref().or(self.catalogue.as_ref());
@@ -731,12 +726,7 @@ impl Sessions {
                             json!({"level": "info", "code": "slash_unavailable", "command": name,
                                    "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
                         ));
-                    out.push(s.event(
-                            "session.result",
-                            turn.trace_id.as_ref(),
-                            json!({"subtype": "success", "is_error": false, "result": null, "cost_usd": 0,
-                                   "cut_uuid": s.last_uuid, "sdk_session_id": s.sdk_id}),
-                        ));
+                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
                     continue;
                 }
             }
