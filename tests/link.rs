@@ -444,3 +444,45 @@ fn websocket_pings_both_ways() {
         .expect("heartbeats repeat");
     assert_eq!(hb["type"], "node.heartbeat");
 }
+
+/// The backoff grows while connections fail fast, and starts over after one that lasted
+/// (30 s): the first retry after a long-lived link is quick again.
+#[test]
+fn backoff_resets_after_a_connection_that_lasted() {
+    let relay = FakeRelay::start();
+    let home = TempDir::new("backoff");
+    let _d = start(
+        &relay,
+        &home,
+        &[
+            ("CODING_BRIDGE_RECONNECT_MIN", "0.05"),
+            ("CODING_BRIDGE_RECONNECT_MAX", "3"),
+        ],
+    );
+    relay.recv_type("node.heartbeat", T).expect("connected");
+    // Short-lived links: the delay doubles toward 3 s.
+    for _ in 0..7 {
+        relay.drop_all();
+        relay.recv_type("node.heartbeat", T).expect("reconnected");
+    }
+    let gap = |relay: &FakeRelay| {
+        let before = relay.handshakes().len();
+        let t0 = Instant::now();
+        relay.drop_all();
+        assert!(wait_until(T, || relay.handshakes().len() > before));
+        t0.elapsed()
+    };
+    let grown = gap(&relay);
+    assert!(
+        grown >= Duration::from_millis(1400),
+        "backoff did not grow: {grown:?}"
+    );
+    relay.recv_type("node.heartbeat", T).expect("reconnected");
+    // A link that lasts past 30 s resets it.
+    std::thread::sleep(Duration::from_secs(31));
+    let reset = gap(&relay);
+    assert!(
+        reset < Duration::from_millis(500),
+        "backoff not reset: {reset:?}"
+    );
+}

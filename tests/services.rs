@@ -688,3 +688,28 @@ fn directory_picker_reports_permission_denied() {
     assert!(r["payload"]["entries"].as_array().unwrap().is_empty());
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+#[test]
+fn history_limit_is_clamped_to_1000() {
+    let home = TempDir::new("hist-limit");
+    let dir = project_dir(home.path(), "/many");
+    for i in 0..1005 {
+        fs::write(
+            dir.join(format!("s-{i:04}.jsonl")),
+            rec(json!({"type": "user", "message": {"role": "user", "content": format!("prompt {i}")}})),
+        )
+        .unwrap();
+    }
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(
+        json!({"action": "history.list", "limit": 5000}),
+        "history.snapshot",
+    );
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 1000);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(
+        snap["sessions"].as_array().unwrap().len(),
+        200,
+        "the default limit"
+    );
+}
