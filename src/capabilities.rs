@@ -69,16 +69,20 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
 }
 
 /// Start a throwaway CLI, ask `initialize`, and return its command catalogue.
-pub fn probe(configured: Option<&Path>, cwd: &Path, timeout: Duration) -> Option<Vec<Value>> {
+pub fn probe(
+    configured: Option<&Path>,
+    entrypoint: Option<&str>,
+    cwd: &Path,
+    timeout: Duration,
+) -> Option<Vec<Value>> {
     let program = resolve(configured)?;
+    let (env, env_remove) = crate::claude::child_env(entrypoint);
     let spec = Spec {
         program,
         args: crate::claude::argv(&crate::claude::SpawnOpts::default()),
         cwd: cwd.to_path_buf(),
-        env: vec![(
-            "CLAUDE_CODE_ENTRYPOINT".into(),
-            crate::claude::ENTRYPOINT.into(),
-        )],
+        env,
+        env_remove,
     };
     let (tx, rx) = crossbeam_channel::bounded(4);
     let handle = child::spawn(0, &spec, tx).ok()?;

@@ -46,6 +46,8 @@ pub struct Spec {
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
 }
 
 /// Hub → supervisor.
@@ -113,6 +115,9 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
@@ -491,6 +496,7 @@ mod tests {
             ],
             cwd: std::env::temp_dir(),
             env: vec![],
+            env_remove: vec![],
         };
         let h = spawn(7, &spec, tx).unwrap();
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {

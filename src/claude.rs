@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-/// `CLAUDE_CODE_ENTRYPOINT` for the child. The CLI uses it to label SDK-driven sessions;
-/// the Python SDK's value is used because it is the one the CLI is known to accept.
-pub const ENTRYPOINT: &str = "sdk-py";
+/// Turns on the CLI's file checkpoints, which `rewind_files` (an edit's "restore code")
+/// needs from the very start of a session.
+pub const CHECKPOINTING_ENV: &str = "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING";
 
 /// The message the CLI gets in a denied tool call.
 pub const DENY_MESSAGE: &str = "Denied by user via Coding Bridge";
@@ -105,6 +105,72 @@ pub fn argv(o: &SpawnOpts) -> Vec<String> {
     a
 }
 
+/// The environment a Claude child gets on top of the daemon's: the entrypoint label (if
+/// any) and file checkpointing; and what it must not inherit (`CLAUDECODE` makes the
+/// CLI believe it runs inside another Claude Code).
+pub fn child_env(entrypoint: Option<&str>) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = vec![(CHECKPOINTING_ENV.to_string(), "true".to_string())];
+    if let Some(e) = entrypoint {
+        env.push(("CLAUDE_CODE_ENTRYPOINT".into(), e.to_string()));
+    }
+    (env, vec!["CLAUDECODE".to_string()])
+}
+
+/// `set_model`: a model, or none to go back to the default.
+pub fn set_model(model: Option<&str>) -> Value {
+    match model {
+        Some(m) => json!({"subtype": "set_model", "model": m}),
+        None => json!({"subtype": "set_model"}),
+    }
+}
+
+/// A tool result's `content` as the browser gets it: always a string (structured content
+/// JSON-encoded), with image, audio and document blocks reduced to their type and media
+/// type so no base64 leaves the machine.
+pub fn tool_result_content(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(Value::Array(blocks)) => {
+            let slim: Vec<Value> = blocks.iter().map(slim_block).collect();
+            Value::Array(slim).to_string()
+        }
+        Some(other) => slim_block(other).to_string(),
+    }
+}
+
+fn slim_block(b: &Value) -> Value {
+    match b.get("type").and_then(Value::as_str) {
+        Some(kind @ ("image" | "audio" | "document")) => {
+            let media_type = b
+                .pointer("/source/media_type")
+                .or_else(|| b.get("media_type"))
+                .or_else(|| b.get("mimeType"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({"type": kind, "media_type": media_type})
+        }
+        _ => b.clone(),
+    }
+}
+
+/// The last non-empty line of a stderr tail, with advice where the cause is known.
+pub fn stderr_summary(tail: &str) -> Option<String> {
+    let last = tail.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let mut s: String = last.chars().take(300).collect();
+    let lower = tail.to_ascii_lowercase();
+    if (lower.contains("root") || lower.contains("sudo"))
+        && (lower.contains("dangerously-skip-permissions") || lower.contains("bypasspermissions"))
+    {
+        s.push_str(
+            " (the node runs as root: Claude Code refuses bypassPermissions there unless \
+             IS_SANDBOX=1 is set in the daemon's environment; choose another permission mode \
+             or set it)",
+        );
+    }
+    Some(s)
+}
+
 /// A user turn for stdin.
 pub fn user_message(prompt: &str) -> String {
     json!({
@@ -195,13 +261,22 @@ pub fn slash_name(prompt: &str) -> Option<&str> {
     .then_some(name)
 }
 
-/// Is `name` in the CLI's command catalogue (by name or alias)?
-pub fn catalogue_has(commands: &[Value], name: &str) -> bool {
-    commands.iter().any(|c| {
-        c.get("name").and_then(Value::as_str) == Some(name)
-            || c.get("aliases")
+/// `name` as the CLI's command catalogue spells it (a name or an alias, matched without
+/// regard to case), or `None` when the CLI has no such command.
+pub fn catalogue_match(commands: &[Value], name: &str) -> Option<String> {
+    commands.iter().find_map(|c| {
+        let names = std::iter::once(c.get("name")).chain(
+            c.get("aliases")
                 .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(name)))
+                .into_iter()
+                .flatten()
+                .map(Some),
+        );
+        names
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .map(str::to_string)
     })
 }
 
@@ -241,6 +316,31 @@ mod tests {
     }
 
     #[test]
+    fn tool_results_are_strings_without_binary_data() {
+        assert_eq!(tool_result_content(Some(&json!("ok"))), "ok");
+        assert_eq!(tool_result_content(None), "");
+        let blocks = json!([
+            {"type": "text", "text": "see"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "document", "source": {"media_type": "application/pdf", "data": "JVBER"}}
+        ]);
+        let s = tool_result_content(Some(&blocks));
+        assert!(!s.contains("iVBOR") && !s.contains("JVBER"), "{s}");
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v[1], json!({"type": "image", "media_type": "image/png"}));
+        assert_eq!(v[2]["media_type"], "application/pdf");
+        assert_eq!(v[0]["text"], "see");
+    }
+
+    #[test]
+    fn stderr_summary_is_the_last_line_with_advice() {
+        assert_eq!(stderr_summary("a\nboom happened\n\n").as_deref(), Some("boom happened"));
+        assert_eq!(stderr_summary("  \n"), None);
+        let root = stderr_summary("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n").unwrap();
+        assert!(root.contains("IS_SANDBOX=1"), "{root}");
+    }
+
+    #[test]
     fn slash_names() {
         assert_eq!(slash_name("/compact now"), Some("compact"));
         assert_eq!(slash_name("  /status"), Some("status"));
@@ -248,8 +348,10 @@ mod tests {
         assert_eq!(slash_name("hello /x"), None);
         assert_eq!(slash_name("/etc/passwd is a file"), None);
         let cat = vec![json!({"name": "review", "aliases": ["rv"]})];
-        assert!(catalogue_has(&cat, "rv"));
-        assert!(!catalogue_has(&cat, "compact"));
+        assert_eq!(catalogue_match(&cat, "rv").as_deref(), Some("rv"));
+        assert_eq!(catalogue_match(&cat, "RV").as_deref(), Some("rv"));
+        assert_eq!(catalogue_match(&cat, "Review").as_deref(), Some("review"));
+        assert_eq!(catalogue_match(&cat, "compact"), None);
     }
 
     #[test]

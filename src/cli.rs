@@ -226,7 +226,7 @@ pub fn help(topic: Option<Command>) -> String {
       --model MODEL             default Claude model for new sessions [env CODING_BRIDGE_MODEL]
       --cwd DIR                 default working directory for sessions (default: current dir)
       --permission-timeout SECS deny a tool request unanswered this long; 0 waits forever
-                                (default 300) [env CODING_BRIDGE_PERMISSION_TIMEOUT]
+                                (default 1800) [env CODING_BRIDGE_PERMISSION_TIMEOUT]
       --claude-path PATH        the claude CLI to run [env CODING_BRIDGE_CLAUDE_PATH]";
     let pair_opts = "\
       --json                    print one JSON object per line on stdout (for scripts)

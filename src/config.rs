@@ -12,7 +12,15 @@ use crate::secret::Secret;
 pub const DEFAULT_BRIDGE_URL: &str = "https://coding-bridge.acedata.cloud";
 pub const DEFAULT_CLAIM_URL: &str = "https://studio.acedata.cloud/coding-bridge?code={code}";
 pub const DEFAULT_HEARTBEAT_SECS: f64 = 15.0;
-pub const DEFAULT_PERMISSION_TIMEOUT_SECS: f64 = 300.0;
+/// Approvals wait half an hour: the browser sends push notifications, and a person may
+/// answer from a phone long after the request.
+pub const DEFAULT_PERMISSION_TIMEOUT_SECS: f64 = 1800.0;
+/// Silent retries of a turn whose CLI crashed before any output (PROTOCOL §6).
+pub const DEFAULT_TURN_RETRY_LIMIT: u32 = 1;
+pub const DEFAULT_TURN_RETRY_BACKOFF_SECS: f64 = 0.5;
+/// `CLAUDE_CODE_ENTRYPOINT` for Claude children: the IDE label keeps bridge sessions
+/// visible in `claude --resume` and IDE pickers (the SDK labels hide them).
+pub const DEFAULT_CLAUDE_ENTRYPOINT: &str = "claude-vscode";
 pub const DEFAULT_OUTBOX_MAX: usize = 5000;
 pub const DEFAULT_PAIR_POLL_SECS: f64 = 2.0;
 
@@ -37,6 +45,9 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_RECONNECT_MIN",
     "CODING_BRIDGE_RECONNECT_MAX",
     "CODING_BRIDGE_ATTACHMENT_HOSTS",
+    "CODING_BRIDGE_TURN_RETRY_LIMIT",
+    "CODING_BRIDGE_TURN_RETRY_BACKOFF",
+    "CODING_BRIDGE_CLAUDE_ENTRYPOINT",
 ];
 
 /// The validated configuration.
@@ -72,6 +83,11 @@ pub struct Config {
     /// First reconnect delay, doubled up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Silent retries of a turn whose CLI died before any output.
+    pub turn_retry_limit: u32,
+    pub turn_retry_backoff: Duration,
+    /// `CLAUDE_CODE_ENTRYPOINT` for Claude children; `None` leaves it unset.
+    pub claude_entrypoint: Option<String>,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -285,6 +301,37 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             .collect(),
     };
 
+    let turn_retry_limit = match pick(&none, "", "CODING_BRIDGE_TURN_RETRY_LIMIT") {
+        Some(raw) => match raw.value.trim().parse::<u32>() {
+            Ok(n) if n <= 10 => n,
+            _ => return Err(raw.err("expected a whole number from 0 to 10")),
+        },
+        None => DEFAULT_TURN_RETRY_LIMIT,
+    };
+    let turn_retry_backoff = match pick(&none, "", "CODING_BRIDGE_TURN_RETRY_BACKOFF") {
+        Some(raw) => seconds_within(&raw, 0.0, 60.0, "the retry backoff")?,
+        None => Duration::from_secs_f64(DEFAULT_TURN_RETRY_BACKOFF_SECS),
+    };
+    // Set but blank means "leave CLAUDE_CODE_ENTRYPOINT unset".
+    let claude_entrypoint = match env("CODING_BRIDGE_CLAUDE_ENTRYPOINT") {
+        None => Some(DEFAULT_CLAUDE_ENTRYPOINT.to_string()),
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => {
+            let v = v.trim().to_string();
+            if v.len() > 64
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(ConfigError {
+                    source: "CODING_BRIDGE_CLAUDE_ENTRYPOINT".into(),
+                    message: "expected a short label such as claude-vscode or sdk-py".into(),
+                });
+            }
+            Some(v)
+        }
+    };
+
     Ok(Config {
         bridge_url,
         node_name,
@@ -307,6 +354,9 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         reconnect_min,
         reconnect_max,
         attachment_hosts,
+        turn_retry_limit,
+        turn_retry_backoff,
+        claude_entrypoint,
     })
 }
 
@@ -435,7 +485,9 @@ mod tests {
         assert_eq!(c.config_dir, PathBuf::from("/home/u/.ace-bridge"));
         assert_eq!(c.log_dir, PathBuf::from("/home/u/.ace-bridge/logs"));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
-        assert_eq!(c.permission_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.permission_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(c.turn_retry_limit, 1);
+        assert_eq!(c.claude_entrypoint.as_deref(), Some("claude-vscode"));
         assert_eq!(c.outbox_max, 5000);
         assert_eq!(c.log_level, Level::Info);
         assert_eq!(

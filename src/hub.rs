@@ -73,6 +73,10 @@ pub enum Tick {
     Retry {
         session: String,
     },
+    /// Stop waiting for a turn the CLI announced it would start by itself.
+    AutoWait {
+        session: String,
+    },
 }
 
 enum LinkState {
@@ -110,6 +114,7 @@ pub struct Hub {
     home: Option<std::path::PathBuf>,
     config_dir: std::path::PathBuf,
     claude_path: Option<std::path::PathBuf>,
+    claude_entrypoint: Option<String>,
     default_cwd: std::path::PathBuf,
     /// The command catalogue from a probe child, once probed.
     probed: Option<Vec<Value>>,
@@ -143,6 +148,15 @@ impl Hub {
             claude_path: cfg.claude_path.clone(),
             home: home.clone(),
             permission_timeout: cfg.permission_timeout,
+            retry_limit: cfg.turn_retry_limit,
+            retry_backoff: cfg.turn_retry_backoff,
+            entrypoint: cfg.claude_entrypoint.clone(),
+            claude_dir: crate::transcript::claude_dir(
+                home.as_deref(),
+                std::env::var_os("CLAUDE_CONFIG_DIR")
+                    .map(std::path::PathBuf::from)
+                    .as_deref(),
+            ),
             config_dir: cfg.config_dir.clone(),
             media: crate::media::Settings {
                 allowed_hosts: cfg.attachment_hosts.clone(),
@@ -160,6 +174,7 @@ impl Hub {
             home,
             config_dir: cfg.config_dir.clone(),
             claude_path: cfg.claude_path.clone(),
+            claude_entrypoint: cfg.claude_entrypoint.clone(),
             default_cwd: cfg.cwd.clone(),
             probed: None,
             probe_waiting: None,
@@ -509,9 +524,11 @@ impl Hub {
                             true
                         } else {
                             let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
+                            let entrypoint = self.claude_entrypoint.clone();
                             let ok = self.workers.run("probe", move || {
                                 Work::Catalogue(crate::capabilities::probe(
                                     path.as_deref(),
+                                    entrypoint.as_deref(),
                                     &cwd,
                                     crate::capabilities::PROBE_TIMEOUT,
                                 ))

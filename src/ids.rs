@@ -59,6 +59,23 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// A random fraction in [0, 1).
+/// A random (version 4) UUID in its usual hyphenated form, as Claude Code names sessions.
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 pub fn random_unit() -> f64 {
     let mut b = [0u8; 8];
     fill_random(&mut b);

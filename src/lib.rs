@@ -19,9 +19,12 @@
 //! - [`envelope`], [`outbox`], [`dedupe`]: relay frames, reliable delivery, command de-dup.
 //! - [`timer`], [`backoff`], [`ids`]: the timer thread, reconnect delays, random ids.
 //! - [`capabilities`]: what the node announces and the `capabilities` reply.
-//! - [`sessions`], [`session`], [`child`], [`claude`]: all sessions and their commands, one
-//!   session's state and stream translation, the CLI processes, the CLI protocol;
+//! - [`sessions`], [`driver`], [`session`], [`child`], [`claude`]: all sessions and their
+//!   commands, how a session drives its CLI child, one session's state and stream
+//!   translation, the CLI processes, the CLI protocol;
 //!   [`permissions`]: tool approvals waiting for the browser.
+//! - [`transcript`]: what the live sessions read from Claude Code's own transcripts
+//!   (replay guard, the prompt an edit rewinds, the unsigned-thinking repair).
 //! - [`history`], [`fslist`], [`media`], [`sidecar`]: transcripts, the directory picker,
 //!   a turn's images and attachments, per-session settings; run on [`worker`] threads.
 //! - [`reaper`]: orphan reaping when the daemon is PID 1.
@@ -36,6 +39,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod dedupe;
+pub mod driver;
 pub mod envelope;
 pub mod fslist;
 pub mod fsutil;
@@ -58,4 +62,5 @@ pub mod sidecar;
 pub mod timefmt;
 pub mod timer;
 pub mod tls;
+pub mod transcript;
 pub mod worker;

@@ -63,16 +63,27 @@ impl Permissions {
         taken
     }
 
+    /// Remove and return every approval of session `key`, in arrival order.
+    pub fn take_session(&mut self, key: &str) -> Vec<Pending> {
+        let (taken, kept) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.session == key);
+        self.pending = kept;
+        taken
+    }
+
     /// The `permission.request` bodies of everything pending, in arrival order.
     pub fn snapshot(&self) -> Vec<Value> {
         self.pending.iter().map(|p| p.body.clone()).collect()
     }
 
-    /// A session was re-keyed from `from` to `to`.
+    /// A session was re-keyed from `from` to `to`: its approvals follow, and so does the
+    /// session id in the request the browser gets from `permissions.list`.
     pub fn rekey(&mut self, from: &str, to: &str) {
         for p in &mut self.pending {
             if p.session == from {
                 p.session = to.to_string();
+                p.body["session_id"] = Value::String(to.to_string());
             }
         }
     }
@@ -104,11 +115,15 @@ mod tests {
         assert_eq!(t.take_cli(2, "r1").unwrap().id, "c");
         assert!(t.take_cli(2, "r1").is_none());
         t.rekey("s", "real");
+        assert_eq!(t.snapshot()[0]["session_id"], "real");
         assert_eq!(t.take("a").unwrap().session, "real");
         assert!(t.take("a").is_none());
         t.add(p("d", 1, "r3"));
         let gone: Vec<String> = t.take_child(1).into_iter().map(|p| p.id).collect();
         assert_eq!(gone, ["b", "d"]);
+        t.add(p("e", 4, "r5"));
+        t.rekey("s", "other");
+        assert_eq!(t.take_session("other").len(), 1);
         assert!(t.snapshot().is_empty());
         for i in 0..MAX_PENDING {
             t.add(p(&i.to_string(), 3, "x"));

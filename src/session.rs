@@ -3,7 +3,7 @@
 //! (PROTOCOL §4–5). Pure functions over a [`Session`]; the collection, the commands and
 //! the child processes are in [`crate::sessions`]. Owned by the hub thread.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -11,23 +11,54 @@ use serde_json::{Map, Value, json};
 
 use crate::child::ChildHandle;
 use crate::claude::{self, SpawnOpts};
+use crate::transcript::Known;
 
 /// Text kept per streamed block (deltas are forwarded regardless).
 pub(crate) const MAX_BLOCK_TEXT: usize = 4 << 20;
+/// A `permission.request` whose input is larger than this has its long strings cut, so
+/// the request always reaches the browser and stays answerable.
+pub(crate) const MAX_PERMISSION_INPUT: usize = 512 << 10;
+/// What is kept of each long string in such an input.
+const CUT_STRING: usize = 16 << 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Turn {
     pub(crate) id: u64,
     /// Images or attachments are still being saved; the turn waits (and so do later ones).
     pub(crate) preparing: bool,
+    /// The turn came with images or attachments (an empty prompt is then allowed).
+    pub(crate) media: bool,
     pub(crate) prompt: String,
     pub(crate) trace_id: Option<Value>,
-    /// Model and permission mode in force when the turn was asked for.
+    /// Model (`None`: the default) and effort in force when the turn was asked for.
     pub(crate) model: Option<String>,
-    pub(crate) mode: Option<String>,
+    pub(crate) effort: Option<String>,
+    /// Started by the CLI itself (a background agent finished), not by a prompt.
+    pub(crate) auto: bool,
     /// The turn produced output (so a crash is not silently retried).
     pub(crate) emitted: bool,
-    pub(crate) retried: bool,
+    /// Silent retries used after crashes.
+    pub(crate) retries: u32,
+    /// The browser asked to stop it: its result is `interrupted`.
+    pub(crate) interrupted: bool,
+}
+
+impl Turn {
+    pub(crate) fn new(prompt: String, trace_id: Option<Value>) -> Turn {
+        Turn {
+            id: next_turn_id(),
+            preparing: false,
+            media: false,
+            prompt,
+            trace_id,
+            model: None,
+            effort: None,
+            auto: false,
+            emitted: false,
+            retries: 0,
+            interrupted: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +68,35 @@ pub(crate) enum BlockKind {
     Other,
 }
 
+/// A content block being streamed, keyed by (subagent, index).
 #[derive(Debug)]
 pub(crate) struct Block {
     pub(crate) kind: BlockKind,
     pub(crate) id: String,
     pub(crate) text: String,
+    /// The assembled message's text, when it differs from what was streamed.
+    pub(crate) final_text: Option<String>,
+    pub(crate) msg: String,
+    pub(crate) parent: Option<String>,
+}
+
+/// The streamed text blocks of one message, to match them with the assembled message.
+#[derive(Debug, Default)]
+pub(crate) struct StreamedMsg {
+    /// Stream ids of its text blocks, in order, with the text committed for each.
+    pub(crate) blocks: Vec<(String, Option<String>)>,
+    /// Text blocks of the assembled message seen so far.
+    pub(crate) assembled: usize,
+}
+
+/// Which subagent a CLI line belongs to (`None`: the main agent).
+pub(crate) type Scope = Option<String>;
+
+pub(crate) fn scope_of(v: &Value) -> Scope {
+    v.get("parent_tool_use_id")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
 }
 
 /// Our own control requests to a child, by request id.
@@ -54,11 +109,15 @@ pub(crate) enum OwnRequest {
     RewindFiles,
 }
 
-/// An edit waiting for `rewind_files` to answer before the restart.
+/// An edit: what the forked turn runs, and (with "restore code") the prompt whose file
+/// changes are undone first.
 #[derive(Debug, Clone)]
 pub(crate) struct EditPlan {
-    pub(crate) prompt: String,
+    pub(crate) turn: Turn,
+    /// The edit command's prompt and media, saved when the fork starts.
+    pub(crate) media: crate::sessions::TurnCmd,
     pub(crate) cut_uuid: Option<String>,
+    pub(crate) restore_to: Option<String>,
     pub(crate) trace_id: Option<Value>,
 }
 
@@ -69,25 +128,40 @@ pub(crate) struct Live {
     /// What the child currently runs with (from argv, then `set_*` requests).
     pub(crate) model: Option<String>,
     pub(crate) mode: Option<String>,
+    pub(crate) effort: Option<String>,
+    /// The one result a resumed CLI may replay has been dropped.
+    pub(crate) replayed_result_dropped: bool,
 }
 
 pub(crate) struct Session {
     pub(crate) id: String,
     pub(crate) provider: String,
     pub(crate) cwd: PathBuf,
+    /// The browser's model selector (`None`: the default).
     pub(crate) model: Option<String>,
+    /// The model id the CLI reported (`system/init`).
+    pub(crate) resolved_model: Option<String>,
     pub(crate) permission_mode: Option<String>,
     pub(crate) effort: Option<String>,
     pub(crate) sdk_id: Option<String>,
-    /// How the next child starts (resume/fork); cleared once used.
+    /// How the next child starts (fork); cleared once used.
     pub(crate) next_spawn: SpawnOpts,
     pub(crate) child: Option<Live>,
     pub(crate) queue: VecDeque<Turn>,
     pub(crate) current: Option<Turn>,
+    /// Turns already written to the CLI that wait behind a turn it started by itself.
+    pub(crate) awaiting: VecDeque<Turn>,
+    /// Turns the CLI announced it will start by itself (`task_notification`) that have
+    /// not started yet; queued prompts wait for them.
+    pub(crate) autos_owed: u32,
+    /// The working directory the CLI reported (its transcripts are filed under it).
+    pub(crate) cli_cwd: Option<PathBuf>,
     pub(crate) turn_no: u64,
     pub(crate) ordinal: u64,
-    pub(crate) blocks: HashMap<u64, Block>,
-    pub(crate) streamed_msgs: HashSet<String>,
+    pub(crate) blocks: HashMap<(Scope, u64), Block>,
+    /// Per scope, the message being streamed and whether it is a replay being dropped.
+    pub(crate) streaming: HashMap<Scope, (String, bool)>,
+    pub(crate) streamed: HashMap<String, StreamedMsg>,
     pub(crate) last_uuid: Option<String>,
     pub(crate) held_interrupt: bool,
     pub(crate) commands: Option<Vec<Value>>,
@@ -95,8 +169,11 @@ pub(crate) struct Session {
     pub(crate) own: HashMap<String, OwnRequest>,
     pub(crate) control_seq: u64,
     pub(crate) pending_edit: Option<EditPlan>,
-    /// Message uuids already known from an earlier process (resume), not to forward again.
-    pub(crate) seen_uuids: HashSet<String>,
+    /// What the transcript already holds: a replay of it is not forwarded again.
+    pub(crate) known: Known,
+    /// Replayed content was dropped since the last result (so a result that follows is
+    /// the replayed one).
+    pub(crate) replay_seen: bool,
 }
 
 impl Session {
@@ -107,6 +184,7 @@ impl Session {
             provider: "claude".into(),
             cwd,
             model: None,
+            resolved_model: None,
             permission_mode: None,
             effort: None,
             sdk_id: None,
@@ -114,10 +192,14 @@ impl Session {
             child: None,
             queue: VecDeque::new(),
             current: None,
+            awaiting: VecDeque::new(),
+            autos_owed: 0,
+            cli_cwd: None,
             turn_no: 0,
             ordinal: 0,
             blocks: HashMap::new(),
-            streamed_msgs: HashSet::new(),
+            streaming: HashMap::new(),
+            streamed: HashMap::new(),
             last_uuid: None,
             held_interrupt: false,
             commands: None,
@@ -125,8 +207,41 @@ impl Session {
             own: HashMap::new(),
             control_seq: 0,
             pending_edit: None,
-            seen_uuids: HashSet::new(),
+            known: Known::default(),
+            replay_seen: false,
         }
+    }
+
+    /// The directory Claude Code files this session's transcript under.
+    pub(crate) fn transcript_cwd(&self) -> &std::path::Path {
+        self.cli_cwd.as_deref().unwrap_or(&self.cwd)
+    }
+
+    /// The result of a turn stopped by the browser.
+    pub(crate) fn interrupted_result(&self, trace: Option<&Value>) -> Value {
+        self.event(
+            "session.result",
+            trace,
+            json!({"subtype": "interrupted", "is_error": false, "result": null, "cost_usd": null,
+                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+        )
+    }
+
+    /// The permission mode as the browser reads it (never null).
+    pub(crate) fn mode_label(&self) -> &str {
+        self.permission_mode.as_deref().unwrap_or("default")
+    }
+
+    /// What `session.started` and `sessions.snapshot` say about the session.
+    pub(crate) fn describe(&self) -> Value {
+        json!({
+            "cwd": self.cwd,
+            "model": self.model.as_deref().unwrap_or(""),
+            "resolved_model": self.resolved_model,
+            "provider": self.provider,
+            "permission_mode": self.mode_label(),
+            "effort": self.effort,
+        })
     }
 
     /// The `session.result` of a turn the daemon answered itself (no CLI turn, no cost).
@@ -134,7 +249,7 @@ impl Session {
         self.event(
             "session.result",
             trace,
-            json!({"subtype": "success", "is_error": false, "result": result, "cost_usd": 0,
+            json!({"subtype": "notice", "is_error": false, "result": result, "cost_usd": 0,
                    "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
         )
     }
@@ -145,6 +260,15 @@ impl Session {
             "session.notice",
             trace,
             json!({"level": "warning", "code": code, "text": text}),
+        )
+    }
+
+    /// A `session.error` with a code and message.
+    pub(crate) fn error(&self, trace: Option<&Value>, code: &str, message: &str) -> Value {
+        self.event(
+            "session.error",
+            trace,
+            json!({"code": code, "message": message}),
         )
     }
 
@@ -161,6 +285,15 @@ impl Session {
         Value::Object(p)
     }
 
+    /// An event of the running turn, tagged with the subagent it came from, if any.
+    fn turn_event(&self, name: &str, scope: &Scope, fields: Value) -> Value {
+        let mut e = self.event(name, self.trace().as_ref(), fields);
+        if let Some(p) = scope {
+            e["parent_tool_use_id"] = Value::String(p.clone());
+        }
+        e
+    }
+
     pub(crate) fn trace(&self) -> Option<Value> {
         self.current
             .as_ref()
@@ -169,7 +302,9 @@ impl Session {
     }
 
     pub(crate) fn running(&self) -> bool {
-        self.current.is_some() || (!self.queue.is_empty() && self.child.is_some())
+        self.current.is_some()
+            || !self.awaiting.is_empty()
+            || (!self.queue.is_empty() && self.child.is_some())
     }
 
     pub(crate) fn next_request_id(&mut self, kind: OwnRequest) -> String {
@@ -185,48 +320,121 @@ impl Session {
             None => false,
         }
     }
+
+    /// Send one of our control requests.
+    pub(crate) fn control(&mut self, kind: OwnRequest, request: Value) -> bool {
+        let id = self.next_request_id(kind);
+        self.send(claude::control_request(&id, request))
+    }
+
+    pub(crate) fn mark_emitted(&mut self) {
+        if let Some(t) = self.current.as_mut() {
+            t.emitted = true;
+        }
+    }
+
+    /// Forget the streaming state of the last turn.
+    pub(crate) fn reset_stream(&mut self) {
+        self.blocks.clear();
+        self.streaming.clear();
+        self.streamed.clear();
+    }
+
+    /// Commit what is still open (a turn stopped mid-block): each text block as a
+    /// `session.text` with its stream id, each thinking block as `session.thinking`.
+    pub(crate) fn commit_open_blocks(&mut self, out: &mut Vec<Value>) {
+        let mut open: Vec<((Scope, u64), Block)> = self.blocks.drain().collect();
+        open.sort_by_key(|(key, _)| key.1);
+        for (_, block) in open {
+            self.close_block(block, out);
+        }
+        self.streaming.clear();
+    }
+
+    fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
+        match block.kind {
+            BlockKind::Text => {
+                let text = block.final_text.unwrap_or(block.text);
+                if let Some(m) = self.streamed.get_mut(&block.msg)
+                    && let Some(slot) = m.blocks.iter_mut().find(|(id, _)| *id == block.id)
+                {
+                    slot.1 = Some(text.clone());
+                }
+                out.push(self.turn_event(
+                    "session.text",
+                    &block.parent,
+                    json!({"text": text, "id": block.id}),
+                ));
+            }
+            BlockKind::Thinking if !block.text.is_empty() => {
+                self.mark_emitted();
+                out.push(self.turn_event(
+                    "session.thinking",
+                    &block.parent,
+                    json!({"text": block.text}),
+                ));
+            }
+            _ => {}
+        }
+    }
 }
 
-/// Bring the child's model and permission mode to `model`/`mode` with control requests.
-pub(crate) fn sync_settings(s: &mut Session, model: Option<String>, mode: Option<String>) {
+/// Bring the child's model to the turn's with a control request (`None`: the default).
+pub(crate) fn sync_model(s: &mut Session, model: Option<String>) {
     let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
         return;
     };
-    let (set_model, set_mode) = (
-        model.filter(|m| live.model.as_ref() != Some(m)),
-        mode.filter(|m| live.mode.as_ref() != Some(m)),
-    );
-    if let Some(m) = set_model {
-        let id = s.next_request_id(OwnRequest::SetModel);
-        s.send(claude::control_request(
-            &id,
-            json!({"subtype": "set_model", "model": m}),
-        ));
-        if let Some(l) = s.child.as_mut() {
-            l.model = Some(m);
-        }
+    if live.model == model {
+        return;
     }
-    if let Some(m) = set_mode {
-        let id = s.next_request_id(OwnRequest::SetPermissionMode);
-        s.send(claude::control_request(
-            &id,
-            json!({"subtype": "set_permission_mode", "mode": m}),
-        ));
-        if let Some(l) = s.child.as_mut() {
-            l.mode = Some(m);
-        }
+    s.control(OwnRequest::SetModel, claude::set_model(model.as_deref()));
+    if let Some(l) = s.child.as_mut() {
+        l.model = model;
+    }
+}
+
+/// Bring the child's permission mode to the session's (it applies live, mid-turn too).
+pub(crate) fn sync_mode(s: &mut Session) {
+    let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
+        return;
+    };
+    let mode = Some(s.mode_label().to_string());
+    if live.mode.as_deref().unwrap_or("default") == s.mode_label() {
+        return;
+    }
+    s.control(
+        OwnRequest::SetPermissionMode,
+        json!({"subtype": "set_permission_mode", "mode": s.mode_label()}),
+    );
+    if let Some(l) = s.child.as_mut() {
+        l.mode = mode;
     }
 }
 
 pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
     let Some(ev) = v.get("event") else { return };
+    let scope = scope_of(v);
     let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
-    match ev.get("type").and_then(Value::as_str).unwrap_or("") {
-        "message_start" => {
-            if let Some(id) = ev.pointer("/message/id").and_then(Value::as_str) {
-                s.streamed_msgs.insert(id.to_string());
-            }
+    let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
+    if kind == "message_start" {
+        let id = ev
+            .pointer("/message/id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let replayed = !id.is_empty() && s.known.message_ids.contains(&id);
+        if replayed {
+            s.replay_seen = true;
         }
+        s.streaming.insert(scope, (id, replayed));
+        return;
+    }
+    // The stream of a message the transcript already holds is a replay: dropped.
+    let (msg, replayed) = s.streaming.get(&scope).cloned().unwrap_or_default();
+    if replayed {
+        return;
+    }
+    match kind {
         "content_block_start" => {
             let block = ev.get("content_block").cloned().unwrap_or(Value::Null);
             let kind = match block.get("type").and_then(Value::as_str) {
@@ -238,6 +446,11 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             if kind == BlockKind::Text {
                 s.ordinal += 1;
                 id = format!("{}:{}:{}", s.id, s.turn_no, s.ordinal);
+                s.streamed
+                    .entry(msg.clone())
+                    .or_default()
+                    .blocks
+                    .push((id.clone(), None));
             }
             let initial = block
                 .get(if kind == BlockKind::Thinking {
@@ -248,19 +461,26 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
+            let key = (scope.clone(), index);
+            if let Some(old) = s.blocks.remove(&key) {
+                s.close_block(old, out);
+            }
             s.blocks.insert(
-                index,
+                key,
                 Block {
                     kind,
                     id,
                     text: initial,
+                    final_text: None,
+                    msg,
+                    parent: scope,
                 },
             );
         }
         "content_block_delta" => {
             let Some(delta) = ev.get("delta") else { return };
             let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
-            let Some(block) = s.blocks.get_mut(&index) else {
+            let Some(block) = s.blocks.get_mut(&(scope.clone(), index)) else {
                 return;
             };
             match (dtype, block.kind) {
@@ -273,12 +493,10 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
                         block.text.push_str(text);
                     }
                     let id = block.id.clone();
-                    if let Some(t) = s.current.as_mut() {
-                        t.emitted = true;
-                    }
-                    out.push(s.event(
+                    s.mark_emitted();
+                    out.push(s.turn_event(
                         "session.text_delta",
-                        s.trace().as_ref(),
+                        &scope,
                         json!({"text": text, "id": id}),
                     ));
                 }
@@ -292,77 +510,69 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             }
         }
         "content_block_stop" => {
-            let Some(block) = s.blocks.remove(&index) else {
-                return;
-            };
-            match block.kind {
-                BlockKind::Text => {
-                    out.push(s.event(
-                        "session.text",
-                        s.trace().as_ref(),
-                        json!({"text": block.text, "id": block.id}),
-                    ));
-                }
-                BlockKind::Thinking if !block.text.is_empty() => {
-                    if let Some(t) = s.current.as_mut() {
-                        t.emitted = true;
-                    }
-                    out.push(s.event(
-                        "session.thinking",
-                        s.trace().as_ref(),
-                        json!({"text": block.text}),
-                    ));
-                }
-                _ => {}
+            if let Some(block) = s.blocks.remove(&(scope, index)) {
+                s.close_block(block, out);
             }
         }
         _ => {}
     }
 }
 
-/// Replayed (already known) transcript messages are not forwarded again.
-pub(crate) fn already_seen(s: &mut Session, v: &Value) -> bool {
+/// A transcript message the CLI replays (known uuid or message id, or marked so): not
+/// forwarded again. Otherwise its uuid becomes the session's newest.
+pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
     let uuid = v.get("uuid").and_then(Value::as_str);
-    if let Some(u) = uuid {
-        if s.seen_uuids.contains(u) {
-            return true;
-        }
+    let msg_id = v.pointer("/message/id").and_then(Value::as_str);
+    let known = uuid.is_some_and(|u| s.known.uuids.contains(u))
+        || (v.get("type").and_then(Value::as_str) == Some("assistant")
+            && msg_id.is_some_and(|m| s.known.message_ids.contains(m)))
+        || v.get("isReplay").and_then(Value::as_bool) == Some(true);
+    if known {
+        s.replay_seen = true;
+        return true;
+    }
+    // Subagent messages live in their own transcript: they are not cut points.
+    if let Some(u) = uuid
+        && scope_of(v).is_none()
+    {
         s.last_uuid = Some(u.to_string());
     }
-    v.get("isReplay").and_then(Value::as_bool) == Some(true)
+    false
 }
 
 pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if already_seen(s, v) {
+    if replayed(s, v) {
         return;
     }
+    let scope = scope_of(v);
     let msg_id = v
         .pointer("/message/id")
         .and_then(Value::as_str)
-        .unwrap_or("");
-    let streamed = s.streamed_msgs.contains(msg_id);
+        .unwrap_or("")
+        .to_string();
     let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
         return;
     };
-    let trace = s.trace();
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") if !streamed => {
+            Some("text") => {
                 let text = b.get("text").and_then(Value::as_str).unwrap_or("");
-                if !text.is_empty() {
-                    out.push(s.event("session.text", trace.as_ref(), json!({"text": text})));
+                if s.streamed.contains_key(&msg_id) {
+                    repair_streamed_text(s, &msg_id, text, &scope, out);
+                } else if !text.is_empty() {
+                    out.push(s.turn_event("session.text", &scope, json!({"text": text})));
                 }
             }
-            Some("thinking") if !streamed => {
+            Some("thinking") if !s.streamed.contains_key(&msg_id) => {
                 let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
                 if !text.is_empty() {
-                    out.push(s.event("session.thinking", trace.as_ref(), json!({"text": text})));
+                    out.push(s.turn_event("session.thinking", &scope, json!({"text": text})));
                 }
             }
             Some("tool_use") => {
-                out.push(s.event(
+                out.push(s.turn_event(
                     "session.tool_use",
-                    trace.as_ref(),
+                    &scope,
                     json!({
                         "tool": b.get("name").cloned().unwrap_or(Value::Null),
                         "tool_use_id": b.get("id").cloned().unwrap_or(Value::Null),
@@ -372,42 +582,125 @@ pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
             }
             _ => continue,
         }
-        if let Some(t) = s.current.as_mut() {
-            t.emitted = true;
+        s.mark_emitted();
+    }
+}
+
+/// The assembled message's text for a block that was streamed: if the block is still
+/// open it will be committed with this text; if it was already committed with other
+/// text, a `session.text` with the same id corrects it.
+fn repair_streamed_text(
+    s: &mut Session,
+    msg_id: &str,
+    text: &str,
+    scope: &Scope,
+    out: &mut Vec<Value>,
+) {
+    let Some(m) = s.streamed.get_mut(msg_id) else {
+        return;
+    };
+    let k = m.assembled;
+    m.assembled += 1;
+    let Some((id, committed)) = m.blocks.get(k).cloned() else {
+        // More text blocks than were streamed: show the extra one as it is.
+        if !text.is_empty() {
+            out.push(s.turn_event("session.text", scope, json!({"text": text})));
+        }
+        return;
+    };
+    match committed {
+        Some(c) if c != text => {
+            if let Some(slot) = s.streamed.get_mut(msg_id).and_then(|m| m.blocks.get_mut(k)) {
+                slot.1 = Some(text.to_string());
+            }
+            out.push(s.turn_event(
+                "session.text",
+                scope,
+                json!({"text": text, "id": id}),
+            ));
+        }
+        Some(_) => {}
+        None => {
+            if let Some(block) = s.blocks.values_mut().find(|b| b.id == id)
+                && block.text != text
+            {
+                block.final_text = Some(text.to_string());
+            }
         }
     }
 }
 
 pub(crate) fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if already_seen(s, v) {
+    if replayed(s, v) {
         return;
     }
+    let scope = scope_of(v);
     let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
         return;
     };
-    let trace = s.trace();
     for b in blocks {
         if b.get("type").and_then(Value::as_str) != Some("tool_result") {
             continue;
         }
-        let content = match b.get("content") {
-            Some(Value::String(t)) => t.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        };
-        out.push(s.event(
+        out.push(s.turn_event(
             "session.tool_result",
-            trace.as_ref(),
+            &scope,
             json!({
                 "tool_use_id": b.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                "content": content,
+                "content": claude::tool_result_content(b.get("content")),
                 "is_error": b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
             }),
         ));
-        if let Some(t) = s.current.as_mut() {
-            t.emitted = true;
+        s.mark_emitted();
+    }
+}
+
+/// The `permission.request` input as sent to the browser: as it is, or, when it is too
+/// large to relay comfortably, with every long string cut and `input_truncated` set.
+/// The CLI still gets the whole original input back with an allow.
+pub(crate) fn permission_input(input: &Value) -> (Value, bool) {
+    let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(0);
+    if size <= MAX_PERMISSION_INPUT {
+        return (input.clone(), false);
+    }
+    fn cut(v: &Value, depth: usize, budget: &mut usize) -> Value {
+        match v {
+            Value::String(t) if t.len() > CUT_STRING || *budget < t.len() => {
+                let keep = CUT_STRING.min(*budget);
+                let mut end = keep.min(t.len());
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                *budget = budget.saturating_sub(end);
+                Value::String(format!(
+                    "{}… [{} more bytes not shown]",
+                    &t[..end],
+                    t.len() - end
+                ))
+            }
+            Value::String(t) => {
+                *budget = budget.saturating_sub(t.len());
+                v.clone()
+            }
+            Value::Array(items) if depth < 16 => Value::Array(
+                items
+                    .iter()
+                    .take(1000)
+                    .map(|i| cut(i, depth + 1, budget))
+                    .collect(),
+            ),
+            Value::Object(m) if depth < 16 => Value::Object(
+                m.iter()
+                    .take(1000)
+                    .map(|(k, i)| (k.clone(), cut(i, depth + 1, budget)))
+                    .collect(),
+            ),
+            Value::Array(_) | Value::Object(_) => Value::String("[not shown]".into()),
+            other => other.clone(),
         }
     }
+    let mut budget = MAX_PERMISSION_INPUT;
+    (cut(input, 0, &mut budget), true)
 }
 
 /// The local answer to `/status`.
@@ -453,16 +746,7 @@ mod tests {
 
     fn session_with_turn() -> Session {
         let mut s = Session::new("s1", PathBuf::from("/tmp"));
-        s.current = Some(Turn {
-            id: 1,
-            preparing: false,
-            prompt: "p".into(),
-            trace_id: Some(json!("t")),
-            model: None,
-            mode: None,
-            emitted: false,
-            retried: false,
-        });
+        s.current = Some(Turn::new("p".into(), Some(json!("t"))));
         s.turn_no = 1;
         s
     }

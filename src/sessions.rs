@@ -1,6 +1,8 @@
-//! All Claude Code sessions (PROTOCOL §3–5): the browser's `session.*` and permission
-//! commands, the child processes, and the routing of each child's output to its
-//! [`Session`] (see [`crate::session`] for how that output becomes node events).
+//! All Claude Code sessions (PROTOCOL §3–8): the browser's `session.*` and permission
+//! commands, parsed at the edge into typed values and applied to the sessions.
+//! How each session drives its CLI child (spawning, turns, output, exits and retries) is
+//! in [`crate::driver`]; how one session's CLI output becomes node events is in
+//! [`crate::session`].
 //!
 //! Owned by the hub thread; no locks. Each session has at most one child
 //! ([`crate::child`]); its lines arrive as [`ChildEvent`]s on the hub's child channel.
@@ -11,21 +13,18 @@
 //! A session is keyed by its current id: first the browser's provisional id, then the
 //! CLI's real session id once `system/init` names it (the old id stays an alias).
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use serde_json::{Map, Value, json};
 
-use crate::child::{self, ChildEvent, ExitInfo, Spec};
-use crate::claude::{self, SpawnOpts};
+use crate::child::ChildEvent;
+use crate::claude;
 use crate::hub::Tick;
-use crate::permissions::{Pending, Permissions};
-use crate::session::{
-    EditPlan, Live, OwnRequest, Session, Turn, next_turn_id, on_assistant, on_stream_event,
-    on_user, status_text, sync_settings,
-};
+use crate::permissions::Permissions;
+use crate::session::{EditPlan, OwnRequest, Session, Turn, sync_mode};
 use crate::timer::Timer;
 use crate::worker::{Work, Workers};
 
@@ -33,8 +32,8 @@ use crate::worker::{Work, Workers};
 pub const MAX_SESSIONS: usize = 64;
 /// Turns waiting behind the running one, per session.
 pub const MAX_QUEUED_TURNS: usize = 64;
-/// Pause before a crashed turn's single retry.
-pub const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// The permission modes Claude Code accepts.
+pub const PERMISSION_MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
 
 /// Daemon-wide settings sessions need.
 #[derive(Debug, Clone)]
@@ -43,7 +42,14 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub claude_path: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// Claude Code's own directory (`$CLAUDE_CONFIG_DIR`, else `~/.claude`).
+    pub claude_dir: Option<PathBuf>,
     pub permission_timeout: Option<Duration>,
+    /// Silent retries of a turn whose CLI died before any output, and the pause before each.
+    pub retry_limit: u32,
+    pub retry_backoff: Duration,
+    /// `CLAUDE_CODE_ENTRYPOINT` for the children (`None`: not set).
+    pub entrypoint: Option<String>,
     /// Where the per-session settings sidecars live (`<config_dir>/sessions`).
     pub config_dir: PathBuf,
     pub media: crate::media::Settings,
@@ -51,18 +57,18 @@ pub struct Settings {
 
 /// All sessions of this daemon.
 pub struct Sessions {
-    settings: Settings,
-    workers: Workers,
-    timer: Timer<Tick>,
-    child_tx: Sender<ChildEvent>,
-    sessions: HashMap<String, Session>,
-    aliases: HashMap<String, String>,
+    pub(crate) settings: Settings,
+    pub(crate) workers: Workers,
+    pub(crate) timer: Timer<Tick>,
+    pub(crate) child_tx: Sender<ChildEvent>,
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) aliases: HashMap<String, String>,
     /// Child id → session key; `None` once detached (closed or replaced).
-    children: HashMap<u64, Option<String>>,
-    permissions: Permissions,
-    next_child: u64,
+    pub(crate) children: HashMap<u64, Option<String>>,
+    pub(crate) permissions: Permissions,
+    pub(crate) next_child: u64,
     /// The last command catalogue any child reported.
-    catalogue: Option<Vec<Value>>,
+    pub(crate) catalogue: Option<Vec<Value>>,
 }
 
 fn str_field<'a>(cmd: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
@@ -70,6 +76,88 @@ fn str_field<'a>(cmd: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// A setting the browser may send with a turn: absent leaves it as it is; present sets
+/// it, and an empty value means "back to the default" (PROTOCOL §6).
+type Override = Option<Option<String>>;
+
+fn override_field(cmd: &Map<String, Value>, k: &str) -> Override {
+    match cmd.get(k) {
+        Some(Value::String(v)) => Some(Some(v.trim().to_string()).filter(|v| !v.is_empty())),
+        _ => None,
+    }
+}
+
+/// A turn as the browser asks for it (`session.start`, `session.send`, `session.edit`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TurnCmd {
+    pub(crate) prompt: String,
+    pub(crate) images: Option<Value>,
+    pub(crate) attachments: Option<Value>,
+    pub(crate) model: Override,
+    pub(crate) effort: Override,
+    pub(crate) mode: Override,
+    pub(crate) trace: Option<Value>,
+}
+
+impl TurnCmd {
+    /// Parse and check the turn fields of a command; an error is the message for
+    /// `session.error`.
+    fn parse(cmd: &Map<String, Value>, trace: Option<Value>) -> Result<TurnCmd, String> {
+        let present = |k: &str| {
+            cmd.get(k)
+                .filter(|v| !v.is_null() && !v.as_array().is_some_and(|a| a.is_empty()))
+                .cloned()
+        };
+        let t = TurnCmd {
+            prompt: cmd
+                .get("prompt")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            images: present("images"),
+            attachments: present("attachments"),
+            model: override_field(cmd, "model"),
+            effort: override_field(cmd, "effort"),
+            mode: override_field(cmd, "permission_mode"),
+            trace,
+        };
+        let word = |v: &str| {
+            v.len() <= 200 && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if let Some(Some(m)) = &t.model
+            && !word(m)
+        {
+            return Err(format!("invalid model {m:?}"));
+        }
+        if let Some(Some(e)) = &t.effort
+            && !word(e)
+        {
+            return Err(format!("invalid effort {e:?}"));
+        }
+        if let Some(Some(m)) = &t.mode
+            && !PERMISSION_MODES.contains(&m.as_str())
+        {
+            return Err(format!(
+                "unknown permission mode {m:?} (expected one of {})",
+                PERMISSION_MODES.join(", ")
+            ));
+        }
+        Ok(t)
+    }
+
+    fn has_media(&self) -> bool {
+        self.images.is_some() || self.attachments.is_some()
+    }
+
+    fn has_prompt(&self) -> bool {
+        !self.prompt.trim().is_empty()
+    }
+
+    fn changes_settings(&self) -> bool {
+        self.model.is_some() || self.effort.is_some() || self.mode.is_some()
+    }
 }
 
 impl Sessions {
@@ -98,7 +186,7 @@ impl Sessions {
         self.catalogue.as_ref()
     }
 
-    fn key_of(&self, id: &str) -> Option<String> {
+    pub(crate) fn key_of(&self, id: &str) -> Option<String> {
         if self.sessions.contains_key(id) {
             return Some(id.to_string());
         }
@@ -106,6 +194,13 @@ impl Sessions {
             .get(id)
             .filter(|k| self.sessions.contains_key(*k))
             .cloned()
+    }
+
+    /// The model a turn runs with: the browser's choice, else the daemon's default.
+    pub(crate) fn effective_model(&self, s: &Session) -> Option<String> {
+        s.model
+            .clone()
+            .or_else(|| self.settings.default_model.clone())
     }
 
     /// Handle a session or permission command; false if `action` is not one of ours.
@@ -127,35 +222,51 @@ impl Sessions {
             }
             out.push(p);
         };
+        let turn = || TurnCmd::parse(cmd, trace.clone());
         match action {
             "session.start" => {
                 let Some(sid) = sid else {
                     error(out, "session.start needs a session_id".into());
                     return true;
                 };
-                if self.key_of(sid).is_some() {
-                    self.send_turn(sid, cmd, trace, out);
-                } else {
-                    self.start(sid, cmd, trace, out);
+                let t = match turn() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        error(out, e);
+                        return true;
+                    }
+                };
+                // A live session (or, for a retry, the live session it resumes) continues.
+                let live = self.key_of(sid).or_else(|| {
+                    str_field(cmd, "resume_session_id").and_then(|r| self.key_of(r))
+                });
+                match live {
+                    Some(key) => self.send_turn(&key, t, out),
+                    None => self.start(sid, cmd, t, out),
                 }
             }
-            "session.send" => match sid.and_then(|s| self.key_of(s)) {
-                Some(_) => self.send_turn(sid.unwrap_or_default(), cmd, trace, out),
-                None => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
+            "session.send" => match (sid.and_then(|s| self.key_of(s)), turn()) {
+                (Some(key), Ok(t)) => self.send_turn(&key, t, out),
+                (Some(_), Err(e)) => error(out, e),
+                (None, _) => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
             },
-            "session.edit" => match sid.and_then(|s| self.key_of(s)) {
-                Some(key) => self.edit(&key, cmd, trace, out),
-                None => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
+            "session.edit" => match (sid.and_then(|s| self.key_of(s)), turn()) {
+                (Some(key), Ok(t)) => self.edit(&key, cmd, t, out),
+                (Some(_), Err(e)) => error(out, e),
+                (None, _) => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
             },
             "session.interrupt" => {
                 if let Some(key) = sid.and_then(|s| self.key_of(s)) {
-                    self.interrupt(&key);
+                    self.interrupt(&key, out);
                 }
             }
-            "session.close" => match sid.and_then(|s| self.key_of(s)) {
-                Some(key) => self.close(&key, trace, out),
-                None => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
-            },
+            // Closing a session this node does not know is a no-op (another device may
+            // have closed it already).
+            "session.close" => {
+                if let Some(key) = sid.and_then(|s| self.key_of(s)) {
+                    self.close(&key, trace, out);
+                }
+            }
             "permission.resolve" => self.resolve_permission(cmd, trace, out),
             "permissions.list" => {
                 let requests = self.permissions.snapshot();
@@ -170,15 +281,10 @@ impl Sessions {
                     .sessions
                     .values()
                     .map(|s| {
-                        json!({
-                            "session_id": s.id,
-                            "status": if s.running() { "running" } else { "idle" },
-                            "provider": s.provider,
-                            "cwd": s.cwd,
-                            "model": s.model,
-                            "permission_mode": s.permission_mode,
-                            "effort": s.effort,
-                        })
+                        let mut d = s.describe();
+                        d["session_id"] = json!(s.id);
+                        d["status"] = json!(if s.running() { "running" } else { "idle" });
+                        d
                     })
                     .collect();
                 list.sort_by(|a, b| a["session_id"].as_str().cmp(&b["session_id"].as_str()));
@@ -193,13 +299,8 @@ impl Sessions {
         true
     }
 
-    fn start(
-        &mut self,
-        sid: &str,
-        cmd: &Map<String, Value>,
-        trace: Option<Value>,
-        out: &mut Vec<Value>,
-    ) {
+    fn start(&mut self, sid: &str, cmd: &Map<String, Value>, t: TurnCmd, out: &mut Vec<Value>) {
+        let trace = t.trace.clone();
         let fail = |out: &mut Vec<Value>, code: &str, message: String| {
             let mut p = json!({"event": "session.error", "session_id": sid, "code": code, "message": message});
             if let Some(t) = &trace {
@@ -224,11 +325,29 @@ impl Sessions {
             );
             return;
         }
+        let resume = str_field(cmd, "resume_session_id").map(str::to_string);
+        if let Some(r) = &resume
+            && !valid_id(r)
+        {
+            fail(
+                out,
+                "provider_error",
+                format!("invalid resume_session_id {r:?}"),
+            );
+            return;
+        }
         // Resuming from history: the sidecar restores what the transcript cannot carry.
-        let saved = str_field(cmd, "resume_session_id")
+        let saved = resume
+            .as_deref()
             .and_then(|r| crate::sidecar::load(&self.settings.config_dir, r))
             .unwrap_or(Value::Null);
-        let saved_str = |k: &str| saved.get(k).and_then(Value::as_str).map(str::to_string);
+        let saved_str = |k: &str| {
+            saved
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
         let cwd = match str_field(cmd, "cwd") {
             Some(c) => crate::fsutil::expand_home(c, self.settings.home.as_deref()),
             None => saved_str("cwd")
@@ -243,133 +362,100 @@ impl Sessions {
             );
             return;
         }
-        let resume = str_field(cmd, "resume_session_id").map(str::to_string);
-        if let Some(r) = &resume
-            && !valid_id(r)
-        {
-            fail(
-                out,
-                "provider_error",
-                format!("invalid resume_session_id {r:?}"),
-            );
-            return;
-        }
         let mut s = Session::new(sid, cwd);
-        s.model = str_field(cmd, "model")
-            .map(str::to_string)
-            .or_else(|| saved_str("model"))
-            .or_else(|| self.settings.default_model.clone());
-        s.permission_mode = str_field(cmd, "permission_mode")
-            .map(str::to_string)
-            .or_else(|| saved_str("permission_mode"));
-        s.effort = str_field(cmd, "effort")
-            .map(str::to_string)
-            .or_else(|| saved_str("effort"));
-        s.next_spawn.resume = resume.clone();
-        if let Some(r) = &resume {
-            s.seen_uuids = transcript_uuids(self.settings.home.as_deref(), &s.cwd, r);
-        }
-        out.push(s.event(
-            "session.started",
-            trace.as_ref(),
-            json!({
-                "cwd": s.cwd,
-                "model": s.model,
-                "provider": s.provider,
-                "permission_mode": s.permission_mode,
-                "effort": s.effort,
-            }),
-        ));
-        if let Some(prompt) = cmd
-            .get("prompt")
-            .and_then(Value::as_str)
-            .filter(|p| !p.trim().is_empty())
-        {
-            s.queue.push_back(Turn {
-                id: next_turn_id(),
-                preparing: false,
-                prompt: prompt.to_string(),
-                trace_id: trace.clone(),
-                model: s.model.clone(),
-                mode: s.permission_mode.clone(),
-                emitted: false,
-                retried: false,
-            });
-        }
+        s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
+        s.permission_mode = t
+            .mode
+            .clone()
+            .unwrap_or_else(|| saved_str("permission_mode"));
+        s.effort = t.effort.clone().unwrap_or_else(|| saved_str("effort"));
+        s.resolved_model = saved_str("resolved_model");
+        // A resumed session has its real id already: every child resumes it.
+        s.sdk_id = resume;
+        out.push(s.event("session.started", trace.as_ref(), s.describe()));
         let key = sid.to_string();
         self.sessions.insert(key.clone(), s);
-        self.prepare_media(&key, cmd, out);
+        if t.has_prompt() || t.has_media() {
+            self.queue_turn(&key, t, out);
+        }
         self.ensure_child(&key, out);
         self.pump(&key, out);
     }
 
-    fn send_turn(
-        &mut self,
-        sid: &str,
-        cmd: &Map<String, Value>,
-        trace: Option<Value>,
-        out: &mut Vec<Value>,
-    ) {
-        let Some(key) = self.key_of(sid) else { return };
-        let Some(s) = self.sessions.get_mut(&key) else {
+    /// Apply a turn's setting overrides to the session (model and effort for the turns
+    /// that follow, the permission mode live).
+    fn apply_overrides(&mut self, key: &str, t: &TurnCmd) {
+        let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        // Model and mode go live through control requests, in turn order (see `pump`).
-        if let Some(m) = str_field(cmd, "model") {
-            s.model = Some(m.to_string());
+        if let Some(m) = &t.model {
+            s.model.clone_from(m);
         }
-        if let Some(m) = str_field(cmd, "permission_mode") {
-            s.permission_mode = Some(m.to_string());
+        if let Some(e) = &t.effort {
+            s.effort.clone_from(e);
         }
-        if s.current.is_none() && s.queue.is_empty() {
-            let (model, mode) = (s.model.clone(), s.permission_mode.clone());
-            sync_settings(s, model, mode);
+        if let Some(m) = &t.mode {
+            s.permission_mode.clone_from(m);
+            sync_mode(s);
         }
-        if let Some(e) = cmd.get("effort").and_then(Value::as_str) {
-            // Effort is a start-up flag: it applies from the next spawn.
-            s.effort = Some(e.to_string()).filter(|e| !e.is_empty());
+    }
+
+    fn send_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<Value>) {
+        self.apply_overrides(key, &t);
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if !t.has_prompt() && !t.has_media() {
+            if !t.changes_settings() {
+                out.push(s.error(
+                    t.trace.as_ref(),
+                    "provider_error",
+                    "Nothing to send: the prompt is empty and nothing is attached.",
+                ));
+            }
+            self.save_sidecar(key);
+            return;
         }
-        let Some(prompt) = cmd
-            .get("prompt")
-            .and_then(Value::as_str)
-            .filter(|p| !p.trim().is_empty())
-        else {
+        self.queue_turn(key, t, out);
+        self.save_sidecar(key);
+        self.ensure_child(key, out);
+        self.pump(key, out);
+    }
+
+    /// The turn for `t`, with the session's current model and effort.
+    fn new_turn(&self, key: &str, t: &TurnCmd) -> Option<Turn> {
+        let s = self.sessions.get(key)?;
+        let mut turn = Turn::new(t.prompt.clone(), t.trace.clone());
+        turn.model = self.effective_model(s);
+        turn.effort = s.effort.clone();
+        turn.media = t.has_media();
+        Some(turn)
+    }
+
+    /// Queue a turn (and save its media first, if it has any).
+    fn queue_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<Value>) {
+        let Some(turn) = self.new_turn(key, &t) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
         if s.queue.len() >= MAX_QUEUED_TURNS {
-            out.push(s.event(
-                "session.error",
-                trace.as_ref(),
-                json!({"code": "provider_error", "message": format!("too many queued turns (at most {MAX_QUEUED_TURNS})")}),
+            out.push(s.error(
+                t.trace.as_ref(),
+                "provider_error",
+                &format!("too many queued turns (at most {MAX_QUEUED_TURNS})"),
             ));
             return;
         }
-        s.queue.push_back(Turn {
-            id: next_turn_id(),
-            preparing: false,
-            prompt: prompt.to_string(),
-            trace_id: trace,
-            model: s.model.clone(),
-            mode: s.permission_mode.clone(),
-            emitted: false,
-            retried: false,
-        });
-        self.save_sidecar(&key);
-        self.prepare_media(&key, cmd, out);
-        self.ensure_child(&key, out);
-        self.pump(&key, out);
+        s.queue.push_back(turn);
+        self.prepare_media(key, &t, out);
     }
 
     /// If the newest turn of `key` came with images or attachments, hold it and save
     /// them on a worker; [`Sessions::on_prepared`] lets it run.
-    fn prepare_media(&mut self, key: &str, cmd: &Map<String, Value>, out: &mut Vec<Value>) {
-        let present = |k: &str| {
-            cmd.get(k)
-                .filter(|v| !v.is_null() && !v.as_array().is_some_and(|a| a.is_empty()))
-                .cloned()
-        };
-        let (images, attachments) = (present("images"), present("attachments"));
-        if images.is_none() && attachments.is_none() {
+    fn prepare_media(&mut self, key: &str, t: &TurnCmd, out: &mut Vec<Value>) {
+        if !t.has_media() {
             return;
         }
         let Some(s) = self.sessions.get_mut(key) else {
@@ -382,6 +468,7 @@ impl Sessions {
         let (turn_id, cwd, sid) = (turn.id, s.cwd.clone(), s.id.clone());
         let media = self.settings.media.clone();
         let owner = key.to_string();
+        let (images, attachments) = (t.images.clone(), t.attachments.clone());
         let started = self.workers.run("media", move || Work::Prepared {
             session: owner,
             turn: turn_id,
@@ -394,18 +481,19 @@ impl Sessions {
             ),
         });
         if !started {
-            if let Some(t) = s.queue.back_mut() {
-                t.preparing = false;
-            }
-            out.push(s.warning(
-                s.trace().as_ref(),
-                "attachment_skipped",
-                "the node is busy; the images and attachments of this turn were not saved",
-            ));
+            let prepared = crate::media::Prepared {
+                saved: Vec::new(),
+                notices: vec![
+                    "the node is busy; the images and attachments of this turn were not saved"
+                        .into(),
+                ],
+            };
+            self.on_prepared(key, turn_id, prepared, out);
         }
     }
 
-    /// A turn's media are saved: add the note to its prompt and let it run.
+    /// A turn's media are saved: add the note to its prompt and let it run. A turn left
+    /// with nothing to run (no prompt, nothing saved) is dropped with a `session.error`.
     pub fn on_prepared(
         &mut self,
         session: &str,
@@ -419,20 +507,39 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        let Some(turn) = s.queue.iter_mut().find(|t| t.id == turn_id) else {
+        let Some(pos) = s.queue.iter().position(|t| t.id == turn_id) else {
+            return;
+        };
+        let Some(turn) = s.queue.get_mut(pos) else {
             return;
         };
         turn.prompt.push_str(&prepared.note());
         turn.preparing = false;
         let trace = turn.trace_id.clone();
+        let empty = turn.prompt.trim().is_empty();
         for text in &prepared.notices {
             out.push(s.warning(trace.as_ref(), "attachment_skipped", text));
+        }
+        if empty {
+            s.queue.remove(pos);
+            let why = if prepared.notices.is_empty() {
+                "nothing was attached".to_string()
+            } else {
+                prepared.notices.join("; ")
+            };
+            out.push(s.error(
+                trace.as_ref(),
+                "provider_error",
+                &format!(
+                    "Nothing to run: the prompt is empty and none of the attachments could be used ({why})."
+                ),
+            ));
         }
         self.pump(&key, out);
     }
 
     /// Save the session's settings beside its transcript id (on a worker; small file).
-    fn save_sidecar(&self, key: &str) {
+    pub(crate) fn save_sidecar(&self, key: &str) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
@@ -443,6 +550,7 @@ impl Sessions {
             "provider": s.provider,
             "cwd": s.cwd,
             "model": s.model,
+            "resolved_model": s.resolved_model,
             "permission_mode": s.permission_mode,
             "effort": s.effort,
         });
@@ -465,106 +573,204 @@ impl Sessions {
         ids
     }
 
-    fn edit(
-        &mut self,
-        key: &str,
-        cmd: &Map<String, Value>,
-        trace: Option<Value>,
-        out: &mut Vec<Value>,
-    ) {
-        let Some(s) = self.sessions.get_mut(key) else {
+    /// `session.edit`: fork the conversation at `cut_uuid` and run the edited turn there,
+    /// with the edit's settings and media; with `restore_code`, first undo the file
+    /// changes made since (a failed restore is a `session.error` and no fork).
+    fn edit(&mut self, key: &str, cmd: &Map<String, Value>, t: TurnCmd, out: &mut Vec<Value>) {
+        let trace = t.trace.clone();
+        if !t.has_prompt() && !t.has_media() {
+            if let Some(s) = self.sessions.get(key) {
+                out.push(s.error(
+                    trace.as_ref(),
+                    "provider_error",
+                    "An edit needs a prompt or an attachment.",
+                ));
+            }
             return;
-        };
-        let prompt = cmd
-            .get("prompt")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        }
         let cut = str_field(cmd, "cut_uuid").map(str::to_string);
         let restore = cmd
             .get("restore_code")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        out.push(s.event(
-            "session.rewound",
-            trace.as_ref(),
-            json!({"cut_uuid": cut, "prompt": prompt}),
-        ));
+        self.apply_overrides(key, &t);
+        let Some(mut turn) = self.new_turn(key, &t) else {
+            return;
+        };
+        // The edit's media are saved before the fork runs (see `restart_for_edit`).
+        turn.preparing = t.has_media();
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let restore_to = if restore {
+            let found = match (&s.sdk_id, &self.settings.claude_dir) {
+                (Some(sdk), Some(dir)) => crate::transcript::first_prompt_after(
+                    &crate::transcript::path(dir, s.transcript_cwd(), sdk),
+                    cut.as_deref(),
+                ),
+                _ => None,
+            };
+            match found {
+                Some(uuid) => Some(uuid),
+                None => {
+                    out.push(s.error(
+                        trace.as_ref(),
+                        "rewind_failed",
+                        "Could not restore the code: no message to restore it to was found in \
+                         the session's transcript. Nothing was changed.",
+                    ));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let plan = EditPlan {
-            prompt,
-            cut_uuid: cut.clone(),
+            turn,
+            media: t,
+            cut_uuid: cut,
+            restore_to,
             trace_id: trace,
         };
-        if restore && cut.is_some() && s.child.as_ref().is_some_and(|c| c.initialized) {
-            // Restore files first; the restart waits for the CLI's answer.
-            let id = s.next_request_id(OwnRequest::RewindFiles);
-            if s.send(claude::control_request(
-                &id,
-                json!({"subtype": "rewind_files", "user_message_id": cut}),
-            )) {
-                s.pending_edit = Some(plan);
-                return;
-            }
+        if plan.restore_to.is_none() {
+            self.restart_for_edit(key, plan, out);
+            return;
         }
-        self.restart_for_edit(key, plan, out);
+        // Files are restored by the session's own CLI (started if it is not running);
+        // a turn still running is stopped first.
+        self.stop_current_turn(key, out, "the session was rewound");
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.pending_edit = Some(plan);
+        if s.child.as_ref().is_some_and(|c| c.initialized) {
+            self.send_rewind(key, out);
+        } else {
+            self.ensure_child(key, out);
+        }
     }
 
+    /// Ask the CLI to restore files for the pending edit.
+    pub(crate) fn send_rewind(&mut self, key: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(uuid) = s.pending_edit.as_ref().and_then(|p| p.restore_to.clone()) else {
+            return;
+        };
+        if !s.control(
+            OwnRequest::RewindFiles,
+            json!({"subtype": "rewind_files", "user_message_id": uuid}),
+        ) {
+            self.rewind_done(key, Err("Claude Code is not accepting requests".into()), out);
+        }
+    }
+
+    /// The CLI answered `rewind_files`: fork on success, report and stay otherwise.
+    pub(crate) fn rewind_done(&mut self, key: &str, result: Result<(), String>, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(plan) = s.pending_edit.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.restart_for_edit(key, plan, out),
+            Err(e) => out.push(s.error(
+                plan.trace_id.as_ref(),
+                "rewind_failed",
+                &format!("Could not restore the code: {e}. The conversation was not changed."),
+            )),
+        }
+    }
+
+    /// Announce the rewind and restart the CLI forked at the cut, with the edited turn.
     fn restart_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<Value>) {
+        self.stop_current_turn(key, out, "the session was rewound");
         self.detach_child(key, out, "the session was rewound");
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
+        out.push(s.event(
+            "session.rewound",
+            plan.trace_id.as_ref(),
+            json!({"cut_uuid": plan.cut_uuid, "prompt": plan.media.prompt}),
+        ));
         s.queue.clear();
-        s.current = None;
+        s.awaiting.clear();
         s.next_spawn = match (&s.sdk_id, &plan.cut_uuid) {
-            (Some(sdk), Some(cut)) => SpawnOpts {
+            (Some(sdk), Some(cut)) => claude::SpawnOpts {
                 resume: Some(sdk.clone()),
                 fork: true,
                 resume_at: Some(cut.clone()),
-                ..SpawnOpts::default()
+                ..claude::SpawnOpts::default()
             },
-            _ => SpawnOpts::default(),
+            // Nothing to fork from: a fresh conversation.
+            _ => {
+                s.sdk_id = None;
+                s.known.clear();
+                claude::SpawnOpts::default()
+            }
         };
-        if let Some(sdk) = s.sdk_id.clone()
-            && s.next_spawn.resume.is_some()
-        {
-            s.seen_uuids = transcript_uuids(self.settings.home.as_deref(), &s.cwd, &sdk);
-        }
-        if !plan.prompt.trim().is_empty() {
-            s.queue.push_back(Turn {
-                id: next_turn_id(),
-                preparing: false,
-                prompt: plan.prompt,
-                trace_id: plan.trace_id,
-                model: s.model.clone(),
-                mode: s.permission_mode.clone(),
-                emitted: false,
-                retried: false,
-            });
-        }
+        let mut turn = plan.turn;
+        turn.preparing = false;
+        s.queue.push_back(turn);
+        self.prepare_media(key, &plan.media, out);
         self.ensure_child(key, out);
         self.pump(key, out);
     }
 
-    fn interrupt(&mut self, key: &str) {
+    /// `session.interrupt`: deny what the session waits for, then stop its turn. The
+    /// turn ends with a `session.result` of subtype `interrupted`.
+    fn interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
+        self.deny_pending(key, out, "interrupted");
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        match &s.child {
-            Some(live) if live.initialized && s.current.is_some() => {
-                let id = s.next_request_id(OwnRequest::Interrupt);
-                s.send(claude::control_request(
-                    &id,
-                    json!({"subtype": "interrupt"}),
+        let initialized = s.child.as_ref().is_some_and(|c| c.initialized);
+        if let Some(turn) = s.current.as_mut() {
+            turn.interrupted = true;
+            if initialized {
+                s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
+            } else {
+                s.held_interrupt = true;
+            }
+        } else if !s.queue.is_empty() {
+            if s.child.is_none() {
+                // Waiting for a retry: the turn ends here.
+                if let Some(turn) = s.queue.pop_front() {
+                    out.push(s.interrupted_result(turn.trace_id.as_ref()));
+                }
+            } else {
+                // Still starting: hold it and deliver it with the turn.
+                s.held_interrupt = true;
+            }
+        }
+    }
+
+    /// Deny every approval `key` waits for (the CLI gets the deny, the browser a
+    /// `permission.resolved`).
+    fn deny_pending(&mut self, key: &str, out: &mut Vec<Value>, reason: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        for p in self.permissions.take_session(key) {
+            if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
+                s.send(claude::control_success(
+                    &p.cli_request_id,
+                    claude::deny_response(claude::DENY_MESSAGE),
                 ));
             }
-            // Still starting: hold it and deliver it with the turn.
-            Some(_) if !s.queue.is_empty() || s.current.is_some() => s.held_interrupt = true,
-            _ => {}
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "deny", "reason": reason}),
+            ));
         }
     }
 
     fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<Value>) {
+        self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");
         if let Some(s) = self.sessions.remove(key) {
             out.push(s.event("session.closed", trace.as_ref(), json!({})));
@@ -572,290 +778,27 @@ impl Sessions {
         }
     }
 
-    /// Deny the child's pending approvals and stop it; its later output is ignored.
-    fn detach_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let Some(live) = s.child.take() else { return };
-        let child_id = live.handle.id;
-        for p in self.permissions.take_child(child_id) {
-            live.handle.send_line(claude::control_success(
-                &p.cli_request_id,
-                claude::deny_response(claude::DENY_MESSAGE),
-            ));
-            out.push(s.event(
-                "permission.resolved",
-                s.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "deny", "reason": why}),
-            ));
-        }
-        live.handle.close();
-        self.children.insert(child_id, None);
-        s.own.clear();
-        s.blocks.clear();
-        s.held_interrupt = false;
-    }
-
-    /// Start a child for `key` if it has none.
-    fn ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if s.child.is_some() {
-            return;
-        }
-        let Some(program) = claude::resolve(
-            self.settings.claude_path.as_deref(),
-            std::env::var_os("PATH"),
-            self.settings.home.as_deref(),
-        ) else {
-            let message = match &self.settings.claude_path {
-                Some(p) => format!(
-                    "Claude Code was not found at {} (--claude-path / CODING_BRIDGE_CLAUDE_PATH). \
-                     Point it at the `claude` executable.",
-                    p.display()
-                ),
-                None => "Claude Code (`claude`) was not found on PATH or in the usual install \
-                         directories. Install it with `npm install -g @anthropic-ai/claude-code`, \
-                         or set CODING_BRIDGE_CLAUDE_PATH / --claude-path."
-                    .to_string(),
-            };
-            out.push(s.event(
-                "session.error",
-                s.trace().as_ref(),
-                json!({"code": "cli_not_found", "message": message}),
-            ));
-            s.queue.clear();
-            return;
-        };
-        let mut opts = std::mem::take(&mut s.next_spawn);
-        // Start with what the first waiting turn asked for (later turns switch live).
-        match s.queue.front() {
-            Some(t) => {
-                opts.model = t.model.clone();
-                opts.permission_mode = t.mode.clone();
-            }
-            None => {
-                opts.model = s.model.clone();
-                opts.permission_mode = s.permission_mode.clone();
-            }
-        }
-        opts.effort = s.effort.clone();
-        let spec = Spec {
-            program,
-            args: claude::argv(&opts),
-            cwd: s.cwd.clone(),
-            env: vec![("CLAUDE_CODE_ENTRYPOINT".into(), claude::ENTRYPOINT.into())],
-        };
-        self.next_child += 1;
-        let child_id = self.next_child;
-        match child::spawn(child_id, &spec, self.child_tx.clone()) {
-            Ok(handle) => {
-                crate::log_info!(
-                    "session {}: started claude (pid {}) in {}",
-                    s.id,
-                    handle.pid,
-                    s.cwd.display()
-                );
-                self.children.insert(child_id, Some(key.to_string()));
-                let live = Live {
-                    handle,
-                    initialized: false,
-                    started: Instant::now(),
-                    model: opts.model.clone(),
-                    mode: opts.permission_mode.clone(),
-                };
-                s.child = Some(live);
-                let id = s.next_request_id(OwnRequest::Initialize);
-                s.send(claude::control_request(
-                    &id,
-                    json!({"subtype": "initialize", "hooks": null}),
-                ));
-            }
-            Err(e) => {
-                out.push(s.event(
-                    "session.error",
-                    s.trace().as_ref(),
-                    json!({
-                        "code": "transport_error",
-                        "message": format!("could not start {}: {e}", spec.program.display()),
-                        "exception": e.to_string(),
-                    }),
-                ));
-                s.queue.clear();
-            }
-        }
-    }
-
-    /// Write the next queued turn when the child is ready and idle.
-    fn pump(&mut self, key: &str, out: &mut Vec<Value>) {
-        loop {
-            let Some(s) = self.sessions.get_mut(key) else {
-                return;
-            };
-            if s.current.is_some() || s.queue.is_empty() {
-                return;
-            }
-            let ready = s.child.as_ref().is_some_and(|c| c.initialized);
-            if !ready || s.queue.front().is_some_and(|t| t.preparing) {
-                return;
-            }
-            let Some(turn) = s.queue.pop_front() else {
-                return;
-            };
-            if let Some(name) = claude::slash_name(&turn.prompt) {
-                let name = name.to_string();
-                if name == "status" {
-                    let text = status_text(s);
-                    out.push(s.event(
-                        "session.text",
-                        turn.trace_id.as_ref(),
-                        json!({"text": text}),
-                    ));
-                    out.push(s.local_result(turn.trace_id.as_ref(), json!(text)));
-                    continue;
-                }
-                let known = s.commands.as_ref().or(self.catalogue.as_ref());
-                if let Some(cat) = known
-                    && !claude::catalogue_has(cat, &name)
-                {
-                    out.push(s.event(
-                            "session.notice",
-                            turn.trace_id.as_ref(),
-                            json!({"level": "info", "code": "slash_unavailable", "command": name,
-                                   "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
-                        ));
-                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
-                    continue;
-                }
-            }
-            sync_settings(s, turn.model.clone(), turn.mode.clone());
-            s.turn_no += 1;
-            s.ordinal = 0;
-            s.blocks.clear();
-            s.streamed_msgs.clear();
-            s.send(claude::user_message(&turn.prompt));
-            s.current = Some(turn);
-            if s.held_interrupt {
-                s.held_interrupt = false;
-                let id = s.next_request_id(OwnRequest::Interrupt);
-                s.send(claude::control_request(
-                    &id,
-                    json!({"subtype": "interrupt"}),
-                ));
-            }
-            return;
-        }
-    }
-
-    /// A line or an exit from a child.
-    pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<Value>) {
-        match ev {
-            ChildEvent::Lines { child, values } => {
-                let mut key = String::new();
-                for value in values {
-                    if key.is_empty() {
-                        match self.children.get(&child) {
-                            Some(Some(k)) => key.clone_from(k),
-                            _ => return,
-                        }
-                    }
-                    // Anything but a streaming line may re-key the session or end it:
-                    // look the key up again before the next line.
-                    let streaming =
-                        value.get("type").and_then(Value::as_str) == Some("stream_event");
-                    self.on_line(&key, child, value, out);
-                    if !streaming {
-                        key.clear();
-                    }
-                }
-            }
-            ChildEvent::Exited { child, status } => {
-                let owner = self.children.remove(&child).flatten();
-                let Some(key) = owner else { return };
-                self.on_exit(&key, child, status, out);
-            }
-        }
-    }
-
-    fn on_exit(&mut self, key: &str, child_id: u64, status: ExitInfo, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if s.child.as_ref().map(|c| c.handle.id) != Some(child_id) {
-            return;
-        }
-        let live = s.child.take();
-        let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
-        // Approvals of a dead child can no longer be answered.
-        for p in self.permissions.take_child(child_id) {
-            out.push(s.event(
-                "permission.resolved",
-                s.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "cancelled"}),
-            ));
-        }
-        s.own.clear();
-        s.blocks.clear();
-        let affected = s.current.take().or_else(|| s.queue.pop_front());
-        let Some(mut turn) = affected else {
-            crate::log_info!(
-                "session {}: claude exited while idle ({:?})",
-                s.id,
-                status.code
-            );
-            return;
-        };
-        let exit = match (status.code, status.signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(sig)) => format!("signal {sig}"),
-            _ => "an unknown status".into(),
-        };
-        out.push(s.event(
-            "session.error",
-            turn.trace_id.as_ref(),
-            json!({
-                "code": "process_crashed",
-                "message": format!("Claude Code stopped mid-turn with {exit} after {:.1} s", lived.as_secs_f64()),
-                "exception": "process_crashed",
-                "exit_code": status.code,
-                "stderr": status.stderr_tail,
-            }),
-        ));
-        if !turn.emitted && !turn.retried {
-            turn.retried = true;
-            s.queue.push_front(turn);
-            if let Some(sdk) = s.sdk_id.clone() {
-                s.next_spawn = SpawnOpts {
-                    resume: Some(sdk.clone()),
-                    ..SpawnOpts::default()
-                };
-                s.seen_uuids = transcript_uuids(self.settings.home.as_deref(), &s.cwd, &sdk);
-            }
-            self.timer.at(
-                Instant::now() + RETRY_BACKOFF,
-                Tick::Retry {
-                    session: key.to_string(),
-                },
-            );
-        } else if !s.queue.is_empty() {
-            self.ensure_child(key, out);
-            self.pump(key, out);
-        }
-    }
-
     /// A timer tick for sessions.
     pub fn on_tick(&mut self, tick: Tick, out: &mut Vec<Value>) {
         match tick {
-            Tick::Retry { session }
-                if self
-                    .sessions
-                    .get(&session)
-                    .is_some_and(|s| s.child.is_none()) =>
-            {
-                self.ensure_child(&session, out);
-                self.pump(&session, out);
+            Tick::Retry { session } => {
+                if let Some(key) = self.key_of(&session)
+                    && self.sessions.get(&key).is_some_and(|s| s.child.is_none())
+                {
+                    self.ensure_child(&key, out);
+                    self.pump(&key, out);
+                }
+            }
+            Tick::AutoWait { session } => {
+                if let Some(key) = self.key_of(&session)
+                    && let Some(s) = self.sessions.get_mut(&key)
+                    && s.autos_owed > 0
+                    && s.current.is_none()
+                {
+                    crate::log_debug!("session {}: the announced turn did not start", s.id);
+                    s.autos_owed = 0;
+                    self.pump(&key, out);
+                }
             }
             Tick::Permission { request_id } => {
                 if let Some(p) = self.permissions.take(&request_id)
@@ -888,12 +831,9 @@ impl Sessions {
             out.push(json!({"event": "session.error", "message": "permission.resolve needs a request_id"}));
             return;
         };
+        // Already settled (another device answered, or it timed out): nothing to do.
         let Some(p) = self.permissions.take(rid) else {
-            let mut p = json!({"event": "session.error", "message": format!("no pending permission request {rid}")});
-            if let Some(t) = trace {
-                p["trace_id"] = t;
-            }
-            out.push(p);
+            crate::log_debug!("permission {rid} is already settled; resolve ignored");
             return;
         };
         let allow = cmd.get("decision").and_then(Value::as_str) == Some("allow");
@@ -913,237 +853,35 @@ impl Sessions {
         }
     }
 
-    fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        match kind {
-            "control_response" => self.on_control_response(key, &v, out),
-            "control_request" => self.on_control_request(key, child_id, &v, out),
-            "control_cancel_request" => {
-                let Some(cli_id) = v.get("request_id").and_then(Value::as_str) else {
-                    return;
-                };
-                if let Some(p) = self.permissions.take_cli(child_id, cli_id)
-                    && let Some(s) = self.sessions.get(key)
-                {
-                    out.push(s.event(
-                        "permission.resolved",
-                        s.trace().as_ref(),
-                        json!({"request_id": p.id, "decision": "cancelled"}),
-                    ));
-                }
-            }
-            "system" => {
-                if v.get("subtype").and_then(Value::as_str) == Some("init")
-                    && let Some(sid) = v.get("session_id").and_then(Value::as_str)
-                {
-                    self.rekey(key, sid, out);
-                }
-            }
-            "stream_event" => {
-                if let Some(s) = self.sessions.get_mut(key) {
-                    on_stream_event(s, &v, out);
-                }
-            }
-            "assistant" => {
-                if let Some(s) = self.sessions.get_mut(key) {
-                    on_assistant(s, &v, out);
-                }
-            }
-            "user" => {
-                if let Some(s) = self.sessions.get_mut(key) {
-                    on_user(s, &v, out);
-                }
-            }
-            "result" => {
-                let Some(s) = self.sessions.get_mut(key) else {
-                    return;
-                };
-                let Some(turn) = s.current.take() else {
-                    crate::log_debug!("session {}: result without a turn; ignored", s.id);
-                    return;
-                };
-                if let Some(sid) = v.get("session_id").and_then(Value::as_str)
-                    && s.sdk_id.is_none()
-                {
-                    s.sdk_id = Some(sid.to_string());
-                }
-                out.push(s.event(
-                    "session.result",
-                    turn.trace_id.as_ref(),
-                    json!({
-                        "subtype": v.get("subtype").cloned().unwrap_or(Value::Null),
-                        "is_error": v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                        "result": v.get("result").cloned().unwrap_or(Value::Null),
-                        "cost_usd": v.get("total_cost_usd").cloned().unwrap_or(Value::Null),
-                        "cut_uuid": s.last_uuid,
-                        "sdk_session_id": s.sdk_id,
-                    }),
-                ));
-                s.blocks.clear();
-                self.pump(key, out);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_control_response(&mut self, key: &str, v: &Value, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let resp = v.get("response").cloned().unwrap_or(Value::Null);
-        let Some(rid) = resp.get("request_id").and_then(Value::as_str) else {
-            return;
-        };
-        let Some(kind) = s.own.remove(rid) else {
-            return;
-        };
-        let ok = resp.get("subtype").and_then(Value::as_str) == Some("success");
-        let error = resp.get("error").and_then(Value::as_str);
-        match kind {
-            OwnRequest::Initialize => {
-                let body = resp.get("response").cloned().unwrap_or(Value::Null);
-                if let Some(Value::Array(cmds)) = body.get("commands") {
-                    s.commands = Some(cmds.clone());
-                    self.catalogue = Some(cmds.clone());
-                }
-                s.server_info = body;
-                if let Some(live) = s.child.as_mut() {
-                    live.initialized = true;
-                }
-                if !ok {
-                    let err = error.unwrap_or("no reason given");
-                    crate::log_warn!("session {}: initialize failed: {err}", s.id);
-                }
-                self.pump(key, out);
-            }
-            OwnRequest::RewindFiles => {
-                if !ok {
-                    let err = error.unwrap_or("rewind_files failed");
-                    out.push(s.warning(s.trace().as_ref(), "rewind_failed", err));
-                }
-                if let Some(plan) = s.pending_edit.take() {
-                    self.restart_for_edit(key, plan, out);
-                }
-            }
-            OwnRequest::Interrupt | OwnRequest::SetModel | OwnRequest::SetPermissionMode => {
-                if !ok {
-                    let err = error.unwrap_or("failed");
-                    out.push(s.warning(s.trace().as_ref(), "control_failed", err));
-                }
-            }
-        }
-    }
-
-    fn on_control_request(&mut self, key: &str, child_id: u64, v: &Value, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let Some(cli_id) = v.get("request_id").and_then(Value::as_str) else {
-            return;
-        };
-        let req = v.get("request").cloned().unwrap_or(Value::Null);
-        let subtype = req.get("subtype").and_then(Value::as_str).unwrap_or("");
-        if subtype != "can_use_tool" {
-            s.send(claude::control_error(
-                cli_id,
-                &format!("unsupported control request: {subtype}"),
-            ));
-            return;
-        }
-        if self.permissions.is_full() {
-            s.send(claude::control_success(
-                cli_id,
-                claude::deny_response("Too many pending approvals"),
-            ));
-            return;
-        }
-        if let Some(t) = s.current.as_mut() {
-            t.emitted = true;
-        }
-        let id = crate::ids::new_id();
-        let tool = req.get("tool_name").cloned().unwrap_or(Value::Null);
-        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
-        let body = s.event(
-            "permission.request",
-            s.trace().as_ref(),
-            json!({
-                "request_id": id,
-                "tool": tool,
-                "input": input,
-                "title": req.get("title").cloned().unwrap_or(Value::Null),
-                "display_name": req.get("display_name").cloned().unwrap_or(Value::Null),
-                "description": req.get("description").cloned().unwrap_or(Value::Null),
-                "tool_use_id": req.get("tool_use_id").cloned().unwrap_or(Value::Null),
-            }),
-        );
-        out.push(body.clone());
-        if let Some(t) = self.settings.permission_timeout {
-            self.timer.at(
-                Instant::now() + t,
-                Tick::Permission {
-                    request_id: id.clone(),
-                },
-            );
-        }
-        self.permissions.add(Pending {
-            id,
-            session: key.to_string(),
-            child: child_id,
-            cli_request_id: cli_id.to_string(),
-            input,
-            body,
-        });
-    }
-
-    /// The CLI named the real session id: announce it under the old id, then re-key.
-    fn rekey(&mut self, key: &str, sid: &str, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let first = s.sdk_id.as_deref() != Some(sid);
-        s.sdk_id = Some(sid.to_string());
-        if !valid_id(sid) {
-            return;
-        }
-        if sid == key {
-            if first {
-                self.save_sidecar(key);
-            }
-            return;
-        }
-        out.push(s.event(
-            "session.identified",
-            s.trace().as_ref(),
-            json!({"sdk_session_id": sid}),
-        ));
-        let Some(mut s) = self.sessions.remove(key) else {
-            return;
-        };
-        s.id = sid.to_string();
-        // A fork may land on an id that another live session holds; the newer one wins.
-        self.sessions.insert(sid.to_string(), s);
-        for v in self.aliases.values_mut() {
-            if v == key {
-                *v = sid.to_string();
-            }
-        }
-        self.aliases.insert(key.to_string(), sid.to_string());
-        for owner in self.children.values_mut().flatten() {
-            if owner == key {
-                *owner = sid.to_string();
-            }
-        }
-        self.permissions.rekey(key, sid);
-        self.save_sidecar(sid);
-    }
-
-    /// Deny everything and stop every child (daemon shutdown). Returns children stopping.
+    /// Deny everything and stop every child (daemon shutdown): each turn still running
+    /// ends with a `session.error` first. Returns how many children are stopping.
     pub fn shutdown(&mut self, out: &mut Vec<Value>) -> usize {
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
         let mut n = 0;
         for k in keys {
-            if self.sessions.get(&k).is_some_and(|s| s.child.is_some()) {
-                n += 1;
+            self.deny_pending(&k, out, "the node is shutting down");
+            if let Some(s) = self.sessions.get_mut(&k) {
+                let turns: Vec<Turn> = s
+                    .current
+                    .take()
+                    .into_iter()
+                    .chain(s.awaiting.drain(..))
+                    .chain(s.queue.drain(..))
+                    .collect();
+                if !turns.is_empty() {
+                    s.commit_open_blocks(out);
+                }
+                for turn in turns {
+                    out.push(s.event(
+                        "session.error",
+                        turn.trace_id.as_ref(),
+                        json!({"code": "node_shutdown",
+                               "message": "The node is shutting down; this turn was stopped. Send it again once the node is back."}),
+                    ));
+                }
+                if s.child.is_some() {
+                    n += 1;
+                }
             }
             self.detach_child(&k, out, "the node is shutting down");
         }
@@ -1162,45 +900,6 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
-/// Claude Code's transcript directory name for a working directory.
-pub fn project_slug(cwd: &Path) -> String {
-    cwd.to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
-}
-
-/// Message uuids already in a session's transcript, so a resumed CLI's replay of them is
-/// not forwarded twice. Streams the file; bounded by the set it builds.
-fn transcript_uuids(home: Option<&Path>, cwd: &Path, session: &str) -> HashSet<String> {
-    let mut set = HashSet::new();
-    let (Some(home), true) = (home, valid_id(session)) else {
-        return set;
-    };
-    let path = home
-        .join(".claude/projects")
-        .join(project_slug(cwd))
-        .join(format!("{session}.jsonl"));
-    let Ok(file) = std::fs::File::open(&path) else {
-        return set;
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    while let Ok(r) = child::read_bounded_line(&mut reader, &mut line, 16 << 20) {
-        if r == child::LineRead::Eof || set.len() >= 200_000 {
-            break;
-        }
-        if r == child::LineRead::Line
-            && let Ok(v) = serde_json::from_slice::<Value>(&line)
-            && let Some(u) = v.get("uuid").and_then(Value::as_str)
-        {
-            set.insert(u.to_string());
-        }
-        line.clear();
-    }
-    set
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1212,7 +911,7 @@ mod tests {
         assert!(!valid_id(".."));
         assert!(!valid_id("a/b"));
         assert_eq!(
-            project_slug(Path::new("/home/pi/my.app")),
+            crate::transcript::project_slug(std::path::Path::new("/home/pi/my.app")),
             "-home-pi-my-app"
         );
     }

@@ -1,0 +1,789 @@
+//! How each session drives its Claude Code child (PROTOCOL §5–8): starting it (always
+//! resuming a session that has a real id, repairing a transcript the API would refuse),
+//! writing turns in order, routing the child's output lines to the session, the turns
+//! the CLI starts by itself, control requests both ways, re-keying, and what happens
+//! when a child ends (silent retries, then one `session.error`).
+//!
+//! These are methods of [`Sessions`], run on the hub thread; the child's lines arrive
+//! as [`ChildEvent`]s. Stream translation of one line is in [`crate::session`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::child::{self, ChildEvent, ExitInfo, Spec};
+use crate::claude;
+use crate::hub::Tick;
+use crate::permissions::Pending;
+use crate::session::{
+    Live, OwnRequest, Session, Turn, on_assistant, on_stream_event, on_user, permission_input,
+    replayed, scope_of, status_text, sync_mode, sync_model,
+};
+use crate::sessions::{Sessions, valid_id};
+
+/// How long queued prompts wait for a turn the CLI announced (`task_notification`)
+/// before they go ahead anyway.
+const AUTO_TURN_WAIT: Duration = Duration::from_secs(5);
+
+impl Sessions {
+    /// Start a child for `key` if it has none. A session with a real id is resumed.
+    pub(crate) fn ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if s.child.is_some() {
+            return;
+        }
+        let Some(program) = claude::resolve(
+            self.settings.claude_path.as_deref(),
+            std::env::var_os("PATH"),
+            self.settings.home.as_deref(),
+        ) else {
+            let message = match &self.settings.claude_path {
+                Some(p) => format!(
+                    "Claude Code was not found at {} (--claude-path / CODING_BRIDGE_CLAUDE_PATH). \
+                     Point it at the `claude` executable.",
+                    p.display()
+                ),
+                None => "Claude Code (`claude`) was not found on PATH or in the usual install \
+                         directories. Install it with `npm install -g @anthropic-ai/claude-code`, \
+                         or set CODING_BRIDGE_CLAUDE_PATH / --claude-path."
+                    .to_string(),
+            };
+            self.fail_waiting(key, "cli_not_found", &message, out);
+            return;
+        };
+        let model = self.sessions.get(key).and_then(|s| match s.queue.front() {
+            Some(t) => t.model.clone(),
+            None => self.effective_model(s),
+        });
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let mut opts = std::mem::take(&mut s.next_spawn);
+        // Every respawn of a conversation with a real id continues it.
+        if opts.resume.is_none() {
+            opts.resume.clone_from(&s.sdk_id);
+        }
+        if let (Some(id), Some(dir)) = (opts.resume.clone(), &self.settings.claude_dir) {
+            let path = crate::transcript::path(dir, s.transcript_cwd(), &id);
+            let new_id = crate::ids::uuid_v4();
+            match crate::transcript::repair_unsigned_thinking(&path, &new_id) {
+                Ok(Some(copy)) => {
+                    crate::log_info!(
+                        "session {}: {} has thinking blocks without a signature; resuming a repaired copy {}",
+                        s.id,
+                        id,
+                        copy.display()
+                    );
+                    opts.resume = Some(new_id);
+                }
+                Ok(None) => {}
+                Err(e) => crate::log_warn!(
+                    "session {}: could not repair the transcript {}: {e}",
+                    s.id,
+                    path.display()
+                ),
+            }
+        }
+        opts.model = model;
+        opts.permission_mode = Some(s.mode_label().to_string()).filter(|m| m != "default");
+        opts.effort = s
+            .queue
+            .front()
+            .map(|t| t.effort.clone())
+            .unwrap_or_else(|| s.effort.clone());
+        let (env, env_remove) = claude::child_env(self.settings.entrypoint.as_deref());
+        let spec = Spec {
+            program,
+            args: claude::argv(&opts),
+            cwd: s.cwd.clone(),
+            env,
+            env_remove,
+        };
+        self.next_child += 1;
+        let child_id = self.next_child;
+        match child::spawn(child_id, &spec, self.child_tx.clone()) {
+            Ok(handle) => {
+                crate::log_info!(
+                    "session {}: started claude (pid {}) in {}{}",
+                    s.id,
+                    handle.pid,
+                    s.cwd.display(),
+                    match (&opts.resume, opts.fork) {
+                        (Some(r), false) => format!(", resuming {r}"),
+                        (Some(r), true) => format!(", forking {r}"),
+                        _ => String::new(),
+                    }
+                );
+                self.children.insert(child_id, Some(key.to_string()));
+                s.child = Some(Live {
+                    handle,
+                    initialized: false,
+                    started: Instant::now(),
+                    model: opts.model.clone(),
+                    mode: opts.permission_mode.clone(),
+                    effort: opts.effort.clone(),
+                    replayed_result_dropped: false,
+                });
+                s.control(
+                    OwnRequest::Initialize,
+                    json!({"subtype": "initialize", "hooks": null}),
+                );
+            }
+            Err(e) => {
+                let message = format!("could not start {}: {e}", spec.program.display());
+                self.fail_waiting(key, "transport_error", &message, out);
+            }
+        }
+    }
+
+    /// The CLI cannot run: every waiting turn ends with this error.
+    fn fail_waiting(&mut self, key: &str, code: &str, message: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let turns: Vec<Turn> = s.awaiting.drain(..).chain(s.queue.drain(..)).collect();
+        if turns.is_empty() {
+            out.push(s.error(s.trace().as_ref(), code, message));
+        }
+        for t in turns {
+            out.push(s.error(t.trace_id.as_ref(), code, message));
+        }
+        s.pending_edit = None;
+    }
+
+    /// Write the next queued turn when the child is ready and idle.
+    pub(crate) fn pump(&mut self, key: &str, out: &mut Vec<Value>) {
+        loop {
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
+            if s.current.is_some()
+                || !s.awaiting.is_empty()
+                || s.queue.is_empty()
+                || s.autos_owed > 0
+                || s.pending_edit.is_some()
+            {
+                return;
+            }
+            let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
+                return;
+            };
+            let Some(front) = s.queue.front() else { return };
+            if front.preparing {
+                return;
+            }
+            // Effort is a start-up flag: a changed effort restarts the CLI (resuming).
+            let restart = front.effort != live.effort;
+            if restart {
+                crate::log_info!("session {}: effort changed; restarting Claude Code", s.id);
+                self.detach_child(key, out, "the effort changed");
+                self.ensure_child(key, out);
+                return;
+            }
+            let Some(mut turn) = s.queue.pop_front() else {
+                return;
+            };
+            if let Some(name) = claude::slash_name(&turn.prompt) {
+                let name = name.to_string();
+                if name.eq_ignore_ascii_case("status") {
+                    let text = status_text(s);
+                    out.push(s.event(
+                        "session.text",
+                        turn.trace_id.as_ref(),
+                        json!({"text": text}),
+                    ));
+                    out.push(s.local_result(turn.trace_id.as_ref(), json!(text)));
+                    continue;
+                }
+                let known = s.commands.as_ref().or(self.catalogue.as_ref());
+                if let Some(cat) = known {
+                    match claude::catalogue_match(cat, &name) {
+                        // The CLI's own spelling (slash names match without regard to case).
+                        Some(spelled) if spelled != name => {
+                            if let Some(pos) = turn.prompt.find(&format!("/{name}")) {
+                                turn.prompt
+                                    .replace_range(pos + 1..pos + 1 + name.len(), &spelled);
+                            }
+                        }
+                        Some(_) => {}
+                        None => {
+                            out.push(s.event(
+                                "session.notice",
+                                turn.trace_id.as_ref(),
+                                json!({"level": "info", "code": "slash_unavailable", "command": name,
+                                       "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
+                            ));
+                            out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+                            continue;
+                        }
+                    }
+                }
+            }
+            sync_model(s, turn.model.clone());
+            sync_mode(s);
+            // Replay guard: what the transcript holds now is not shown again.
+            if let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) {
+                let path = crate::transcript::path(dir, s.transcript_cwd(), sdk);
+                s.known.follow(path);
+                s.known.refresh();
+            }
+            s.turn_no += 1;
+            s.ordinal = 0;
+            s.reset_stream();
+            s.replay_seen = false;
+            s.send(claude::user_message(&turn.prompt));
+            if s.held_interrupt {
+                s.held_interrupt = false;
+                turn.interrupted = true;
+                s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
+            }
+            s.current = Some(turn);
+            return;
+        }
+    }
+
+    /// A batch of lines or an exit from a child.
+    pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<Value>) {
+        match ev {
+            ChildEvent::Lines { child, values } => {
+                let mut key = String::new();
+                for value in values {
+                    if key.is_empty() {
+                        match self.children.get(&child) {
+                            Some(Some(k)) => key.clone_from(k),
+                            _ => return,
+                        }
+                    }
+                    // Anything but a streaming line may re-key the session or end it:
+                    // look the key up again before the next line.
+                    let streaming =
+                        value.get("type").and_then(Value::as_str) == Some("stream_event");
+                    self.on_line(&key, child, value, out);
+                    if !streaming {
+                        key.clear();
+                    }
+                }
+            }
+            ChildEvent::Exited { child, status } => {
+                let owner = self.children.remove(&child).flatten();
+                let Some(key) = owner else { return };
+                self.on_exit(&key, child, status, out);
+            }
+        }
+    }
+
+    fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "control_response" => self.on_control_response(key, &v, out),
+            "control_request" => self.on_control_request(key, child_id, &v, out),
+            "control_cancel_request" => {
+                let Some(cli_id) = v.get("request_id").and_then(Value::as_str) else {
+                    return;
+                };
+                if let Some(p) = self.permissions.take_cli(child_id, cli_id)
+                    && let Some(s) = self.sessions.get(key)
+                {
+                    out.push(s.event(
+                        "permission.resolved",
+                        s.trace().as_ref(),
+                        json!({"request_id": p.id, "decision": "cancelled"}),
+                    ));
+                }
+            }
+            "system" => self.on_system(key, &v, out),
+            "stream_event" | "assistant" | "user" => {
+                let Some(s) = self.sessions.get_mut(key) else {
+                    return;
+                };
+                let is_stream = kind == "stream_event";
+                // A replayed message (or the stream of one) is dropped before it can
+                // open a turn.
+                if !is_stream && replayed(s, &v) {
+                    return;
+                }
+                if is_stream && s.current.is_none() && stream_is_replay(s, &v) {
+                    return;
+                }
+                open_turn(s);
+                match kind {
+                    "stream_event" => on_stream_event(s, &v, out),
+                    "assistant" => on_assistant(s, &v, out),
+                    _ => on_user(s, &v, out),
+                }
+            }
+            "result" => self.on_result(key, &v, out),
+            _ => {}
+        }
+    }
+
+    fn on_system(&mut self, key: &str, v: &Value, out: &mut Vec<Value>) {
+        match v.get("subtype").and_then(Value::as_str) {
+            Some("init") => {
+                if let Some(s) = self.sessions.get_mut(key) {
+                    if let Some(m) = v.get("model").and_then(Value::as_str) {
+                        s.resolved_model = Some(m.to_string());
+                    }
+                    if let Some(c) = v.get("cwd").and_then(Value::as_str) {
+                        s.cli_cwd = Some(c.into());
+                    }
+                }
+                if let Some(sid) = v.get("session_id").and_then(Value::as_str) {
+                    self.rekey(key, sid, out);
+                }
+            }
+            // A background agent finished: the CLI will start a turn of its own.
+            Some("task_notification") => {
+                let Some(s) = self.sessions.get_mut(key) else {
+                    return;
+                };
+                match s.current.take() {
+                    // A prompt written but not begun yet runs after the CLI's own turn.
+                    Some(t) if !t.emitted && !t.auto => {
+                        s.awaiting.push_front(t);
+                        s.autos_owed += 1;
+                    }
+                    Some(t) => {
+                        s.current = Some(t);
+                        s.autos_owed += 1;
+                    }
+                    None => s.autos_owed += 1,
+                }
+                self.timer.at(
+                    Instant::now() + AUTO_TURN_WAIT,
+                    Tick::AutoWait {
+                        session: key.to_string(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_result(&mut self, key: &str, v: &Value, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        // The one result a resumed CLI replays ends no turn of ours.
+        let quiet = s.current.as_ref().is_none_or(|t| !t.emitted);
+        if s.replay_seen
+            && quiet
+            && let Some(live) = s.child.as_mut()
+            && !live.replayed_result_dropped
+        {
+            live.replayed_result_dropped = true;
+            s.replay_seen = false;
+            crate::log_debug!("session {}: dropped a replayed result", s.id);
+            return;
+        }
+        s.replay_seen = false;
+        if s.current.is_none() && s.autos_owed > 0 {
+            open_turn(s);
+        }
+        let Some(turn) = s.current.take() else {
+            crate::log_debug!("session {}: result without a turn; ignored", s.id);
+            return;
+        };
+        if let Some(sid) = v.get("session_id").and_then(Value::as_str)
+            && s.sdk_id.is_none()
+        {
+            s.sdk_id = Some(sid.to_string());
+        }
+        s.commit_open_blocks(out);
+        let aborted = v
+            .get("terminal_reason")
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.starts_with("aborted"));
+        if turn.interrupted || aborted {
+            let mut r = s.interrupted_result(turn.trace_id.as_ref());
+            r["cost_usd"] = v.get("total_cost_usd").cloned().unwrap_or(Value::Null);
+            out.push(r);
+        } else {
+            out.push(s.event(
+                "session.result",
+                turn.trace_id.as_ref(),
+                json!({
+                    "subtype": v.get("subtype").cloned().unwrap_or(Value::Null),
+                    "is_error": v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                    "result": v.get("result").cloned().unwrap_or(Value::Null),
+                    "cost_usd": v.get("total_cost_usd").cloned().unwrap_or(Value::Null),
+                    "cut_uuid": s.last_uuid,
+                    "sdk_session_id": s.sdk_id,
+                }),
+            ));
+        }
+        s.reset_stream();
+        // A prompt that waited behind the CLI's own turn runs now.
+        s.current = s.awaiting.pop_front();
+        self.save_sidecar(key);
+        self.pump(key, out);
+    }
+
+    fn on_control_response(&mut self, key: &str, v: &Value, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let resp = v.get("response").cloned().unwrap_or(Value::Null);
+        let Some(rid) = resp.get("request_id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(kind) = s.own.remove(rid) else {
+            return;
+        };
+        let ok = resp.get("subtype").and_then(Value::as_str) == Some("success");
+        let error = resp.get("error").and_then(Value::as_str);
+        match kind {
+            OwnRequest::Initialize => {
+                let body = resp.get("response").cloned().unwrap_or(Value::Null);
+                if let Some(Value::Array(cmds)) = body.get("commands") {
+                    s.commands = Some(cmds.clone());
+                    self.catalogue = Some(cmds.clone());
+                }
+                s.server_info = body;
+                if let Some(live) = s.child.as_mut() {
+                    live.initialized = true;
+                }
+                if !ok {
+                    let err = error.unwrap_or("no reason given");
+                    crate::log_warn!("session {}: initialize failed: {err}", s.id);
+                }
+                sync_mode(s);
+                if s.pending_edit.is_some() {
+                    self.send_rewind(key, out);
+                }
+                self.pump(key, out);
+            }
+            OwnRequest::RewindFiles => {
+                let body = resp.get("response");
+                let refused = body
+                    .and_then(|b| b.get("canRewind"))
+                    .and_then(Value::as_bool)
+                    == Some(false);
+                let result = if ok && !refused {
+                    Ok(())
+                } else {
+                    Err(error
+                        .or_else(|| body.and_then(|b| b.get("error")).and_then(Value::as_str))
+                        .unwrap_or("Claude Code could not rewind the files")
+                        .to_string())
+                };
+                self.rewind_done(key, result, out);
+                self.pump(key, out);
+            }
+            OwnRequest::Interrupt | OwnRequest::SetModel | OwnRequest::SetPermissionMode => {
+                if !ok {
+                    let err = error.unwrap_or("failed");
+                    out.push(s.warning(s.trace().as_ref(), "control_failed", err));
+                }
+            }
+        }
+    }
+
+    fn on_control_request(&mut self, key: &str, child_id: u64, v: &Value, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(cli_id) = v.get("request_id").and_then(Value::as_str) else {
+            return;
+        };
+        let req = v.get("request").cloned().unwrap_or(Value::Null);
+        let subtype = req.get("subtype").and_then(Value::as_str).unwrap_or("");
+        if subtype != "can_use_tool" {
+            s.send(claude::control_error(
+                cli_id,
+                &format!("unsupported control request: {subtype}"),
+            ));
+            return;
+        }
+        if self.permissions.is_full() {
+            s.send(claude::control_success(
+                cli_id,
+                claude::deny_response("Too many pending approvals"),
+            ));
+            return;
+        }
+        open_turn(s);
+        s.mark_emitted();
+        let id = crate::ids::new_id();
+        let tool = req.get("tool_name").cloned().unwrap_or(Value::Null);
+        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
+        let (shown, cut) = permission_input(&input);
+        let mut body = s.event(
+            "permission.request",
+            s.trace().as_ref(),
+            json!({
+                "request_id": id,
+                "tool": tool,
+                "input": shown,
+                "title": req.get("title").cloned().unwrap_or(Value::Null),
+                "display_name": req.get("display_name").cloned().unwrap_or(Value::Null),
+                "description": req.get("description").cloned().unwrap_or(Value::Null),
+                "tool_use_id": req.get("tool_use_id").cloned().unwrap_or(Value::Null),
+            }),
+        );
+        if cut {
+            body["input_truncated"] = json!(true);
+        }
+        if let Some(p) = scope_of(v).or_else(|| scope_of(&req)) {
+            body["parent_tool_use_id"] = json!(p);
+        }
+        out.push(body.clone());
+        if let Some(t) = self.settings.permission_timeout {
+            self.timer.at(
+                Instant::now() + t,
+                Tick::Permission {
+                    request_id: id.clone(),
+                },
+            );
+        }
+        self.permissions.add(Pending {
+            id,
+            session: key.to_string(),
+            child: child_id,
+            cli_request_id: cli_id.to_string(),
+            input,
+            body,
+        });
+    }
+
+    /// The CLI named the real session id: announce it under the old id, then re-key.
+    pub(crate) fn rekey(&mut self, key: &str, sid: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let first = s.sdk_id.as_deref() != Some(sid);
+        s.sdk_id = Some(sid.to_string());
+        if !valid_id(sid) {
+            return;
+        }
+        if sid == key {
+            if first {
+                self.save_sidecar(key);
+            }
+            return;
+        }
+        out.push(s.event(
+            "session.identified",
+            s.trace().as_ref(),
+            json!({"sdk_session_id": sid}),
+        ));
+        let Some(mut s) = self.sessions.remove(key) else {
+            return;
+        };
+        s.id = sid.to_string();
+        // A fork may land on an id that another live session holds; the newer one wins.
+        self.sessions.insert(sid.to_string(), s);
+        for v in self.aliases.values_mut() {
+            if v == key {
+                *v = sid.to_string();
+            }
+        }
+        self.aliases.insert(key.to_string(), sid.to_string());
+        for owner in self.children.values_mut().flatten() {
+            if owner == key {
+                *owner = sid.to_string();
+            }
+        }
+        self.permissions.rekey(key, sid);
+        self.save_sidecar(sid);
+    }
+
+    /// End the turn running now (close, edit): commit what it streamed and close it as
+    /// interrupted; its child is detached by the caller.
+    pub(crate) fn stop_current_turn(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
+        self.deny_pending_of_child(key, out, why);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let turns: Vec<Turn> = s
+            .current
+            .take()
+            .into_iter()
+            .chain(s.awaiting.drain(..))
+            .collect();
+        if turns.is_empty() {
+            return;
+        }
+        s.commit_open_blocks(out);
+        for t in turns {
+            out.push(s.interrupted_result(t.trace_id.as_ref()));
+        }
+        // What the old process still prints belongs to no turn of ours.
+        if s.child.is_some() {
+            let (key, why) = (key.to_string(), why.to_string());
+            self.detach_child(&key, out, &why);
+        }
+    }
+
+    fn deny_pending_of_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let Some(live) = s.child.as_ref() else { return };
+        for p in self.permissions.take_child(live.handle.id) {
+            live.handle.send_line(claude::control_success(
+                &p.cli_request_id,
+                claude::deny_response(claude::DENY_MESSAGE),
+            ));
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "deny", "reason": why}),
+            ));
+        }
+    }
+
+    /// Deny the child's pending approvals and stop it; its later output is ignored.
+    pub(crate) fn detach_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
+        self.deny_pending_of_child(key, out, why);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(live) = s.child.take() else { return };
+        live.handle.close();
+        self.children.insert(live.handle.id, None);
+        s.own.clear();
+        s.reset_stream();
+        s.held_interrupt = false;
+        s.autos_owed = 0;
+    }
+
+    fn on_exit(&mut self, key: &str, child_id: u64, status: ExitInfo, out: &mut Vec<Value>) {
+        let retry_limit = self.settings.retry_limit;
+        let retry_backoff = self.settings.retry_backoff;
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.child.as_ref().map(|c| c.handle.id) != Some(child_id) {
+            return;
+        }
+        let live = s.child.take();
+        let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
+        // Approvals of a dead child can no longer be answered.
+        for p in self.permissions.take_child(child_id) {
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "cancelled"}),
+            ));
+        }
+        s.own.clear();
+        s.autos_owed = 0;
+        s.held_interrupt = false;
+        // Prompts written to the dead process are written again to the next one.
+        while let Some(t) = s.awaiting.pop_back() {
+            s.queue.push_front(t);
+        }
+        let affected = match s.current.take() {
+            Some(t) => Some(t),
+            None if s.queue.front().is_some_and(|t| !t.preparing) => s.queue.pop_front(),
+            None => None,
+        };
+        let Some(mut turn) = affected else {
+            s.reset_stream();
+            crate::log_info!(
+                "session {}: claude exited while idle ({:?}); the next turn resumes it",
+                s.id,
+                status.code
+            );
+            if s.pending_edit.is_some() {
+                let message = exit_message(&status, lived, "while restoring the code");
+                self.rewind_done(key, Err(message), out);
+            }
+            return;
+        };
+        s.commit_open_blocks(out);
+        s.reset_stream();
+        let exit = exit_message(&status, lived, "mid-turn");
+        if turn.interrupted {
+            out.push(s.interrupted_result(turn.trace_id.as_ref()));
+        } else if !turn.emitted && !turn.auto && turn.retries < retry_limit {
+            // Nothing was shown yet: run it again on a new (resuming) process, quietly.
+            turn.retries += 1;
+            crate::log_info!(
+                "session {}: {exit}; retrying the turn ({} of {retry_limit})",
+                s.id,
+                turn.retries
+            );
+            s.queue.push_front(turn);
+            self.timer.at(
+                Instant::now() + retry_backoff,
+                Tick::Retry {
+                    session: key.to_string(),
+                },
+            );
+            return;
+        } else if turn.emitted || !turn.auto {
+            crate::log_warn!("session {}: {exit}", s.id);
+            out.push(s.event(
+                "session.error",
+                turn.trace_id.as_ref(),
+                json!({
+                    "code": "process_crashed",
+                    "message": exit,
+                    "exception": "process_crashed",
+                    "exit_code": status.code,
+                    "stderr": status.stderr_tail,
+                }),
+            ));
+        }
+        if !s.queue.is_empty() {
+            self.ensure_child(key, out);
+            self.pump(key, out);
+        }
+    }
+}
+
+/// The person-readable account of a child's end, with the last line it printed.
+fn exit_message(status: &ExitInfo, lived: Duration, when: &str) -> String {
+    let how = match (status.code, status.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "an unknown status".into(),
+    };
+    let mut m = format!(
+        "Claude Code stopped {when} with {how} after {:.1} s",
+        lived.as_secs_f64()
+    );
+    if let Some(last) = claude::stderr_summary(&status.stderr_tail) {
+        m.push_str(": ");
+        m.push_str(&last);
+    }
+    m
+}
+
+/// Output while no turn runs: the CLI started one by itself.
+fn open_turn(s: &mut Session) {
+    if s.current.is_some() {
+        return;
+    }
+    let mut t = Turn::new(String::new(), None);
+    t.auto = true;
+    s.autos_owed = s.autos_owed.saturating_sub(1);
+    s.turn_no += 1;
+    s.ordinal = 0;
+    s.reset_stream();
+    s.current = Some(t);
+}
+
+/// A stream event of a replayed message (its `message_start` named a known id), seen
+/// while no turn runs.
+fn stream_is_replay(s: &mut Session, v: &Value) -> bool {
+    let scope = scope_of(v);
+    let ev = v.get("event");
+    if ev.and_then(|e| e.get("type")).and_then(Value::as_str) == Some("message_start") {
+        let id = ev
+            .and_then(|e| e.pointer("/message/id"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let replay = !id.is_empty() && s.known.message_ids.contains(id);
+        if replay {
+            s.streaming.insert(scope, (id.to_string(), true));
+            s.replay_seen = true;
+        }
+        return replay;
+    }
+    s.streaming.get(&scope).is_some_and(|(_, r)| *r)
+}

@@ -1,0 +1,402 @@
+//! Reading (and, for one repair, copying) Claude Code's own session transcripts for the
+//! live sessions (PROTOCOL §8): where a transcript is, which message uuids and message
+//! ids it already holds (the replay guard), which user record an edit rewinds to, and a
+//! repaired copy of a transcript whose thinking blocks lack signatures.
+//!
+//! Plain functions on files, called from the hub thread at turn boundaries. Every read
+//! streams line by line with a bounded line length; every set built is bounded.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::child::{LineRead, read_bounded_line};
+
+/// Longest transcript line read; a longer one is skipped.
+const MAX_RECORD: usize = 16 << 20;
+/// Most ids a replay guard remembers (a very long session just stops adding).
+const MAX_KNOWN: usize = 400_000;
+
+/// Claude Code's configuration directory: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
+pub fn claude_dir(home: Option<&Path>, config_dir_env: Option<&Path>) -> Option<PathBuf> {
+    match config_dir_env {
+        Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
+        _ => home.map(|h| h.join(".claude")),
+    }
+}
+
+/// Claude Code's transcript directory name for a working directory.
+pub fn project_slug(cwd: &Path) -> String {
+    cwd.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// The transcript of session `id` started in `cwd`.
+pub fn path(claude_dir: &Path, cwd: &Path, id: &str) -> PathBuf {
+    claude_dir
+        .join("projects")
+        .join(project_slug(cwd))
+        .join(format!("{id}.jsonl"))
+}
+
+/// Calls `f` with each complete line of the file at `path` from byte `from` on (until
+/// `f` says stop), and returns the offset after the last complete line read.
+fn each_line(path: &Path, from: u64, mut f: impl FnMut(&[u8]) -> bool) -> u64 {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return from;
+    };
+    if file.seek(SeekFrom::Start(from)).is_err() {
+        return from;
+    }
+    let mut reader = BufReader::with_capacity(64 << 10, file);
+    let mut offset = from;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_bounded_line(&mut reader, &mut line, MAX_RECORD) {
+            Ok(LineRead::Eof) | Err(_) => break,
+            // A last line without its newline may still be being written: read it again
+            // next time.
+            Ok(LineRead::Line) if line.last() != Some(&b'\n') => break,
+            Ok(LineRead::Line) => {
+                offset += line.len() as u64;
+                if !f(&line) {
+                    break;
+                }
+            }
+            Ok(LineRead::TooLong(n)) => offset += n as u64,
+        }
+    }
+    offset
+}
+
+/// Calls `f` with each parsed record (see [`each_line`]).
+fn each_record(path: &Path, from: u64, mut f: impl FnMut(&Value) -> bool) -> u64 {
+    each_line(path, from, |line| match serde_json::from_slice::<Value>(line) {
+        Ok(v) => f(&v),
+        Err(_) => true,
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What a session's transcript already holds, so that what a resumed (or busy) CLI
+/// replays from it is not shown again: message uuids and Anthropic message ids.
+#[derive(Debug, Default)]
+pub struct Known {
+    path: Option<PathBuf>,
+    offset: u64,
+    pub uuids: HashSet<String>,
+    pub message_ids: HashSet<String>,
+}
+
+impl Known {
+    /// Follow the transcript at `path` (a new path starts from its beginning).
+    pub fn follow(&mut self, path: PathBuf) {
+        if self.path.as_ref() != Some(&path) {
+            self.path = Some(path);
+            self.offset = 0;
+        }
+    }
+
+    /// Read what was appended since the last refresh.
+    pub fn refresh(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let (uuids, ids) = (&mut self.uuids, &mut self.message_ids);
+        self.offset = each_record(&path, self.offset, |v| {
+            if uuids.len() + ids.len() >= MAX_KNOWN {
+                return false;
+            }
+            if let Some(u) = v.get("uuid").and_then(Value::as_str) {
+                uuids.insert(u.to_string());
+            }
+            if v.get("type").and_then(Value::as_str) == Some("assistant")
+                && let Some(id) = v.pointer("/message/id").and_then(Value::as_str)
+            {
+                ids.insert(id.to_string());
+            }
+            true
+        });
+    }
+
+    /// Forget everything (a fresh conversation).
+    pub fn clear(&mut self) {
+        *self = Known::default();
+    }
+}
+
+/// Is this transcript record a prompt the user typed (not a tool result, not a note the
+/// CLI added)?
+fn is_prompt(v: &Value) -> bool {
+    if v.get("type").and_then(Value::as_str) != Some("user")
+        || v.get("isMeta").and_then(Value::as_bool) == Some(true)
+        || v.get("isSidechain").and_then(Value::as_bool) == Some(true)
+        || v.get("toolUseResult").is_some()
+    {
+        return false;
+    }
+    match v.pointer("/message/content") {
+        Some(Value::String(_)) => true,
+        Some(Value::Array(blocks)) => !blocks
+            .iter()
+            .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")),
+        _ => false,
+    }
+}
+
+/// The uuid of the first user prompt after the record `cut` (from the start when `cut`
+/// is `None`): the message whose file changes `rewind_files` undoes.
+pub fn first_prompt_after(path: &Path, cut: Option<&str>) -> Option<String> {
+    let mut passed = cut.is_none();
+    let mut found = None;
+    each_record(path, 0, |v| {
+        let uuid = v.get("uuid").and_then(Value::as_str);
+        if !passed {
+            passed = uuid.is_some() && uuid == cut;
+            return true;
+        }
+        if is_prompt(v) {
+            found = uuid.map(str::to_string);
+            return false;
+        }
+        true
+    });
+    found
+}
+
+/// The model id of the last assistant message in a transcript (the resolved model).
+pub fn last_model(path: &Path) -> Option<String> {
+    let mut model = None;
+    each_record(path, 0, |v| {
+        if v.get("type").and_then(Value::as_str) == Some("assistant")
+            && let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
+            && !m.starts_with('<')
+        {
+            model = Some(m.to_string());
+        }
+        true
+    });
+    model
+}
+
+/// A thinking block the API will refuse on resume: no (or an empty) signature.
+fn unsigned_thinking(b: &Value) -> bool {
+    matches!(
+        b.get("type").and_then(Value::as_str),
+        Some("thinking") | Some("redacted_thinking")
+    ) && b
+        .get("signature")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        && b.get("data").is_none()
+}
+
+fn has_unsigned_thinking(v: &Value) -> bool {
+    v.get("type").and_then(Value::as_str) == Some("assistant")
+        && v.pointer("/message/content")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(unsigned_thinking))
+}
+
+/// If the transcript at `path` has thinking blocks without a signature, write a copy
+/// under the id `new_id` beside it, without those blocks (a record left empty is dropped
+/// and its children re-linked to its parent), and return the copy's path. `Ok(None)`
+/// when nothing needs repair.
+pub fn repair_unsigned_thinking(path: &Path, new_id: &str) -> std::io::Result<Option<PathBuf>> {
+    // Only lines that mention thinking are parsed: a long transcript is scanned fast.
+    let mut needs = false;
+    each_line(path, 0, |line| {
+        needs = contains(line, b"\"thinking\"")
+            && serde_json::from_slice::<Value>(line).is_ok_and(|v| has_unsigned_thinking(&v));
+        !needs
+    });
+    if !needs {
+        return Ok(None);
+    }
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
+    let old_id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = dir.join(format!("{new_id}.jsonl"));
+    let tmp = dir.join(format!(".{new_id}.jsonl.tmp"));
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?,
+    );
+    // Dropped record uuid → its parent, to re-link what followed it.
+    let mut dropped: HashMap<String, Value> = HashMap::new();
+    let mut reader = BufReader::new(std::fs::File::open(path)?);
+    let mut line = Vec::new();
+    let mut result = Ok(());
+    loop {
+        line.clear();
+        match read_bounded_line(&mut reader, &mut line, MAX_RECORD) {
+            Ok(LineRead::Eof) => break,
+            Ok(LineRead::TooLong(_)) => continue,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+            Ok(LineRead::Line) => {}
+        }
+        let Ok(mut v) = serde_json::from_slice::<Value>(&line) else {
+            continue;
+        };
+        if has_unsigned_thinking(&v)
+            && let Some(Value::Array(blocks)) = v.pointer_mut("/message/content")
+        {
+            blocks.retain(|b| !unsigned_thinking(b));
+            if blocks.is_empty() {
+                if let Some(u) = v.get("uuid").and_then(Value::as_str) {
+                    let parent = v.get("parentUuid").cloned().unwrap_or(Value::Null);
+                    dropped.insert(u.to_string(), parent);
+                }
+                continue;
+            }
+        }
+        // Re-link through dropped records (bounded by how many were dropped).
+        for _ in 0..=dropped.len() {
+            let next = match v.get("parentUuid").and_then(Value::as_str) {
+                Some(p) => dropped.get(p).cloned(),
+                None => None,
+            };
+            match next {
+                Some(parent) => v["parentUuid"] = parent,
+                None => break,
+            }
+        }
+        if v.get("sessionId").and_then(Value::as_str) == Some(old_id.as_str()) {
+            v["sessionId"] = Value::String(new_id.to_string());
+        }
+        if let Err(e) = serde_json::to_writer(&mut out, &v)
+            .map_err(std::io::Error::other)
+            .and_then(|_| out.write_all(b"\n"))
+        {
+            result = Err(e);
+            break;
+        }
+    }
+    let finished = result.and_then(|_| out.flush());
+    drop(out);
+    if let Err(e) = finished.and_then(|_| std::fs::rename(&tmp, &copy)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(Some(copy))
+}
+
+/// Read a whole small file (test helper and diagnostics), bounded.
+#[cfg(test)]
+fn read_small(p: &Path) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Ok(f) = std::fs::File::open(p) {
+        let _ = f.take(1 << 20).read_to_string(&mut s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cba-tr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn write(p: &Path, records: &[Value]) {
+        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn known_ids_follow_appends_and_skip_a_partial_line() {
+        let d = dir("known");
+        let p = d.join("s.jsonl");
+        write(
+            &p,
+            &[
+                json!({"type": "user", "uuid": "u1", "message": {"content": "hi"}}),
+                json!({"type": "assistant", "uuid": "u2", "message": {"id": "m1"}}),
+            ],
+        );
+        let mut k = Known::default();
+        k.follow(p.clone());
+        k.refresh();
+        assert!(k.uuids.contains("u1") && k.uuids.contains("u2"));
+        assert!(k.message_ids.contains("m1"));
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        write!(f, "{}\n{{\"type\":\"assistant\",\"uuid\":\"u4\"", json!({"type": "assistant", "uuid": "u3", "message": {"id": "m2"}})).unwrap();
+        k.refresh();
+        assert!(k.uuids.contains("u3") && k.message_ids.contains("m2"));
+        assert!(!k.uuids.contains("u4"), "a partial line is not read yet");
+        writeln!(f, ",\"message\":{{\"id\":\"m3\"}}}}").unwrap();
+        k.refresh();
+        assert!(k.uuids.contains("u4") && k.message_ids.contains("m3"));
+    }
+
+    #[test]
+    fn first_prompt_after_the_cut_skips_tool_results_and_meta() {
+        let d = dir("prompt");
+        let p = d.join("s.jsonl");
+        write(
+            &p,
+            &[
+                json!({"type": "user", "uuid": "p1", "message": {"content": "first"}}),
+                json!({"type": "assistant", "uuid": "a1", "message": {"content": []}}),
+                json!({"type": "user", "uuid": "t1", "message": {"content": [{"type": "tool_result"}]}}),
+                json!({"type": "user", "uuid": "m1", "isMeta": true, "message": {"content": "note"}}),
+                json!({"type": "user", "uuid": "p2", "message": {"content": [{"type": "text", "text": "second"}]}}),
+            ],
+        );
+        assert_eq!(first_prompt_after(&p, Some("a1")).as_deref(), Some("p2"));
+        assert_eq!(first_prompt_after(&p, None).as_deref(), Some("p1"));
+        assert_eq!(first_prompt_after(&p, Some("p2")), None);
+        assert_eq!(first_prompt_after(&p, Some("nope")), None);
+    }
+
+    #[test]
+    fn unsigned_thinking_is_removed_in_a_relinked_copy() {
+        let d = dir("repair");
+        let p = d.join("old.jsonl");
+        write(
+            &p,
+            &[
+                json!({"type": "user", "uuid": "u1", "parentUuid": null, "sessionId": "old", "message": {"content": "q"}}),
+                json!({"type": "assistant", "uuid": "a1", "parentUuid": "u1", "sessionId": "old", "message": {"content": [{"type": "thinking", "thinking": "hm"}]}}),
+                json!({"type": "assistant", "uuid": "a2", "parentUuid": "a1", "sessionId": "old", "message": {"content": [{"type": "thinking", "thinking": "ok", "signature": "sig"}, {"type": "thinking", "thinking": "x", "signature": ""}, {"type": "text", "text": "answer"}]}}),
+            ],
+        );
+        let copy = repair_unsigned_thinking(&p, "new").unwrap().unwrap();
+        assert_eq!(copy, d.join("new.jsonl"));
+        let recs: Vec<Value> = read_small(&copy)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1]["uuid"], "a2");
+        assert_eq!(recs[1]["parentUuid"], "u1", "re-linked past the dropped record");
+        assert_eq!(recs[1]["sessionId"], "new");
+        assert_eq!(recs[1]["message"]["content"].as_array().unwrap().len(), 2);
+        // A clean transcript needs no copy.
+        assert!(repair_unsigned_thinking(&copy, "newer").unwrap().is_none());
+    }
+}
