@@ -9,17 +9,32 @@
 //! - `toolcancel NAME JSON`: asks, then withdraws the request with `control_cancel_request`
 //! - `slow N`: N text deltas 50 ms apart, stopping early on an `interrupt`
 //! - `flood N`: N text deltas as fast as possible (benchmarks)
-//! - `crash`: some output, then exit 3; `crashquiet`: exit 4 with no output, once per
-//!   `FAKE_CLAUDE_STATE` directory (the retry then succeeds)
+//! - `crash`: some output, then exit 3; `crashquiet [N]`: exit 4 with no output, the
+//!   first N times (default 1) per `FAKE_CLAUDE_STATE` directory, then answer
+//! - `exitidle`: answer, then exit 0 while idle
+//! - `recall`: answer with the first prompt of the conversation (proves a resume kept it)
+//! - `bgagent`: launch a background agent and finish the turn; 400 ms later the agent's
+//!   own lines (with `parent_tool_use_id`), a `task_notification` and a turn the CLI
+//!   starts by itself, with its own result
+//! - `subagent`: a foreground subagent streaming inside the turn
+//! - `repair`: the assembled message's text differs from what was streamed
+//! - `image`: a tool result carrying a base64 image
+//! - `biginput N`: a tool approval whose input has an N-byte string
+//! - `earlytool`: a tool approval before `system/init` names the session
 //! - `grandchild`: start `sleep 300` in the process group, report its pid, then answer
 //! - `hang`: ignore SIGTERM and stdin and never answer (tests the SIGKILL path)
 //! - `garbage`: non-JSON lines, a 17 MiB line and an unknown message type, then an answer
 //! - `bigresult`: a 9 MiB tool result (over the daemon's event size limit)
 //! - `orphan`: leave a short-lived background job orphaned, then answer
 //!
-//! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, entrypoint) and per
+//! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, environment) and per
 //! stdin line. Messages are written to `$HOME/.claude/projects/<slug>/<id>.jsonl` like a
-//! transcript; with `FAKE_CLAUDE_REPLAY=1` a resumed session replays them first.
+//! transcript (a fork copies it up to `--resume-session-at`); with `FAKE_CLAUDE_REPLAY=1`
+//! a resumed session replays it (stream events, messages and a result) before the next
+//! turn. Like the API, it refuses to resume a transcript with unsigned thinking blocks.
+//! `rewind_files` needs `CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING` and the uuid of a
+//! prompt in the transcript. With `FAKE_CLAUDE_ROOT=1`, `bypassPermissions` is refused
+//! as the real CLI refuses it to root.
 
 use std::io::{BufRead, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -34,6 +49,8 @@ struct Fake {
     transcript: Option<std::path::PathBuf>,
     msg_seq: u64,
     pending_interrupt: bool,
+    resumed: bool,
+    first_prompt: Option<String>,
 }
 
 fn uuid() -> String {
@@ -123,7 +140,7 @@ impl Fake {
 
     fn next_msg_id(&mut self) -> String {
         self.msg_seq += 1;
-        format!("msg_fake_{}", self.msg_seq)
+        format!("msg_fake_{}_{}", std::process::id(), self.msg_seq)
     }
 
     fn assistant(&mut self, msg_id: &str, content: Value) {
@@ -193,10 +210,28 @@ impl Fake {
                     }}}),
                 );
             }
-            "rewind_files" if std::env::var("FAKE_CLAUDE_REWIND_FAIL").is_ok() => {
-                out(
-                    &json!({"type": "control_response", "response": {"subtype": "error", "request_id": rid, "error": "no checkpoint"}}),
-                );
+            "rewind_files" => {
+                let uuid = v["request"]["user_message_id"].as_str().unwrap_or("");
+                let is_prompt = self
+                    .transcript
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .any(|r| r["uuid"] == uuid && r["type"] == "user" && r["message"]["content"].is_string());
+                let error = if std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").is_err() {
+                    Some("File rewinding is not enabled.")
+                } else if std::env::var("FAKE_CLAUDE_REWIND_FAIL").is_ok() || !is_prompt {
+                    Some("No file checkpoint found for this message.")
+                } else {
+                    None
+                };
+                let resp = match error {
+                    Some(e) => json!({"subtype": "error", "request_id": rid, "error": e}),
+                    None => json!({"subtype": "success", "request_id": rid, "response": {"canRewind": true}}),
+                };
+                out(&json!({"type": "control_response", "response": resp}));
             }
             _ => {
                 out(
@@ -212,18 +247,45 @@ impl Fake {
     }
 
     fn turn(&mut self, prompt: &str) {
+        if prompt == "earlytool" {
+            let rid = uuid();
+            out(
+                &json!({"type": "control_request", "request_id": rid, "request": {
+                "subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "true"}, "tool_use_id": "toolu_early"}}),
+            );
+            let answer = self.wait_response(&rid);
+            out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}));
+            let text = format!("early {}", answer.map(|a| a["behavior"].clone()).unwrap_or_default());
+            self.text_block(&text, 1);
+            self.result("success", false, &text);
+            return;
+        }
         if !self.init_sent {
             self.init_sent = true;
             if std::env::var("FAKE_CLAUDE_REPLAY").is_ok()
+                && self.resumed
                 && let Some(p) = &self.transcript
                 && let Ok(text) = std::fs::read_to_string(p)
             {
-                for line in text.lines() {
-                    println!("{line}");
+                // Like some CLI versions on resume: the stream of the last answer, every
+                // message again, and the last result.
+                let records: Vec<Value> =
+                    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+                if let Some(last) = records.iter().rev().find(|r| r["type"] == "assistant") {
+                    let id = last["message"]["id"].clone();
+                    let text = last["message"]["content"][0]["text"].as_str().unwrap_or("").to_string();
+                    self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                    self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                    self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}));
+                    self.stream(json!({"type": "content_block_stop", "index": 0}));
                 }
+                for r in &records {
+                    println!("{r}");
+                }
+                self.result("success", false, "replayed");
             }
             out(
-                &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "cwd": std::env::current_dir().unwrap_or_default(), "tools": ["Bash"], "model": "fake"}),
+                &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "cwd": std::env::current_dir().unwrap_or_default(), "tools": ["Bash"], "model": "fake-model-1"}),
             );
         } else {
             out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id}));
@@ -231,6 +293,9 @@ impl Fake {
         self.pending_interrupt = false;
         let user = json!({"type": "user", "message": {"role": "user", "content": prompt}, "uuid": uuid(), "session_id": self.session_id});
         self.record(&user);
+        if self.first_prompt.is_none() {
+            self.first_prompt = Some(prompt.to_string());
+        }
         let (word, rest) = prompt.split_once(' ').unwrap_or((prompt, ""));
         match word {
             "think" => {
@@ -303,13 +368,17 @@ impl Fake {
                         Err(RecvTimeoutError::Disconnected) => std::process::exit(0),
                     }
                 }
-                self.stream(json!({"type": "content_block_stop", "index": 0}));
                 if self.pending_interrupt {
+                    // As 2.1.19x: the open block is never stopped.
                     out(
                         &json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"}]}, "uuid": uuid(), "session_id": self.session_id}),
                     );
-                    self.result("error_during_execution", true, "");
+                    out(
+                        &json!({"type": "result", "subtype": "error_during_execution", "is_error": true, "terminal_reason": "aborted_streaming",
+                                "total_cost_usd": 0.001, "session_id": self.session_id, "uuid": uuid()}),
+                    );
                 } else {
+                    self.stream(json!({"type": "content_block_stop", "index": 0}));
                     self.result("success", false, "slow done");
                 }
             }
@@ -339,16 +408,115 @@ impl Fake {
                 std::process::exit(3);
             }
             "crashquiet" => {
+                let times: u32 = rest.trim().parse().unwrap_or(1);
                 let marker = std::env::var("FAKE_CLAUDE_STATE")
                     .ok()
-                    .map(|d| std::path::Path::new(&d).join("crashed-once"));
-                if let Some(m) = marker.filter(|m| !m.exists()) {
-                    let _ = std::fs::write(&m, b"1");
-                    eprintln!("quiet crash");
-                    std::process::exit(4);
+                    .map(|d| std::path::Path::new(&d).join("crashes"));
+                if let Some(m) = marker {
+                    let n: u32 = std::fs::read_to_string(&m)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(0);
+                    if n < times {
+                        let _ = std::fs::write(&m, (n + 1).to_string());
+                        eprintln!("starting up\nquiet crash number {}", n + 1);
+                        std::process::exit(4);
+                    }
                 }
                 self.text_block("recovered", 1);
                 self.result("success", false, "recovered");
+            }
+            "exitidle" => {
+                self.text_block("bye for now", 1);
+                self.result("success", false, "bye for now");
+                std::thread::sleep(Duration::from_millis(100));
+                std::process::exit(0);
+            }
+            "recall" => {
+                let text = format!("first prompt was: {}", self.first_prompt.clone().unwrap_or_default());
+                self.text_block(&text, 1);
+                self.result("success", false, &text);
+            }
+            "bgagent" => {
+                let tool_id = format!("toolu_bg{}", &uuid()[..6]);
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.assistant(&id, json!({"type": "tool_use", "id": tool_id, "name": "Agent", "input": {"description": "bg", "prompt": "work", "run_in_background": true}}));
+                out(&json!({"type": "system", "subtype": "task_started", "task_id": "t1", "tool_use_id": tool_id, "session_id": self.session_id}));
+                let tr = json!({"type": "user", "message": {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": tool_id, "content": "Async agent launched successfully."}]},
+                    "session_id": self.session_id, "uuid": uuid()});
+                self.record(&tr);
+                out(&tr);
+                self.text_block("agent launched", 1);
+                self.result("success", false, "agent launched");
+                std::thread::sleep(Duration::from_millis(400));
+                let sub = json!({"type": "assistant", "message": {"id": self.next_msg_id(), "role": "assistant", "content": [{"type": "text", "text": "subagent working"}]},
+                                 "parent_tool_use_id": tool_id, "session_id": self.session_id, "uuid": uuid()});
+                out(&sub);
+                out(&json!({"type": "system", "subtype": "task_notification", "task_id": "t1", "tool_use_id": tool_id, "status": "completed", "session_id": self.session_id}));
+                out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}));
+                // Give a prompt sent meanwhile time to arrive: it must wait for this turn.
+                std::thread::sleep(Duration::from_millis(300));
+                self.text_block("background agent finished", 2);
+                out(&json!({"type": "result", "subtype": "success", "is_error": false, "result": "background agent finished",
+                            "total_cost_usd": 0.001, "session_id": self.session_id, "uuid": uuid(), "origin": {"kind": "task-notification"}}));
+            }
+            "subagent" => {
+                let tool_id = "toolu_fg1";
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.assistant(&id, json!({"type": "tool_use", "id": tool_id, "name": "Agent", "input": {"description": "fg", "prompt": "work"}}));
+                // The subagent streams with its own block indexes, interleaved with nothing
+                // of the main agent's.
+                let sub = |e: Value| out(&json!({"type": "stream_event", "event": e, "parent_tool_use_id": tool_id, "session_id": "x"}));
+                sub(json!({"type": "message_start", "message": {"id": "msg_sub1"}}));
+                sub(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                sub(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "sub text"}}));
+                out(&json!({"type": "assistant", "message": {"id": "msg_sub1", "content": [{"type": "text", "text": "sub text"}]}, "parent_tool_use_id": tool_id, "uuid": uuid()}));
+                sub(json!({"type": "content_block_stop", "index": 0}));
+                let tr = json!({"type": "user", "message": {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": tool_id, "content": "sub done"}]}, "session_id": self.session_id, "uuid": uuid()});
+                out(&tr);
+                self.text_block("main done", 1);
+                self.result("success", false, "main done");
+            }
+            "repair" => {
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "helo wrld"}}));
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                self.assistant(&id, json!({"type": "text", "text": "hello world"}));
+                self.result("success", false, "hello world");
+            }
+            "image" => {
+                let tr = json!({"type": "user", "message": {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_img", "content": [
+                        {"type": "text", "text": "a screenshot"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgoAAAANSUhEUg"}}]}]},
+                    "session_id": self.session_id, "uuid": uuid()});
+                out(&tr);
+                self.text_block("seen", 1);
+                self.result("success", false, "seen");
+            }
+            "biginput" => {
+                let n: usize = rest.trim().parse().unwrap_or(1 << 20);
+                let input = json!({"file_path": "big.txt", "content": "z".repeat(n)});
+                let rid = uuid();
+                out(
+                    &json!({"type": "control_request", "request_id": rid, "request": {
+                    "subtype": "can_use_tool", "tool_name": "Write", "input": input, "tool_use_id": "toolu_big"}}),
+                );
+                let answer = self.wait_response(&rid);
+                let got = answer
+                    .as_ref()
+                    .and_then(|a| a["updatedInput"]["content"].as_str())
+                    .map(str::len)
+                    .unwrap_or(0);
+                let text = format!("allowed with {got} bytes");
+                self.text_block(&text, 1);
+                self.result("success", false, &text);
             }
             "garbage" => {
                 println!("this is not json");
@@ -408,8 +576,18 @@ fn main() {
     let cwd = std::env::current_dir().unwrap_or_default();
     log(
         json!({"start": std::process::id(), "argv": args, "cwd": cwd,
-               "entrypoint": std::env::var("CLAUDE_CODE_ENTRYPOINT").ok()}),
+               "entrypoint": std::env::var("CLAUDE_CODE_ENTRYPOINT").ok(),
+               "claudecode": std::env::var("CLAUDECODE").ok(),
+               "checkpointing": std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").ok()}),
     );
+    if std::env::var_os("FAKE_CLAUDE_ROOT").is_some()
+        && args.windows(2).any(|w| w[0] == "--permission-mode" && w[1] == "bypassPermissions")
+    {
+        eprintln!(
+            "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
+        );
+        std::process::exit(1);
+    }
     let resume = args
         .iter()
         .find_map(|a| a.strip_prefix("--resume="))
@@ -420,12 +598,47 @@ fn main() {
         _ => uuid(),
     };
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let transcript_id = resume.clone().unwrap_or_else(|| session_id.clone());
-    let transcript = home.map(|h| {
-        h.join(".claude/projects")
-            .join(slug(&cwd))
-            .join(format!("{transcript_id}.jsonl"))
+    let dir = home.map(|h| h.join(".claude/projects").join(slug(&cwd)));
+    let file = |id: &str| dir.as_ref().map(|d| d.join(format!("{id}.jsonl")));
+    let old: Vec<Value> = resume
+        .as_deref()
+        .and_then(file)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The API refuses thinking blocks without a signature.
+    let unsigned = old.iter().any(|r| {
+        r["message"]["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "thinking" && b.get("signature").is_none()))
     });
+    if unsigned {
+        eprintln!("API Error: 400 messages.1.content.0.thinking.signature: Field required");
+        std::process::exit(1);
+    }
+    let transcript = file(&session_id);
+    if fork && let Some(t) = &transcript {
+        // The fork starts from the old conversation, cut after --resume-session-at.
+        let at = args.iter().find_map(|a| a.strip_prefix("--resume-session-at="));
+        let mut kept = Vec::new();
+        for r in &old {
+            kept.push(format!("{r}\n"));
+            if at.is_some_and(|a| r["uuid"] == a) {
+                break;
+            }
+        }
+        if let Some(d) = t.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let _ = std::fs::write(t, kept.concat());
+    }
+    let first_prompt = old
+        .iter()
+        .find(|r| r["type"] == "user" && r["message"]["content"].is_string())
+        .and_then(|r| r["message"]["content"].as_str())
+        .map(str::to_string);
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -452,6 +665,8 @@ fn main() {
         transcript,
         msg_seq: 0,
         pending_interrupt: false,
+        resumed: resume.is_some(),
+        first_prompt,
     };
     loop {
         let Ok(v) = fake.rx.recv() else {

@@ -425,6 +425,9 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
         let replayed = !id.is_empty() && s.known.message_ids.contains(&id);
         if replayed {
             s.replay_seen = true;
+        } else {
+            // Its assembled message must not repeat what was streamed.
+            s.streamed.entry(id.clone()).or_default();
         }
         s.streaming.insert(scope, (id, replayed));
         return;

@@ -77,7 +77,7 @@ fn start_streams_rekeys_and_reports_the_result() {
             "user,project,local"
         ]
     );
-    assert_eq!(start["entrypoint"], "sdk-py");
+    assert_eq!(start["entrypoint"], "claude-vscode");
     assert_eq!(start["cwd"], n.cwd());
     let first = n
         .log()
@@ -113,14 +113,37 @@ fn turns_queue_in_order_and_settings_go_live() {
         results.push(n.until("session.result").last().unwrap()["result"].clone());
     }
     assert_eq!(results, [json!("one"), json!("two"), json!("three")]);
-    let argv = n.starts()[0]["argv"].to_string();
+    let starts = n.starts();
+    let argv = starts[0]["argv"].to_string();
     assert!(argv.contains("\"--model\",\"sonnet\""), "{argv}");
     assert!(!argv.contains("--effort"));
-    let set_model = n.stdin_of("set_model");
-    assert_eq!(set_model.len(), 1);
-    assert_eq!(set_model[0]["request"]["model"], "opus");
+    // The mode went live at once, to the running CLI.
     let set_mode = n.stdin_of("set_permission_mode");
     assert_eq!(set_mode[0]["request"]["mode"], "plan");
+    // The effort change restarted the CLI for turn three, resuming the conversation,
+    // with the new model and effort.
+    assert_eq!(starts.len(), 2, "{starts:#?}");
+    n.cmd(json!({"action": "sessions.list"}));
+    let real = n.until("sessions.snapshot").pop().unwrap()["sessions"][0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let argv = starts[1]["argv"].to_string();
+    assert!(argv.contains(&format!("\"--resume={real}\"")), "{argv}");
+    assert!(argv.contains("\"--effort\",\"high\""), "{argv}");
+    assert!(argv.contains("\"--model\",\"opus\""), "{argv}");
+    assert!(argv.contains("\"--permission-mode\",\"plan\""), "{argv}");
+    // A model change goes live; "" goes back to the default (set_model with no model).
+    n.cmd(json!({"action": "session.send", "session_id": "q", "prompt": "say four", "model": "haiku"}));
+    n.until("session.result");
+    n.cmd(json!({"action": "session.send", "session_id": "q", "prompt": "say five", "model": ""}));
+    n.until("session.result");
+    let set_model = n.stdin_of("set_model");
+    assert_eq!(set_model.len(), 2, "{set_model:#?}");
+    assert_eq!(set_model[0]["request"]["model"], "haiku");
+    assert!(set_model[1]["request"].get("model").is_none(), "{set_model:#?}");
+    assert_eq!(n.starts().len(), 2, "a model change needs no restart");
+    n.cmd(json!({"action": "session.send", "session_id": "q", "model": "opus"}));
     // Effort applies to the next spawn (here: a fresh edit restart).
     n.cmd(json!({"action": "session.edit", "session_id": "q", "prompt": "say edited"}));
     n.until("session.result");
@@ -199,14 +222,11 @@ fn permission_allow_deny_list_and_updated_input() {
     let tr = named(&ev, "session.tool_result")[0];
     assert_eq!(tr["is_error"], true);
     assert_eq!(tr["content"], "Denied by user via Coding Bridge");
-    // Resolving twice is an error event, not a crash.
+    // Resolving a settled request (another device answered) is quietly ignored.
     n.cmd(json!({"action": "permission.resolve", "request_id": rid, "decision": "allow"}));
-    assert!(
-        n.until("session.error").pop().unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .contains("no pending permission")
-    );
+    n.cmd(json!({"action": "ping"}));
+    let ev = n.until("pong");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:#?}");
 }
 
 #[test]
@@ -323,8 +343,8 @@ fn interrupt_mid_stream_and_while_starting() {
     n.cmd(json!({"action": "session.interrupt", "session_id": "ir"}));
     let t0 = Instant::now();
     let r = n.until("session.result").pop().unwrap();
-    assert_eq!(r["subtype"], "error_during_execution");
-    assert_eq!(r["is_error"], true);
+    assert_eq!(r["subtype"], "interrupted");
+    assert_eq!(r["is_error"], false);
     assert!(t0.elapsed() < Duration::from_secs(3));
     assert_eq!(n.stdin_of("interrupt").len(), 1);
 
@@ -333,10 +353,7 @@ fn interrupt_mid_stream_and_while_starting() {
     n.cmd(json!({"action": "session.start", "session_id": "ir2", "prompt": "slow 200", "cwd": n.cwd()}));
     n.cmd(json!({"action": "session.interrupt", "session_id": "ir2"}));
     let r = n.until("session.result").pop().unwrap();
-    assert_eq!(
-        r["subtype"], "error_during_execution",
-        "the early interrupt was dropped"
-    );
+    assert_eq!(r["subtype"], "interrupted", "the early interrupt was dropped");
     assert_eq!(n.stdin_of("interrupt").len(), 1);
 }
 
@@ -350,17 +367,34 @@ fn edit_forks_at_the_cut_and_restores_code_first() {
         .unwrap()
         .to_string();
     let cut = ev.last().unwrap()["cut_uuid"].as_str().unwrap().to_string();
+    n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "say second"}));
+    n.until("session.result");
+    // The browser edits the second prompt: the cut is the end of the turn before it.
     n.cmd(json!({"action": "session.edit", "session_id": "ed", "prompt": "say edited", "cut_uuid": cut, "restore_code": true, "trace_id": "te"}));
     let ev = n.until("session.result");
     let rewound = named(&ev, "session.rewound")[0];
     assert_eq!(rewound["cut_uuid"], cut.as_str());
     assert_eq!(rewound["prompt"], "say edited");
     assert_eq!(ev.last().unwrap()["result"], "edited");
+    // Files are restored to before the edited prompt: the uuid of that prompt's record.
+    let transcript = std::fs::read_to_string(
+        n.home
+            .join(".claude/projects")
+            .join(coding_bridge_agent::transcript::project_slug(n.home.path()))
+            .join(format!("{real}.jsonl")),
+    )
+    .unwrap();
+    let second: Value = transcript
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["message"]["content"] == "say second")
+        .unwrap();
     let rewind = n.stdin_of("rewind_files");
     assert_eq!(rewind.len(), 1);
-    assert_eq!(rewind[0]["request"]["user_message_id"], cut.as_str());
+    assert_eq!(rewind[0]["request"]["user_message_id"], second["uuid"]);
     let starts = n.starts();
     assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0]["checkpointing"], "true", "checkpointing from the start");
     let argv = starts[1]["argv"].to_string();
     assert!(argv.contains(&format!("\"--resume={real}\"")), "{argv}");
     assert!(argv.contains("\"--fork-session\""));
@@ -472,9 +506,7 @@ fn a_silent_crash_is_retried_once() {
     let n = Node::start(&[]);
     n.cmd(json!({"action": "session.start", "session_id": "cq", "prompt": "crashquiet", "cwd": n.cwd()}));
     let ev = n.until("session.result");
-    let err = named(&ev, "session.error")[0];
-    assert_eq!(err["code"], "process_crashed");
-    assert_eq!(err["exit_code"], 4);
+    assert!(named(&ev, "session.error").is_empty(), "the retry was not silent: {ev:#?}");
     assert_eq!(ev.last().unwrap()["result"], "recovered");
     assert_eq!(n.starts().len(), 2);
 }
