@@ -219,7 +219,11 @@ impl Fake {
                     .unwrap_or_default()
                     .lines()
                     .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .any(|r| r["uuid"] == uuid && r["type"] == "user" && r["message"]["content"].is_string());
+                    .any(|r| {
+                        r["uuid"] == uuid
+                            && r["type"] == "user"
+                            && r["message"]["content"].is_string()
+                    });
                 let error = if std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").is_err() {
                     Some("File rewinding is not enabled.")
                 } else if std::env::var("FAKE_CLAUDE_REWIND_FAIL").is_ok() || !is_prompt {
@@ -229,7 +233,9 @@ impl Fake {
                 };
                 let resp = match error {
                     Some(e) => json!({"subtype": "error", "request_id": rid, "error": e}),
-                    None => json!({"subtype": "success", "request_id": rid, "response": {"canRewind": true}}),
+                    None => {
+                        json!({"subtype": "success", "request_id": rid, "response": {"canRewind": true}})
+                    }
                 };
                 out(&json!({"type": "control_response", "response": resp}));
             }
@@ -253,9 +259,14 @@ impl Fake {
                 &json!({"type": "control_request", "request_id": rid, "request": {
                 "subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "true"}, "tool_use_id": "toolu_early"}}),
             );
+            out(
+                &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}),
+            );
             let answer = self.wait_response(&rid);
-            out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}));
-            let text = format!("early {}", answer.map(|a| a["behavior"].clone()).unwrap_or_default());
+            let text = format!(
+                "early {}",
+                answer.map(|a| a["behavior"].clone()).unwrap_or_default()
+            );
             self.text_block(&text, 1);
             self.result("success", false, &text);
             return;
@@ -269,11 +280,16 @@ impl Fake {
             {
                 // Like some CLI versions on resume: the stream of the last answer, every
                 // message again, and the last result.
-                let records: Vec<Value> =
-                    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+                let records: Vec<Value> = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
                 if let Some(last) = records.iter().rev().find(|r| r["type"] == "assistant") {
                     let id = last["message"]["id"].clone();
-                    let text = last["message"]["content"][0]["text"].as_str().unwrap_or("").to_string();
+                    let text = last["message"]["content"][0]["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
                     self.stream(json!({"type": "message_start", "message": {"id": id}}));
                     self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
                     self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}));
@@ -433,7 +449,10 @@ impl Fake {
                 std::process::exit(0);
             }
             "recall" => {
-                let text = format!("first prompt was: {}", self.first_prompt.clone().unwrap_or_default());
+                let text = format!(
+                    "first prompt was: {}",
+                    self.first_prompt.clone().unwrap_or_default()
+                );
                 self.text_block(&text, 1);
                 self.result("success", false, &text);
             }
@@ -442,7 +461,9 @@ impl Fake {
                 let id = self.next_msg_id();
                 self.stream(json!({"type": "message_start", "message": {"id": id}}));
                 self.assistant(&id, json!({"type": "tool_use", "id": tool_id, "name": "Agent", "input": {"description": "bg", "prompt": "work", "run_in_background": true}}));
-                out(&json!({"type": "system", "subtype": "task_started", "task_id": "t1", "tool_use_id": tool_id, "session_id": self.session_id}));
+                out(
+                    &json!({"type": "system", "subtype": "task_started", "task_id": "t1", "tool_use_id": tool_id, "session_id": self.session_id}),
+                );
                 let tr = json!({"type": "user", "message": {"role": "user", "content": [
                     {"type": "tool_result", "tool_use_id": tool_id, "content": "Async agent launched successfully."}]},
                     "session_id": self.session_id, "uuid": uuid()});
@@ -454,13 +475,19 @@ impl Fake {
                 let sub = json!({"type": "assistant", "message": {"id": self.next_msg_id(), "role": "assistant", "content": [{"type": "text", "text": "subagent working"}]},
                                  "parent_tool_use_id": tool_id, "session_id": self.session_id, "uuid": uuid()});
                 out(&sub);
-                out(&json!({"type": "system", "subtype": "task_notification", "task_id": "t1", "tool_use_id": tool_id, "status": "completed", "session_id": self.session_id}));
-                out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}));
+                out(
+                    &json!({"type": "system", "subtype": "task_notification", "task_id": "t1", "tool_use_id": tool_id, "status": "completed", "session_id": self.session_id}),
+                );
+                out(
+                    &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "model": "fake-model-1"}),
+                );
                 // Give a prompt sent meanwhile time to arrive: it must wait for this turn.
                 std::thread::sleep(Duration::from_millis(300));
                 self.text_block("background agent finished", 2);
-                out(&json!({"type": "result", "subtype": "success", "is_error": false, "result": "background agent finished",
-                            "total_cost_usd": 0.001, "session_id": self.session_id, "uuid": uuid(), "origin": {"kind": "task-notification"}}));
+                out(
+                    &json!({"type": "result", "subtype": "success", "is_error": false, "result": "background agent finished",
+                            "total_cost_usd": 0.001, "session_id": self.session_id, "uuid": uuid(), "origin": {"kind": "task-notification"}}),
+                );
             }
             "subagent" => {
                 let tool_id = "toolu_fg1";
@@ -469,11 +496,21 @@ impl Fake {
                 self.assistant(&id, json!({"type": "tool_use", "id": tool_id, "name": "Agent", "input": {"description": "fg", "prompt": "work"}}));
                 // The subagent streams with its own block indexes, interleaved with nothing
                 // of the main agent's.
-                let sub = |e: Value| out(&json!({"type": "stream_event", "event": e, "parent_tool_use_id": tool_id, "session_id": "x"}));
+                let sub = |e: Value| {
+                    out(
+                        &json!({"type": "stream_event", "event": e, "parent_tool_use_id": tool_id, "session_id": "x"}),
+                    )
+                };
                 sub(json!({"type": "message_start", "message": {"id": "msg_sub1"}}));
-                sub(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
-                sub(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "sub text"}}));
-                out(&json!({"type": "assistant", "message": {"id": "msg_sub1", "content": [{"type": "text", "text": "sub text"}]}, "parent_tool_use_id": tool_id, "uuid": uuid()}));
+                sub(
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                );
+                sub(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "sub text"}}),
+                );
+                out(
+                    &json!({"type": "assistant", "message": {"id": "msg_sub1", "content": [{"type": "text", "text": "sub text"}]}, "parent_tool_use_id": tool_id, "uuid": uuid()}),
+                );
                 sub(json!({"type": "content_block_stop", "index": 0}));
                 let tr = json!({"type": "user", "message": {"role": "user", "content": [
                     {"type": "tool_result", "tool_use_id": tool_id, "content": "sub done"}]}, "session_id": self.session_id, "uuid": uuid()});
@@ -581,7 +618,9 @@ fn main() {
                "checkpointing": std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").ok()}),
     );
     if std::env::var_os("FAKE_CLAUDE_ROOT").is_some()
-        && args.windows(2).any(|w| w[0] == "--permission-mode" && w[1] == "bypassPermissions")
+        && args
+            .windows(2)
+            .any(|w| w[0] == "--permission-mode" && w[1] == "bypassPermissions")
     {
         eprintln!(
             "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
@@ -610,9 +649,10 @@ fn main() {
         .collect();
     // The API refuses thinking blocks without a signature.
     let unsigned = old.iter().any(|r| {
-        r["message"]["content"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|b| b["type"] == "thinking" && b.get("signature").is_none()))
+        r["message"]["content"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|b| b["type"] == "thinking" && b.get("signature").is_none())
+        })
     });
     if unsigned {
         eprintln!("API Error: 400 messages.1.content.0.thinking.signature: Field required");
@@ -621,7 +661,9 @@ fn main() {
     let transcript = file(&session_id);
     if fork && let Some(t) = &transcript {
         // The fork starts from the old conversation, cut after --resume-session-at.
-        let at = args.iter().find_map(|a| a.strip_prefix("--resume-session-at="));
+        let at = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--resume-session-at="));
         let mut kept = Vec::new();
         for r in &old {
             kept.push(format!("{r}\n"));

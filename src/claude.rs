@@ -334,7 +334,10 @@ mod tests {
 
     #[test]
     fn stderr_summary_is_the_last_line_with_advice() {
-        assert_eq!(stderr_summary("a\nboom happened\n\n").as_deref(), Some("boom happened"));
+        assert_eq!(
+            stderr_summary("a\nboom happened\n\n").as_deref(),
+            Some("boom happened")
+        );
         assert_eq!(stderr_summary("  \n"), None);
         let root = stderr_summary("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n").unwrap();
         assert!(root.contains("IS_SANDBOX=1"), "{root}");

@@ -307,7 +307,11 @@ impl Sessions {
                 if is_stream && s.current.is_none() && stream_is_replay(s, &v) {
                     return;
                 }
-                open_turn(s);
+                // A background agent's lines come while no turn runs: shown, tagged with
+                // their parent, without holding up the user's next prompt.
+                if scope_of(&v).is_none() {
+                    open_turn(s);
+                }
                 match kind {
                     "stream_event" => on_stream_event(s, &v, out),
                     "assistant" => on_assistant(s, &v, out),

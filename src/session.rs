@@ -287,7 +287,8 @@ impl Session {
 
     /// An event of the running turn, tagged with the subagent it came from, if any.
     fn turn_event(&self, name: &str, scope: &Scope, fields: Value) -> Value {
-        let mut e = self.event(name, self.trace().as_ref(), fields);
+        let trace = self.current.as_ref().and_then(|t| t.trace_id.as_ref());
+        let mut e = self.event(name, trace, fields);
         if let Some(p) = scope {
             e["parent_tool_use_id"] = Value::String(p.clone());
         }
@@ -616,11 +617,7 @@ fn repair_streamed_text(
             if let Some(slot) = s.streamed.get_mut(msg_id).and_then(|m| m.blocks.get_mut(k)) {
                 slot.1 = Some(text.to_string());
             }
-            out.push(s.turn_event(
-                "session.text",
-                scope,
-                json!({"text": text, "id": id}),
-            ));
+            out.push(s.turn_event("session.text", scope, json!({"text": text, "id": id})));
         }
         Some(_) => {}
         None => {

@@ -123,9 +123,8 @@ impl TurnCmd {
             mode: override_field(cmd, "permission_mode"),
             trace,
         };
-        let word = |v: &str| {
-            v.len() <= 200 && !v.chars().any(|c| c.is_whitespace() || c.is_control())
-        };
+        let word =
+            |v: &str| v.len() <= 200 && !v.chars().any(|c| c.is_whitespace() || c.is_control());
         if let Some(Some(m)) = &t.model
             && !word(m)
         {
@@ -237,9 +236,9 @@ impl Sessions {
                     }
                 };
                 // A live session (or, for a retry, the live session it resumes) continues.
-                let live = self.key_of(sid).or_else(|| {
-                    str_field(cmd, "resume_session_id").and_then(|r| self.key_of(r))
-                });
+                let live = self
+                    .key_of(sid)
+                    .or_else(|| str_field(cmd, "resume_session_id").and_then(|r| self.key_of(r)));
                 match live {
                     Some(key) => self.send_turn(&key, t, out),
                     None => self.start(sid, cmd, t, out),
@@ -662,12 +661,21 @@ impl Sessions {
             OwnRequest::RewindFiles,
             json!({"subtype": "rewind_files", "user_message_id": uuid}),
         ) {
-            self.rewind_done(key, Err("Claude Code is not accepting requests".into()), out);
+            self.rewind_done(
+                key,
+                Err("Claude Code is not accepting requests".into()),
+                out,
+            );
         }
     }
 
     /// The CLI answered `rewind_files`: fork on success, report and stay otherwise.
-    pub(crate) fn rewind_done(&mut self, key: &str, result: Result<(), String>, out: &mut Vec<Value>) {
+    pub(crate) fn rewind_done(
+        &mut self,
+        key: &str,
+        result: Result<(), String>,
+        out: &mut Vec<Value>,
+    ) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };

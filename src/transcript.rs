@@ -76,9 +76,11 @@ fn each_line(path: &Path, from: u64, mut f: impl FnMut(&[u8]) -> bool) -> u64 {
 
 /// Calls `f` with each parsed record (see [`each_line`]).
 fn each_record(path: &Path, from: u64, mut f: impl FnMut(&Value) -> bool) -> u64 {
-    each_line(path, from, |line| match serde_json::from_slice::<Value>(line) {
-        Ok(v) => f(&v),
-        Err(_) => true,
+    each_line(path, from, |line| {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => f(&v),
+            Err(_) => true,
+        }
     })
 }
 
@@ -344,7 +346,12 @@ mod tests {
         assert!(k.uuids.contains("u1") && k.uuids.contains("u2"));
         assert!(k.message_ids.contains("m1"));
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        write!(f, "{}\n{{\"type\":\"assistant\",\"uuid\":\"u4\"", json!({"type": "assistant", "uuid": "u3", "message": {"id": "m2"}})).unwrap();
+        write!(
+            f,
+            "{}\n{{\"type\":\"assistant\",\"uuid\":\"u4\"",
+            json!({"type": "assistant", "uuid": "u3", "message": {"id": "m2"}})
+        )
+        .unwrap();
         k.refresh();
         assert!(k.uuids.contains("u3") && k.message_ids.contains("m2"));
         assert!(!k.uuids.contains("u4"), "a partial line is not read yet");
@@ -393,7 +400,10 @@ mod tests {
             .collect();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1]["uuid"], "a2");
-        assert_eq!(recs[1]["parentUuid"], "u1", "re-linked past the dropped record");
+        assert_eq!(
+            recs[1]["parentUuid"], "u1",
+            "re-linked past the dropped record"
+        );
         assert_eq!(recs[1]["sessionId"], "new");
         assert_eq!(recs[1]["message"]["content"].as_array().unwrap().len(), 2);
         // A clean transcript needs no copy.

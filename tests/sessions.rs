@@ -141,7 +141,10 @@ fn turns_queue_in_order_and_settings_go_live() {
     let set_model = n.stdin_of("set_model");
     assert_eq!(set_model.len(), 2, "{set_model:#?}");
     assert_eq!(set_model[0]["request"]["model"], "haiku");
-    assert!(set_model[1]["request"].get("model").is_none(), "{set_model:#?}");
+    assert!(
+        set_model[1]["request"].get("model").is_none(),
+        "{set_model:#?}"
+    );
     assert_eq!(n.starts().len(), 2, "a model change needs no restart");
     n.cmd(json!({"action": "session.send", "session_id": "q", "model": "opus"}));
     // Effort applies to the next spawn (here: a fresh edit restart).
@@ -353,7 +356,10 @@ fn interrupt_mid_stream_and_while_starting() {
     n.cmd(json!({"action": "session.start", "session_id": "ir2", "prompt": "slow 200", "cwd": n.cwd()}));
     n.cmd(json!({"action": "session.interrupt", "session_id": "ir2"}));
     let r = n.until("session.result").pop().unwrap();
-    assert_eq!(r["subtype"], "interrupted", "the early interrupt was dropped");
+    assert_eq!(
+        r["subtype"], "interrupted",
+        "the early interrupt was dropped"
+    );
     assert_eq!(n.stdin_of("interrupt").len(), 1);
 }
 
@@ -394,7 +400,10 @@ fn edit_forks_at_the_cut_and_restores_code_first() {
     assert_eq!(rewind[0]["request"]["user_message_id"], second["uuid"]);
     let starts = n.starts();
     assert_eq!(starts.len(), 2);
-    assert_eq!(starts[0]["checkpointing"], "true", "checkpointing from the start");
+    assert_eq!(
+        starts[0]["checkpointing"], "true",
+        "checkpointing from the start"
+    );
     let argv = starts[1]["argv"].to_string();
     assert!(argv.contains(&format!("\"--resume={real}\"")), "{argv}");
     assert!(argv.contains("\"--fork-session\""));
@@ -506,7 +515,10 @@ fn a_silent_crash_is_retried_once() {
     let n = Node::start(&[]);
     n.cmd(json!({"action": "session.start", "session_id": "cq", "prompt": "crashquiet", "cwd": n.cwd()}));
     let ev = n.until("session.result");
-    assert!(named(&ev, "session.error").is_empty(), "the retry was not silent: {ev:#?}");
+    assert!(
+        named(&ev, "session.error").is_empty(),
+        "the retry was not silent: {ev:#?}"
+    );
     assert_eq!(ev.last().unwrap()["result"], "recovered");
     assert_eq!(n.starts().len(), 2);
 }
