@@ -51,6 +51,7 @@ struct Fake {
     pending_interrupt: bool,
     resumed: bool,
     first_prompt: Option<String>,
+    prompt_uuid: Option<String>,
 }
 
 fn uuid() -> String {
@@ -307,7 +308,9 @@ impl Fake {
             out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id}));
         }
         self.pending_interrupt = false;
-        let user = json!({"type": "user", "message": {"role": "user", "content": prompt}, "uuid": uuid(), "session_id": self.session_id});
+        // Filed under the uuid the daemon gave it, as the real CLI does.
+        let id = self.prompt_uuid.take().unwrap_or_else(uuid);
+        let user = json!({"type": "user", "message": {"role": "user", "content": prompt}, "uuid": id, "session_id": self.session_id});
         self.record(&user);
         if self.first_prompt.is_none() {
             self.first_prompt = Some(prompt.to_string());
@@ -709,6 +712,7 @@ fn main() {
         pending_interrupt: false,
         resumed: resume.is_some(),
         first_prompt,
+        prompt_uuid: None,
     };
     loop {
         let Ok(v) = fake.rx.recv() else {
@@ -716,6 +720,7 @@ fn main() {
         };
         if v["type"] == "user" {
             let prompt = v["message"]["content"].as_str().unwrap_or("").to_string();
+            fake.prompt_uuid = v["uuid"].as_str().map(str::to_string);
             fake.turn(&prompt);
         } else {
             fake.handle_control(&v);

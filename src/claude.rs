@@ -171,13 +171,15 @@ pub fn stderr_summary(tail: &str) -> Option<String> {
     Some(s)
 }
 
-/// A user turn for stdin.
-pub fn user_message(prompt: &str) -> String {
+/// A user turn for stdin. The CLI files the prompt in its transcript under `uuid`, the
+/// id `rewind_files` later takes to undo that turn's file changes.
+pub fn user_message(prompt: &str, uuid: &str) -> String {
     json!({
         "type": "user",
         "message": {"role": "user", "content": prompt},
         "parent_tool_use_id": null,
         "session_id": "default",
+        "uuid": uuid,
     })
     .to_string()
 }

@@ -53,10 +53,6 @@ impl Sessions {
             self.fail_waiting(key, "cli_not_found", &message, out);
             return;
         };
-        let model = self.sessions.get(key).and_then(|s| match s.queue.front() {
-            Some(t) => t.model.clone(),
-            None => self.effective_model(s),
-        });
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -66,7 +62,17 @@ impl Sessions {
             opts.resume.clone_from(&s.sdk_id);
         }
         if let (Some(id), Some(dir)) = (opts.resume.clone(), &self.settings.claude_dir) {
-            let path = crate::transcript::path(dir, s.transcript_cwd(), &id);
+            let Some(path) = crate::transcript::locate(dir, s.transcript_cwd(), &id) else {
+                // Nothing was ever saved (the CLI died before writing it): resuming would
+                // fail every time, and there is no conversation to lose.
+                crate::log_warn!(
+                    "session {}: no transcript of {id} was saved; starting a new conversation",
+                    s.id
+                );
+                opts = claude::SpawnOpts::default();
+                s.known.clear();
+                return self.spawn_child(key, opts, program, out);
+            };
             let new_id = crate::ids::uuid_v4();
             match crate::transcript::repair_unsigned_thinking(&path, &new_id) {
                 Ok(Some(copy)) => {
@@ -86,8 +92,28 @@ impl Sessions {
                 ),
             }
         }
+        self.spawn_child(key, opts, program, out);
+    }
+
+    /// Spawn the child with `opts` (its resume or fork already decided).
+    fn spawn_child(
+        &mut self,
+        key: &str,
+        mut opts: claude::SpawnOpts,
+        program: std::path::PathBuf,
+        out: &mut Vec<Value>,
+    ) {
+        let model = self.sessions.get(key).and_then(|s| match s.queue.front() {
+            Some(t) => t.model.clone(),
+            None => self.effective_model(s),
+        });
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
         opts.model = model;
-        opts.permission_mode = Some(s.mode_label().to_string()).filter(|m| m != "default");
+        // Always explicit, "default" too: without it Claude Code 2.1.33x under the IDE
+        // entrypoint starts in its own "auto" mode, which approves tools by itself.
+        opts.permission_mode = Some(s.mode_label().to_string());
         opts.effort = s
             .queue
             .front()
@@ -233,7 +259,12 @@ impl Sessions {
             s.ordinal = 0;
             s.reset_stream();
             s.replay_seen = false;
-            s.send(claude::user_message(&turn.prompt));
+            let uuid = crate::ids::uuid_v4();
+            if s.prompts.len() >= crate::session::MAX_PROMPTS {
+                s.prompts.pop_front();
+            }
+            s.prompts.push_back((s.last_uuid.clone(), uuid.clone()));
+            s.send(claude::user_message(&turn.prompt, &uuid));
             if s.held_interrupt {
                 s.held_interrupt = false;
                 turn.interrupted = true;

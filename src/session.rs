@@ -156,6 +156,9 @@ pub(crate) struct Session {
     pub(crate) autos_owed: u32,
     /// The working directory the CLI reported (its transcripts are filed under it).
     pub(crate) cli_cwd: Option<PathBuf>,
+    /// Each prompt written to this session's CLI: the newest message uuid before it (the
+    /// cut an edit of it names) and the uuid it was filed under (what a restore undoes).
+    pub(crate) prompts: VecDeque<(Option<String>, String)>,
     pub(crate) turn_no: u64,
     pub(crate) ordinal: u64,
     pub(crate) blocks: HashMap<(Scope, u64), Block>,
@@ -195,6 +198,7 @@ impl Session {
             awaiting: VecDeque::new(),
             autos_owed: 0,
             cli_cwd: None,
+            prompts: VecDeque::new(),
             turn_no: 0,
             ordinal: 0,
             blocks: HashMap::new(),
@@ -379,6 +383,9 @@ impl Session {
         }
     }
 }
+
+/// Prompts remembered per session for restores (older ones are found in the transcript).
+pub(crate) const MAX_PROMPTS: usize = 1000;
 
 /// Bring the child's model to the turn's with a control request (`None`: the default).
 pub(crate) fn sync_model(s: &mut Session, model: Option<String>) {

@@ -602,13 +602,20 @@ impl Sessions {
             return;
         };
         let restore_to = if restore {
-            let found = match (&s.sdk_id, &self.settings.claude_dir) {
+            // The prompt right after the cut: one this node wrote (its uuid is known at
+            // once), else the first prompt after the cut in the transcript.
+            let sent = s
+                .prompts
+                .iter()
+                .find(|(before, _)| before.as_deref() == cut.as_deref())
+                .map(|(_, uuid)| uuid.clone());
+            let found = sent.or_else(|| match (&s.sdk_id, &self.settings.claude_dir) {
                 (Some(sdk), Some(dir)) => crate::transcript::first_prompt_after(
                     &crate::transcript::path(dir, s.transcript_cwd(), sdk),
                     cut.as_deref(),
                 ),
                 _ => None,
-            };
+            });
             match found {
                 Some(uuid) => Some(uuid),
                 None => {

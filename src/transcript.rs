@@ -43,6 +43,21 @@ pub fn path(claude_dir: &Path, cwd: &Path, id: &str) -> PathBuf {
         .join(format!("{id}.jsonl"))
 }
 
+/// Where the transcript of session `id` is: under the project dir of `cwd`, else in
+/// whichever project dir holds it (the CLI may have filed it under another spelling of
+/// the directory). `None` when there is none.
+pub fn locate(claude_dir: &Path, cwd: &Path, id: &str) -> Option<PathBuf> {
+    let expected = path(claude_dir, cwd, id);
+    if expected.is_file() {
+        return Some(expected);
+    }
+    std::fs::read_dir(claude_dir.join("projects"))
+        .ok()?
+        .flatten()
+        .map(|p| p.path().join(format!("{id}.jsonl")))
+        .find(|p| p.is_file())
+}
+
 /// Calls `f` with each complete line of the file at `path` from byte `from` on (until
 /// `f` says stop), and returns the offset after the last complete line read.
 fn each_line(path: &Path, from: u64, mut f: impl FnMut(&[u8]) -> bool) -> u64 {

@@ -331,6 +331,9 @@ fn entrypoint_defaults_to_the_ide_label_can_be_changed_and_claudecode_is_dropped
     n.until("session.result");
     let s = &n.starts()[0];
     assert_eq!(s["entrypoint"], "claude-vscode");
+    // The mode is always explicit: under the IDE label, newer CLIs would otherwise pick
+    // an "auto" mode that approves tools by themselves.
+    assert!(argv(s).contains("\"--permission-mode\",\"default\""), "{s}");
     assert_eq!(s["claudecode"], Value::Null);
     let n = Node::start(&[("CODING_BRIDGE_CLAUDE_ENTRYPOINT", "sdk-ts")]);
     n.cmd(
