@@ -53,10 +53,11 @@ pub fn write_private_file_with(
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // Unique per write (two writes in one millisecond must not share a temp file).
     let tmp = dir.join(format!(
         ".{name}.tmp.{}.{}",
         std::process::id(),
-        crate::timefmt::now_ms()
+        crate::ids::new_id()
     ));
     let result = (|| {
         let mut file = OpenOptions::new()

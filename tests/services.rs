@@ -264,7 +264,8 @@ fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
     let saved: Value = serde_json::from_str(&fs::read_to_string(&sidecar).unwrap()).unwrap();
     assert_eq!(
         saved,
-        json!({"provider": "claude", "cwd": cwd, "model": "opus", "permission_mode": "plan", "effort": "high"})
+        json!({"provider": "claude", "cwd": cwd, "model": "opus", "resolved_model": "fake-model-1",
+               "permission_mode": "plan", "effort": "high"})
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
