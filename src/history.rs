@@ -403,11 +403,8 @@ pub fn detail(home: Option<&Path>, config_dir: &Path, session: &str) -> Value {
             }
             if let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) {
                 for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
-                    let content = match &b["content"] {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        other => other.to_string(),
-                    };
+                    // As live: a string, with no base64 of images or documents.
+                    let content = crate::claude::tool_result_content(b.get("content"));
                     let mut t = false;
                     let content = cut(&content, &mut t);
                     push(

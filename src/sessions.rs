@@ -593,11 +593,10 @@ impl Sessions {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         self.apply_overrides(key, &t);
-        let Some(mut turn) = self.new_turn(key, &t) else {
+        // The edit's media are saved when the fork starts (see `restart_for_edit`).
+        let Some(turn) = self.new_turn(key, &t) else {
             return;
         };
-        // The edit's media are saved before the fork runs (see `restart_for_edit`).
-        turn.preparing = t.has_media();
         let Some(s) = self.sessions.get(key) else {
             return;
         };

@@ -58,7 +58,7 @@ fn write_fixture(dir: &Path, id: &str, cwd: &str) -> PathBuf {
         {"type": "tool_use", "id": "tu1", "name": "Read", "input": {"file_path": "a.rs"}}]}, "uuid": "m4", "timestamp": "2026-11-20T10:00:03.000Z", "cwd": cwd, "gitBranch": "feature/x"}),
     );
     s += &rec(
-        json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": [{"type": "text", "text": "fn main"}], "is_error": false}]}, "uuid": "m5", "timestamp": "2026-11-20T10:00:04.000Z", "cwd": cwd}),
+        json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": [{"type": "text", "text": "fn main"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo"}}], "is_error": false}]}, "uuid": "m5", "timestamp": "2026-11-20T10:00:04.000Z", "cwd": cwd}),
     );
     s += &rec(
         json!({"type": "assistant", "message": {"id": "msg2", "content": [{"type": "text", "text": "Fixed."}]}, "uuid": "m6", "timestamp": "2026-11-20T10:00:05.250Z", "cwd": cwd}),
@@ -157,9 +157,10 @@ fn history_lists_newest_first_with_titles_and_details() {
     assert_eq!(ev[0]["text"], "Fix   the <b>login</b>\n bug please");
     assert_eq!(ev[0]["ts"], 1_795_168_802_000u64);
     assert_eq!(ev[3]["tool"], "Read");
+    // No base64 in history either: image blocks keep only their type and media type.
     assert_eq!(
         ev[4]["content"],
-        "[{\"text\":\"fn main\",\"type\":\"text\"}]"
+        "[{\"text\":\"fn main\",\"type\":\"text\"},{\"media_type\":\"image/png\",\"type\":\"image\"}]"
     );
     assert_eq!(ev[5]["ts"], 1_795_168_805_250u64);
 
