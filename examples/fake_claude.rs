@@ -55,18 +55,7 @@ struct Fake {
 }
 
 fn uuid() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: buffer valid for its length.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 16, 0) };
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    coding_bridge_agent::ids::uuid_v4()
 }
 
 thread_local! {

@@ -20,6 +20,18 @@ fn real_id(ev: &[Value]) -> String {
         .to_string()
 }
 
+/// Wait until the daemon saw its CLI exit while idle.
+fn idle_exit_seen(n: &Node) {
+    assert!(
+        wait_until(Duration::from_secs(5), || n
+            .daemon
+            .stderr()
+            .contains("exited while idle")),
+        "{}",
+        n.daemon.stderr()
+    );
+}
+
 fn argv(start: &Value) -> String {
     start["argv"].to_string()
 }
@@ -62,10 +74,7 @@ fn every_respawn_resumes_the_same_conversation() {
     n.cmd(json!({"action": "session.start", "session_id": "rs", "prompt": "exitidle", "cwd": n.cwd()}));
     let ev = n.until("session.result");
     let real = real_id(&ev);
-    assert!(wait_until(Duration::from_secs(5), || n
-        .daemon
-        .stderr()
-        .contains("exited while idle")));
+    idle_exit_seen(&n);
     n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "recall"}));
     let ev = n.until("session.result");
     assert_eq!(ev.last().unwrap()["result"], "first prompt was: exitidle");
@@ -307,10 +316,7 @@ fn restore_code_works_after_the_cli_exited_while_idle() {
     let cut = ev.last().unwrap()["cut_uuid"].as_str().unwrap().to_string();
     n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "exitidle"}));
     n.until("session.result");
-    assert!(wait_until(Duration::from_secs(5), || n
-        .daemon
-        .stderr()
-        .contains("exited while idle")));
+    idle_exit_seen(&n);
     n.cmd(json!({"action": "session.edit", "session_id": real, "prompt": "say again", "cut_uuid": cut, "restore_code": true}));
     let ev = n.until("session.result");
     assert_eq!(named(&ev, "session.rewound").len(), 1);
@@ -356,10 +362,7 @@ fn a_resumed_cli_replay_is_not_shown_and_its_result_ends_no_turn() {
     let real = real_id(&n.until("session.result"));
     n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "exitidle"}));
     n.until("session.result");
-    assert!(wait_until(Duration::from_secs(5), || n
-        .daemon
-        .stderr()
-        .contains("exited while idle")));
+    idle_exit_seen(&n);
     n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "say second life", "trace_id": "t2"}));
     let ev = n.until("session.result");
     let r = ev.last().unwrap();
