@@ -59,7 +59,7 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
                 {"value": "haiku", "label": "Haiku"},
             ],
             "efforts": ["", "low", "medium", "high", "max"],
-            "permission_modes": ["default", "acceptEdits", "plan", "bypassPermissions"],
+            "permission_modes": crate::sessions::PERMISSION_MODES,
             "allow_custom_model": true,
             "supports_edit": true,
             "supports_code_restore": true,

@@ -62,34 +62,22 @@ impl Sessions {
             opts.resume.clone_from(&s.sdk_id);
         }
         if let (Some(id), Some(dir)) = (opts.resume.clone(), &self.settings.claude_dir) {
-            let Some(path) = crate::transcript::locate(dir, s.transcript_cwd(), &id) else {
+            match crate::transcript::locate(dir, s.transcript_cwd(), &id) {
                 // Nothing was ever saved (the CLI died before writing it): resuming would
                 // fail every time, and there is no conversation to lose.
-                crate::log_warn!(
-                    "session {}: no transcript of {id} was saved; starting a new conversation",
-                    s.id
-                );
-                opts = claude::SpawnOpts::default();
-                s.known.clear();
-                return self.spawn_child(key, opts, program, out);
-            };
-            let new_id = crate::ids::uuid_v4();
-            match crate::transcript::repair_unsigned_thinking(&path, &new_id) {
-                Ok(Some(copy)) => {
-                    crate::log_info!(
-                        "session {}: {} has thinking blocks without a signature; resuming a repaired copy {}",
-                        s.id,
-                        id,
-                        copy.display()
+                None => {
+                    crate::log_warn!(
+                        "session {}: no transcript of {id} was saved; starting a new conversation",
+                        s.id
                     );
-                    opts.resume = Some(new_id);
+                    opts = claude::SpawnOpts::default();
+                    s.known.clear();
                 }
-                Ok(None) => {}
-                Err(e) => crate::log_warn!(
-                    "session {}: could not repair the transcript {}: {e}",
-                    s.id,
-                    path.display()
-                ),
+                Some(path) => {
+                    if let Some(copy) = repaired_for_resume(s, path) {
+                        opts.resume = Some(copy);
+                    }
+                }
             }
         }
         self.spawn_child(key, opts, program, out);
@@ -628,20 +616,14 @@ impl Sessions {
     /// End the turn running now (close, edit): commit what it streamed and close it as
     /// interrupted; its child is detached by the caller.
     pub(crate) fn stop_current_turn(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
-        self.deny_pending_of_child(key, out, why);
+        self.deny_pending(key, out, why);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let turns: Vec<Turn> = s
-            .current
-            .take()
-            .into_iter()
-            .chain(s.awaiting.drain(..))
-            .collect();
+        let turns = s.end_running(false, out);
         if turns.is_empty() {
             return;
         }
-        s.commit_open_blocks(out);
         for t in turns {
             out.push(s.interrupted_result(t.trace_id.as_ref()));
         }
@@ -652,27 +634,9 @@ impl Sessions {
         }
     }
 
-    fn deny_pending_of_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
-        let Some(s) = self.sessions.get(key) else {
-            return;
-        };
-        let Some(live) = s.child.as_ref() else { return };
-        for p in self.permissions.take_child(live.handle.id) {
-            live.handle.send_line(claude::control_success(
-                &p.cli_request_id,
-                claude::deny_response(claude::DENY_MESSAGE),
-            ));
-            out.push(s.event(
-                "permission.resolved",
-                s.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "deny", "reason": why}),
-            ));
-        }
-    }
-
     /// Deny the child's pending approvals and stop it; its later output is ignored.
     pub(crate) fn detach_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
-        self.deny_pending_of_child(key, out, why);
+        self.deny_pending(key, out, why);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -767,6 +731,41 @@ impl Sessions {
         if !s.queue.is_empty() {
             self.ensure_child(key, out);
             self.pump(key, out);
+        }
+    }
+}
+
+/// The id to resume instead of the transcript at `path` when the API would refuse it
+/// (thinking blocks without a signature): a repaired copy's. Each check reads only what
+/// was appended since the session's last one.
+fn repaired_for_resume(s: &mut Session, path: std::path::PathBuf) -> Option<String> {
+    let from = match &s.thinking_scanned {
+        Some((p, end)) if *p == path => *end,
+        _ => 0,
+    };
+    let (unsigned, end) = crate::transcript::unsigned_thinking_from(&path, from);
+    s.thinking_scanned = Some((path.clone(), end));
+    if !unsigned {
+        return None;
+    }
+    let new_id = crate::ids::uuid_v4();
+    match crate::transcript::write_repaired_copy(&path, &new_id) {
+        Ok(copy) => {
+            crate::log_info!(
+                "session {}: {} has thinking blocks without a signature; resuming a repaired copy {}",
+                s.id,
+                path.display(),
+                copy.display()
+            );
+            Some(new_id)
+        }
+        Err(e) => {
+            crate::log_warn!(
+                "session {}: could not repair the transcript {}: {e}",
+                s.id,
+                path.display()
+            );
+            None
         }
     }
 }

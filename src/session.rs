@@ -26,8 +26,6 @@ pub(crate) struct Turn {
     pub(crate) id: u64,
     /// Images or attachments are still being saved; the turn waits (and so do later ones).
     pub(crate) preparing: bool,
-    /// The turn came with images or attachments (an empty prompt is then allowed).
-    pub(crate) media: bool,
     pub(crate) prompt: String,
     pub(crate) trace_id: Option<Value>,
     /// Model (`None`: the default) and effort in force when the turn was asked for.
@@ -48,7 +46,6 @@ impl Turn {
         Turn {
             id: next_turn_id(),
             preparing: false,
-            media: false,
             prompt,
             trace_id,
             model: None,
@@ -118,7 +115,6 @@ pub(crate) struct EditPlan {
     pub(crate) media: crate::sessions::TurnCmd,
     pub(crate) cut_uuid: Option<String>,
     pub(crate) restore_to: Option<String>,
-    pub(crate) trace_id: Option<Value>,
 }
 
 pub(crate) struct Live {
@@ -159,6 +155,8 @@ pub(crate) struct Session {
     /// Each prompt written to this session's CLI: the newest message uuid before it (the
     /// cut an edit of it names) and the uuid it was filed under (what a restore undoes).
     pub(crate) prompts: VecDeque<(Option<String>, String)>,
+    /// How far the transcript was checked for unsigned thinking (see `driver`).
+    pub(crate) thinking_scanned: Option<(PathBuf, u64)>,
     pub(crate) turn_no: u64,
     pub(crate) ordinal: u64,
     pub(crate) blocks: HashMap<(Scope, u64), Block>,
@@ -199,6 +197,7 @@ impl Session {
             autos_owed: 0,
             cli_cwd: None,
             prompts: VecDeque::new(),
+            thinking_scanned: None,
             turn_no: 0,
             ordinal: 0,
             blocks: HashMap::new(),
@@ -336,6 +335,20 @@ impl Session {
         if let Some(t) = self.current.as_mut() {
             t.emitted = true;
         }
+    }
+
+    /// Take the turn running now and the prompts waiting behind a turn the CLI started
+    /// (with `queued`, every queued turn too), committing what they streamed.
+    pub(crate) fn end_running(&mut self, queued: bool, out: &mut Vec<Value>) -> Vec<Turn> {
+        let mut turns: Vec<Turn> = self.current.take().into_iter().collect();
+        turns.extend(self.awaiting.drain(..));
+        if queued {
+            turns.extend(self.queue.drain(..));
+        }
+        if !turns.is_empty() {
+            self.commit_open_blocks(out);
+        }
+        turns
     }
 
     /// Forget the streaming state of the last turn.

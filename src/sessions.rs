@@ -90,7 +90,7 @@ fn override_field(cmd: &Map<String, Value>, k: &str) -> Override {
 }
 
 /// A turn as the browser asks for it (`session.start`, `session.send`, `session.edit`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct TurnCmd {
     pub(crate) prompt: String,
     pub(crate) images: Option<Value>,
@@ -427,7 +427,6 @@ impl Sessions {
         let mut turn = Turn::new(t.prompt.clone(), t.trace.clone());
         turn.model = self.effective_model(s);
         turn.effort = s.effort.clone();
-        turn.media = t.has_media();
         Some(turn)
     }
 
@@ -635,7 +634,6 @@ impl Sessions {
             media: t,
             cut_uuid: cut,
             restore_to,
-            trace_id: trace,
         };
         if plan.restore_to.is_none() {
             self.restart_for_edit(key, plan, out);
@@ -691,7 +689,7 @@ impl Sessions {
         match result {
             Ok(()) => self.restart_for_edit(key, plan, out),
             Err(e) => out.push(s.error(
-                plan.trace_id.as_ref(),
+                plan.turn.trace_id.as_ref(),
                 "rewind_failed",
                 &format!("Could not restore the code: {e}. The conversation was not changed."),
             )),
@@ -707,7 +705,7 @@ impl Sessions {
         };
         out.push(s.event(
             "session.rewound",
-            plan.trace_id.as_ref(),
+            plan.turn.trace_id.as_ref(),
             json!({"cut_uuid": plan.cut_uuid, "prompt": plan.media.prompt}),
         ));
         s.queue.clear();
@@ -762,9 +760,9 @@ impl Sessions {
         }
     }
 
-    /// Deny every approval `key` waits for (the CLI gets the deny, the browser a
+    /// Deny every approval `key` waits for (its CLI gets the deny, the browser a
     /// `permission.resolved`).
-    fn deny_pending(&mut self, key: &str, out: &mut Vec<Value>, reason: &str) {
+    pub(crate) fn deny_pending(&mut self, key: &str, out: &mut Vec<Value>, reason: &str) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
@@ -875,17 +873,7 @@ impl Sessions {
         for k in keys {
             self.deny_pending(&k, out, "the node is shutting down");
             if let Some(s) = self.sessions.get_mut(&k) {
-                let turns: Vec<Turn> = s
-                    .current
-                    .take()
-                    .into_iter()
-                    .chain(s.awaiting.drain(..))
-                    .chain(s.queue.drain(..))
-                    .collect();
-                if !turns.is_empty() {
-                    s.commit_open_blocks(out);
-                }
-                for turn in turns {
+                for turn in s.end_running(true, out) {
                     out.push(s.event(
                         "session.error",
                         turn.trace_id.as_ref(),

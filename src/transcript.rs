@@ -99,8 +99,15 @@ fn each_record(path: &Path, from: u64, mut f: impl FnMut(&Value) -> bool) -> u64
     })
 }
 
+/// Does `hay` contain `needle` (compared only where the first byte matches)?
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    hay.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == first)
+        .any(|(i, _)| hay[i + 1..].starts_with(rest))
 }
 
 /// What a session's transcript already holds, so that what a resumed (or busy) CLI
@@ -189,21 +196,6 @@ pub fn first_prompt_after(path: &Path, cut: Option<&str>) -> Option<String> {
     found
 }
 
-/// The model id of the last assistant message in a transcript (the resolved model).
-pub fn last_model(path: &Path) -> Option<String> {
-    let mut model = None;
-    each_record(path, 0, |v| {
-        if v.get("type").and_then(Value::as_str) == Some("assistant")
-            && let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
-            && !m.starts_with('<')
-        {
-            model = Some(m.to_string());
-        }
-        true
-    });
-    model
-}
-
 /// A thinking block the API will refuse on resume: no (or an empty) signature.
 fn unsigned_thinking(b: &Value) -> bool {
     matches!(
@@ -223,97 +215,78 @@ fn has_unsigned_thinking(v: &Value) -> bool {
             .is_some_and(|c| c.iter().any(unsigned_thinking))
 }
 
-/// If the transcript at `path` has thinking blocks without a signature, write a copy
-/// under the id `new_id` beside it, without those blocks (a record left empty is dropped
-/// and its children re-linked to its parent), and return the copy's path. `Ok(None)`
-/// when nothing needs repair.
-pub fn repair_unsigned_thinking(path: &Path, new_id: &str) -> std::io::Result<Option<PathBuf>> {
-    // Only lines that mention thinking are parsed: a long transcript is scanned fast.
-    let mut needs = false;
-    each_line(path, 0, |line| {
-        needs = contains(line, b"\"thinking\"")
+/// Whether the transcript at `path` has, from byte `from` on, thinking blocks without a
+/// signature; and the offset scanned to, so a later check reads only what was appended.
+/// Only lines that mention thinking are parsed, so a long transcript is scanned fast.
+pub fn unsigned_thinking_from(path: &Path, from: u64) -> (bool, u64) {
+    let mut found = false;
+    let end = each_line(path, from, |line| {
+        found = contains(line, b"\"thinking\"")
             && serde_json::from_slice::<Value>(line).is_ok_and(|v| has_unsigned_thinking(&v));
-        !needs
+        !found
     });
-    if !needs {
-        return Ok(None);
-    }
-    let Some(dir) = path.parent() else {
-        return Ok(None);
-    };
+    (found, end)
+}
+
+/// Write a copy of the transcript at `path` under the id `new_id` beside it, without its
+/// unsigned thinking blocks (a record left empty is dropped and its children re-linked
+/// to its parent); private and atomic like every file the daemon writes. Returns the
+/// copy's path.
+pub fn write_repaired_copy(path: &Path, new_id: &str) -> std::io::Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let old_id = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let copy = dir.join(format!("{new_id}.jsonl"));
-    let tmp = dir.join(format!(".{new_id}.jsonl.tmp"));
-    let mut out = std::io::BufWriter::new(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?,
-    );
-    // Dropped record uuid → its parent, to re-link what followed it.
-    let mut dropped: HashMap<String, Value> = HashMap::new();
     let mut reader = BufReader::new(std::fs::File::open(path)?);
-    let mut line = Vec::new();
-    let mut result = Ok(());
-    loop {
-        line.clear();
-        match read_bounded_line(&mut reader, &mut line, MAX_RECORD) {
-            Ok(LineRead::Eof) => break,
-            Ok(LineRead::TooLong(_)) => continue,
-            Err(e) => {
-                result = Err(e);
-                break;
+    crate::fsutil::write_private_file_with(&copy, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        // Dropped record uuid → its parent, to re-link what followed it.
+        let mut dropped: HashMap<String, Value> = HashMap::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_bounded_line(&mut reader, &mut line, MAX_RECORD)? {
+                LineRead::Eof => break,
+                LineRead::TooLong(_) => continue,
+                LineRead::Line => {}
             }
-            Ok(LineRead::Line) => {}
-        }
-        let Ok(mut v) = serde_json::from_slice::<Value>(&line) else {
-            continue;
-        };
-        if has_unsigned_thinking(&v)
-            && let Some(Value::Array(blocks)) = v.pointer_mut("/message/content")
-        {
-            blocks.retain(|b| !unsigned_thinking(b));
-            if blocks.is_empty() {
-                if let Some(u) = v.get("uuid").and_then(Value::as_str) {
-                    let parent = v.get("parentUuid").cloned().unwrap_or(Value::Null);
-                    dropped.insert(u.to_string(), parent);
-                }
+            let Ok(mut v) = serde_json::from_slice::<Value>(&line) else {
                 continue;
-            }
-        }
-        // Re-link through dropped records (bounded by how many were dropped).
-        for _ in 0..=dropped.len() {
-            let next = match v.get("parentUuid").and_then(Value::as_str) {
-                Some(p) => dropped.get(p).cloned(),
-                None => None,
             };
-            match next {
-                Some(parent) => v["parentUuid"] = parent,
-                None => break,
+            if has_unsigned_thinking(&v)
+                && let Some(Value::Array(blocks)) = v.pointer_mut("/message/content")
+            {
+                blocks.retain(|b| !unsigned_thinking(b));
+                if blocks.is_empty() {
+                    if let Some(u) = v.get("uuid").and_then(Value::as_str) {
+                        let parent = v.get("parentUuid").cloned().unwrap_or(Value::Null);
+                        dropped.insert(u.to_string(), parent);
+                    }
+                    continue;
+                }
             }
+            // Re-link through dropped records (bounded by how many were dropped).
+            for _ in 0..=dropped.len() {
+                let next = match v.get("parentUuid").and_then(Value::as_str) {
+                    Some(p) => dropped.get(p).cloned(),
+                    None => None,
+                };
+                match next {
+                    Some(parent) => v["parentUuid"] = parent,
+                    None => break,
+                }
+            }
+            if v.get("sessionId").and_then(Value::as_str) == Some(old_id.as_str()) {
+                v["sessionId"] = Value::String(new_id.to_string());
+            }
+            serde_json::to_writer(&mut out, &v).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")?;
         }
-        if v.get("sessionId").and_then(Value::as_str) == Some(old_id.as_str()) {
-            v["sessionId"] = Value::String(new_id.to_string());
-        }
-        if let Err(e) = serde_json::to_writer(&mut out, &v)
-            .map_err(std::io::Error::other)
-            .and_then(|_| out.write_all(b"\n"))
-        {
-            result = Err(e);
-            break;
-        }
-    }
-    let finished = result.and_then(|_| out.flush());
-    drop(out);
-    if let Err(e) = finished.and_then(|_| std::fs::rename(&tmp, &copy)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(Some(copy))
+        out.flush()
+    })?;
+    Ok(copy)
 }
 
 /// Read a whole small file (test helper and diagnostics), bounded.
@@ -407,7 +380,8 @@ mod tests {
                 json!({"type": "assistant", "uuid": "a2", "parentUuid": "a1", "sessionId": "old", "message": {"content": [{"type": "thinking", "thinking": "ok", "signature": "sig"}, {"type": "thinking", "thinking": "x", "signature": ""}, {"type": "text", "text": "answer"}]}}),
             ],
         );
-        let copy = repair_unsigned_thinking(&p, "new").unwrap().unwrap();
+        assert!(unsigned_thinking_from(&p, 0).0);
+        let copy = write_repaired_copy(&p, "new").unwrap();
         assert_eq!(copy, d.join("new.jsonl"));
         let recs: Vec<Value> = read_small(&copy)
             .lines()
@@ -421,7 +395,21 @@ mod tests {
         );
         assert_eq!(recs[1]["sessionId"], "new");
         assert_eq!(recs[1]["message"]["content"].as_array().unwrap().len(), 2);
-        // A clean transcript needs no copy.
-        assert!(repair_unsigned_thinking(&copy, "newer").unwrap().is_none());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A clean transcript needs no copy; a later check reads only what was appended.
+        let (unsigned, end) = unsigned_thinking_from(&copy, 0);
+        assert!(!unsigned);
+        assert_eq!(end, std::fs::metadata(&copy).unwrap().len());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&copy)
+            .unwrap();
+        writeln!(f, "{}", json!({"type": "assistant", "message": {"content": [{"type": "thinking", "thinking": "late"}]}})).unwrap();
+        assert!(unsigned_thinking_from(&copy, end).0);
+        assert!(contains(b"ab\"thinking\"", b"\"thinking\"") && !contains(b"think", b"thinking"));
     }
 }

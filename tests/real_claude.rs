@@ -53,6 +53,13 @@ fn find_cli(version: &str) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
+/// The CLI at `version`, or `None` after saying why `what` is skipped.
+fn cli_or_skip(version: &str, what: &str) -> Option<PathBuf> {
+    find_cli(version)
+        .map_err(|why| eprintln!("SKIPPED real Claude Code {version} {what}: {why}"))
+        .ok()
+}
+
 /// What the fake model does next.
 enum Reply {
     Text(String),
@@ -357,12 +364,8 @@ fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
 /// Resume after an idle exit, a silent retry after a crash, interrupt with a pending
 /// approval, an edit that restores code, and a background Agent turn (issue 9).
 fn session_flows(version: &str) {
-    let cli = match find_cli(version) {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("SKIPPED real Claude Code {version} flows: {why}");
-            return;
-        }
+    let Some(cli) = cli_or_skip(version, "flows") else {
+        return;
     };
     let (relay, home, d, api) = start_node(&cli, &format!("flows-{version}"));
     let work = home.join("work");
@@ -567,12 +570,8 @@ fn real_claude_code_deny_allow_continue_interrupt_newest() {
 }
 
 fn deny_allow_continue_interrupt(version: &str) {
-    let cli = match find_cli(version) {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("SKIPPED real Claude Code {version} test: {why}");
-            return;
-        }
+    let Some(cli) = cli_or_skip(version, "test") else {
+        return;
     };
     let (relay, home, d, api_log) = start_node(&cli, &format!("real-{version}"));
     let work = home.join("work");
