@@ -345,16 +345,27 @@ impl Sessions {
     fn on_system(&mut self, key: &str, v: &Value, out: &mut Vec<Value>) {
         match v.get("subtype").and_then(Value::as_str) {
             Some("init") => {
+                let sid = v.get("session_id").and_then(Value::as_str);
+                let mut model_changed = false;
+                let mut known_id = false;
                 if let Some(s) = self.sessions.get_mut(key) {
-                    if let Some(m) = v.get("model").and_then(Value::as_str) {
+                    if let Some(m) = v.get("model").and_then(Value::as_str)
+                        && s.resolved_model.as_deref() != Some(m)
+                    {
                         s.resolved_model = Some(m.to_string());
+                        model_changed = true;
                     }
                     if let Some(c) = v.get("cwd").and_then(Value::as_str) {
                         s.cli_cwd = Some(c.into());
                     }
+                    known_id = sid.is_some() && s.sdk_id.as_deref() == sid;
                 }
-                if let Some(sid) = v.get("session_id").and_then(Value::as_str) {
+                if let Some(sid) = sid {
+                    // A new id or key saves the sidecar (with the model) as it re-keys.
                     self.rekey(key, sid, out);
+                    if model_changed && known_id && sid == key {
+                        self.save_sidecar(sid);
+                    }
                 }
             }
             // A background agent finished: the CLI will start a turn of its own.
@@ -440,7 +451,6 @@ impl Sessions {
         s.reset_stream();
         // A prompt that waited behind the CLI's own turn runs now.
         s.current = s.awaiting.pop_front();
-        self.save_sidecar(key);
         self.pump(key, out);
     }
 

@@ -300,6 +300,7 @@ fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
     let ev = n.until("session.result");
     let started = named(&ev, "session.started")[0];
     assert_eq!(started["model"], "opus");
+    assert_eq!(started["resolved_model"], "fake-model-1");
     assert_eq!(started["permission_mode"], "plan");
     assert_eq!(started["effort"], "high");
     assert_eq!(started["cwd"], cwd.as_str());
