@@ -22,6 +22,11 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
 
 /// Run the program with the process's arguments and environment; returns the exit code.
+/// `println!` that ends quietly on a closed stdout; see [`say`].
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::app::say(format_args!($($arg)*)) };
+}
+
 pub fn main() -> i32 {
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
@@ -32,11 +37,11 @@ pub fn main() -> i32 {
     };
     let command = match cli.action {
         Action::Help(topic) => {
-            println!("{}", cli::help(topic));
+            say!("{}", cli::help(topic));
             return EXIT_OK;
         }
         Action::Version => {
-            println!("coding-bridge-agent {}", env!("CARGO_PKG_VERSION"));
+            say!("coding-bridge-agent {}", env!("CARGO_PKG_VERSION"));
             return EXIT_OK;
         }
         Action::Exec(c) => c,
@@ -92,9 +97,23 @@ pub fn main() -> i32 {
 }
 
 fn print_json(v: &Value) {
+    say(format_args!("{v}"));
+}
+
+/// Print one line on stdout. A closed stdout (`coding-bridge-agent --help | head`) ends
+/// the process quietly with exit code 0 instead of a panic: the reader has what it
+/// wanted. Other write errors are ignored like `println!` would not.
+pub fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+    let written = out
+        .write_fmt(line)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    if let Err(e) = written
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(EXIT_OK);
+    }
 }
 
 /// Load credentials, warning (once, naming the file) when the file is unusable.
@@ -163,11 +182,12 @@ fn status(cfg: &Config) -> i32 {
             (true, None) => "running".to_string(),
             _ => "not running".to_string(),
         };
-        println!("Bridge URL:  {}", cfg.bridge_url);
-        println!("Node name:   {}", cfg.node_name);
-        println!("Config dir:  {}", cfg.config_dir.display());
-        println!("Paired:      {paired_text}");
-        println!("Daemon:      {daemon}");
+        say!("Version:     {}", env!("CARGO_PKG_VERSION"));
+        say!("Bridge URL:  {}", cfg.bridge_url);
+        say!("Node name:   {}", cfg.node_name);
+        say!("Config dir:  {}", cfg.config_dir.display());
+        say!("Paired:      {paired_text}");
+        say!("Daemon:      {daemon}");
     }
     EXIT_OK
 }
@@ -183,12 +203,12 @@ fn logout(cfg: &Config) -> i32 {
                     "env_token_set": env_note,
                 }));
             } else if removed {
-                println!(
+                say!(
                     "Removed the stored credentials ({}).",
                     cfg.credentials_path().display()
                 );
             } else {
-                println!(
+                say!(
                     "There were no stored credentials in {}.",
                     cfg.config_dir.display()
                 );
@@ -330,7 +350,7 @@ fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Cred
             "bridge_url": cfg.bridge_url,
         }));
     } else {
-        println!("Paired. Credentials saved to {}", path.display());
+        say!("Paired. Credentials saved to {}", path.display());
     }
     if let Probe::Running { pid } = lock::probe(&cfg.lock_path()) {
         eprintln!(

@@ -54,8 +54,11 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
             "label": "Claude Code",
             "available": available,
             "models": [
+                {"value": "", "label": "Default (from settings)"},
                 {"value": "sonnet", "label": "Sonnet"},
+                {"value": "sonnet[1m]", "label": "Sonnet (1M context)"},
                 {"value": "opus", "label": "Opus"},
+                {"value": "opus[1m]", "label": "Opus (1M context)"},
                 {"value": "haiku", "label": "Haiku"},
             ],
             "efforts": ["", "low", "medium", "high", "max"],

@@ -48,6 +48,7 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_TURN_RETRY_LIMIT",
     "CODING_BRIDGE_TURN_RETRY_BACKOFF",
     "CODING_BRIDGE_CLAUDE_ENTRYPOINT",
+    "CODING_BRIDGE_LOG_FORWARD",
 ];
 
 /// The validated configuration.
@@ -88,6 +89,8 @@ pub struct Config {
     pub turn_retry_backoff: Duration,
     /// `CLAUDE_CODE_ENTRYPOINT` for Claude children; `None` leaves it unset.
     pub claude_entrypoint: Option<String>,
+    /// Forward info-and-above log lines to the relay as `node.log` while connected.
+    pub log_forward: bool,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -244,9 +247,13 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
 
     let cwd = match pick(&flags.cwd, "cwd", "CODING_BRIDGE_CWD") {
         Some(raw) => path(&raw, home.as_deref(), cwd_now.as_deref())?,
+        // Started from `/` (a service, a container's default), the root is no place
+        // to run an agent: the home dir is the default then.
         None => cwd_now
             .clone()
+            .filter(|c| c != Path::new("/"))
             .or_else(|| home.clone())
+            .or_else(|| cwd_now.clone())
             .unwrap_or_else(|| PathBuf::from("/")),
     };
 
@@ -312,6 +319,18 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         Some(raw) => seconds_within(&raw, 0.0, 60.0, "the retry backoff")?,
         None => Duration::from_secs_f64(DEFAULT_TURN_RETRY_BACKOFF_SECS),
     };
+    let log_forward = match env("CODING_BRIDGE_LOG_FORWARD").map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => true,
+        Some(v) if ["1", "true", "yes", "on", ""].contains(&v.as_str()) => true,
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
+        Some(v) => {
+            return Err(ConfigError {
+                source: "CODING_BRIDGE_LOG_FORWARD".into(),
+                message: format!("{v:?} is not 0 or 1"),
+            });
+        }
+    };
     // Set but blank means "leave CLAUDE_CODE_ENTRYPOINT unset".
     let claude_entrypoint = match env("CODING_BRIDGE_CLAUDE_ENTRYPOINT") {
         None => Some(DEFAULT_CLAUDE_ENTRYPOINT.to_string()),
@@ -357,6 +376,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         turn_retry_limit,
         turn_retry_backoff,
         claude_entrypoint,
+        log_forward,
     })
 }
 

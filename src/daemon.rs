@@ -14,6 +14,8 @@ const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
 /// Bound of the children → hub queue; a full queue makes a flooding child wait.
 const CHILD_QUEUE: usize = 2;
+/// Bound of the logger → hub queue of `node.log` lines (a full queue drops lines).
+const LOG_QUEUE: usize = 64;
 /// Bound of the workers → hub queue (at most a few workers run at once).
 const WORK_QUEUE: usize = 16;
 
@@ -69,6 +71,13 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     );
     let (child_tx, child_rx) = bounded(CHILD_QUEUE);
     let (work_tx, work_rx) = bounded(WORK_QUEUE);
+    let log_rx = if cfg.log_forward {
+        let (log_tx, log_rx) = bounded(LOG_QUEUE);
+        crate::logging::forward_to(Some(log_tx));
+        log_rx
+    } else {
+        crossbeam_channel::never()
+    };
     let hub = Hub::new(
         cfg,
         creds.node_token.clone(),
@@ -84,6 +93,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         work_rx,
         tick_rx,
         signal_rx,
+        log_rx,
     })
 }
 

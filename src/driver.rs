@@ -274,6 +274,7 @@ impl Sessions {
                             Some(Some(k)) => key.clone_from(k),
                             _ => return,
                         }
+                        crate::logging::set_context(None, Some(&key));
                     }
                     // Anything but a streaming line may re-key the session or end it:
                     // look the key up again before the next line.
@@ -288,6 +289,7 @@ impl Sessions {
             ChildEvent::Exited { child, status } => {
                 let owner = self.children.remove(&child).flatten();
                 let Some(key) = owner else { return };
+                crate::logging::set_context(None, Some(&key));
                 self.on_exit(&key, child, status, out);
             }
         }

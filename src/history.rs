@@ -1,32 +1,50 @@
-//! Claude Code transcript history (`history.list`, `history.get`): the `.jsonl` files
-//! under `~/.claude/projects/<cwd slug>/<session id>.jsonl`, read line by line.
+//! Claude Code transcript history (`history.list`, `history.get`, `history.mark_read`):
+//! the `.jsonl` files under `<claude dir>/projects/<cwd slug>/<session id>.jsonl`, where
+//! the claude dir is `$CLAUDE_CONFIG_DIR` or `~/.claude`.
 //!
-//! Runs on a worker thread (see [`crate::worker`]), never on the hub: a transcript can be
-//! a gigabyte. Memory stays bounded whatever the files hold: lines are read with a cap
-//! ([`MAX_LINE`], longer ones skipped), each event's text is cut to [`MAX_FIELD`] and only
-//! the newest [`MAX_EVENTS`] events are kept. A broken line is skipped. Summaries used by
-//! the listing are cached by (path, size, mtime), so listing many transcripts again is
-//! cheap; the cache is bounded too.
+//! Runs on worker threads (see [`crate::worker`]), never on the hub: a transcript can be
+//! a gigabyte. What it costs, and why:
+//! - **Listing** reads a transcript's head (title, cwd, branch) and scans the rest with a
+//!   SIMD substring search (`memchr::memmem`) for message and title records, without
+//!   parsing it; summaries are cached by (path, size, mtime), so a second listing reads
+//!   nothing but directory entries.
+//! - **Detail** reads the transcript backwards from its end and keeps the newest events
+//!   that fit [`DETAIL_BUDGET`] bytes (and at most [`MAX_EVENTS`]), so a 200 MiB session
+//!   opens in a fraction of a second and its answer stays well under the relay's frame
+//!   limit; `truncated` says when older events were left out or a field was cut.
+//!
+//! Memory stays bounded whatever the files hold: lines are read with a cap ([`MAX_LINE`],
+//! longer ones skipped), each event's text is cut to [`MAX_FIELD`], buffers are fixed.
+//! A broken line is skipped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::child::{LineRead, read_bounded_line};
+use crate::reads::Reads;
 
 /// Longest transcript line read; longer ones are skipped.
 pub const MAX_LINE: usize = 16 << 20;
 /// Events kept for `history.detail` (the newest).
 pub const MAX_EVENTS: usize = 4000;
+/// Bytes of events (as JSON) in one `history.detail`: the newest that fit.
+pub const DETAIL_BUDGET: usize = 4 << 20;
 /// Longest text kept per event field (longer is cut and flagged).
 pub const MAX_FIELD: usize = 64 * 1024;
+/// How far into a transcript the listing looks for the first prompt, cwd and branch.
+const HEAD_BYTES: u64 = 4 << 20;
 const TITLE_CHARS: usize = 80;
-const CACHE_ENTRIES: usize = 4096;
+const CACHE_ENTRIES: usize = 8192;
+const SCAN_CHUNK: usize = 1 << 20;
+/// The title shown for a transcript without a single prompt.
+pub const NO_PROMPT: &str = "(no prompt)";
 
 /// What the listing shows of one transcript.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,67 +55,97 @@ pub struct Summary {
     pub message_count: u64,
 }
 
-fn projects_dir(home: &Path) -> PathBuf {
-    home.join(".claude/projects")
+/// One transcript file found by the listing.
+struct Found {
+    mtime: u64,
+    path: PathBuf,
+    id: String,
+    size: u64,
 }
 
-/// `history.list`: newest first, at most `limit` (clamped to 1..=1000).
-pub fn list(home: Option<&Path>, limit: Option<i64>, running: &[String]) -> Value {
-    let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
-    let mut files: Vec<(u64, PathBuf, String, u64)> = Vec::new();
-    if let Some(home) = home
-        && let Ok(projects) = std::fs::read_dir(projects_dir(home))
-    {
-        for project in projects.flatten() {
-            let Ok(entries) = std::fs::read_dir(project.path()) else {
+fn mtime_ms(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn transcripts(claude_dir: &Path) -> Vec<Found> {
+    let mut files = Vec::new();
+    let Ok(projects) = std::fs::read_dir(claude_dir.join("projects")) else {
+        return files;
+    };
+    for project in projects.flatten() {
+        let Ok(entries) = std::fs::read_dir(project.path()) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
                 continue;
             };
-            for e in entries.flatten() {
-                let path = e.path();
-                let Some(id) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".jsonl"))
-                else {
-                    continue;
-                };
-                if !crate::sessions::valid_id(id) {
-                    continue;
-                }
-                let Ok(meta) = e.metadata() else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let id = id.to_string();
-                files.push((mtime, path, id, meta.len()));
+            if !crate::sessions::valid_id(id) {
+                continue;
             }
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            files.push(Found {
+                mtime: mtime_ms(&meta),
+                path: e.path(),
+                id: id.to_string(),
+                size: meta.len(),
+            });
         }
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    files
+}
+
+/// `history.list`: newest first, at most `limit` (clamped to 1..=1000), each with
+/// `unread` from the read marks.
+pub fn list(
+    claude_dir: Option<&Path>,
+    limit: Option<i64>,
+    running: &[String],
+    reads: &Reads,
+) -> Value {
+    let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
+    let mut files = claude_dir.map(transcripts).unwrap_or_default();
+    files.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| a.id.cmp(&b.id)));
     files.truncate(limit);
+    let (baseline, marks) = reads.snapshot();
     let sessions: Vec<Value> = files
         .iter()
-        .map(|(mtime, path, id, size)| {
-            let s = summary_cached(path, *size, *mtime);
+        .map(|f| {
+            let s = summary_cached(&f.path, f.size, f.mtime);
+            let running = running.contains(&f.id);
+            let seen = marks
+                .get(&crate::reads::key("claude", &f.id))
+                .copied()
+                .unwrap_or(0)
+                .max(baseline);
             json!({
                 "provider": "claude",
-                "session_id": id,
+                "session_id": f.id,
                 "title": s.title,
                 "cwd": s.cwd,
                 "git_branch": s.git_branch,
-                "updated_at": mtime,
+                "updated_at": f.mtime,
                 "message_count": s.message_count,
-                "running": running.iter().any(|r| r == id),
+                "running": running,
+                "unread": !running && f.mtime > seen,
             })
         })
         .collect();
     json!({"event": "history.snapshot", "sessions": sessions})
+}
+
+/// The last-modified time (ms) of session `id`'s transcript, for a mark without a time.
+pub fn updated_at(claude_dir: Option<&Path>, id: &str) -> Option<u64> {
+    let path = find_transcript(claude_dir?, id)?;
+    std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
 }
 
 fn summary_cached(path: &Path, size: u64, mtime: u64) -> Summary {
@@ -121,53 +169,150 @@ fn summary_cached(path: &Path, size: u64, mtime: u64) -> Summary {
     s
 }
 
-/// Read a transcript once: title, cwd and branch from the first records that have them,
-/// and the number of user/assistant messages (counted without parsing every line).
+/// Read a transcript once: cwd, branch and the first real prompt from its head, then a
+/// scan of the whole file (no parsing) that counts user/assistant records and finds the
+/// last title record. The title is Claude Code's own (a `custom-title` the user set,
+/// else an `ai-title`), else the first prompt, else [`NO_PROMPT`].
 pub fn summarize(path: &Path) -> Summary {
     let mut s = Summary::default();
-    let Ok(file) = File::open(path) else { return s };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
-            Ok(LineRead::Eof) | Err(_) => break,
-            Ok(LineRead::TooLong(_)) => continue,
-            Ok(LineRead::Line) => {}
-        }
-        if !is_message_line(&line) {
-            continue;
-        }
-        let complete = !s.title.is_empty() && s.cwd.is_some() && s.git_branch.is_some();
-        if complete {
-            s.message_count += 1;
-            continue;
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
-            continue;
-        };
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "user" && kind != "assistant" {
-            continue;
-        }
-        s.message_count += 1;
-        if s.cwd.is_none() {
-            s.cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
-        }
-        if s.git_branch.is_none() {
-            s.git_branch = v
-                .get("gitBranch")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        if s.title.is_empty()
-            && kind == "user"
-            && let Some(p) = prompt_text(&v)
-        {
-            s.title = title_of(&p);
+    let Ok(file) = File::open(path) else {
+        s.title = NO_PROMPT.to_string();
+        return s;
+    };
+    let (mut prompt, mut slash) = (None, None);
+    {
+        let mut reader = BufReader::with_capacity(64 * 1024, (&file).take(HEAD_BYTES));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
+                Ok(LineRead::Eof) | Err(_) => break,
+                Ok(LineRead::TooLong(_)) => continue,
+                Ok(LineRead::Line) => {}
+            }
+            if !is_message_line(&line) {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+            if kind != "user" && kind != "assistant" {
+                continue;
+            }
+            if s.cwd.is_none() {
+                s.cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+            }
+            if s.git_branch.is_none() {
+                s.git_branch = v
+                    .get("gitBranch")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            if prompt.is_none() && kind == "user" {
+                prompt = prompt_text(&v);
+                if slash.is_none() {
+                    slash = slash_text(&v);
+                }
+            }
+            if prompt.is_some() && s.cwd.is_some() && s.git_branch.is_some() {
+                break;
+            }
         }
     }
+    let scan = scan(&file);
+    s.message_count = scan.messages;
+    let own_title = scan
+        .custom_title
+        .and_then(|at| record_at(&file, at))
+        .and_then(|v| v.get("customTitle")?.as_str().map(str::to_string))
+        .or_else(|| {
+            scan.ai_title
+                .and_then(|at| record_at(&file, at))
+                .and_then(|v| v.get("aiTitle")?.as_str().map(str::to_string))
+        })
+        .map(|t| title_of(&t))
+        .filter(|t| !t.is_empty());
+    s.title = own_title
+        .or_else(|| prompt.or(slash).map(|p| title_of(&p)))
+        .unwrap_or_else(|| NO_PROMPT.to_string());
     s
+}
+
+/// What one pass over a whole transcript finds without parsing it.
+#[derive(Debug, Default)]
+struct Scan {
+    messages: u64,
+    /// Offsets of the last title records.
+    ai_title: Option<u64>,
+    custom_title: Option<u64>,
+}
+
+/// Count `"type":"user"` / `"type":"assistant"` and find the last title records. JSON
+/// escapes every quote inside a string, so these byte patterns only match real keys.
+fn scan(mut file: &File) -> Scan {
+    const KEY: &[u8] = b"\"type\":\"";
+    /// Bytes after the key needed to tell the record type (`custom-title"` is 13).
+    const LOOK: usize = 16;
+    const NEED: usize = KEY.len() + LOOK;
+    let finder = memmem::Finder::new(KEY);
+    let mut out = Scan::default();
+    if file.seek(SeekFrom::Start(0)).is_err() {
+        return out;
+    }
+    let mut buf = vec![0u8; SCAN_CHUNK + NEED];
+    let mut kept = 0; // bytes carried over from the previous read
+    let mut base: u64 = 0; // file offset of buf[0]
+    loop {
+        let n = match file.read(&mut buf[kept..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        let eof = n == 0;
+        let filled = kept + n;
+        let data = &buf[..filled];
+        for pos in finder.find_iter(data) {
+            if pos + NEED <= kept {
+                continue; // seen whole in the previous read
+            }
+            if pos + NEED > filled && !eof {
+                continue; // cut off: the next read sees it whole
+            }
+            let value = &data[pos + KEY.len()..];
+            if value.starts_with(b"user\"") || value.starts_with(b"assistant\"") {
+                out.messages += 1;
+            } else if value.starts_with(b"ai-title\"") {
+                out.ai_title = Some(base + pos as u64);
+            } else if value.starts_with(b"custom-title\"") {
+                out.custom_title = Some(base + pos as u64);
+            }
+        }
+        if eof {
+            break;
+        }
+        let carry = NEED.min(filled);
+        buf.copy_within(filled - carry..filled, 0);
+        base += (filled - carry) as u64;
+        kept = carry;
+    }
+    out
+}
+
+/// Parse the record whose line contains file offset `at`.
+fn record_at(mut file: &File, at: u64) -> Option<Value> {
+    const WINDOW: u64 = 256 * 1024;
+    let start = at.saturating_sub(WINDOW);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    file.take(2 * WINDOW).read_to_end(&mut buf).ok()?;
+    let rel = (at - start) as usize;
+    let line_start = memchr::memrchr(b'\n', buf.get(..rel)?).map_or(0, |i| i + 1);
+    if line_start == 0 && start > 0 {
+        return None; // the line is longer than the window: not a title record
+    }
+    let line_end = memchr::memchr(b'\n', &buf[rel..]).map_or(buf.len(), |i| rel + i);
+    serde_json::from_slice(&buf[line_start..line_end]).ok()
 }
 
 /// Does the line hold `"type":"user"` or `"type":"assistant"` (a space after the colon
@@ -175,7 +320,7 @@ pub fn summarize(path: &Path) -> Summary {
 fn is_message_line(line: &[u8]) -> bool {
     const KEY: &[u8] = b"\"type\":";
     let mut from = 0;
-    while let Some(pos) = line[from..].windows(KEY.len()).position(|w| w == KEY) {
+    while let Some(pos) = memmem::find(&line[from..], KEY) {
         let mut value = &line[from + pos + KEY.len()..];
         if let Some(rest) = value.strip_prefix(b" ") {
             value = rest;
@@ -214,6 +359,28 @@ fn prompt_text(v: &Value) -> Option<String> {
     }
     let stripped = strip_tags(&text);
     (!stripped.trim().is_empty()).then_some(text)
+}
+
+/// The slash command a user record invokes, as typed (`/name args`), if it is one.
+fn slash_text(v: &Value) -> Option<String> {
+    let text = match v.pointer("/message/content")? {
+        Value::String(s) => s.as_str(),
+        Value::Array(blocks) => blocks.iter().find(|b| b["type"] == "text")?["text"].as_str()?,
+        _ => return None,
+    };
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].trim())
+    };
+    let name = between("<command-name>", "</command-name>")?;
+    if !name.starts_with('/') || name.len() < 2 {
+        return None;
+    }
+    match between("<command-args>", "</command-args>") {
+        Some(args) if !args.is_empty() => Some(format!("{name} {args}")),
+        _ => Some(name.to_string()),
+    }
 }
 
 /// Context the CLI or an IDE adds to the conversation, not typed by the user.
@@ -280,8 +447,8 @@ pub fn title_of(text: &str) -> String {
 }
 
 /// Find `<session>.jsonl` in any project dir.
-fn find_transcript(home: &Path, session: &str) -> Option<PathBuf> {
-    let projects = std::fs::read_dir(projects_dir(home)).ok()?;
+fn find_transcript(claude_dir: &Path, session: &str) -> Option<PathBuf> {
+    let projects = std::fs::read_dir(claude_dir.join("projects")).ok()?;
     projects
         .flatten()
         .map(|p| p.path().join(format!("{session}.jsonl")))
@@ -333,126 +500,304 @@ pub fn parse_ts(ts: &str) -> Option<u64> {
     (total >= 0).then(|| (total * 1000 + ms) as u64)
 }
 
-/// `history.get`: the normalised events of one transcript, plus the settings sidecar.
-pub fn detail(home: Option<&Path>, config_dir: &Path, session: &str) -> Value {
-    let not_found = |msg: &str| {
-        json!({"event": "history.detail", "provider": "claude", "session_id": session,
-               "events": [], "truncated": false, "error": msg})
-    };
-    if !crate::sessions::valid_id(session) {
-        return not_found("invalid session id");
+/// Lines of a file from its end, each at most [`MAX_LINE`] bytes (a longer one is
+/// skipped and counted in `skipped`). Reads backwards in fixed chunks.
+struct Backwards<'a> {
+    file: &'a File,
+    /// File offset where `buf` starts.
+    pos: u64,
+    /// Bytes read but not yet returned; may start in the middle of a line.
+    buf: Vec<u8>,
+    /// Lines skipped for being longer than [`MAX_LINE`].
+    skipped: usize,
+}
+
+impl<'a> Backwards<'a> {
+    fn new(file: &'a File, len: u64) -> Backwards<'a> {
+        Backwards {
+            file,
+            pos: len,
+            buf: Vec::new(),
+            skipped: 0,
+        }
     }
-    let Some(path) = home.and_then(|h| find_transcript(h, session)) else {
-        return not_found("transcript not found");
-    };
-    let Ok(file) = File::open(&path) else {
-        return not_found("transcript not readable");
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut line = Vec::new();
-    let mut events: VecDeque<Value> = VecDeque::new();
-    let mut truncated = false;
-    let mut dropped_old = false;
-    let mut title = String::new();
-    let (mut cwd, mut branch, mut model) = (None, None, None);
-    loop {
-        line.clear();
-        match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
-            Ok(LineRead::Eof) | Err(_) => break,
-            Ok(LineRead::TooLong(_)) => {
-                truncated = true;
+
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            if let Some(i) = memchr::memrchr(b'\n', &self.buf) {
+                let line = self.buf.split_off(i + 1);
+                self.buf.truncate(i);
+                if !line.is_empty() {
+                    return Some(line);
+                }
                 continue;
             }
-            Ok(LineRead::Line) => {}
+            if self.pos == 0 {
+                return (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf));
+            }
+            if self.buf.len() >= SCAN_CHUNK {
+                return self.long_line();
+            }
+            let n = (SCAN_CHUNK as u64).min(self.pos) as usize;
+            let start = self.pos - n as u64;
+            let mut chunk = vec![0u8; n + self.buf.len()];
+            if self.file.read_exact_at(&mut chunk[..n], start).is_err() {
+                return None;
+            }
+            chunk[n..].copy_from_slice(&self.buf);
+            self.pos = start;
+            self.buf = chunk;
+        }
+    }
+
+    /// The line that ends with `buf` is longer than a chunk: find where it starts
+    /// without holding it, then read it in one piece (or skip it when over the cap).
+    fn long_line(&mut self) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let end = self.pos + self.buf.len() as u64;
+        self.buf = Vec::new();
+        let mut chunk = vec![0u8; SCAN_CHUNK];
+        let mut start = 0;
+        while self.pos > 0 {
+            let n = (SCAN_CHUNK as u64).min(self.pos) as usize;
+            let from = self.pos - n as u64;
+            if self.file.read_exact_at(&mut chunk[..n], from).is_err() {
+                return None;
+            }
+            self.pos = from;
+            if let Some(i) = memchr::memrchr(b'\n', &chunk[..n]) {
+                start = from + i as u64 + 1;
+                self.pos = from + i as u64; // the newline stays out of the next line
+                break;
+            }
+        }
+        let len = (end - start) as usize;
+        if len > MAX_LINE {
+            self.skipped += 1;
+            return self.next_line();
+        }
+        let mut line = vec![0u8; len];
+        self.file.read_exact_at(&mut line, start).ok()?;
+        Some(line)
+    }
+}
+
+/// Cut every JSON string literal in `line` to about `max` bytes, in place, keeping the
+/// JSON valid (escapes and UTF-8 characters are never split). A cut string keeps a few
+/// bytes more than `max`, so the later [`cut`] still sees it as too long and flags it.
+/// This keeps a record with a 10 MiB tool result from costing 10 MiB more when parsed.
+fn shrink_strings(line: &mut Vec<u8>, max: usize) {
+    let keep = max + 4;
+    let (mut r, mut w) = (0, 0);
+    let n = line.len();
+    while r < n {
+        let b = line[r];
+        line[w] = b;
+        r += 1;
+        w += 1;
+        if b != b'"' {
+            continue;
+        }
+        // Inside a string: copy up to `keep` bytes, then drop the rest up to the quote.
+        let (mut len, mut dropping, mut high_surrogate) = (0, false, false);
+        while r < n {
+            let c = line[r];
+            if c == b'"' {
+                break;
+            }
+            let width = if c == b'\\' {
+                if line.get(r + 1) == Some(&b'u') { 6 } else { 2 }
+            } else {
+                1
+            };
+            let width = width.min(n - r);
+            // Stop copying only where a character starts, and never between the two
+            // halves of an escaped surrogate pair.
+            if !dropping && len >= keep && c & 0xC0 != 0x80 {
+                dropping = true;
+                if high_surrogate {
+                    w -= 6;
+                }
+            }
+            if dropping {
+                r += width;
+                continue;
+            }
+            high_surrogate = width == 6
+                && matches!(
+                    line.get(r + 2..r + 4),
+                    Some([b'd' | b'D', b'8' | b'9' | b'a' | b'b' | b'A' | b'B'])
+                );
+            line.copy_within(r..r + width, w);
+            r += width;
+            w += width;
+            len += width;
+        }
+        if r < n {
+            line[w] = b'"';
+            r += 1;
+            w += 1;
+        }
+    }
+    line.truncate(w);
+}
+
+/// Why `history.get` has no answer; said in a `session.error`.
+#[derive(Debug, PartialEq)]
+pub enum DetailError {
+    InvalidId,
+    NotFound,
+    Unreadable(String),
+}
+
+impl std::fmt::Display for DetailError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DetailError::InvalidId => write!(f, "invalid session id"),
+            DetailError::NotFound => write!(
+                f,
+                "no transcript of this session was found under the Claude Code projects directory"
+            ),
+            DetailError::Unreadable(e) => write!(f, "the transcript cannot be read: {e}"),
+        }
+    }
+}
+
+/// The events one transcript record shows, in order.
+fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let ts = v
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_ts);
+    let mut push = |mut e: Value| {
+        e["ts"] = json!(ts);
+        events.push(e);
+    };
+    if kind == "user" {
+        if let Some(p) = prompt_text(v).or_else(|| slash_text(v)) {
+            push(json!({"kind": "prompt", "text": cut(p.trim(), truncated)}));
+        } else if let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) {
+            for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
+                // As live: a string, with no base64 of images or documents.
+                let content = crate::claude::tool_result_content(b.get("content"));
+                push(
+                    json!({"kind": "tool_result", "tool_use_id": b["tool_use_id"],
+                            "content": cut(&content, truncated),
+                            "is_error": b["is_error"].as_bool().unwrap_or(false)}),
+                );
+            }
+        }
+    } else if kind == "assistant"
+        && let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array)
+    {
+        for b in blocks {
+            match b["type"].as_str() {
+                Some("text") => {
+                    let text = cut(b["text"].as_str().unwrap_or(""), truncated);
+                    push(json!({"kind": "text", "text": text}));
+                }
+                Some("thinking") => {
+                    let text = cut(b["thinking"].as_str().unwrap_or(""), truncated);
+                    push(json!({"kind": "thinking", "text": text}));
+                }
+                Some("tool_use") => {
+                    let input = b.get("input").cloned().unwrap_or(Value::Null);
+                    let input = if input.to_string().len() > MAX_FIELD {
+                        *truncated = true;
+                        json!({"truncated": true})
+                    } else {
+                        input
+                    };
+                    push(
+                        json!({"kind": "tool_use", "tool": b["name"], "tool_use_id": b["id"], "input": input}),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    events
+}
+
+/// `history.get`: the newest events of one transcript that fit [`DETAIL_BUDGET`], plus
+/// the saved launch settings (sidecar) and the model the transcript records.
+pub fn detail(
+    claude_dir: Option<&Path>,
+    config_dir: &Path,
+    session: &str,
+) -> Result<Value, DetailError> {
+    if !crate::sessions::valid_id(session) {
+        return Err(DetailError::InvalidId);
+    }
+    let path = claude_dir
+        .and_then(|d| find_transcript(d, session))
+        .ok_or(DetailError::NotFound)?;
+    let file = File::open(&path).map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta));
+    let mut lines = Backwards::new(&file, meta.len());
+    // Newest record first; each record's events in their own order.
+    let mut records: Vec<Vec<Value>> = Vec::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    let mut truncated = false;
+    let mut resolved_model: Option<String> = None;
+    let mut branch: Option<String> = None;
+    while let Some(mut line) = lines.next_line() {
+        if !is_message_line(&line) {
+            continue;
+        }
+        if line.len() > 2 * MAX_FIELD {
+            shrink_strings(&mut line, MAX_FIELD);
         }
         let Ok(v) = serde_json::from_slice::<Value>(&line) else {
             continue;
         };
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "user" && kind != "assistant" {
-            continue;
+        drop(line);
+        if resolved_model.is_none()
+            && v["type"] == "assistant"
+            && let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
+            && m != "<synthetic>"
+        {
+            resolved_model = Some(m.to_string());
         }
-        let ts = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_ts);
-        if cwd.is_none() {
-            cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+        if branch.is_none() {
+            branch = v
+                .get("gitBranch")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
-        if let Some(b) = v.get("gitBranch").and_then(Value::as_str) {
-            branch = Some(b.to_string());
-        }
-        let mut push = |mut e: Value| {
-            e["ts"] = json!(ts);
-            if events.len() == MAX_EVENTS {
-                events.pop_front();
-                dropped_old = true;
-            }
-            events.push_back(e);
-        };
-        if kind == "user" {
-            if let Some(p) = prompt_text(&v) {
-                if title.is_empty() {
-                    title = title_of(&p);
+        let mut cut_here = false;
+        let mut events = record_events(&v, &mut cut_here);
+        let size: usize = events.iter().map(|e| e.to_string().len() + 1).sum();
+        if count + events.len() > MAX_EVENTS || bytes + size > DETAIL_BUDGET {
+            // Keep the newest events of this record that still fit, then stop.
+            let mut kept = Vec::new();
+            while let Some(e) = events.pop() {
+                let n = e.to_string().len() + 1;
+                if count + 1 > MAX_EVENTS || bytes + n > DETAIL_BUDGET {
+                    break;
                 }
-                let mut t = false;
-                let text = cut(p.trim(), &mut t);
-                push(json!({"kind": "prompt", "text": text}));
-                truncated |= t;
-                continue;
+                count += 1;
+                bytes += n;
+                kept.push(e);
             }
-            if let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) {
-                for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
-                    // As live: a string, with no base64 of images or documents.
-                    let content = crate::claude::tool_result_content(b.get("content"));
-                    let mut t = false;
-                    let content = cut(&content, &mut t);
-                    push(
-                        json!({"kind": "tool_result", "tool_use_id": b["tool_use_id"],
-                                "content": content, "is_error": b["is_error"].as_bool().unwrap_or(false)}),
-                    );
-                    truncated |= t;
-                }
-            }
-        } else {
-            if let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
-                && m != "<synthetic>"
-            {
-                model = Some(m.to_string());
-            }
-            let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
-                continue;
-            };
-            for b in blocks {
-                let mut t = false;
-                match b["type"].as_str() {
-                    Some("text") => {
-                        let text = cut(b["text"].as_str().unwrap_or(""), &mut t);
-                        push(json!({"kind": "text", "text": text}));
-                    }
-                    Some("thinking") => {
-                        let text = cut(b["thinking"].as_str().unwrap_or(""), &mut t);
-                        push(json!({"kind": "thinking", "text": text}));
-                    }
-                    Some("tool_use") => {
-                        let input = b.get("input").cloned().unwrap_or(Value::Null);
-                        let input = if input.to_string().len() > MAX_FIELD {
-                            t = true;
-                            json!({"truncated": true})
-                        } else {
-                            input
-                        };
-                        push(
-                            json!({"kind": "tool_use", "tool": b["name"], "tool_use_id": b["id"], "input": input}),
-                        );
-                    }
-                    _ => {}
-                }
-                truncated |= t;
-            }
+            kept.reverse();
+            records.push(kept);
+            truncated = true;
+            break;
         }
+        count += events.len();
+        bytes += size;
+        truncated |= cut_here;
+        records.push(events);
     }
-    truncated |= dropped_old;
+    truncated |= lines.skipped > 0;
+    let events: Vec<Value> = records.into_iter().rev().flatten().collect();
     let sidecar = crate::sidecar::load(config_dir, session);
     let pick = |k: &str| {
         sidecar
@@ -461,19 +806,20 @@ pub fn detail(home: Option<&Path>, config_dir: &Path, session: &str) -> Value {
             .cloned()
             .filter(|v| !v.is_null())
     };
-    json!({
+    Ok(json!({
         "event": "history.detail",
         "provider": "claude",
         "session_id": session,
-        "title": title,
-        "cwd": cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": branch,
-        "model": pick("model").or(model.map(Value::String)),
-        "permission_mode": pick("permission_mode"),
+        "title": summary.title,
+        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
+        "git_branch": branch.or(summary.git_branch),
+        "model": pick("model").unwrap_or_else(|| json!("")),
+        "resolved_model": resolved_model.map(Value::String).or_else(|| pick("resolved_model")),
+        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
         "effort": pick("effort"),
-        "events": Vec::from(events),
+        "events": events,
         "truncated": truncated,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -491,6 +837,47 @@ mod tests {
         assert!(is_injected("<system-reminder>x</system-reminder>"));
         assert!(is_injected("<command-name>/clear</command-name>"));
         assert!(!is_injected("please <b>fix</b>"));
+    }
+
+    #[test]
+    fn long_strings_shrink_to_valid_json() {
+        let text = format!("{}é\\\"\\u00e9{}", "a".repeat(10), "b".repeat(50));
+        // An escaped surrogate pair right at the cut is dropped whole.
+        let mut pair = br#"{"s":"abcdefghijklmn\ud83d\ude00xyz"}"#.to_vec();
+        shrink_strings(&mut pair, 12);
+        let back: Value = serde_json::from_slice(&pair).expect("no lone surrogate");
+        assert_eq!(back["s"], "abcdefghijklmn");
+        let v = json!({"a": text, "k": ["short", {"t": "é".repeat(40)}], "n": 5});
+        let mut line = v.to_string().into_bytes();
+        shrink_strings(&mut line, 12);
+        let back: Value = serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(back["n"], 5);
+        assert_eq!(back["k"][0], "short");
+        let a = back["a"].as_str().unwrap();
+        assert!(a.starts_with("aaaaaaaaaaé") && a.len() < 24, "{a}");
+        assert!(back["k"][1]["t"].as_str().unwrap().len() <= 18);
+        // Nothing to cut: unchanged.
+        let mut same = v.to_string().into_bytes();
+        shrink_strings(&mut same, 1000);
+        assert_eq!(same, v.to_string().into_bytes());
+    }
+
+    #[test]
+    fn backwards_lines() {
+        let dir = std::env::temp_dir().join(format!("cba-back-{}", crate::ids::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.jsonl");
+        let long = "x".repeat(SCAN_CHUNK * 2 + 17);
+        std::fs::write(&p, format!("one\n\n{long}\ntwo\nthree")).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut b = Backwards::new(&f, f.metadata().unwrap().len());
+        let mut got = Vec::new();
+        while let Some(l) = b.next_line() {
+            got.push(String::from_utf8(l).unwrap());
+        }
+        assert_eq!(got, ["three", "two", long.as_str(), "one"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct Hub {
     outq: Vec<String>,
     workers: Workers,
     home: Option<std::path::PathBuf>,
+    /// `$CLAUDE_CONFIG_DIR` or `~/.claude`: where transcripts are.
+    claude_dir: Option<std::path::PathBuf>,
+    reads: crate::reads::Reads,
     config_dir: std::path::PathBuf,
     claude_path: Option<std::path::PathBuf>,
     claude_entrypoint: Option<String>,
@@ -129,6 +132,8 @@ pub struct Inputs {
     pub work_rx: Receiver<Work>,
     pub tick_rx: Receiver<Tick>,
     pub signal_rx: Receiver<i32>,
+    /// Log lines to forward as `node.log` (a never-ready channel when that is off).
+    pub log_rx: Receiver<crate::logging::Forwarded>,
 }
 
 impl Hub {
@@ -142,6 +147,12 @@ impl Hub {
         work_tx: Sender<Work>,
     ) -> Hub {
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let claude_dir = crate::transcript::claude_dir(
+            home.as_deref(),
+            std::env::var_os("CLAUDE_CONFIG_DIR")
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+        );
         let settings = Settings {
             default_cwd: cfg.cwd.clone(),
             default_model: cfg.model.clone(),
@@ -151,12 +162,7 @@ impl Hub {
             retry_limit: cfg.turn_retry_limit,
             retry_backoff: cfg.turn_retry_backoff,
             entrypoint: cfg.claude_entrypoint.clone(),
-            claude_dir: crate::transcript::claude_dir(
-                home.as_deref(),
-                std::env::var_os("CLAUDE_CONFIG_DIR")
-                    .map(std::path::PathBuf::from)
-                    .as_deref(),
-            ),
+            claude_dir: claude_dir.clone(),
             config_dir: cfg.config_dir.clone(),
             media: crate::media::Settings {
                 allowed_hosts: cfg.attachment_hosts.clone(),
@@ -172,6 +178,8 @@ impl Hub {
             sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
             workers,
             home,
+            claude_dir,
+            reads: crate::reads::Reads::open(&cfg.config_dir, now_ms()),
             config_dir: cfg.config_dir.clone(),
             claude_path: cfg.claude_path.clone(),
             claude_entrypoint: cfg.claude_entrypoint.clone(),
@@ -214,12 +222,18 @@ impl Hub {
                     Ok(w) => self.on_work(w),
                     Err(_) => break,
                 },
+                recv(inputs.log_rx) -> line => {
+                    if let Ok(line) = line {
+                        self.forward_log(line);
+                    }
+                },
                 recv(inputs.signal_rx) -> sig => {
                     crate::log_info!("signal {} received; shutting down", sig.unwrap_or(0));
                     self.shutdown(&inputs);
                     return crate::app::EXIT_OK;
                 },
             }
+            crate::logging::set_context(None, None);
             self.flush_out();
             if let Some(code) = self.exit {
                 self.shutdown(&inputs);
@@ -425,6 +439,10 @@ impl Hub {
         let action = cmd.get("action").and_then(Value::as_str).unwrap_or("");
         let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
         let session_id = cmd.get("session_id").filter(|v| v.is_string()).cloned();
+        crate::logging::set_context(
+            trace_id.as_ref().and_then(Value::as_str),
+            session_id.as_ref().and_then(Value::as_str),
+        );
         crate::log_debug!("command {action:?}");
         let mut out = Vec::new();
         if self.sessions.command(action, &cmd, &mut out) {
@@ -465,13 +483,69 @@ impl Hub {
             "history.list" => {
                 let limit = cmd.get("limit").and_then(Value::as_i64);
                 let running = self.sessions.running_ids();
+                let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
                 self.workers.run("history", move || {
                     Work::Reply(with_trace(crate::history::list(
-                        home.as_deref(),
+                        dir.as_deref(),
                         limit,
                         &running,
+                        &reads,
                     )))
                 })
+            }
+            "history.mark_read" => {
+                let limit = cmd.get("limit").and_then(Value::as_i64);
+                let provider = cmd
+                    .get("provider")
+                    .and_then(Value::as_str)
+                    .unwrap_or("claude")
+                    .to_string();
+                let id = cmd
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .filter(|s| crate::sessions::valid_id(s))
+                    .map(str::to_string);
+                if id.is_none() {
+                    crate::log_warn!(
+                        "history.mark_read without a valid session_id; nothing marked"
+                    );
+                }
+                let key = id.as_deref().map(|id| crate::reads::key(&provider, id));
+                let at = cmd.get("updated_at").and_then(Value::as_u64);
+                if let (Some(at), Some(key)) = (at, &key) {
+                    // Held in memory at once: a busy node cannot lose it.
+                    self.reads.raise(key, at);
+                }
+                let running = self.sessions.running_ids();
+                let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
+                let ok = self.workers.run("history", move || {
+                    // Never a session.error (PROTOCOL §6): a failure is logged and the
+                    // snapshot still goes out.
+                    if let (Some(id), Some(key)) = (id, key) {
+                        match at.or_else(|| crate::history::updated_at(dir.as_deref(), &id)) {
+                            Some(at) => {
+                                if let Err(e) = reads.mark(&key, at) {
+                                    crate::log_warn!("cannot save the read mark of {id}: {e}");
+                                }
+                            }
+                            None => crate::log_warn!(
+                                "history.mark_read of {id}: no updated_at and no transcript to take it from"
+                            ),
+                        }
+                    }
+                    Work::Reply(with_trace(crate::history::list(
+                        dir.as_deref(),
+                        limit,
+                        &running,
+                        &reads,
+                    )))
+                });
+                if !ok {
+                    crate::log_warn!(
+                        "the node is busy; the read mark is kept in memory and saved with the next one"
+                    );
+                }
+                return true;
             }
             "history.get" => {
                 let session = cmd
@@ -479,13 +553,37 @@ impl Hub {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
+                let provider = cmd
+                    .get("provider")
+                    .and_then(Value::as_str)
+                    .unwrap_or("claude");
+                if session.is_empty() || provider != "claude" {
+                    let message = if session.is_empty() {
+                        "history.get needs a session_id".to_string()
+                    } else {
+                        format!("history.get: unknown provider {provider:?}")
+                    };
+                    let mut e = json!({"event": "session.error", "code": "history_unavailable", "message": message});
+                    if !session.is_empty() {
+                        e["session_id"] = json!(session);
+                    }
+                    self.emit(with_trace(e));
+                    return true;
+                }
                 let config_dir = self.config_dir.clone();
+                let dir = self.claude_dir.clone();
                 self.workers.run("history", move || {
-                    Work::Reply(with_trace(crate::history::detail(
-                        home.as_deref(),
-                        &config_dir,
-                        &session,
-                    )))
+                    let reply = match crate::history::detail(dir.as_deref(), &config_dir, &session)
+                    {
+                        Ok(d) => d,
+                        Err(e) => json!({
+                            "event": "session.error",
+                            "session_id": session,
+                            "code": "history_unavailable",
+                            "message": format!("Cannot open this conversation: {e}."),
+                        }),
+                    };
+                    Work::Reply(with_trace(reply))
                 })
             }
             "fs.list" => {
@@ -520,7 +618,7 @@ impl Hub {
                     }
                     (true, None) => {
                         if let Some(waiting) = self.probe_waiting.as_mut() {
-                            waiting.push(trace);
+                            waiting.push(trace.clone());
                             true
                         } else {
                             let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
@@ -534,7 +632,7 @@ impl Hub {
                                 ))
                             });
                             if ok {
-                                self.probe_waiting = Some(vec![trace]);
+                                self.probe_waiting = Some(vec![trace.clone()]);
                             }
                             ok
                         }
@@ -544,7 +642,11 @@ impl Hub {
             _ => return false,
         };
         if !started {
-            self.emit(json!({"event": "session.error", "message": format!("the node is busy; {action} was not run, try again")}));
+            let mut e = json!({"event": "session.error", "code": "node_busy", "message": format!("the node is busy; {action} was not run, try again")});
+            if let Some(s) = cmd.get("session_id").filter(|v| v.is_string()) {
+                e["session_id"] = s.clone();
+            }
+            self.emit(traced(e, &trace));
         }
         true
     }
@@ -597,6 +699,28 @@ impl Hub {
             let frame = node_frame(self.token.expose(), &payload, None);
             self.send(Outbound::Text(frame));
         }
+    }
+
+    /// A log line for the relay (`node.log`), only while the link is up.
+    fn forward_log(&mut self, line: crate::logging::Forwarded) {
+        if !matches!(self.state, LinkState::Up { .. }) {
+            return;
+        }
+        let frame = envelope::build(
+            "node.log",
+            &ids::new_id(),
+            now_ms(),
+            Some(self.token.expose()),
+            None,
+            &json!({
+                "level": line.level.name(),
+                "logger": line.logger,
+                "msg": line.msg,
+                "trace_id": line.trace_id,
+                "session_id": line.session_id,
+            }),
+        );
+        self.send(Outbound::Text(frame));
     }
 
     fn send_heartbeat(&mut self) {

@@ -54,6 +54,7 @@ pub mod outbox;
 pub mod pairing;
 pub mod permissions;
 pub mod qr;
+pub mod reads;
 pub mod reaper;
 pub mod secret;
 pub mod session;

@@ -6,15 +6,28 @@
 //! token) and any `token=` query value are replaced, so a secret cannot reach a log even
 //! through a URL or an error message quoted from a library.
 //!
+//! Control characters (a NUL or a newline inside a relay string) are escaped, so one
+//! call is one line and a log cannot be forged or garbled from outside.
+//!
+//! While the relay link is up, info-and-above lines are also forwarded to the relay as
+//! `node.log` (PROTOCOL §1): the logger hands a [`Forwarded`] line to the hub over a
+//! bounded channel (never blocking; a full channel or the rate bound drops lines and the
+//! next forwarded line says how many). A thread can name the `trace_id`/`session_id` its
+//! lines concern with [`set_context`]; the hub does so per command and per child event.
+//!
 //! If the log file cannot be opened (read-only home, odd mount), logging continues on
 //! stderr only and says so once.
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
 
 /// Severity, most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +52,17 @@ impl Level {
         }
     }
 
+    /// The lowercase name used in `node.log`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warning",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Level::Error => "ERROR",
@@ -58,6 +82,89 @@ pub const KEEP_FILES: usize = 3;
 struct Sinks {
     file: Option<RotatingFile>,
     secrets: Vec<String>,
+    forward: Option<Forward>,
+}
+
+/// A log line for the relay (`node.log`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forwarded {
+    pub level: Level,
+    pub logger: String,
+    pub msg: String,
+    pub trace_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// Lines forwarded in a burst, and per second after it.
+pub const FORWARD_BURST: f64 = 50.0;
+pub const FORWARD_PER_SEC: f64 = 10.0;
+
+struct Forward {
+    tx: Sender<Forwarded>,
+    tokens: f64,
+    refilled: Instant,
+    dropped: u64,
+}
+
+impl Forward {
+    /// Take a token if there is one (token bucket).
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let gained = now.duration_since(self.refilled).as_secs_f64() * FORWARD_PER_SEC;
+        self.tokens = (self.tokens + gained).min(FORWARD_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+thread_local! {
+    static CONTEXT: RefCell<(Option<String>, Option<String>)> = const { RefCell::new((None, None)) };
+}
+
+/// Name the trace and session that this thread's next log lines concern (until the next
+/// call); `None`s clear it.
+pub fn set_context(trace_id: Option<&str>, session_id: Option<&str>) {
+    CONTEXT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.0 = trace_id.map(str::to_string);
+        c.1 = session_id.map(str::to_string);
+    });
+}
+
+/// Forward info-and-above lines to `tx` from now on (`None` stops it).
+pub fn forward_to(tx: Option<Sender<Forwarded>>) {
+    if let Ok(mut s) = logger().sinks.lock() {
+        s.forward = tx.map(|tx| Forward {
+            tx,
+            tokens: FORWARD_BURST,
+            refilled: Instant::now(),
+            dropped: 0,
+        });
+    }
+}
+
+/// `text` with control characters escaped (`\n`, `\t`, `\r`, `\0`, `\u{1b}` …).
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 struct Logger {
@@ -73,6 +180,7 @@ fn logger() -> &'static Logger {
         sinks: Mutex::new(Sinks {
             file: None,
             secrets: Vec::new(),
+            forward: None,
         }),
     })
 }
@@ -132,10 +240,37 @@ pub fn write(level: Level, target: &str, args: std::fmt::Arguments<'_>) {
         return;
     };
     let body = redact(&args.to_string(), &sinks.secrets);
-    let line = format!("{ts} {:<5} {target}: {body}\n", level.label());
+    let line = format!(
+        "{ts} {:<5} {target}: {}\n",
+        level.label(),
+        escape_controls(&body)
+    );
     let _ = io::stderr().write_all(line.as_bytes());
     if let Some(file) = sinks.file.as_mut() {
         file.write_line(line.as_bytes());
+    }
+    if level <= Level::Info
+        && let Some(fwd) = sinks.forward.as_mut()
+    {
+        if !fwd.admit() {
+            fwd.dropped += 1;
+            return;
+        }
+        let (trace_id, session_id) = CONTEXT.with(|c| c.borrow().clone());
+        let msg = match std::mem::take(&mut fwd.dropped) {
+            0 => body,
+            n => format!("{body} ({n} earlier log lines were not forwarded: rate limit)"),
+        };
+        let sent = fwd.tx.try_send(Forwarded {
+            level,
+            logger: target.to_string(),
+            msg,
+            trace_id,
+            session_id,
+        });
+        if sent.is_err() {
+            fwd.dropped += 1;
+        }
     }
 }
 
@@ -289,6 +424,15 @@ mod tests {
         let newest = fs::read_to_string(dir.join("agent.log")).unwrap();
         assert!(newest.contains("line 019"));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain é"), "plain é");
+        assert_eq!(
+            escape_controls("a\0b\nc\x1b[31m\u{7f}"),
+            "a\\0b\\nc\\u{1b}[31m\\u{7f}"
+        );
     }
 
     #[test]

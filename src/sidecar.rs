@@ -1,11 +1,16 @@
 //! Per-session settings sidecar: `<config_dir>/sessions/<id>.json` with
-//! `{provider, cwd, model, permission_mode, effort}`, so that resuming a session from
-//! history restores what the transcript cannot carry. Written with the same private,
+//! `{version, provider, cwd, model, resolved_model, permission_mode, effort}`, so that
+//! resuming a session from history restores what the transcript cannot carry. `model` is
+//! the launch selector the user chose (`""` for the default), never a resolved id; a file
+//! of a newer `version` than [`VERSION`] is not trusted. Written with the same private,
 //! atomic write as the credentials.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+/// The sidecar schema this build writes and reads.
+pub const VERSION: u64 = 1;
 
 /// Largest sidecar read back.
 const MAX_BYTES: u64 = 64 * 1024;
@@ -23,7 +28,11 @@ pub fn save(config_dir: &Path, id: &str, settings: &Value) {
         if let Some(dir) = p.parent() {
             crate::fsutil::ensure_private_dir(dir)?;
         }
-        let bytes = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
+        let mut body = settings.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("version".into(), VERSION.into());
+        }
+        let bytes = serde_json::to_vec_pretty(&body).map_err(std::io::Error::other)?;
         crate::fsutil::write_private_file(&p, &bytes)
     };
     if let Err(e) = write() {
@@ -42,6 +51,14 @@ pub fn load(config_dir: &Path, id: &str) -> Option<Value> {
         return None;
     }
     let v: Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+    let version = v.get("version").and_then(Value::as_u64).unwrap_or(1);
+    if version > VERSION {
+        crate::log_warn!(
+            "ignoring the settings of session {id}: {} is of a newer format ({version})",
+            p.display()
+        );
+        return None;
+    }
     v.is_object().then_some(v)
 }
 
@@ -55,7 +72,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cba-sidecar-{}", std::process::id()));
         let v = json!({"provider": "claude", "model": "opus"});
         save(&dir, "abc-1", &v);
-        assert_eq!(load(&dir, "abc-1"), Some(v));
+        let mut expected = v.clone();
+        expected["version"] = json!(VERSION);
+        assert_eq!(load(&dir, "abc-1"), Some(expected));
+        save(&dir, "abc-2", &json!({"version": VERSION + 1}));
+        std::fs::write(
+            dir.join("sessions/abc-2.json"),
+            json!({"version": VERSION + 1, "model": "x"}).to_string(),
+        )
+        .unwrap();
+        assert_eq!(load(&dir, "abc-2"), None, "a newer format is not trusted");
         save(&dir, "../evil", &json!({}));
         assert!(!dir.join("evil.json").exists());
         assert_eq!(load(&dir, "../evil"), None);

@@ -1,16 +1,19 @@
 //! Short-lived worker threads for requests that touch the disk or the network (history,
 //! the directory picker, the capability probe, a turn's images and attachments), so the
 //! hub never blocks on them. Each worker computes one [`Work`] result and sends it back on
-//! the hub's work channel. At most [`MAX_WORKERS`] run at once; beyond that a request is
-//! refused and the caller answers with an error.
+//! the hub's work channel. At most [`MAX_WORKERS`] run at once; further jobs wait in a
+//! queue of [`QUEUE`] that the running workers drain before they leave. Only when that is
+//! full too is a request refused (and the caller answers with an error).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 pub const MAX_WORKERS: usize = 8;
+/// Jobs waiting for a worker.
+pub const QUEUE: usize = 64;
 
 /// A worker's result, for the hub.
 #[derive(Debug)]
@@ -29,42 +32,111 @@ pub enum Work {
     Done,
 }
 
+type Job = Box<dyn FnOnce() -> Work + Send + 'static>;
+
 /// The hub's handle for starting workers.
 #[derive(Clone)]
 pub struct Workers {
     tx: Sender<Work>,
     busy: Arc<AtomicUsize>,
+    queue_tx: Sender<Job>,
+    queue_rx: Receiver<Job>,
 }
 
 impl Workers {
     pub fn new(tx: Sender<Work>) -> Workers {
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(QUEUE);
         Workers {
             tx,
             busy: Arc::new(AtomicUsize::new(0)),
+            queue_tx,
+            queue_rx,
         }
     }
 
-    /// Run `job` on a new thread; false (and nothing runs) when too many are busy.
+    /// Run `job` on a worker thread: a new one while fewer than [`MAX_WORKERS`] run,
+    /// else after the jobs queued before it. False (and nothing runs) only when the
+    /// queue is full too.
     pub fn run(&self, name: &str, job: impl FnOnce() -> Work + Send + 'static) -> bool {
+        let job: Job = Box::new(job);
         if self.busy.fetch_add(1, Ordering::AcqRel) >= MAX_WORKERS {
             self.busy.fetch_sub(1, Ordering::AcqRel);
-            return false;
+            return self.queue_tx.try_send(job).is_ok();
         }
-        let tx = self.tx.clone();
-        let busy = self.busy.clone();
+        let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("work-{name}"))
-            .spawn(move || {
-                let result = job();
-                busy.fetch_sub(1, Ordering::AcqRel);
-                if !matches!(result, Work::Done) {
-                    let _ = tx.send(result);
-                }
-            });
+            .spawn(move || this.serve(job));
         if spawned.is_err() {
             self.busy.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
         true
+    }
+
+    /// Run `job`, then whatever is queued, then leave.
+    fn serve(&self, first: Job) {
+        let mut next = Some(first);
+        loop {
+            while let Some(job) = next.take().or_else(|| self.queue_rx.try_recv().ok()) {
+                let result = job();
+                if !matches!(result, Work::Done) {
+                    let _ = self.tx.send(result);
+                }
+            }
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            // A job queued just before we left would wait for the next `run`: take it
+            // back if there is room.
+            if self.queue_rx.is_empty() {
+                return;
+            }
+            if self.busy.fetch_add(1, Ordering::AcqRel) >= MAX_WORKERS {
+                // The others are running and will drain it.
+                self.busy.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn jobs_beyond_the_workers_wait_in_the_queue() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Workers::new(tx);
+        let total = MAX_WORKERS + QUEUE;
+        for i in 0..total {
+            assert!(
+                w.run("t", move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    Work::Reply(Value::from(i as u64))
+                }),
+                "job {i} refused"
+            );
+        }
+        assert!(!w.run("t", || Work::Done), "refused when the queue is full");
+        let mut got: Vec<u64> = (0..total)
+            .map(|_| match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Work::Reply(v)) => v.as_u64().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..total as u64).collect::<Vec<_>>());
+        // All workers leave; the next job starts a fresh one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while w.busy.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(w.busy.load(Ordering::Acquire), 0);
+        assert!(w.run("t", || Work::Reply(Value::from(7))));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Ok(Work::Reply(_))
+        ));
     }
 }

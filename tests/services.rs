@@ -110,7 +110,7 @@ fn history_lists_newest_first_with_titles_and_details() {
     assert_eq!(a["message_count"], 7);
     assert_eq!(a["running"], false);
     assert!(a["updated_at"].as_u64().unwrap() > list[2]["updated_at"].as_u64().unwrap());
-    assert_eq!(list[2]["title"], "");
+    assert_eq!(list[2]["title"], "(no prompt)");
 
     let snap = n.ask(
         json!({"action": "history.list", "limit": 1}),
@@ -134,7 +134,10 @@ fn history_lists_newest_first_with_titles_and_details() {
     assert_eq!(d["title"], "Fix the login bug please");
     assert_eq!(d["cwd"], cwd);
     assert_eq!(d["git_branch"], "feature/x");
-    assert_eq!(d["model"], "claude-opus-4-1");
+    // No sidecar: no launch selector; the transcript's model is the resolved one.
+    assert_eq!(d["model"], "");
+    assert_eq!(d["resolved_model"], "claude-opus-4-1");
+    assert_eq!(d["permission_mode"], "default");
     assert_eq!(d["truncated"], false);
     let kinds: Vec<&str> = d["events"]
         .as_array()
@@ -146,6 +149,7 @@ fn history_lists_newest_first_with_titles_and_details() {
         kinds,
         [
             "prompt",
+            "prompt",
             "thinking",
             "text",
             "tool_use",
@@ -154,6 +158,9 @@ fn history_lists_newest_first_with_titles_and_details() {
         ]
     );
     let ev = d["events"].as_array().unwrap();
+    // A slash command shows as the user typed it; injected context does not show.
+    assert_eq!(ev[0]["text"], "/clear");
+    let ev = &ev[1..];
     assert_eq!(ev[0]["text"], "Fix   the <b>login</b>\n bug please");
     assert_eq!(ev[0]["ts"], 1_795_168_802_000u64);
     assert_eq!(ev[3]["tool"], "Read");
@@ -164,14 +171,30 @@ fn history_lists_newest_first_with_titles_and_details() {
     );
     assert_eq!(ev[5]["ts"], 1_795_168_805_250u64);
 
-    for bad in ["../../etc/passwd", "nope-0000", ""] {
-        let d = n.ask(
-            json!({"action": "history.get", "provider": "claude", "session_id": bad}),
-            "history.detail",
+    // Failures are session errors with the session id (the browser ends its skeleton).
+    for bad in ["../../etc/passwd", "nope-0000"] {
+        n.cmd(json!({"action": "history.get", "provider": "claude", "session_id": bad, "trace_id": "g1"}));
+        let mut ev = n.until("session.error");
+        assert!(
+            named(&ev, "history.detail").is_empty(),
+            "no empty, resumable detail for a missing transcript"
         );
-        assert!(d["error"].is_string(), "{bad}: {d}");
-        assert!(d["events"].as_array().unwrap().is_empty());
+        let e = ev.pop().unwrap();
+        assert_eq!(e["session_id"], bad, "{e}");
+        assert_eq!(e["trace_id"], "g1");
+        assert!(e["message"].as_str().unwrap().len() > 10, "{e}");
     }
+    let e = n.ask(
+        json!({"action": "history.get", "provider": "gemini-x", "session_id": "aaaa-1111"}),
+        "session.error",
+    );
+    assert_eq!(e["session_id"], "aaaa-1111");
+    assert!(e["message"].as_str().unwrap().contains("provider"), "{e}");
+    let e = n.ask(
+        json!({"action": "history.get", "provider": "claude"}),
+        "session.error",
+    );
+    assert!(e["message"].as_str().unwrap().contains("session_id"), "{e}");
 }
 
 #[test]
@@ -223,24 +246,55 @@ fn a_huge_transcript_and_a_10_mb_line_stay_within_a_memory_bound() {
         written += line.len() + 1;
         writeln!(f, "{line}").unwrap();
         i += 1;
+        if i == 200 {
+            // Another 10 MB line among the newest records, read backwards by history.get.
+            writeln!(f, "{}", json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "y".repeat(10 << 20)}]}, "uuid": "h2"})).unwrap();
+        }
     }
+    let newest = i - 1;
+    for j in 0..300 {
+        let line = json!({"type": "assistant", "message": {"content": [{"type": "text", "text": format!("{} {filler}", i + j)}]}, "uuid": format!("b{j}"), "timestamp": "2026-11-20T10:00:02Z"}).to_string();
+        writeln!(f, "{line}").unwrap();
+        if j == 150 {
+            writeln!(f, "{}", json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t3", "content": "x".repeat(10 << 20)}]}, "uuid": "h3"})).unwrap();
+        }
+    }
+    let _ = newest;
+    let newest = i + 299;
+    let messages = i + 300 + 4; // h0..h3 and the ordinary records
     drop(f);
     let n = Node::start_in(home, &[]);
     let before = vm_hwm_kib(n.daemon.pid());
     let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
     assert_eq!(snap["sessions"][0]["title"], "start of a huge one");
-    assert_eq!(snap["sessions"][0]["message_count"], i + 2);
+    assert_eq!(snap["sessions"][0]["message_count"], messages);
     let d = n.ask(
         json!({"action": "history.get", "provider": "claude", "session_id": "huge-0001"}),
         "history.detail",
     );
+    // The newest events that fit the byte budget, oldest first, the 10 MB result cut.
     let ev = d["events"].as_array().unwrap();
-    assert_eq!(ev.len(), 4000);
     assert_eq!(d["truncated"], true);
-    let peak = vm_hwm_kib(n.daemon.pid());
-    // The file is ~310 MB; the daemon's peak stays within a small bound regardless.
+    assert!(ev.len() > 1000 && ev.len() < 4000, "{} events", ev.len());
+    let size: usize = ev.iter().map(|e| e.to_string().len()).sum();
+    assert!(size <= 4 << 20, "{size} bytes of events");
     assert!(
-        peak < 96 * 1024,
+        ev.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{newest} ")),
+        "the newest event comes last"
+    );
+    let cut = ev
+        .iter()
+        .find(|e| e["tool_use_id"] == "t3")
+        .expect("the big result is there, cut");
+    assert!(cut["content"].as_str().unwrap().len() <= 64 * 1024 + 4);
+    assert_eq!(d["title"], "start of a huge one");
+    let peak = vm_hwm_kib(n.daemon.pid());
+    // The file is ~330 MB; the daemon's peak stays within a small bound regardless.
+    assert!(
+        peak < 32 * 1024,
         "peak RSS {} KiB (was {before} KiB) for a 310 MB transcript",
         peak
     );
@@ -265,7 +319,7 @@ fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
     let saved: Value = serde_json::from_str(&fs::read_to_string(&sidecar).unwrap()).unwrap();
     assert_eq!(
         saved,
-        json!({"provider": "claude", "cwd": cwd, "model": "opus", "resolved_model": "fake-model-1",
+        json!({"version": 1, "provider": "claude", "cwd": cwd, "model": "opus", "resolved_model": "fake-model-1",
                "permission_mode": "plan", "effort": "high"})
     );
     use std::os::unix::fs::PermissionsExt;
@@ -293,6 +347,7 @@ fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
         .cloned()
         .unwrap();
     assert_eq!(me["running"], true);
+    assert_eq!(me["unread"], false, "a running session is never unread");
     n.cmd(json!({"action": "session.close", "session_id": real}));
     n.until("session.closed");
     // Resuming from history without settings restores them from the sidecar.
@@ -401,7 +456,11 @@ fn capabilities_probe_once_and_cache() {
         .iter()
         .map(|m| m["value"].as_str().unwrap())
         .collect();
-    assert_eq!(models, ["sonnet", "opus", "haiku"]);
+    assert_eq!(
+        models,
+        ["", "sonnet", "sonnet[1m]", "opus", "opus[1m]", "haiku"]
+    );
+    assert_eq!(p["models"][0]["label"], "Default (from settings)");
     assert_eq!(p["efforts"], json!(["", "low", "medium", "high", "max"]));
     assert_eq!(
         p["permission_modes"],
@@ -715,4 +774,255 @@ fn history_limit_is_clamped_to_1000() {
         200,
         "the default limit"
     );
+}
+
+fn set_mtime_ms(p: &Path, ms: u64) {
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+        .unwrap();
+}
+
+fn entry<'a>(snap: &'a Value, id: &str) -> &'a Value {
+    snap["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {snap}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// PROTOCOL §6/§7: `unread` and `history.mark_read`, with reads.json.
+#[test]
+fn unread_marks_have_a_baseline_a_rising_watermark_and_survive_bad_files() {
+    let home = TempDir::new("unread");
+    let dir = project_dir(home.path(), "/p");
+    let mut paths = Vec::new();
+    for i in 0..25 {
+        let id = format!("sess-{i:02}");
+        let p = dir.join(format!("{id}.jsonl"));
+        fs::write(&p, rec(json!({"type": "user", "message": {"role": "user", "content": format!("prompt {i}")}, "cwd": "/p"}))).unwrap();
+        set_mtime(&p, 3600);
+        paths.push(p);
+    }
+    let n = Node::start_in(home, &[]);
+    let reads = n.home.join("cfg/reads.json");
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&reads).unwrap()).unwrap();
+    assert!(
+        saved["baseline"].as_u64().unwrap() > now_ms() - 60_000,
+        "{saved}"
+    );
+    // A fresh install shows nothing unread, however recent the history.
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert!(
+        snap["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["unread"] == false),
+        "{snap}"
+    );
+    // Updated after the baseline: unread.
+    let t1 = now_ms() + 5_000;
+    set_mtime_ms(&paths[0], t1);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(entry(&snap, "sess-00")["unread"], true);
+    assert_eq!(entry(&snap, "sess-00")["updated_at"], t1);
+    // Marked read: the answer is a fresh snapshot with the same limit.
+    let snap = n.ask(
+        json!({"action": "history.mark_read", "provider": "claude", "session_id": "sess-00",
+               "updated_at": t1, "limit": 3, "trace_id": "m1"}),
+        "history.snapshot",
+    );
+    assert_eq!(snap["trace_id"], "m1");
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 3);
+    assert_eq!(entry(&snap, "sess-00")["unread"], false);
+    // The watermark never goes back.
+    let snap = n.ask(
+        json!({"action": "history.mark_read", "provider": "claude", "session_id": "sess-00", "updated_at": 5}),
+        "history.snapshot",
+    );
+    assert_eq!(entry(&snap, "sess-00")["unread"], false);
+    // Updated again: unread again; a mark without updated_at takes the transcript's time.
+    let t2 = t1 + 5_000;
+    set_mtime_ms(&paths[0], t2);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(entry(&snap, "sess-00")["unread"], true);
+    let snap = n.ask(
+        json!({"action": "history.mark_read", "provider": "claude", "session_id": "sess-00"}),
+        "history.snapshot",
+    );
+    assert_eq!(entry(&snap, "sess-00")["unread"], false);
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&reads).unwrap()).unwrap();
+    assert_eq!(saved["reads"]["claude:sess-00"], t2);
+    // Bad marks never cost a session.error.
+    n.cmd(json!({"action": "history.mark_read", "provider": "claude", "session_id": "../x"}));
+    let ev = n.until("history.snapshot");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:?}");
+
+    // Twenty marks at once: none lost.
+    for p in &paths[1..21] {
+        set_mtime_ms(p, t2);
+    }
+    for i in 1..21 {
+        n.cmd(json!({"action": "history.mark_read", "provider": "claude", "session_id": format!("sess-{i:02}"), "updated_at": t2}));
+    }
+    for _ in 1..21 {
+        n.until("history.snapshot");
+    }
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&reads).unwrap()).unwrap();
+    for i in 0..21 {
+        assert_eq!(saved["reads"][format!("claude:sess-{i:02}")], t2, "{saved}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&reads).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Marks and baseline survive a restart.
+    let Node {
+        home,
+        daemon,
+        relay,
+    } = n;
+    drop(daemon);
+    drop(relay);
+    set_mtime_ms(&paths[21], t2);
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(entry(&snap, "sess-00")["unread"], false);
+    assert_eq!(
+        entry(&snap, "sess-21")["unread"],
+        true,
+        "updated after the old baseline"
+    );
+
+    // An unreadable reads.json (here a directory) breaks neither listing nor marking,
+    // and is not replaced while it cannot be read.
+    let Node {
+        home,
+        daemon,
+        relay,
+    } = n;
+    drop(daemon);
+    drop(relay);
+    let kept = fs::read(&reads).unwrap();
+    fs::rename(&reads, home.join("cfg/reads.keep")).unwrap();
+    fs::create_dir(&reads).unwrap();
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(
+        json!({"action": "history.mark_read", "provider": "claude", "session_id": "sess-21", "updated_at": t2}),
+        "history.snapshot",
+    );
+    assert_eq!(entry(&snap, "sess-21")["unread"], false, "held in memory");
+    assert!(reads.is_dir(), "not replaced");
+    // Readable again: the next mark merges the file's marks with the one held in memory.
+    fs::remove_dir(&reads).unwrap();
+    fs::write(&reads, &kept).unwrap();
+    set_mtime_ms(&paths[22], t2);
+    n.ask(
+        json!({"action": "history.mark_read", "provider": "claude", "session_id": "sess-22", "updated_at": t2}),
+        "history.snapshot",
+    );
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&reads).unwrap()).unwrap();
+    for id in ["sess-00", "sess-20", "sess-21", "sess-22"] {
+        assert_eq!(saved["reads"][format!("claude:{id}")], t2, "{id}: {saved}");
+    }
+
+    // A corrupt file is set aside (kept), the listing still works.
+    let Node {
+        home,
+        daemon,
+        relay,
+    } = n;
+    drop(daemon);
+    drop(relay);
+    fs::write(&reads, b"{\"baseline\": tru").unwrap();
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 25);
+    let aside: Vec<_> = fs::read_dir(n.home.join("cfg"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("reads.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(fs::read(aside[0].path()).unwrap(), b"{\"baseline\": tru");
+}
+
+/// Titles: Claude Code's own title record, else the first real prompt (a slash command
+/// as typed), else "(no prompt)"; transcripts under `$CLAUDE_CONFIG_DIR`.
+#[test]
+fn titles_come_from_title_records_and_claude_config_dir_is_honoured() {
+    let home = TempDir::new("titles");
+    let alt = home.join("alt-claude");
+    let dir = alt.join("projects/-p");
+    fs::create_dir_all(&dir).unwrap();
+    // Decoy under ~/.claude: must not be listed.
+    let decoy = project_dir(home.path(), "/p");
+    fs::write(
+        decoy.join("decoy-0001.jsonl"),
+        rec(json!({"type": "user", "message": {"role": "user", "content": "decoy"}})),
+    )
+    .unwrap();
+    let user = |t: &str| {
+        rec(json!({"type": "user", "message": {"role": "user", "content": t}, "cwd": "/p"}))
+    };
+    fs::write(
+        dir.join("titled-0001.jsonl"),
+        user("<command-name>/init</command-name>") + &user("real question")
+            + &rec(json!({"type": "ai-title", "aiTitle": "Old title", "sessionId": "titled-0001"}))
+            + &rec(json!({"type": "assistant", "message": {"model": "claude-x", "content": [{"type": "text", "text": "ok"}]}}))
+            + &rec(json!({"type": "ai-title", "aiTitle": "Fixing   the\nparser", "sessionId": "titled-0001"})),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("slash-0001.jsonl"),
+        user("<command-message>review</command-message>\n<command-name>/review</command-name>\n<command-args>PR 12</command-args>")
+            + &user("<system-reminder>x</system-reminder>"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("empty-0001.jsonl"),
+        user("<system-reminder>only context</system-reminder>"),
+    )
+    .unwrap();
+    fs::write(dir.join("long-0001.jsonl"), user(&"word ".repeat(50))).unwrap();
+    let n = Node::start_in(home, &[("CLAUDE_CONFIG_DIR", alt.to_str().unwrap())]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 4, "{snap}");
+    assert_eq!(
+        entry(&snap, "titled-0001")["title"],
+        "Fixing the parser",
+        "the last title record"
+    );
+    assert_eq!(entry(&snap, "slash-0001")["title"], "/review PR 12");
+    assert_eq!(entry(&snap, "empty-0001")["title"], "(no prompt)");
+    let long = entry(&snap, "long-0001")["title"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(long.chars().count(), 80);
+    let d = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": "titled-0001"}),
+        "history.detail",
+    );
+    assert_eq!(d["title"], "Fixing the parser");
+    assert_eq!(d["resolved_model"], "claude-x");
+    let e = n.ask(
+        json!({"action": "history.get", "provider": "claude", "session_id": "decoy-0001"}),
+        "session.error",
+    );
+    assert_eq!(e["session_id"], "decoy-0001");
 }

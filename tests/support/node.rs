@@ -81,9 +81,14 @@ impl Node {
     }
 
     pub fn start_in(home: TempDir, env: &[(&str, &str)]) -> Node {
+        let c = agent(&home);
+        Node::start_with(home, c, env)
+    }
+
+    /// Like [`Node::start_in`], from a prepared command (e.g. another working dir).
+    pub fn start_with(home: TempDir, mut c: Command, env: &[(&str, &str)]) -> Node {
         let relay = FakeRelay::start();
         relay.set_auto_ack(true);
-        let mut c = agent(&home);
         c.env("CODING_BRIDGE_URL", relay.url())
             .env("CODING_BRIDGE_NODE_TOKEN", "tok-node")
             .env("CODING_BRIDGE_CLAUDE_PATH", fake_claude())
