@@ -434,6 +434,32 @@ impl Fake {
                 self.text_block("recovered", 1);
                 self.result("success", false, "recovered");
             }
+            "spawnkids" => {
+                // A tool's shell in our process group, and a job that left it with
+                // setsid (as `nohup … &` or a detached spawn would): their pids and ours
+                // go to FAKE_CLAUDE_STATE/kids.
+                let mut pids = vec![std::process::id()];
+                let plain = std::process::Command::new("sleep").arg("300").spawn();
+                let mut detached = std::process::Command::new("sleep");
+                detached.arg("301");
+                // SAFETY: setsid is async-signal-safe.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut detached, || {
+                        libc::setsid();
+                        Ok(())
+                    });
+                }
+                for child in [plain, detached.spawn()].into_iter().flatten() {
+                    pids.push(child.id());
+                    std::mem::forget(child);
+                }
+                if let Ok(dir) = std::env::var("FAKE_CLAUDE_STATE") {
+                    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                    let _ = std::fs::write(format!("{dir}/kids"), list.join(" "));
+                }
+                self.text_block("kids started", 1);
+                self.result("success", false, "kids started");
+            }
             "exitidle" => {
                 self.text_block("bye for now", 1);
                 self.result("success", false, "bye for now");

@@ -13,7 +13,8 @@
 //!   for error reports.
 //!
 //! The child runs in its own process group so that shutdown reaches its grandchildren
-//! (shells, tools) too. Waiting with a deadline uses a pidfd and `poll(2)`, not sleeps.
+//! (shells, tools) too, and (in the daemon) under a [`crate::guard`], so that none of
+//! them outlives the daemon, even a SIGKILLed one. Waiting with a deadline uses a pidfd and `poll(2)`, not sleeps.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -106,11 +107,26 @@ impl ChildHandle {
     }
 }
 
+static GUARD: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// From now on, run every child under a [`crate::guard`] started from `exe` (this
+/// binary), so none outlives the daemon. The daemon calls this once at start; library
+/// users that never do get plain children.
+pub fn use_guard(exe: PathBuf) {
+    let _ = GUARD.set(exe);
+}
+
 /// Start `spec` as child number `id`; its output arrives on `events`.
 pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<ChildHandle> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
+    let mut cmd = match GUARD.get() {
+        Some(exe) => crate::guard::wrap(exe, &spec.program, &spec.args),
+        None => {
+            let mut c = Command::new(&spec.program);
+            c.args(&spec.args);
+            c
+        }
+    };
+    cmd.current_dir(&spec.cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

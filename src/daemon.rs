@@ -54,6 +54,17 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
 
     limit_malloc_arenas();
     crate::reaper::start_if_init();
+    // Every agent child runs under a guard started from this very binary, so nothing it
+    // starts outlives the daemon, even a SIGKILLed one. /proc/self/exe works even when
+    // the file was replaced by an upgrade while running.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
+    if exe.exists() {
+        crate::child::use_guard(exe);
+    } else {
+        crate::log_warn!(
+            "/proc is not mounted: agent processes cannot be guarded and may outlive a killed daemon"
+        );
+    }
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
     let timer = match Timer::spawn(tick_tx) {

@@ -19,14 +19,16 @@
 //!   crash retries.
 //! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
 //!
-//! The hub `select!`s over its inputs and never blocks on I/O except a bounded wait when
-//! the writer's queue is full (then the link is declared stuck and dropped). Every event
+//! The hub `select!`s over its inputs and never blocks on I/O. When the writer's queue is
+//! full (the relay reads slower than the agents write), the hub stops taking the
+//! children's output until the writer has room: their pipes fill and the CLIs wait, so
+//! a stalled relay costs time, never events. Every event
 //! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
 //! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
@@ -49,12 +51,20 @@ pub const DEDUPE_IDS: usize = 1000;
 pub const DEAD_GRACE: Duration = Duration::from_secs(20);
 /// A connection that lasted this long resets the reconnect backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long the hub waits on a full writer queue before dropping the link.
-const WRITER_STALL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the relay to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Everything shutdown waits for must be done by then (the promise is exit within 5 s).
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4600);
+
+/// What the main loop does after one input.
+enum Step {
+    Go,
+    Stop,
+    Signal(i32),
+}
+
+/// Frames that may wait for a blocked writer before the link counts as dead.
+const MAX_PENDING: usize = 4096;
 
 /// Timer ticks the hub schedules for itself.
 #[derive(Debug)]
@@ -201,37 +211,19 @@ impl Hub {
     pub fn run(mut self, inputs: Inputs) -> i32 {
         self.connect();
         loop {
-            select! {
-                recv(inputs.link_rx) -> ev => match ev {
-                    Ok(ev) => self.on_link(ev),
-                    Err(_) => break,
-                },
-                recv(inputs.child_rx) -> ev => match ev {
-                    Ok(ev) => {
-                        let mut out = Vec::new();
-                        self.sessions.on_child(ev, &mut out);
-                        self.emit_all(out);
-                    }
-                    Err(_) => break,
-                },
-                recv(inputs.tick_rx) -> t => match t {
-                    Ok(t) => self.on_tick(t),
-                    Err(_) => break,
-                },
-                recv(inputs.work_rx) -> w => match w {
-                    Ok(w) => self.on_work(w),
-                    Err(_) => break,
-                },
-                recv(inputs.log_rx) -> line => {
-                    if let Ok(line) = line {
-                        self.forward_log(line);
-                    }
-                },
-                recv(inputs.signal_rx) -> sig => {
-                    crate::log_info!("signal {} received; shutting down", sig.unwrap_or(0));
+            let step = if self.writer_blocked() {
+                self.wait_for_writer(&inputs)
+            } else {
+                self.wait_for_input(&inputs)
+            };
+            match step {
+                Step::Go => {}
+                Step::Stop => break,
+                Step::Signal(sig) => {
+                    crate::log_info!("signal {sig} received; shutting down");
                     self.shutdown(&inputs);
                     return crate::app::EXIT_OK;
-                },
+                }
             }
             crate::logging::set_context(None, None);
             self.flush_out();
@@ -241,6 +233,104 @@ impl Hub {
             }
         }
         crate::app::EXIT_OK
+    }
+
+    /// Frames wait for the writer (the relay is not reading fast enough).
+    fn writer_blocked(&self) -> bool {
+        !self.outq.is_empty() && matches!(self.state, LinkState::Up { .. })
+    }
+
+    /// One input, from any source.
+    fn wait_for_input(&mut self, inputs: &Inputs) -> Step {
+        select! {
+            recv(inputs.link_rx) -> ev => match ev {
+                Ok(ev) => self.on_link(ev),
+                Err(_) => return Step::Stop,
+            },
+            recv(inputs.child_rx) -> ev => match ev {
+                Ok(ev) => self.on_child(ev),
+                Err(_) => return Step::Stop,
+            },
+            recv(inputs.tick_rx) -> t => match t {
+                Ok(t) => self.on_tick(t),
+                Err(_) => return Step::Stop,
+            },
+            recv(inputs.work_rx) -> w => match w {
+                Ok(w) => self.on_work(w),
+                Err(_) => return Step::Stop,
+            },
+            recv(inputs.log_rx) -> line => {
+                if let Ok(line) = line {
+                    self.forward_log(line);
+                }
+            },
+            recv(inputs.signal_rx) -> sig => return Step::Signal(sig.unwrap_or(0)),
+        }
+        Step::Go
+    }
+
+    /// The writer is full: wait for room in it, or for anything but the agents' output.
+    /// Not reading the children makes their pipes fill and the CLIs wait: the relay's
+    /// pace reaches the agent, and nothing is dropped (PROTOCOL §2, issue 10).
+    fn wait_for_writer(&mut self, inputs: &Inputs) -> Step {
+        let LinkState::Up { writer, .. } = &self.state else {
+            return Step::Go;
+        };
+        let writer = writer.clone();
+        let mut sel = crossbeam_channel::Select::new();
+        let w = sel.send(&writer);
+        let link = sel.recv(&inputs.link_rx);
+        let tick = sel.recv(&inputs.tick_rx);
+        let work = sel.recv(&inputs.work_rx);
+        let log = sel.recv(&inputs.log_rx);
+        let signal = sel.recv(&inputs.signal_rx);
+        let ready = sel.ready();
+        drop(sel);
+        if ready == w {
+            return Step::Go; // flush_out sends what waits
+        }
+        if ready == link {
+            match inputs.link_rx.try_recv() {
+                Ok(ev) => self.on_link(ev),
+                Err(TryRecvError::Disconnected) => return Step::Stop,
+                Err(TryRecvError::Empty) => {}
+            }
+        } else if ready == tick {
+            match inputs.tick_rx.try_recv() {
+                Ok(t) => self.on_tick(t),
+                Err(TryRecvError::Disconnected) => return Step::Stop,
+                Err(TryRecvError::Empty) => {}
+            }
+        } else if ready == work {
+            match inputs.work_rx.try_recv() {
+                Ok(w) => self.on_work(w),
+                Err(TryRecvError::Disconnected) => return Step::Stop,
+                Err(TryRecvError::Empty) => {}
+            }
+        } else if ready == log {
+            if let Ok(line) = inputs.log_rx.try_recv() {
+                self.forward_log(line);
+            }
+        } else if ready == signal
+            && let Ok(sig) = inputs.signal_rx.try_recv()
+        {
+            return Step::Signal(sig);
+        }
+        if self.outq.len() > MAX_PENDING {
+            // Only replies and notices pile up here (the agents wait); this many means
+            // the relay is gone without saying so. Durable events are in the outbox.
+            self.on_down(Down::Lost(format!(
+                "the relay has not read for a long time ({} frames waiting)",
+                self.outq.len()
+            )));
+        }
+        Step::Go
+    }
+
+    fn on_child(&mut self, ev: ChildEvent) {
+        let mut out = Vec::new();
+        self.sessions.on_child(ev, &mut out);
+        self.emit_all(out);
     }
 
     fn connect(&mut self) {
@@ -313,7 +403,15 @@ impl Hub {
 
     /// A fresh connection: truncation notices, the outbox again, then heartbeats.
     fn on_connected(&mut self, conn: u64) {
-        for session_id in self.outbox.take_truncated() {
+        let mut truncated: Vec<String> = self
+            .outbox
+            .take_truncated()
+            .iter()
+            .map(|id| self.sessions.current_id(id))
+            .collect();
+        truncated.sort();
+        truncated.dedup();
+        for session_id in truncated {
             let payload = json!({
                 "event": "session.stream_truncated",
                 "session_id": session_id,
@@ -690,9 +788,14 @@ impl Hub {
                 .unwrap_or("")
                 .to_string();
             let token = self.token.expose();
-            let entry = self
-                .outbox
-                .push(&session_id, |seq| node_frame(token, &payload, Some(seq)));
+            let frame_for = |seq| node_frame(token, &payload, Some(seq));
+            // The browser needs this one to find the session again: never dropped.
+            let entry =
+                if payload.get("event").and_then(Value::as_str) == Some("session.identified") {
+                    self.outbox.push_pinned(&session_id, frame_for)
+                } else {
+                    self.outbox.push(&session_id, frame_for)
+                };
             let frame = entry.frame.clone();
             self.send(Outbound::Text(frame));
         } else if matches!(self.state, LinkState::Up { .. }) {
@@ -737,7 +840,9 @@ impl Hub {
         self.send(Outbound::Text(frame));
     }
 
-    /// Hand a frame to the writer if the link is up; a stuck writer drops the link.
+    /// Queue a frame for the writer if the link is up. Text frames gather in `outq` and
+    /// go as one batch after this step; a ping is skipped when the writer is full (the
+    /// link is busy, which says enough about it).
     fn send(&mut self, out: Outbound) {
         if !matches!(self.state, LinkState::Up { .. }) {
             return;
@@ -746,33 +851,28 @@ impl Hub {
             Outbound::Text(t) => self.outq.push(t),
             other => {
                 self.flush_out();
-                self.send_now(other);
+                if let LinkState::Up { writer, .. } = &self.state {
+                    let _ = writer.try_send(other);
+                }
             }
         }
     }
 
-    /// Hand the frames gathered in this step to the writer.
+    /// Hand the frames gathered so far to the writer, if it has room; otherwise they
+    /// wait (and the main loop stops reading the agents until it has).
     fn flush_out(&mut self) {
         if self.outq.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.outq);
-        self.send_now(Outbound::Batch(batch));
-    }
-
-    fn send_now(&mut self, out: Outbound) {
         let LinkState::Up { writer, .. } = &self.state else {
             self.outq.clear();
             return;
         };
-        match writer.send_timeout(out, WRITER_STALL) {
+        let batch = std::mem::take(&mut self.outq);
+        match writer.try_send(Outbound::Batch(batch)) {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => {
-                self.on_down(Down::Lost(
-                    "the relay is not reading (send queue stuck)".into(),
-                ));
-            }
-            Err(SendTimeoutError::Disconnected(_)) => {
+            Err(TrySendError::Full(Outbound::Batch(batch))) => self.outq = batch,
+            Err(_) => {
                 // The writer ended; the reader's Down event follows.
             }
         }

@@ -43,6 +43,7 @@ pub mod driver;
 pub mod envelope;
 pub mod fslist;
 pub mod fsutil;
+pub mod guard;
 pub mod history;
 pub mod hub;
 pub mod ids;

@@ -3,7 +3,10 @@
 //! every connect the whole outbox goes out again, same ids, same order. The outbox is
 //! bounded by count (`CODING_BRIDGE_OUTBOX_MAX`) and by bytes; overflow drops the oldest
 //! and remembers the sessions that lost events, so each gets a `session.stream_truncated`
-//! notice at the next connect. Owned by the hub thread; no locking.
+//! notice at the next connect. Pinned entries (`session.identified`, which the browser
+//! needs to find a session again) are never dropped. Overflow only happens while the link
+//! is down: while it is up, the hub stops reading the agents' output when the relay does
+//! not keep up. Owned by the hub thread; no locking.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -16,6 +19,8 @@ pub struct Entry {
     pub seq: u64,
     pub session_id: String,
     pub frame: String,
+    /// Never dropped by overflow.
+    pub pinned: bool,
 }
 
 #[derive(Debug)]
@@ -46,6 +51,24 @@ impl Outbox {
 
     /// Queue the envelope built by `frame_for(seq)`; returns the stored entry.
     pub fn push(&mut self, session_id: &str, frame_for: impl FnOnce(u64) -> String) -> &Entry {
+        self.push_entry(session_id, false, frame_for)
+    }
+
+    /// Like [`Outbox::push`], for an entry overflow must never drop.
+    pub fn push_pinned(
+        &mut self,
+        session_id: &str,
+        frame_for: impl FnOnce(u64) -> String,
+    ) -> &Entry {
+        self.push_entry(session_id, true, frame_for)
+    }
+
+    fn push_entry(
+        &mut self,
+        session_id: &str,
+        pinned: bool,
+        frame_for: impl FnOnce(u64) -> String,
+    ) -> &Entry {
         self.last_seq += 1;
         let frame = frame_for(self.last_seq);
         self.bytes += frame.len();
@@ -53,16 +76,21 @@ impl Outbox {
             seq: self.last_seq,
             session_id: session_id.to_string(),
             frame,
+            pinned,
         });
-        while self.queue.len() > self.max_len
-            || (self.bytes > self.max_bytes && self.queue.len() > 1)
-        {
-            if let Some(old) = self.queue.pop_front() {
+        while self.queue.len() > self.max_len || self.bytes > self.max_bytes {
+            // The oldest unpinned entry, never the one just pushed.
+            let Some(i) = self.queue.iter().position(|e| !e.pinned) else {
+                break;
+            };
+            if i == self.queue.len() - 1 {
+                break;
+            }
+            if let Some(old) = self.queue.remove(i) {
                 self.bytes -= old.frame.len();
                 self.truncated.insert(old.session_id);
             }
         }
-        // The entry just pushed is always kept (the loop leaves at least one).
         &self.queue[self.queue.len() - 1]
     }
 
@@ -120,6 +148,19 @@ mod tests {
             6,
             "sequence numbers never go back"
         );
+    }
+
+    #[test]
+    fn pinned_entries_survive_overflow() {
+        let mut o = Outbox::new(3);
+        o.push("a", |s| format!("d{s}"));
+        o.push_pinned("a", |s| format!("identified{s}"));
+        for _ in 0..10 {
+            o.push("a", |s| format!("d{s}"));
+        }
+        let frames: Vec<&str> = o.iter().map(|e| e.frame.as_str()).collect();
+        assert_eq!(frames, ["identified2", "d11", "d12"]);
+        assert_eq!(o.take_truncated(), ["a"]);
     }
 
     #[test]

@@ -185,6 +185,14 @@ impl Sessions {
         self.catalogue.as_ref()
     }
 
+    /// The id a session is known by now: `id`, or the real id it was re-keyed to.
+    pub fn current_id(&self, id: &str) -> String {
+        self.aliases
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
     pub(crate) fn key_of(&self, id: &str) -> Option<String> {
         if self.sessions.contains_key(id) {
             return Some(id.to_string());

@@ -171,3 +171,150 @@ fn started_from_the_root_the_default_cwd_is_home() {
     let started = ev.iter().find(|e| e["event"] == "session.started").unwrap();
     assert_eq!(started["cwd"], n.home.path().to_str().unwrap());
 }
+
+/// State of `pid` (`None` when gone, `Some('Z')` for a zombie nobody reaped yet).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+fn alive(pid: u32) -> bool {
+    !matches!(state(pid), None | Some('Z'))
+}
+
+#[test]
+fn nothing_outlives_a_sigkilled_daemon() {
+    let mut n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "s1", "prompt": "spawnkids"}));
+    n.until("session.result");
+    let kids: Vec<u32> = std::fs::read_to_string(n.home.join("kids"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 3, "the CLI and its two jobs");
+    assert!(kids.iter().all(|p| alive(*p)));
+    // A job that left the CLI's process group is still killed: SIGKILL the daemon.
+    n.daemon.child.kill().unwrap();
+    let _ = n.daemon.child.wait();
+    assert!(
+        wait_until(Duration::from_secs(2), || kids.iter().all(|p| !alive(*p))),
+        "still running 2 s after the daemon was killed: {:?}",
+        kids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_cli_that_exits_leaves_no_jobs_behind() {
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "s1", "prompt": "spawnkids"}));
+    n.until("session.result");
+    let kids: Vec<u32> = std::fs::read_to_string(n.home.join("kids"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    n.cmd(json!({"action": "session.close", "session_id": "s1"}));
+    n.until("session.closed");
+    assert!(
+        wait_until(Duration::from_secs(6), || kids.iter().all(|p| !alive(*p))),
+        "left behind: {:?}",
+        kids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A relay that stops reading for 10 s while an agent streams: the daemon waits (the
+/// agent's pipe pushes back) and every delta arrives, in order, on the same link.
+#[test]
+fn a_stalled_relay_loses_nothing() {
+    const N: usize = 50_000;
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "s1", "prompt": format!("flood {N}")}));
+    n.until("session.text_delta");
+    n.relay.mute();
+    std::thread::sleep(Duration::from_secs(10));
+    let peak = vm_hwm_kib(n.daemon.pid());
+    n.relay.unmute();
+    let ev = n.until("session.result");
+    let mut text = String::from("d0 ");
+    let mut truncated = 0;
+    for e in &ev {
+        match e["event"].as_str() {
+            Some("session.text_delta") => text.push_str(e["text"].as_str().unwrap()),
+            Some("session.stream_truncated") => truncated += 1,
+            _ => {}
+        }
+    }
+    let expected: String = (0..N).map(|i| format!("d{i} ")).collect();
+    assert_eq!(truncated, 0);
+    assert!(
+        text == expected,
+        "{} of {} bytes arrived; first difference at {:?}",
+        text.len(),
+        expected.len(),
+        text.bytes().zip(expected.bytes()).position(|(a, b)| a != b)
+    );
+    assert_eq!(n.relay.handshakes().len(), 1, "the link was never dropped");
+    assert!(peak <= 16 * 1024, "peak RSS {peak} KiB during the stall");
+}
+
+/// Outbox overflow (a relay that does not ack, then a dropped link): the notice names
+/// the session's current (re-keyed) id, and `session.identified` is never dropped.
+#[test]
+fn outbox_overflow_keeps_session_identified_and_names_the_current_id() {
+    let n = Node::start(&[
+        ("CODING_BRIDGE_OUTBOX_MAX", "100"),
+        ("CODING_BRIDGE_RECONNECT_MIN", "0.05"),
+        ("CODING_BRIDGE_RECONNECT_MAX", "0.1"),
+    ]);
+    n.relay.set_auto_ack(false);
+    n.cmd(json!({"action": "session.start", "session_id": "s1", "prompt": "flood 500"}));
+    let ev = n.until("session.result");
+    let real = ev
+        .iter()
+        .find(|e| e["event"] == "session.identified")
+        .expect("identified")["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(real, "s1");
+    n.relay.drop_all();
+    let mut notices = Vec::new();
+    let mut identified = false;
+    let mut resent = 0;
+    n.relay.recv_until(T, |v| {
+        if v["type"] != "node.to_browser" {
+            return false;
+        }
+        let p = &v["payload"];
+        match p["event"].as_str() {
+            Some("session.stream_truncated") => notices.push(p.clone()),
+            Some("session.identified") => identified = true,
+            _ => {}
+        }
+        if v.get("node_seq").is_some() {
+            resent += 1;
+        }
+        p["event"] == "session.result"
+    });
+    assert_eq!(notices.len(), 1, "one notice per session: {notices:?}");
+    let notice = &notices[0];
+    assert_eq!(notice["session_id"], real.as_str(), "{notice}");
+    assert_eq!(notice["reason"], "node_outbox_overflow");
+    assert!(identified, "session.identified was resent");
+    assert!(resent <= 100, "{resent}");
+}

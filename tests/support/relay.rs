@@ -56,6 +56,7 @@ enum Out {
     Frame(Message),
     /// Stop reading and answering (a half-dead link).
     Mute,
+    Unmute,
     Close(u16, String),
     Drop,
 }
@@ -289,6 +290,15 @@ impl FakeRelay {
         });
     }
 
+    /// Read and answer again on the newest connection after [`FakeRelay::mute`].
+    pub fn unmute(&self) {
+        self.with(|s| {
+            if let Some(c) = s.conns.last() {
+                let _ = c.send(Out::Unmute);
+            }
+        });
+    }
+
     /// Drop every live connection at the TCP level, without a close frame.
     pub fn drop_all(&self) {
         self.with(|s| {
@@ -480,6 +490,7 @@ fn serve_ws(
                     let _ = raw.shutdown(std::net::Shutdown::Both);
                     return Ok(());
                 }
+                Ok(Out::Unmute) => muted = false,
                 Ok(_) => continue,
             }
         }
@@ -502,6 +513,7 @@ fn serve_ws(
                     return Ok(());
                 }
                 Ok(Out::Mute) => muted = true,
+                Ok(Out::Unmute) => {}
                 Ok(Out::Drop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     let _ = raw.shutdown(std::net::Shutdown::Both);
                     return Ok(());
