@@ -50,7 +50,12 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     };
     let (url, display) = link::socket_url(&cfg.bridge_url, creds.node_token.expose());
     crate::logging::add_secret(&url);
-    let target = Target { url, display, tls };
+    let target = Target {
+        url,
+        display,
+        tls,
+        max_message: link::MAX_MESSAGE,
+    };
 
     limit_malloc_arenas();
     crate::reaper::start_if_init();

@@ -339,6 +339,8 @@ impl Hub {
         crate::log_debug!("connecting to {} (attempt {conn})", self.target.display);
         self.state = LinkState::Connecting { conn };
         link::spawn(conn, self.target.clone(), self.link_tx.clone());
+        // A raised read limit (see `on_down`) serves one connection only.
+        self.target.max_message = link::MAX_MESSAGE;
     }
 
     fn current_conn(&self) -> Option<u64> {
@@ -378,6 +380,43 @@ impl Hub {
             }
             LinkEvent::Alive { conn } => {
                 self.touch(conn);
+            }
+            LinkEvent::Oversized {
+                conn,
+                size,
+                cmd_id,
+                action,
+                session_id,
+                trace_id,
+            } => {
+                if !self.touch(conn) {
+                    return;
+                }
+                if let Some(id) = &cmd_id
+                    && !self.dedupe.first_time(id)
+                {
+                    return; // refused already; a redelivery changes nothing
+                }
+                let mut e = json!({
+                    "event": "session.error",
+                    "code": "command_too_large",
+                    "message": format!(
+                        "The {} command was {} MiB; this node takes at most {} MiB per command \
+                         (images: at most {} MiB each and {} MiB in all). Send fewer or smaller images.",
+                        action.as_deref().unwrap_or("browser"),
+                        size.div_ceil(1 << 20),
+                        link::MAX_COMMAND >> 20,
+                        crate::media::MAX_IMAGE_BYTES >> 20,
+                        crate::media::MAX_IMAGES_TOTAL >> 20,
+                    ),
+                });
+                if let Some(s) = session_id {
+                    e["session_id"] = json!(s);
+                }
+                if let Some(t) = trace_id {
+                    e["trace_id"] = json!(t);
+                }
+                self.emit(e);
             }
             LinkEvent::Down { conn, why } => {
                 if self.current_conn() != Some(conn) {
@@ -435,6 +474,29 @@ impl Hub {
     }
 
     fn on_down(&mut self, why: Down) {
+        let why = match why {
+            Down::TooLarge { size, limit } => {
+                let mib = |n: usize| n.div_ceil(1 << 20);
+                if size <= link::MAX_RECOVERY {
+                    crate::log_error!(
+                        "the relay sent a {} MiB message, more than the {} MiB this connection reads; \
+                         the next connection reads it once to refuse it with an error to the browser",
+                        mib(size),
+                        mib(limit)
+                    );
+                    self.target.max_message = size;
+                } else {
+                    crate::log_error!(
+                        "the relay sent a {} MiB message, more than the node can ever read ({} MiB); \
+                         it is lost, and the link reconnects",
+                        mib(size),
+                        mib(link::MAX_RECOVERY)
+                    );
+                }
+                Down::Lost(format!("a {} MiB message", mib(size)))
+            }
+            other => other,
+        };
         let lasted = match &self.state {
             LinkState::Up { since, control, .. } => {
                 control.kill();
@@ -454,6 +516,7 @@ impl Hub {
                 );
                 self.exit = Some(crate::app::EXIT_FAILED);
             }
+            Down::TooLarge { .. } => {}
             Down::Lost(msg) => {
                 if lasted.is_some_and(|d| d >= STABLE_AFTER) {
                     self.backoff.reset();

@@ -36,8 +36,16 @@ use tungstenite::{Message, WebSocket};
 
 use crate::envelope::{self, Incoming};
 
-/// WebSocket frames and messages above this are refused by the protocol layer.
-pub const MAX_MESSAGE: usize = 16 << 20;
+/// The largest browser command the node takes: images (base64) and all. Media limits
+/// are set so that a command within them fits ([`crate::media::MAX_IMAGES_TOTAL`]). A
+/// bigger frame up to [`MAX_MESSAGE`] is read, refused with a `session.error`, and its
+/// `cmd_id` remembered, so a redelivery cannot loop.
+pub const MAX_COMMAND: usize = 48 << 20;
+/// WebSocket messages above this cannot be read: the connection fails. The hub then
+/// reads up to [`MAX_RECOVERY`] on the next connection, to refuse such a frame properly
+/// if the relay delivers it again.
+pub const MAX_MESSAGE: usize = 64 << 20;
+pub const MAX_RECOVERY: usize = 256 << 20;
 /// Frames the writer may have queued before the hub treats the link as stuck.
 pub const WRITER_QUEUE: usize = 16;
 /// Frames read in one go before the reader hands them over and reads again.
@@ -66,6 +74,16 @@ pub enum LinkEvent {
         conn: u64,
         why: Down,
     },
+    /// A text frame larger than [`MAX_COMMAND`] was read and dropped; what could be
+    /// learnt of it without holding its contents.
+    Oversized {
+        conn: u64,
+        size: usize,
+        cmd_id: Option<String>,
+        action: Option<String>,
+        session_id: Option<String>,
+        trace_id: Option<String>,
+    },
 }
 
 /// How a connection ended (or failed to start).
@@ -75,6 +93,8 @@ pub enum Down {
     Rejected(String),
     /// Anything else: try again later.
     Lost(String),
+    /// The relay sent a message of `size` bytes, more than the connection reads.
+    TooLarge { size: usize, limit: usize },
 }
 
 /// What the hub asks the writer to send.
@@ -107,6 +127,8 @@ pub struct Target {
     pub url: String,
     pub display: String,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The largest WebSocket message this connection reads ([`MAX_MESSAGE`] normally).
+    pub max_message: usize,
 }
 
 /// Build the socket URL from the bridge base URL: `https` → `wss`, `http` → `ws`,
@@ -224,6 +246,15 @@ fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>
                         ended = Some(Down::Lost("connection closed".into()));
                         break;
                     }
+                    Err(tungstenite::Error::Capacity(
+                        tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+                    )) => {
+                        ended = Some(Down::TooLarge {
+                            size,
+                            limit: max_size,
+                        });
+                        break;
+                    }
                     Err(e) => {
                         ended = Some(Down::Lost(e.to_string()));
                         break;
@@ -236,6 +267,23 @@ fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>
         let full = batch.len() == READ_BATCH;
         for m in batch.drain(..) {
             let event = match m {
+                Message::Text(t) if t.len() > MAX_COMMAND => {
+                    let peek = peek(t.as_str());
+                    crate::log_error!(
+                        "the relay sent a {} MiB frame ({}); the node takes at most {} MiB: dropped",
+                        t.len() >> 20,
+                        peek.action.as_deref().unwrap_or("no action"),
+                        MAX_COMMAND >> 20
+                    );
+                    LinkEvent::Oversized {
+                        conn,
+                        size: t.len(),
+                        cmd_id: peek.cmd_id,
+                        action: peek.action,
+                        session_id: peek.session_id,
+                        trace_id: peek.trace_id,
+                    }
+                }
                 Message::Text(t) => match envelope::parse(t.as_str()) {
                     Ok(incoming) => LinkEvent::Frame { conn, incoming },
                     Err(e) => {
@@ -365,6 +413,50 @@ fn flush(ws: &Mutex<Ws>, tcp: &TcpStream) -> Result<(), ()> {
     }
 }
 
+/// What a dropped frame said about itself, read without keeping its big strings.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Peek {
+    #[serde(default, deserialize_with = "lenient")]
+    cmd_id: Option<String>,
+    #[serde(default)]
+    payload: Option<PeekPayload>,
+    #[serde(skip)]
+    action: Option<String>,
+    #[serde(skip)]
+    session_id: Option<String>,
+    #[serde(skip)]
+    trace_id: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PeekPayload {
+    #[serde(default, deserialize_with = "lenient")]
+    action: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    session_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    trace_id: Option<String>,
+}
+
+/// A string field, or `None` for anything else (never an error).
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) if s.len() <= 256 => Some(s),
+        _ => None,
+    })
+}
+
+fn peek(text: &str) -> Peek {
+    let mut p: Peek = serde_json::from_str(text).unwrap_or_default();
+    if let Some(pl) = p.payload.take() {
+        p.action = pl.action;
+        p.session_id = pl.session_id;
+        p.trace_id = pl.trace_id;
+    }
+    p
+}
+
 /// Block until the socket is ready for `events` (or has hung up). False on poll failure.
 fn wait_fd(tcp: &TcpStream, events: libc::c_short) -> bool {
     let mut pfd = libc::pollfd {
@@ -461,8 +553,8 @@ fn connect(target: &Target) -> Result<(Ws, TcpStream), Down> {
         Stream::Plain(tcp)
     };
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
+        .max_message_size(Some(target.max_message))
+        .max_frame_size(Some(target.max_message))
         .max_write_buffer_size(MAX_MESSAGE + (1 << 20));
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(
         target.url.as_str(),
@@ -588,6 +680,21 @@ impl Write for TlsStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peeks_at_a_big_frame() {
+        let big = "A".repeat(1 << 20);
+        let text = serde_json::json!({"type": "browser.to_node", "cmd_id": "c1",
+            "payload": {"action": "session.start", "session_id": "s", "trace_id": 5,
+                        "images": [{"data": big}]}})
+        .to_string();
+        let p = peek(&text);
+        assert_eq!(p.cmd_id.as_deref(), Some("c1"));
+        assert_eq!(p.action.as_deref(), Some("session.start"));
+        assert_eq!(p.session_id.as_deref(), Some("s"));
+        assert_eq!(p.trace_id, None, "not a string");
+        assert_eq!(peek("not json").cmd_id, None);
+    }
 
     #[test]
     fn socket_urls() {

@@ -3,8 +3,9 @@
 //! images to `<cwd>/.tmp/images/<session>-<ms>/`, attachments (https downloads from an
 //! allow-list of hosts) to `<cwd>/.tmp/attachments/<session>-<ms>/`.
 //!
-//! Runs on a worker thread. Every item is bounded (12 MiB per image, 50 MiB and 10 per
-//! turn for attachments, checked while streaming); names are reduced to a safe base name,
+//! Runs on a worker thread. Every item is bounded (12 MiB per image and 32 MiB for all
+//! the images of a command, so that a command within the limits fits the 48 MiB frame
+//! the node takes; 50 MiB and 10 per turn for attachments, checked while streaming); names are reduced to a safe base name,
 //! so nothing can be written outside the target directory. A bad item is skipped with a
 //! notice; it never fails the turn.
 
@@ -17,6 +18,10 @@ pub const MAX_IMAGE_BYTES: usize = 12 << 20;
 pub const MAX_ATTACHMENT_BYTES: u64 = 50 << 20;
 pub const MAX_ATTACHMENTS: usize = 10;
 pub const MAX_IMAGES: usize = 20;
+/// Decoded bytes of all the images of one command: with base64 (4/3) and the rest of
+/// the command this fits the relay frame the node takes ([`crate::link::MAX_COMMAND`]).
+pub const MAX_IMAGES_TOTAL: usize = 32 << 20;
+const _: () = assert!(MAX_IMAGES_TOTAL / 3 * 4 + (4 << 20) <= crate::link::MAX_COMMAND);
 pub const DEFAULT_HOSTS: &[&str] = &["cdn.acedata.cloud", "platform.cdn.acedata.cloud"];
 
 /// What media handling needs from the configuration.
@@ -67,14 +72,31 @@ pub fn prepare(
     );
     if let Some(list) = images.and_then(as_list) {
         let dir = cwd.join(".tmp/images").join(&stamp);
+        let mut total = 0;
         for (i, item) in list.iter().enumerate() {
             if i >= MAX_IMAGES {
                 out.notices
                     .push(format!("only the first {MAX_IMAGES} images were kept"));
                 break;
             }
+            let size = ["data", "base64", "url"]
+                .iter()
+                .find_map(|k| item.get(*k).and_then(Value::as_str))
+                .or_else(|| item.as_str())
+                .map_or(0, |d| d.len() / 4 * 3);
+            if total + size > MAX_IMAGES_TOTAL {
+                out.notices.push(format!(
+                    "image {} skipped: the images of one message may total {} MiB",
+                    i + 1,
+                    MAX_IMAGES_TOTAL >> 20
+                ));
+                continue;
+            }
             match save_image(&dir, i, item) {
-                Ok((p, mime)) => out.saved.push((p, mime)),
+                Ok((p, mime)) => {
+                    total += size;
+                    out.saved.push((p, mime));
+                }
                 Err(e) => out.notices.push(format!("image {} skipped: {e}", i + 1)),
             }
         }
@@ -99,11 +121,12 @@ pub fn prepare(
     out
 }
 
-fn as_list(v: &Value) -> Option<Vec<Value>> {
+/// The items of a list, or the one item given bare (borrowed: images are big).
+fn as_list(v: &Value) -> Option<Vec<&Value>> {
     match v {
-        Value::Array(a) => Some(a.clone()),
+        Value::Array(a) => Some(a.iter().collect()),
         Value::Null => None,
-        other => Some(vec![other.clone()]),
+        other => Some(vec![other]),
     }
 }
 
@@ -155,13 +178,12 @@ fn ext_for(mime: &str, bytes: &[u8]) -> &'static str {
 
 fn save_image(dir: &Path, index: usize, item: &Value) -> Result<(PathBuf, String), String> {
     let (data, name, mut mime) = match item {
-        Value::String(s) => (s.clone(), None, None),
+        Value::String(s) => (s.as_str(), None, None),
         Value::Object(m) => {
             let data = ["data", "base64", "url"]
                 .iter()
                 .find_map(|k| m.get(*k).and_then(Value::as_str))
-                .ok_or("no data, base64 or url field")?
-                .to_string();
+                .ok_or("no data, base64 or url field")?;
             let name = m.get("name").and_then(Value::as_str).map(str::to_string);
             let mime = m
                 .get("media_type")
@@ -180,7 +202,7 @@ fn save_image(dir: &Path, index: usize, item: &Value) -> Result<(PathBuf, String
         if mime.is_none() {
             mime = meta.strip_suffix(";base64").map(str::to_string);
         }
-        b64.to_string()
+        b64
     } else if data.starts_with("http://") || data.starts_with("https://") {
         return Err("image URLs are not fetched; send the image data".into());
     } else {
@@ -189,7 +211,7 @@ fn save_image(dir: &Path, index: usize, item: &Value) -> Result<(PathBuf, String
     if payload.len() > MAX_IMAGE_BYTES / 3 * 4 + 1024 {
         return Err(format!("larger than {} MiB", MAX_IMAGE_BYTES >> 20));
     }
-    let bytes = decode_base64(&payload).ok_or("not valid base64")?;
+    let bytes = decode_base64(payload).ok_or("not valid base64")?;
     if bytes.is_empty() {
         return Err("empty".into());
     }

@@ -439,7 +439,7 @@ impl Sessions {
     }
 
     /// Queue a turn (and save its media first, if it has any).
-    fn queue_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<Value>) {
+    fn queue_turn(&mut self, key: &str, mut t: TurnCmd, out: &mut Vec<Value>) {
         let Some(turn) = self.new_turn(key, &t) else {
             return;
         };
@@ -455,12 +455,13 @@ impl Sessions {
             return;
         }
         s.queue.push_back(turn);
-        self.prepare_media(key, &t, out);
+        self.prepare_media(key, &mut t, out);
     }
 
     /// If the newest turn of `key` came with images or attachments, hold it and save
     /// them on a worker; [`Sessions::on_prepared`] lets it run.
-    fn prepare_media(&mut self, key: &str, t: &TurnCmd, out: &mut Vec<Value>) {
+    /// The media move to the worker (no copy: images can be tens of MiB).
+    fn prepare_media(&mut self, key: &str, t: &mut TurnCmd, out: &mut Vec<Value>) {
         if !t.has_media() {
             return;
         }
@@ -474,7 +475,7 @@ impl Sessions {
         let (turn_id, cwd, sid) = (turn.id, s.cwd.clone(), s.id.clone());
         let media = self.settings.media.clone();
         let owner = key.to_string();
-        let (images, attachments) = (t.images.clone(), t.attachments.clone());
+        let (images, attachments) = (t.images.take(), t.attachments.take());
         let started = self.workers.run("media", move || Work::Prepared {
             session: owner,
             turn: turn_id,
@@ -735,7 +736,8 @@ impl Sessions {
         let mut turn = plan.turn;
         turn.preparing = false;
         s.queue.push_back(turn);
-        self.prepare_media(key, &plan.media, out);
+        let mut media = plan.media;
+        self.prepare_media(key, &mut media, out);
         self.ensure_child(key, out);
         self.pump(key, out);
     }

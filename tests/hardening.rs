@@ -318,3 +318,123 @@ fn outbox_overflow_keeps_session_identified_and_names_the_current_id() {
     assert!(identified, "session.identified was resent");
     assert!(resent <= 100, "{resent}");
 }
+
+/// Base64 of `n` zero bytes (`n` a multiple of 3).
+fn zeros_b64(n: usize) -> String {
+    assert_eq!(n % 3, 0);
+    "A".repeat(n / 3 * 4)
+}
+
+/// Big commands: two 7 MiB images (within the media limits) fit the frame the node
+/// takes and both reach the agent; an image beyond 12 MiB, or images beyond 32 MiB in
+/// all, are skipped with a notice.
+#[test]
+fn a_command_with_two_7_mib_images_works() {
+    let n = Node::start(&[]);
+    let seven = 7 * 1024 * 1024 - 1; // a multiple of 3
+    let img = zeros_b64(seven);
+    n.cmd(
+        json!({"action": "session.start", "session_id": "big", "prompt": "look",
+                 "images": [{"data": img, "media_type": "image/png", "name": "a.png"},
+                            {"data": img, "media_type": "image/png", "name": "b.png"}]}),
+    );
+    let ev = n.until("session.result");
+    assert!(
+        ev.iter()
+            .all(|e| e["event"] != "session.notice" && e["event"] != "session.error"),
+        "{:?}",
+        ev.iter()
+            .filter(|e| e["event"] != "session.text_delta")
+            .collect::<Vec<_>>()
+    );
+    let dir = std::fs::read_dir(n.home.join(".tmp/images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in ["a.png", "b.png"] {
+        assert_eq!(
+            std::fs::metadata(dir.join(f)).unwrap().len(),
+            seven as u64,
+            "{f}"
+        );
+    }
+    // Beyond the limits: one image over 12 MiB, and a total over 32 MiB.
+    let notices = |ev: &[Value]| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e["event"] == "session.notice")
+            .map(|e| e["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    n.cmd(
+        json!({"action": "session.send", "session_id": "big", "prompt": "more",
+                 "images": [zeros_b64(13 * 1024 * 1024 - 1), zeros_b64(3)]}),
+    );
+    let got = notices(&n.until("session.result"));
+    assert_eq!(got, ["image 1 skipped: larger than 12 MiB"]);
+    let eleven = zeros_b64(11 * 1024 * 1024 - 2);
+    n.cmd(
+        json!({"action": "session.send", "session_id": "big", "prompt": "more",
+                 "images": [eleven, eleven, eleven]}),
+    );
+    let got = notices(&n.until("session.result"));
+    assert_eq!(
+        got,
+        ["image 3 skipped: the images of one message may total 32 MiB"]
+    );
+    assert_eq!(n.relay.handshakes().len(), 1);
+}
+
+/// A frame beyond what the node takes is refused with a clear session.error, once, and
+/// never makes the link loop: between the command limit and the read limit it is read
+/// and refused on the same link; beyond the read limit the link drops once, and the
+/// redelivery is read and refused on the next one.
+#[test]
+fn oversized_frames_are_refused_once_without_a_reconnect_storm() {
+    let n = Node::start(&[
+        ("CODING_BRIDGE_RECONNECT_MIN", "0.05"),
+        ("CODING_BRIDGE_RECONNECT_MAX", "0.1"),
+    ]);
+    let start = |mib: usize| {
+        json!({"action": "session.start", "session_id": format!("s{mib}"), "trace_id": format!("t{mib}"),
+               "prompt": "look", "images": [zeros_b64(mib * 1024 * 1024 / 3 * 3)]})
+    };
+    // 50 MiB: over the 48 MiB command limit, under the 64 MiB read limit.
+    assert!(n.relay.command("c50", start(38)));
+    let e = n.until("session.error").pop().unwrap();
+    assert_eq!(e["session_id"], "s38");
+    assert_eq!(e["trace_id"], "t38");
+    assert_eq!(e["code"], "command_too_large");
+    assert!(
+        e["message"].as_str().unwrap().contains("at most 48 MiB"),
+        "{e}"
+    );
+    // Redelivered: ignored.
+    assert!(n.relay.command("c50", start(38)));
+    n.cmd(json!({"action": "ping"}));
+    let ev = n.until("pong");
+    assert!(ev.iter().all(|e| e["event"] != "session.error"), "{ev:?}");
+    assert_eq!(n.relay.handshakes().len(), 1, "the same link");
+    assert!(n.daemon.stderr().contains("MiB frame (session.start)"));
+
+    // 70 MiB: the link drops once ...
+    assert!(n.relay.command("c70", start(53)));
+    assert!(
+        wait_until(T, || n.relay.handshakes().len() == 2),
+        "{}",
+        n.daemon.stderr()
+    );
+    n.relay.recv_type("node.heartbeat", T).unwrap();
+    // ... and the relay redelivers it: refused with an error, on the same new link.
+    assert!(n.relay.command("c70", start(53)));
+    let e = n.until("session.error").pop().unwrap();
+    assert_eq!(e["session_id"], "s53");
+    assert_eq!(e["code"], "command_too_large");
+    assert!(n.relay.command("c70", start(53)));
+    n.cmd(json!({"action": "ping"}));
+    let ev = n.until("pong");
+    assert!(ev.iter().all(|e| e["event"] != "session.error"), "{ev:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(n.relay.handshakes().len(), 2, "no reconnect storm");
+}

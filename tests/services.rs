@@ -523,8 +523,6 @@ fn images_are_saved_safely_and_noted_in_the_prompt() {
         .iter()
         .map(|n| n["text"].as_str().unwrap())
         .collect();
-    // (An image over 12 MiB cannot even reach the node: the relay's messages stop at
-    // 16 MiB. The size check is covered by the media unit tests.)
     assert_eq!(notices.len(), 2, "{notices:?}");
     assert!(
         notices
