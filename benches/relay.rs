@@ -135,22 +135,45 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let idle_secs: Option<u64> = {
-        let args: Vec<String> = std::env::args().collect();
-        args.iter()
-            .position(|a| a == "--idle")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-    };
+    let args: Vec<String> = std::env::args().collect();
+    let idle_secs: Option<u64> = args
+        .iter()
+        .position(|a| a == "--idle")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    // `--only link|sessions|history|stall`: one section.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    if run("link") {
+        link_bench(&listener, port);
+    }
+    if run("sessions") {
+        sessions_bench(&listener, port);
+    }
+    if run("stall") {
+        stall_bench(&listener, port);
+    }
+    if run("history") {
+        history_bench(&listener, port);
+    }
+    if let Some(secs) = idle_secs {
+        idle_bench(&listener, port, secs);
+    }
+}
 
+fn link_bench(listener: &TcpListener, port: u16) {
     // 1. Start to first heartbeat.
     let mut starts = Vec::new();
     for i in 0..20 {
         let t0 = Instant::now();
         let node = spawn(port, &format!("start{i}"), "15");
-        let mut ws = accept(&listener);
+        let mut ws = accept(listener);
         loop {
             let v = read_json(&mut ws);
             if v["type"] == "node.heartbeat" {
@@ -168,7 +191,7 @@ fn main() {
     // 2-4 on one daemon.
     let node = spawn(port, "main", "15");
     let pid = node.child.id();
-    let mut ws = accept(&listener);
+    let mut ws = accept(listener);
     while read_json(&mut ws)["type"] != "node.heartbeat" {}
     std::thread::sleep(Duration::from_secs(2));
     let rss = proc_field(pid, "status", "VmRSS:");
@@ -223,14 +246,13 @@ fn main() {
     println!("peak RSS so far: {:.2} MiB", peak as f64 / 1024.0);
     drop(ws);
     drop(node);
+}
 
-    sessions_bench(&listener, port);
-    history_bench(&listener, port);
-
-    if let Some(secs) = idle_secs {
+fn idle_bench(listener: &TcpListener, port: u16, secs: u64) {
+    {
         let node = spawn(port, "idle", "15");
         let pid = node.child.id();
-        let mut ws = accept(&listener);
+        let mut ws = accept(listener);
         ws.get_mut()
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
@@ -294,13 +316,19 @@ fn cmd_msg(id: &str, payload: Value) -> Message {
 /// Read events until `event`, acking durable ones as the relay would; returns the
 /// number of `count` events seen on the way.
 fn until_event(ws: &mut Ws, event: &str, count: &str) -> (Value, u64) {
+    until_event_acking(ws, event, count, 1000)
+}
+
+/// Like [`until_event`], acking every `ack_every`-th durable event (1: each one, as the
+/// real relay does).
+fn until_event_acking(ws: &mut Ws, event: &str, count: &str, ack_every: u64) -> (Value, u64) {
     let mut n = 0;
     let mut last_seq = 0;
     loop {
         let v = read_json(ws);
         if let Some(seq) = v.get("node_seq").and_then(Value::as_u64) {
             last_seq = seq;
-            if seq % 1000 == 0 {
+            if seq % ack_every == 0 {
                 let ack = json!({"v": 2, "id": "a", "ts": 0, "type": "node.ack", "payload": {"up_to_node_seq": seq}});
                 ws.send(Message::Text(ack.to_string().into())).unwrap();
             }
@@ -422,60 +450,242 @@ fn sessions_bench(listener: &TcpListener, port: u16) {
         median(&mut cpus),
         median(&mut peaks)
     );
+
+    // The real shape: the CLI writes one line per write(2), the relay acks every
+    // durable event.
+    let mut cpus = Vec::new();
+    let mut peaks = Vec::new();
+    for round in 0..5 {
+        let node = spawn_with(port, &format!("lines{round}"), "15", &env);
+        let pid = node.child.id();
+        let mut ws = accept(listener);
+        while read_json(&mut ws)["type"] != "node.heartbeat" {}
+        ws.send(cmd_msg("f0", json!({"action": "session.start", "session_id": "flood", "prompt": "say warm", "cwd": cwd}))).unwrap();
+        until_event_acking(&mut ws, "session.result", "", 1);
+        let cpu0 = cpu_seconds(pid);
+        ws.send(cmd_msg(
+            "f1",
+            json!({"action": "session.send", "session_id": "flood", "prompt": "floodlines 20000"}),
+        ))
+        .unwrap();
+        let (_, deltas) = until_event_acking(&mut ws, "session.result", "session.text_delta", 1);
+        let cpu = cpu_seconds(pid) - cpu0;
+        let peak = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+        assert_eq!(deltas, 20_000);
+        println!("  line-per-write round {round}: daemon CPU {cpu:.3} s, peak RSS {peak:.2} MiB");
+        cpus.push(cpu);
+        peaks.push(peak);
+        drop(ws);
+        drop(node);
+    }
+    println!(
+        "20k deltas, one line per write, every event acked: daemon CPU median {:.3} s, peak RSS median {:.2} MiB",
+        median(&mut cpus),
+        median(&mut peaks)
+    );
     let _ = std::fs::remove_file(&log);
 }
 
-fn history_bench(listener: &TcpListener, port: u16) {
-    let home = std::env::temp_dir().join(format!("cba-bench-transcripts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    let mut bytes = 0usize;
-    for p in 0..20 {
-        let dir = home.join(format!(".claude/projects/-home-user-proj{p}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for s in 0..50 {
-            let mut text = String::new();
-            for i in 0..40 {
-                let kind = if i % 2 == 0 { "user" } else { "assistant" };
-                let rec = json!({"type": kind, "message": {"role": kind, "content": format!("message {i} of session {s} in project {p}, with some ordinary length to it")},
-                                 "uuid": format!("u{p}-{s}-{i}"), "timestamp": "2026-11-20T10:00:00.000Z", "cwd": format!("/home/user/proj{p}"), "gitBranch": "main"});
-                text.push_str(&rec.to_string());
-                text.push('\n');
-            }
-            bytes += text.len();
-            std::fs::write(dir.join(format!("sess-{p:02}-{s:03}.jsonl")), text).unwrap();
-        }
-    }
-    let node = spawn_with(
-        port,
-        "history",
-        "15",
-        &[("HOME", home.to_string_lossy().into_owned())],
-    );
+/// A relay that stops reading for 10 s during a 50k-delta flood: every delta must
+/// arrive, and the daemon's memory stays flat (the CLI waits on its pipe).
+fn stall_bench(listener: &TcpListener, port: u16) {
+    let fake = build_fake();
+    let cwd = std::env::temp_dir().to_string_lossy().into_owned();
+    let env = [(
+        "CODING_BRIDGE_CLAUDE_PATH",
+        fake.to_string_lossy().into_owned(),
+    )];
+    let node = spawn_with(port, "stall", "15", &env);
+    let pid = node.child.id();
     let mut ws = accept(listener);
     while read_json(&mut ws)["type"] != "node.heartbeat" {}
-    let mut times = Vec::new();
-    for i in 0..6 {
-        let t0 = Instant::now();
-        ws.send(cmd_msg(
-            &format!("h{i}"),
-            json!({"action": "history.list", "limit": 1000}),
-        ))
-        .unwrap();
-        let (reply, _) = until_event(&mut ws, "history.snapshot", "");
-        assert_eq!(
-            reply["payload"]["sessions"].as_array().map(|a| a.len()),
-            Some(1000)
-        );
-        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    ws.send(cmd_msg(
+        "s0",
+        json!({"action": "session.start", "session_id": "stall", "prompt": "say warm", "cwd": cwd}),
+    ))
+    .unwrap();
+    until_event_acking(&mut ws, "session.result", "", 1);
+    ws.send(cmd_msg(
+        "s1",
+        json!({"action": "session.send", "session_id": "stall", "prompt": "floodlines 50000"}),
+    ))
+    .unwrap();
+    // Read a little, then nothing for 10 s.
+    let mut before = 0;
+    for _ in 0..100 {
+        if read_json(&mut ws)["payload"]["event"] == "session.text_delta" {
+            before += 1;
+        }
     }
-    let cold = times[0];
-    let mut warm = times[1..].to_vec();
+    std::thread::sleep(Duration::from_secs(10));
+    let during = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+    let (_, deltas) = until_event_acking(&mut ws, "session.result", "session.text_delta", 1);
+    let peak = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
     println!(
-        "history.list of 1000 transcripts ({:.1} MB): first {cold:.1} ms, then median {:.1} ms",
-        bytes as f64 / 1e6,
-        median(&mut warm)
+        "50k deltas through a 10 s relay stall: {} of 50000 arrived, peak RSS {during:.2} MiB during the stall, {peak:.2} MiB overall",
+        before + deltas
     );
     drop(ws);
     drop(node);
-    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// The heavy user's history: 3000 transcripts, 1.3 GiB, four of them 100-200 MiB and
+/// among the newest (the worst case for a listing). Generated once under
+/// `target/bench-history-corpus` (not committed) and reused by later runs.
+fn corpus() -> (std::path::PathBuf, u64) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-history-corpus");
+    let done = root.join("complete");
+    let projects = root.join(".claude/projects");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&root);
+        let t0 = Instant::now();
+        let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(30);
+        let pool: Vec<String> = (0..64)
+            .map(|i| {
+                let v = match i % 4 {
+                    0 => json!({"parentUuid": "p", "isSidechain": false, "userType": "external", "cwd": "/home/user/proj", "sessionId": "s", "version": "2.1.331", "gitBranch": "main",
+                                "message": {"role": "user", "content": format!("Please look at part {i} of the module and fix what is broken there.")}, "type": "user", "uuid": format!("u{i}"), "timestamp": "2026-11-20T10:00:00.000Z"}),
+                    1 => json!({"parentUuid": "p", "isSidechain": false, "userType": "external", "cwd": "/home/user/proj", "sessionId": "s", "version": "2.1.331", "gitBranch": "main",
+                                "message": {"id": format!("msg_{i}"), "model": "claude-sonnet-4-5", "role": "assistant", "content": [{"type": "text", "text": format!("Looking at it. {filler}")}, {"type": "tool_use", "id": format!("toolu_{i}"), "name": "Read", "input": {"file_path": "/home/user/proj/src/lib.rs"}}]},
+                                "type": "assistant", "uuid": format!("a{i}"), "timestamp": "2026-11-20T10:00:01.000Z"}),
+                    2 => json!({"parentUuid": "p", "isSidechain": false, "userType": "external", "cwd": "/home/user/proj", "sessionId": "s", "version": "2.1.331", "gitBranch": "main",
+                                "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": format!("toolu_{i}"), "content": filler.repeat(4)}]}, "type": "user", "uuid": format!("r{i}"), "timestamp": "2026-11-20T10:00:02.000Z"}),
+                    _ => json!({"parentUuid": "p", "isSidechain": false, "userType": "external", "cwd": "/home/user/proj", "sessionId": "s", "version": "2.1.331", "gitBranch": "main",
+                                "message": {"id": format!("msg_b{i}"), "model": "claude-sonnet-4-5", "role": "assistant", "content": [{"type": "thinking", "thinking": filler, "signature": "sig"}, {"type": "text", "text": "Done."}]},
+                                "type": "assistant", "uuid": format!("b{i}"), "timestamp": "2026-11-20T10:00:03.000Z"}),
+                };
+                format!("{v}\n")
+            })
+            .collect();
+        let big: [u64; 4] = [200 << 20, 150 << 20, 120 << 20, 100 << 20];
+        let small_total: u64 = (1300u64 << 20) - big.iter().sum::<u64>();
+        let small = small_total / 2996;
+        let now = std::time::SystemTime::now();
+        for n in 0..3000u64 {
+            let dir = projects.join(format!("-home-user-proj{}", n % 40));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("sess-{n:05}.jsonl"));
+            let target = if n < 4 { big[n as usize] } else { small };
+            let mut f =
+                std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+            use std::io::Write;
+            let first = json!({"type": "user", "message": {"role": "user", "content": format!("Session {n}: make the tests pass again")}, "cwd": format!("/home/user/proj{}", n % 40), "gitBranch": "main", "uuid": "first", "timestamp": "2026-11-20T09:59:00.000Z"});
+            writeln!(f, "{first}").unwrap();
+            let mut written = 0u64;
+            let mut i = 0;
+            while written < target {
+                let line = &pool[i % pool.len()];
+                f.write_all(line.as_bytes()).unwrap();
+                written += line.len() as u64;
+                i += 1;
+                if i == 50 {
+                    writeln!(f, "{}", json!({"type": "ai-title", "aiTitle": format!("Fixing the tests of session {n}"), "sessionId": "s"})).unwrap();
+                }
+            }
+            drop(f);
+            // The big ones are the newest: the listing's worst case.
+            let age = Duration::from_secs(60 + n * 60);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+        }
+        std::fs::write(&done, b"").unwrap();
+        println!(
+            "(generated the history corpus in {:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let mut bytes = 0;
+    for p in std::fs::read_dir(&projects).unwrap().flatten() {
+        for f in std::fs::read_dir(p.path()).unwrap().flatten() {
+            bytes += f.metadata().unwrap().len();
+        }
+    }
+    (root, bytes)
+}
+
+fn history_bench(listener: &TcpListener, port: u16) {
+    let (home, bytes) = corpus();
+    let env = [("HOME", home.to_string_lossy().into_owned())];
+    let ask = |ws: &mut Ws, payload: Value, event: &str| -> (Value, f64) {
+        let t0 = Instant::now();
+        ws.send(cmd_msg(&format!("h{}", now_ns()), payload))
+            .unwrap();
+        let (reply, _) = until_event(ws, event, "");
+        (reply, t0.elapsed().as_secs_f64() * 1000.0)
+    };
+    for limit in [200, 1000] {
+        let mut colds = Vec::new();
+        let mut warms = Vec::new();
+        let mut peaks = Vec::new();
+        for round in 0..3 {
+            let node = spawn_with(port, &format!("history{limit}-{round}"), "15", &env);
+            let pid = node.child.id();
+            let mut ws = accept(listener);
+            while read_json(&mut ws)["type"] != "node.heartbeat" {}
+            let (reply, cold) = ask(
+                &mut ws,
+                json!({"action": "history.list", "limit": limit}),
+                "history.snapshot",
+            );
+            let sessions = reply["payload"]["sessions"]
+                .as_array()
+                .map_or(0, |a| a.len());
+            assert_eq!(sessions, limit);
+            assert_eq!(
+                reply["payload"]["sessions"][0]["title"],
+                "Fixing the tests of session 0"
+            );
+            colds.push(cold);
+            for _ in 0..5 {
+                warms.push(
+                    ask(
+                        &mut ws,
+                        json!({"action": "history.list", "limit": limit}),
+                        "history.snapshot",
+                    )
+                    .1,
+                );
+            }
+            peaks.push(proc_field(pid, "status", "VmHWM:") as f64 / 1024.0);
+            drop(ws);
+            drop(node);
+        }
+        println!(
+            "history.list (limit {limit}) over 3000 transcripts ({:.2} GiB, files in the page cache): first after start median {:.0} ms, then median {:.1} ms; peak RSS median {:.2} MiB",
+            bytes as f64 / (1u64 << 30) as f64,
+            median(&mut colds),
+            median(&mut warms),
+            median(&mut peaks)
+        );
+    }
+    let mut times = Vec::new();
+    let mut peaks = Vec::new();
+    let mut size = 0;
+    for round in 0..3 {
+        let node = spawn_with(port, &format!("detail{round}"), "15", &env);
+        let pid = node.child.id();
+        let mut ws = accept(listener);
+        while read_json(&mut ws)["type"] != "node.heartbeat" {}
+        let (reply, ms) = ask(
+            &mut ws,
+            json!({"action": "history.get", "provider": "claude", "session_id": "sess-00000"}),
+            "history.detail",
+        );
+        assert_eq!(reply["payload"]["truncated"], true);
+        size = reply["payload"]["events"].to_string().len();
+        times.push(ms);
+        peaks.push(proc_field(pid, "status", "VmHWM:") as f64 / 1024.0);
+        drop(ws);
+        drop(node);
+    }
+    println!(
+        "history.get of a 200 MiB transcript (fresh daemon): median {:.0} ms, {:.1} MiB of events, peak RSS median {:.2} MiB",
+        median(&mut times),
+        size as f64 / (1 << 20) as f64,
+        median(&mut peaks)
+    );
 }

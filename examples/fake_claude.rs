@@ -408,6 +408,24 @@ impl Fake {
                 self.stream(json!({"type": "content_block_stop", "index": 0}));
                 self.result("success", false, "flooded");
             }
+            "floodlines" => {
+                // As the real CLI writes: one line per write(2) (stdout is line-buffered).
+                let n: usize = rest.trim().parse().unwrap_or(1000);
+                let id = self.next_msg_id();
+                self.stream(json!({"type": "message_start", "message": {"id": id}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                let sid = self.session_id.clone();
+                let mut o = std::io::stdout().lock();
+                for i in 0..n {
+                    let _ = writeln!(
+                        o,
+                        "{{\"type\":\"stream_event\",\"event\":{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"d{i} \"}}}},\"session_id\":\"{sid}\"}}"
+                    );
+                }
+                drop(o);
+                self.stream(json!({"type": "content_block_stop", "index": 0}));
+                self.result("success", false, "flooded");
+            }
             "crash" => {
                 self.stream(json!({"type": "message_start", "message": {"id": "m_crash"}}));
                 self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));

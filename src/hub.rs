@@ -65,6 +65,13 @@ enum Step {
 
 /// Frames that may wait for a blocked writer before the link counts as dead.
 const MAX_PENDING: usize = 4096;
+/// Bytes of durable events sent but not yet acknowledged, on a relay that acks, beyond
+/// which the hub waits for acks before taking more agent output. Bounds memory (the
+/// outbox holds what is in flight) and lets the relay set the pace.
+pub const ACK_WINDOW: usize = 512 << 10;
+/// A relay that acked before but has not for this long while the window is full is taken
+/// to have stopped acking: the window is dropped for the rest of the connection.
+const ACK_STALL: Duration = Duration::from_secs(30);
 
 /// Timer ticks the hub schedules for itself.
 #[derive(Debug)]
@@ -120,6 +127,9 @@ pub struct Hub {
     sessions: Sessions,
     /// Text frames produced in this step, handed to the writer in one batch.
     outq: Vec<String>,
+    /// The relay of this connection acks (so the ack window applies), and when it last did.
+    acks_seen: bool,
+    last_ack: Instant,
     workers: Workers,
     home: Option<std::path::PathBuf>,
     /// `$CLAUDE_CONFIG_DIR` or `~/.claude`: where transcripts are.
@@ -197,6 +207,8 @@ impl Hub {
             probed: None,
             probe_waiting: None,
             outq: Vec::new(),
+            acks_seen: false,
+            last_ack: Instant::now(),
             timer,
             state: LinkState::Down,
             conn_seq: 0,
@@ -211,8 +223,8 @@ impl Hub {
     pub fn run(mut self, inputs: Inputs) -> i32 {
         self.connect();
         loop {
-            let step = if self.writer_blocked() {
-                self.wait_for_writer(&inputs)
+            let step = if self.paused() {
+                self.wait_while_paused(&inputs)
             } else {
                 self.wait_for_input(&inputs)
             };
@@ -235,9 +247,14 @@ impl Hub {
         crate::app::EXIT_OK
     }
 
-    /// Frames wait for the writer (the relay is not reading fast enough).
-    fn writer_blocked(&self) -> bool {
-        !self.outq.is_empty() && matches!(self.state, LinkState::Up { .. })
+    /// Frames wait for the writer (the relay is not reading fast enough), or the relay
+    /// has a window's worth of events to acknowledge: take no agent output for now.
+    fn paused(&self) -> bool {
+        matches!(self.state, LinkState::Up { .. }) && (!self.outq.is_empty() || self.window_full())
+    }
+
+    fn window_full(&self) -> bool {
+        self.acks_seen && self.outbox.bytes() > ACK_WINDOW
     }
 
     /// One input, from any source.
@@ -269,16 +286,27 @@ impl Hub {
         Step::Go
     }
 
-    /// The writer is full: wait for room in it, or for anything but the agents' output.
-    /// Not reading the children makes their pipes fill and the CLIs wait: the relay's
-    /// pace reaches the agent, and nothing is dropped (PROTOCOL §2, issue 10).
-    fn wait_for_writer(&mut self, inputs: &Inputs) -> Step {
+    /// Paused: wait for room in the writer (or for acks), or for anything but the
+    /// agents' output. Not reading the children makes their pipes fill and the CLIs
+    /// wait: the relay's pace reaches the agent, and nothing is dropped (PROTOCOL §2).
+    fn wait_while_paused(&mut self, inputs: &Inputs) -> Step {
         let LinkState::Up { writer, .. } = &self.state else {
             return Step::Go;
         };
         let writer = writer.clone();
+        let stall = crossbeam_channel::at(self.last_ack + ACK_STALL);
         let mut sel = crossbeam_channel::Select::new();
-        let w = sel.send(&writer);
+        // Room in the writer matters only when frames wait for it.
+        let w = if self.outq.is_empty() {
+            usize::MAX
+        } else {
+            sel.send(&writer)
+        };
+        let acks = if self.window_full() {
+            sel.recv(&stall)
+        } else {
+            usize::MAX
+        };
         let link = sel.recv(&inputs.link_rx);
         let tick = sel.recv(&inputs.tick_rx);
         let work = sel.recv(&inputs.work_rx);
@@ -288,6 +316,14 @@ impl Hub {
         drop(sel);
         if ready == w {
             return Step::Go; // flush_out sends what waits
+        }
+        if ready == acks {
+            crate::log_warn!(
+                "the relay has not acknowledged events for {} s; no longer waiting for its acks on this connection",
+                ACK_STALL.as_secs()
+            );
+            self.acks_seen = false;
+            return Step::Go;
         }
         if ready == link {
             match inputs.link_rx.try_recv() {
@@ -335,6 +371,7 @@ impl Hub {
 
     fn connect(&mut self) {
         self.conn_seq += 1;
+        self.acks_seen = false;
         let conn = self.conn_seq;
         crate::log_debug!("connecting to {} (attempt {conn})", self.target.display);
         self.state = LinkState::Connecting { conn };
@@ -578,6 +615,8 @@ impl Hub {
             Incoming::Registered => crate::log_info!("registered with the relay"),
             Incoming::HeartbeatAck => {}
             Incoming::Ack { up_to } => {
+                self.acks_seen = true;
+                self.last_ack = Instant::now();
                 let n = self.outbox.ack(up_to);
                 crate::log_trace!("relay stored events up to {up_to} ({n} released)");
             }

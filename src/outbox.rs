@@ -111,6 +111,11 @@ impl Outbox {
         self.queue.iter()
     }
 
+    /// Bytes of the queued envelopes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn len(&self) -> usize {
         self.queue.len()
     }

@@ -438,3 +438,52 @@ fn oversized_frames_are_refused_once_without_a_reconnect_storm() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(n.relay.handshakes().len(), 2, "no reconnect storm");
 }
+
+/// A relay that acks sets the pace: the daemon keeps at most a window of unacknowledged
+/// events in flight (its outbox, and so its memory, stays small) and goes on when acks
+/// come; nothing is lost.
+#[test]
+fn unacknowledged_events_stay_within_the_ack_window() {
+    const N: usize = 30_000;
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "w", "prompt": "say hi"}));
+    n.until("session.result");
+    n.cmd(
+        json!({"action": "session.send", "session_id": "w", "prompt": format!("floodlines {N}")}),
+    );
+    let mut deltas = 0;
+    let mut last_seq = 0;
+    let mut count = |v: &Value, deltas: &mut usize, last_seq: &mut u64| {
+        if let Some(s) = v.get("node_seq").and_then(Value::as_u64) {
+            *last_seq = s;
+        }
+        if v["payload"]["event"] == "session.text_delta" {
+            *deltas += 1;
+        }
+    };
+    n.relay.recv_until(T, |v| {
+        count(v, &mut deltas, &mut last_seq);
+        deltas >= 1000
+    });
+    // Acks stop (the relay still reads): sending stops after about a window.
+    n.relay.set_auto_ack(false);
+    let acked = last_seq;
+    while let Some(v) = n.relay.recv(Duration::from_millis(1500)) {
+        count(&v, &mut deltas, &mut last_seq);
+    }
+    let in_flight = last_seq - acked;
+    assert!(
+        (100..5000).contains(&in_flight),
+        "{in_flight} events in flight without an ack"
+    );
+    assert!(deltas < N, "paused");
+    // Acks again: the rest follows, all of it.
+    n.relay.set_auto_ack(true);
+    assert!(n.relay.ack(last_seq));
+    let found = n.relay.recv_until(T, |v| {
+        count(v, &mut deltas, &mut last_seq);
+        v["payload"]["event"] == "session.result"
+    });
+    assert!(found.is_some());
+    assert_eq!(deltas, N);
+}

@@ -155,18 +155,13 @@ fn malformed_frames_are_skipped_and_the_link_stays_up() {
         "daemon died"
     );
 
-    // A message over 16 MiB is refused by the WebSocket layer: the link drops and comes back.
+    // A 17 MiB frame of an unknown type is read and skipped like any other (commands
+    // up to 48 MiB are taken; bigger ones: tests/hardening.rs).
     let huge = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(17 << 20));
     relay.send_message(Message::Text(huge.into()));
-    assert!(
-        wait_until(T, || relay.handshakes().len() >= 2),
-        "no reconnect after an oversized frame"
-    );
-    relay
-        .recv_type("node.heartbeat", T)
-        .expect("heartbeat on the new link");
     relay.command("alive2", json!({"action": "ping"}));
-    relay.recv_event("pong", T).expect("pong after reconnect");
+    relay.recv_event("pong", T).expect("pong after a big frame");
+    assert_eq!(relay.handshakes().len(), 1, "the link was dropped");
     assert!(!d.stderr().contains("panicked"));
 }
 
