@@ -453,7 +453,7 @@ fn unacknowledged_events_stay_within_the_ack_window() {
     );
     let mut deltas = 0;
     let mut last_seq = 0;
-    let mut count = |v: &Value, deltas: &mut usize, last_seq: &mut u64| {
+    let count = |v: &Value, deltas: &mut usize, last_seq: &mut u64| {
         if let Some(s) = v.get("node_seq").and_then(Value::as_u64) {
             *last_seq = s;
         }
