@@ -140,6 +140,30 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writes_of_one_file_all_succeed() {
+        // Two saves in the same millisecond must not share a temp file (issue 10).
+        let dir = scratch("concurrent");
+        ensure_private_dir(&dir).unwrap();
+        let target = dir.join("sidecar.json");
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        write_private_file(&target, format!("{t}-{i}").as_bytes())
+                            .expect("every write succeeds");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn dirs_are_0700_and_loose_ones_tightened() {
         let dir = scratch("dir");
         let nested = dir.join("a/b");

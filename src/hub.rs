@@ -842,11 +842,7 @@ impl Hub {
             _ => return false,
         };
         if !started {
-            let mut e = json!({"event": "session.error", "code": "node_busy", "message": format!("the node is busy; {action} was not run, try again")});
-            if let Some(s) = cmd.get("session_id").filter(|v| v.is_string()) {
-                e["session_id"] = s.clone();
-            }
-            self.emit(traced(e, &trace));
+            self.emit(traced(busy_error(action, cmd), &trace));
         }
         true
     }
@@ -1043,6 +1039,20 @@ impl Hub {
 /// notice, since the relay refuses messages over 16 MiB and browsers choke on them.
 pub const MAX_EVENT_BYTES: usize = 8 << 20;
 
+/// The answer to a request the workers had no room for; it names the command's session,
+/// if it had one, like every error about a session.
+fn busy_error(action: &str, cmd: &Map<String, Value>) -> Value {
+    let mut e = json!({
+        "event": "session.error",
+        "code": "node_busy",
+        "message": format!("the node is busy; {action} was not run, try again"),
+    });
+    if let Some(s) = cmd.get("session_id").filter(|v| v.is_string()) {
+        e["session_id"] = s.clone();
+    }
+    e
+}
+
 /// `payload` with the command's `trace_id`, when it had one.
 fn traced(mut payload: Value, trace: &Option<Value>) -> Value {
     if let Some(t) = trace {
@@ -1091,4 +1101,19 @@ fn too_large(payload: &Value, size: usize) -> Value {
         }
     }
     notice
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_errors_name_the_session() {
+        let cmd = json!({"action": "history.get", "session_id": "abc"});
+        let e = busy_error("history.get", cmd.as_object().unwrap());
+        assert_eq!(e["session_id"], "abc");
+        assert_eq!(e["event"], "session.error");
+        let e = busy_error("fs.list", json!({"action": "fs.list"}).as_object().unwrap());
+        assert!(e.get("session_id").is_none());
+    }
 }

@@ -334,7 +334,9 @@ fn running_sessions_are_flagged_and_the_sidecar_restores_settings() {
     );
     assert_eq!(d["permission_mode"], "plan");
     assert_eq!(d["effort"], "high");
+    // The launch selector, and the model id the CLI resolved it to.
     assert_eq!(d["model"], "opus");
+    assert_eq!(d["resolved_model"], "fake-model-1");
     // A running turn shows in the listing.
     n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "slow 300"}));
     n.until("session.text_delta");
