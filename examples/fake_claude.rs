@@ -55,7 +55,7 @@ struct Fake {
 }
 
 fn uuid() -> String {
-    coding_bridge_agent::ids::uuid_v4()
+    coding_bridge_agent::sys::ids::uuid_v4()
 }
 
 thread_local! {

@@ -3,11 +3,11 @@
 
 use crossbeam_channel::{Receiver, bounded};
 
-use crate::config::Config;
-use crate::credentials::Credentials;
+use crate::cli::config::Config;
+use crate::cli::credentials::Credentials;
+use crate::hub::timer::Timer;
 use crate::hub::{Hub, Inputs};
-use crate::link::{self, Target};
-use crate::timer::Timer;
+use crate::relay::link::{self, Target};
 
 /// Bound of the link → hub queue; a full queue makes the reader wait (backpressure).
 const LINK_QUEUE: usize = 1024;
@@ -41,15 +41,15 @@ pub fn signal_channel() -> Result<Receiver<i32>, String> {
 
 /// Run until a shutdown signal or a token rejection; returns the exit code.
 pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
-    let tls = match crate::tls::client_config(cfg.ca_file.as_deref()) {
+    let tls = match crate::relay::tls::client_config(cfg.ca_file.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
-            return crate::app::EXIT_USAGE;
+            return crate::cli::app::EXIT_USAGE;
         }
     };
     let (url, display) = link::socket_url(&cfg.bridge_url, creds.node_token.expose());
-    crate::logging::add_secret(&url);
+    crate::sys::logging::add_secret(&url);
     let target = Target {
         url,
         display,
@@ -58,13 +58,13 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     };
 
     limit_malloc_arenas();
-    crate::reaper::start_if_init();
+    crate::sys::reaper::start_if_init();
     // Every agent child runs under a guard started from this very binary, so nothing it
     // starts outlives the daemon, even a SIGKILLed one. /proc/self/exe works even when
     // the file was replaced by an upgrade while running.
     let exe = std::path::PathBuf::from("/proc/self/exe");
     if exe.exists() {
-        crate::child::use_guard(exe);
+        crate::sys::child::use_guard(exe);
     } else {
         crate::log_warn!(
             "/proc is not mounted: agent processes cannot be guarded and may outlive a killed daemon"
@@ -76,7 +76,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         Ok(t) => t,
         Err(e) => {
             crate::log_error!("cannot start the timer thread: {e}");
-            return crate::app::EXIT_FAILED;
+            return crate::cli::app::EXIT_FAILED;
         }
     };
     crate::log_info!(
@@ -89,7 +89,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     let (work_tx, work_rx) = bounded(WORK_QUEUE);
     let log_rx = if cfg.log_forward {
         let (log_tx, log_rx) = bounded(LOG_QUEUE);
-        crate::logging::forward_to(Some(log_tx));
+        crate::sys::logging::forward_to(Some(log_tx));
         log_rx
     } else {
         crossbeam_channel::never()

@@ -9,13 +9,13 @@
 //!   signals ─────signal no.──▶ └─────┘
 //! ```
 //!
-//! - **link reader** ([`crate::link`]): one per connection; connects, then blocks in
+//! - **link reader** ([`crate::relay::link`]): one per connection; connects, then blocks in
 //!   `poll(2)` and forwards parsed envelopes. Reports `Up` (with the writer's sender and a
 //!   kill switch) and `Down`.
 //! - **link writer**: one per connection; writes what the hub sends it.
-//! - **child supervisor / stdout reader** ([`crate::child`]): per Claude Code child; the
-//!   session logic that reads them is [`crate::sessions`], called from the hub.
-//! - **timer** ([`crate::timer`]): heartbeats, reconnect backoff, permission timeouts,
+//! - **child supervisor / stdout reader** ([`crate::sys::child`]): per Claude Code child; the
+//!   session logic that reads them is [`crate::hub::sessions`], called from the hub.
+//! - **timer** ([`crate::hub::timer`]): heartbeats, reconnect backoff, permission timeouts,
 //!   crash retries.
 //! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
 //!
@@ -26,24 +26,30 @@
 //! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
 //! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
 
+pub mod permissions;
+pub mod session;
+pub mod sessions;
+pub mod timer;
+pub mod worker;
+
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use serde_json::{Map, Value, json};
 
-use crate::backoff::Backoff;
-use crate::child::ChildEvent;
-use crate::config::Config;
-use crate::dedupe::Dedupe;
-use crate::envelope::{self, Incoming};
-use crate::ids;
-use crate::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
-use crate::outbox::Outbox;
-use crate::secret::Secret;
-use crate::sessions::{Sessions, Settings};
-use crate::timefmt::now_ms;
-use crate::timer::Timer;
-use crate::worker::{Work, Workers};
+use crate::cli::config::Config;
+use crate::hub::sessions::{Sessions, Settings};
+use crate::hub::timer::Timer;
+use crate::hub::worker::{Work, Workers};
+use crate::relay::backoff::Backoff;
+use crate::relay::dedupe::Dedupe;
+use crate::relay::envelope::{self, Incoming};
+use crate::relay::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
+use crate::relay::outbox::Outbox;
+use crate::sys::child::ChildEvent;
+use crate::sys::ids;
+use crate::sys::secret::Secret;
+use crate::sys::timefmt::now_ms;
 
 /// Commands remembered for de-duplication.
 pub const DEDUPE_IDS: usize = 1000;
@@ -134,7 +140,7 @@ pub struct Hub {
     home: Option<std::path::PathBuf>,
     /// `$CLAUDE_CONFIG_DIR` or `~/.claude`: where transcripts are.
     claude_dir: Option<std::path::PathBuf>,
-    reads: crate::reads::Reads,
+    reads: crate::node::reads::Reads,
     config_dir: std::path::PathBuf,
     claude_path: Option<std::path::PathBuf>,
     claude_entrypoint: Option<String>,
@@ -153,7 +159,7 @@ pub struct Inputs {
     pub tick_rx: Receiver<Tick>,
     pub signal_rx: Receiver<i32>,
     /// Log lines to forward as `node.log` (a never-ready channel when that is off).
-    pub log_rx: Receiver<crate::logging::Forwarded>,
+    pub log_rx: Receiver<crate::sys::logging::Forwarded>,
 }
 
 impl Hub {
@@ -167,7 +173,7 @@ impl Hub {
         work_tx: Sender<Work>,
     ) -> Hub {
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-        let claude_dir = crate::transcript::claude_dir(
+        let claude_dir = crate::providers::claude::transcript::claude_dir(
             home.as_deref(),
             std::env::var_os("CLAUDE_CONFIG_DIR")
                 .map(std::path::PathBuf::from)
@@ -184,9 +190,9 @@ impl Hub {
             entrypoint: cfg.claude_entrypoint.clone(),
             claude_dir: claude_dir.clone(),
             config_dir: cfg.config_dir.clone(),
-            media: crate::media::Settings {
+            media: crate::node::media::Settings {
                 allowed_hosts: cfg.attachment_hosts.clone(),
-                tls: crate::app::http_tls(cfg).unwrap_or_default(),
+                tls: crate::cli::app::http_tls(cfg).unwrap_or_default(),
             },
         };
         let workers = Workers::new(work_tx);
@@ -199,7 +205,7 @@ impl Hub {
             workers,
             home,
             claude_dir,
-            reads: crate::reads::Reads::open(&cfg.config_dir, now_ms()),
+            reads: crate::node::reads::Reads::open(&cfg.config_dir, now_ms()),
             config_dir: cfg.config_dir.clone(),
             claude_path: cfg.claude_path.clone(),
             claude_entrypoint: cfg.claude_entrypoint.clone(),
@@ -234,17 +240,17 @@ impl Hub {
                 Step::Signal(sig) => {
                     crate::log_info!("signal {sig} received; shutting down");
                     self.shutdown(&inputs);
-                    return crate::app::EXIT_OK;
+                    return crate::cli::app::EXIT_OK;
                 }
             }
-            crate::logging::set_context(None, None);
+            crate::sys::logging::set_context(None, None);
             self.flush_out();
             if let Some(code) = self.exit {
                 self.shutdown(&inputs);
                 return code;
             }
         }
-        crate::app::EXIT_OK
+        crate::cli::app::EXIT_OK
     }
 
     /// Frames wait for the writer (the relay is not reading fast enough), or the relay
@@ -443,8 +449,8 @@ impl Hub {
                         action.as_deref().unwrap_or("browser"),
                         size.div_ceil(1 << 20),
                         link::MAX_COMMAND >> 20,
-                        crate::media::MAX_IMAGE_BYTES >> 20,
-                        crate::media::MAX_IMAGES_TOTAL >> 20,
+                        crate::node::media::MAX_IMAGE_BYTES >> 20,
+                        crate::node::media::MAX_IMAGES_TOTAL >> 20,
                     ),
                 });
                 if let Some(s) = session_id {
@@ -551,7 +557,7 @@ impl Hub {
                 eprintln!(
                     "error: the relay rejected this node's token ({msg}). Run `coding-bridge-agent pair` to pair this machine again."
                 );
-                self.exit = Some(crate::app::EXIT_FAILED);
+                self.exit = Some(crate::cli::app::EXIT_FAILED);
             }
             Down::TooLarge { .. } => {}
             Down::Lost(msg) => {
@@ -639,7 +645,7 @@ impl Hub {
         let action = cmd.get("action").and_then(Value::as_str).unwrap_or("");
         let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
         let session_id = cmd.get("session_id").filter(|v| v.is_string()).cloned();
-        crate::logging::set_context(
+        crate::sys::logging::set_context(
             trace_id.as_ref().and_then(Value::as_str),
             session_id.as_ref().and_then(Value::as_str),
         );
@@ -685,7 +691,7 @@ impl Hub {
                 let running = self.sessions.running_ids();
                 let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
                 self.workers.run("history", move || {
-                    Work::Reply(with_trace(crate::history::list(
+                    Work::Reply(with_trace(crate::providers::claude::history::list(
                         dir.as_deref(),
                         limit,
                         &running,
@@ -703,14 +709,16 @@ impl Hub {
                 let id = cmd
                     .get("session_id")
                     .and_then(Value::as_str)
-                    .filter(|s| crate::sessions::valid_id(s))
+                    .filter(|s| crate::hub::sessions::valid_id(s))
                     .map(str::to_string);
                 if id.is_none() {
                     crate::log_warn!(
                         "history.mark_read without a valid session_id; nothing marked"
                     );
                 }
-                let key = id.as_deref().map(|id| crate::reads::key(&provider, id));
+                let key = id
+                    .as_deref()
+                    .map(|id| crate::node::reads::key(&provider, id));
                 let at = cmd.get("updated_at").and_then(Value::as_u64);
                 if let (Some(at), Some(key)) = (at, &key) {
                     // Held in memory at once: a busy node cannot lose it.
@@ -722,7 +730,7 @@ impl Hub {
                     // Never a session.error (PROTOCOL §6): a failure is logged and the
                     // snapshot still goes out.
                     if let (Some(id), Some(key)) = (id, key) {
-                        match at.or_else(|| crate::history::updated_at(dir.as_deref(), &id)) {
+                        match at.or_else(|| crate::providers::claude::history::updated_at(dir.as_deref(), &id)) {
                             Some(at) => {
                                 if let Err(e) = reads.mark(&key, at) {
                                     crate::log_warn!("cannot save the read mark of {id}: {e}");
@@ -733,7 +741,7 @@ impl Hub {
                             ),
                         }
                     }
-                    Work::Reply(with_trace(crate::history::list(
+                    Work::Reply(with_trace(crate::providers::claude::history::list(
                         dir.as_deref(),
                         limit,
                         &running,
@@ -773,8 +781,11 @@ impl Hub {
                 let config_dir = self.config_dir.clone();
                 let dir = self.claude_dir.clone();
                 self.workers.run("history", move || {
-                    let reply = match crate::history::detail(dir.as_deref(), &config_dir, &session)
-                    {
+                    let reply = match crate::providers::claude::history::detail(
+                        dir.as_deref(),
+                        &config_dir,
+                        &session,
+                    ) {
                         Ok(d) => d,
                         Err(e) => json!({
                             "event": "session.error",
@@ -793,7 +804,7 @@ impl Hub {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 self.workers.run("fs", move || {
-                    Work::Reply(with_trace(crate::fslist::list(
+                    Work::Reply(with_trace(crate::node::fslist::list(
                         home.as_deref(),
                         path.as_deref(),
                         hidden,
@@ -801,7 +812,8 @@ impl Hub {
                 })
             }
             "capabilities.get" => {
-                let available = crate::capabilities::claude_available(self.claude_path.as_deref());
+                let available =
+                    crate::node::capabilities::claude_available(self.claude_path.as_deref());
                 let known = self
                     .sessions
                     .catalogue()
@@ -809,11 +821,11 @@ impl Hub {
                     .or_else(|| self.probed.clone());
                 match (available, known) {
                     (false, _) => {
-                        self.emit(with_trace(crate::capabilities::reply(false, &[])));
+                        self.emit(with_trace(crate::node::capabilities::reply(false, &[])));
                         true
                     }
                     (true, Some(cmds)) => {
-                        self.emit(with_trace(crate::capabilities::reply(true, &cmds)));
+                        self.emit(with_trace(crate::node::capabilities::reply(true, &cmds)));
                         true
                     }
                     (true, None) => {
@@ -824,11 +836,11 @@ impl Hub {
                             let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
                             let entrypoint = self.claude_entrypoint.clone();
                             let ok = self.workers.run("probe", move || {
-                                Work::Catalogue(crate::capabilities::probe(
+                                Work::Catalogue(crate::node::capabilities::probe(
                                     path.as_deref(),
                                     entrypoint.as_deref(),
                                     &cwd,
-                                    crate::capabilities::PROBE_TIMEOUT,
+                                    crate::node::capabilities::PROBE_TIMEOUT,
                                 ))
                             });
                             if ok {
@@ -864,7 +876,7 @@ impl Hub {
                 let cmds = found.unwrap_or_default();
                 self.probed = Some(cmds.clone());
                 for t in self.probe_waiting.take().unwrap_or_default() {
-                    self.emit(traced(crate::capabilities::reply(true, &cmds), &t));
+                    self.emit(traced(crate::node::capabilities::reply(true, &cmds), &t));
                 }
             }
             Work::Done => {}
@@ -903,7 +915,7 @@ impl Hub {
     }
 
     /// A log line for the relay (`node.log`), only while the link is up.
-    fn forward_log(&mut self, line: crate::logging::Forwarded) {
+    fn forward_log(&mut self, line: crate::sys::logging::Forwarded) {
         if !matches!(self.state, LinkState::Up { .. }) {
             return;
         }
@@ -933,7 +945,7 @@ impl Hub {
             None,
             // Looked up each time (a few stat calls), so installing Claude Code shows up
             // without restarting the daemon.
-            &json!({"capabilities": crate::capabilities::heartbeat_list(self.claude_path.as_deref())}),
+            &json!({"capabilities": crate::node::capabilities::heartbeat_list(self.claude_path.as_deref())}),
         );
         self.send(Outbound::Text(frame));
     }

@@ -4,10 +4,10 @@ fn main() {
     let mut args = std::env::args_os().skip(1);
     if args
         .next()
-        .is_some_and(|a| a == coding_bridge_agent::guard::ARG)
+        .is_some_and(|a| a == coding_bridge_agent::sys::guard::ARG)
     {
-        // The per-child guard the daemon starts (see `guard.rs`), not a user command.
-        std::process::exit(coding_bridge_agent::guard::main(args.collect()));
+        // The per-child guard the daemon starts (see `sys/guard.rs`), not a user command.
+        std::process::exit(coding_bridge_agent::sys::guard::main(args.collect()));
     }
-    std::process::exit(coding_bridge_agent::app::main());
+    std::process::exit(coding_bridge_agent::cli::app::main());
 }

@@ -1,6 +1,10 @@
 //! Claude Code specifics (PROTOCOL §5): finding the `claude` executable, its argv, and the
 //! stream-json lines the daemon writes. Pure functions; the session logic that reads the
-//! CLI's output lives in [`crate::sessions`].
+//! CLI's output lives in [`crate::hub::sessions`].
+
+pub mod driver;
+pub mod history;
+pub mod transcript;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! from a Claude Code child becomes a [`Pending`] entry until one thing settles it:
 //! `permission.resolve`, the permission timeout, a `control_cancel_request` from the CLI,
 //! or the end of its child (session closed, daemon stopping, crash). A bounded table in
-//! arrival order, owned by the hub thread through [`crate::sessions`].
+//! arrival order, owned by the hub thread through [`crate::hub::sessions`].
 
 use serde_json::Value;
 

@@ -234,7 +234,7 @@ pub fn write(level: Level, target: &str, args: std::fmt::Arguments<'_>) {
     let target = target
         .strip_prefix("coding_bridge_agent::")
         .unwrap_or(target);
-    let ts = crate::timefmt::rfc3339_ms(crate::timefmt::now_ms());
+    let ts = crate::sys::timefmt::rfc3339_ms(crate::sys::timefmt::now_ms());
     let lg = logger();
     let Ok(mut sinks) = lg.sinks.lock() else {
         return;
@@ -313,7 +313,7 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(dir: &Path, max: u64, keep: usize) -> io::Result<RotatingFile> {
-        crate::fsutil::ensure_private_dir(dir)?;
+        crate::sys::fsutil::ensure_private_dir(dir)?;
         let path = dir.join("agent.log");
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
@@ -369,21 +369,21 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[macro_export]
 macro_rules! log_at {
     ($lvl:expr, $($arg:tt)+) => {
-        if $crate::logging::enabled($lvl) {
-            $crate::logging::write($lvl, module_path!(), format_args!($($arg)+))
+        if $crate::sys::logging::enabled($lvl) {
+            $crate::sys::logging::write($lvl, module_path!(), format_args!($($arg)+))
         }
     };
 }
 #[macro_export]
-macro_rules! log_error { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Error, $($arg)+) }; }
+macro_rules! log_error { ($($arg:tt)+) => { $crate::log_at!($crate::sys::logging::Level::Error, $($arg)+) }; }
 #[macro_export]
-macro_rules! log_warn { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Warn, $($arg)+) }; }
+macro_rules! log_warn { ($($arg:tt)+) => { $crate::log_at!($crate::sys::logging::Level::Warn, $($arg)+) }; }
 #[macro_export]
-macro_rules! log_info { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Info, $($arg)+) }; }
+macro_rules! log_info { ($($arg:tt)+) => { $crate::log_at!($crate::sys::logging::Level::Info, $($arg)+) }; }
 #[macro_export]
-macro_rules! log_debug { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Debug, $($arg)+) }; }
+macro_rules! log_debug { ($($arg:tt)+) => { $crate::log_at!($crate::sys::logging::Level::Debug, $($arg)+) }; }
 #[macro_export]
-macro_rules! log_trace { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Level::Trace, $($arg)+) }; }
+macro_rules! log_trace { ($($arg:tt)+) => { $crate::log_at!($crate::sys::logging::Level::Trace, $($arg)+) }; }
 
 #[cfg(test)]
 mod tests {

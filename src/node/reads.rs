@@ -132,7 +132,7 @@ impl Reads {
                     s.unreadable = false;
                 }
                 Err(ReadError::Corrupt(why)) => {
-                    set_aside(&s.path, crate::timefmt::now_ms(), &why);
+                    set_aside(&s.path, crate::sys::timefmt::now_ms(), &why);
                     s.unreadable = false;
                 }
                 Err(ReadError::Io(e)) => {
@@ -218,7 +218,7 @@ fn set_aside(path: &Path, now: u64, why: &str) {
 fn write(s: &State) -> std::io::Result<()> {
     let body = json!({"version": SCHEMA, "baseline": s.baseline, "reads": s.marks});
     let bytes = serde_json::to_vec(&body).map_err(std::io::Error::other)?;
-    crate::fsutil::write_private_file(&s.path, &bytes)
+    crate::sys::fsutil::write_private_file(&s.path, &bytes)
 }
 
 #[cfg(test)]
@@ -229,9 +229,9 @@ mod tests {
         let p = std::env::temp_dir().join(format!(
             "cba-reads-{name}-{}-{}",
             std::process::id(),
-            crate::ids::new_id()
+            crate::sys::ids::new_id()
         ));
-        crate::fsutil::ensure_private_dir(&p).unwrap();
+        crate::sys::fsutil::ensure_private_dir(&p).unwrap();
         p
     }
 

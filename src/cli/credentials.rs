@@ -1,5 +1,5 @@
 //! The node's credentials: `<config_dir>/credentials.json` holding `node_token`,
-//! `node_name` and `bridge_url`, written 0600 through [`crate::fsutil`]. A token in
+//! `node_name` and `bridge_url`, written 0600 through [`crate::sys::fsutil`]. A token in
 //! `CODING_BRIDGE_NODE_TOKEN` takes the file's place and is never written anywhere.
 
 use std::fs;
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::config::Config;
-use crate::secret::Secret;
+use crate::cli::config::Config;
+use crate::sys::secret::Secret;
 
 /// The largest credentials file we will read; anything bigger is not ours.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -93,7 +93,7 @@ pub fn load_file(path: &Path) -> Loaded {
 
 /// Store `creds` in `<config_dir>/credentials.json` (dir 0700, file 0600 from the first byte).
 pub fn save(config_dir: &Path, creds: &Credentials) -> io::Result<PathBuf> {
-    crate::fsutil::ensure_private_dir(config_dir)?;
+    crate::sys::fsutil::ensure_private_dir(config_dir)?;
     let path = config_dir.join("credentials.json");
     let body = json!({
         "node_token": creds.node_token.expose(),
@@ -102,7 +102,7 @@ pub fn save(config_dir: &Path, creds: &Credentials) -> io::Result<PathBuf> {
     });
     let mut bytes = serde_json::to_vec_pretty(&body).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    crate::fsutil::write_private_file(&path, &bytes)?;
+    crate::sys::fsutil::write_private_file(&path, &bytes)?;
     Ok(path)
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::child::{LineRead, read_bounded_line};
+use crate::sys::child::{LineRead, read_bounded_line};
 
 /// Longest transcript line read; a longer one is skipped.
 const MAX_RECORD: usize = 16 << 20;
@@ -240,7 +240,7 @@ pub fn write_repaired_copy(path: &Path, new_id: &str) -> std::io::Result<PathBuf
         .unwrap_or_default();
     let copy = dir.join(format!("{new_id}.jsonl"));
     let mut reader = BufReader::new(std::fs::File::open(path)?);
-    crate::fsutil::write_private_file_with(&copy, |file| {
+    crate::sys::fsutil::write_private_file_with(&copy, |file| {
         let mut out = std::io::BufWriter::new(file);
         // Dropped record uuid → its parent, to re-link what followed it.
         let mut dropped: HashMap<String, Value> = HashMap::new();

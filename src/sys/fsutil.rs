@@ -57,7 +57,7 @@ pub fn write_private_file_with(
     let tmp = dir.join(format!(
         ".{name}.tmp.{}.{}",
         std::process::id(),
-        crate::ids::new_id()
+        crate::sys::ids::new_id()
     ));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -89,7 +89,7 @@ mod tests {
         let p = std::env::temp_dir().join(format!(
             "cba-fsutil-{name}-{}-{}",
             std::process::id(),
-            crate::timefmt::now_ms()
+            crate::sys::timefmt::now_ms()
         ));
         let _ = fs::remove_dir_all(&p);
         p

@@ -3,7 +3,7 @@
 //! Threads and channels:
 //! - **reader** (one per connection): connects (TCP, TLS, WebSocket handshake), starts the
 //!   writer, reports [`LinkEvent::Up`], then blocks in `poll(2)` for readability, drains
-//!   every ready frame, parses it ([`crate::envelope::parse`]) and sends it to the hub.
+//!   every ready frame, parses it ([`crate::relay::envelope::parse`]) and sends it to the hub.
 //!   Malformed frames are logged at debug and skipped; the link stays up.
 //! - **writer** (one per connection): receives [`Outbound`] frames from a bounded channel
 //!   the hub holds, writes a batch, flushes, and waits in `poll(2)` for writability when the
@@ -34,10 +34,10 @@ use rustls::pki_types::ServerName;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
 use tungstenite::{Message, WebSocket};
 
-use crate::envelope::{self, Incoming};
+use crate::relay::envelope::{self, Incoming};
 
 /// The largest browser command the node takes: images (base64) and all. Media limits
-/// are set so that a command within them fits ([`crate::media::MAX_IMAGES_TOTAL`]). A
+/// are set so that a command within them fits ([`crate::node::media::MAX_IMAGES_TOTAL`]). A
 /// bigger frame up to [`MAX_MESSAGE`] is read, refused with a `session.error`, and its
 /// `cmd_id` remembered, so a redelivery cannot loop.
 pub const MAX_COMMAND: usize = 48 << 20;
@@ -562,7 +562,7 @@ fn connect(target: &Target) -> Result<(Ws, TcpStream), Down> {
     .map_err(|e| {
         lost(
             "bad request for",
-            &crate::logging::redact(&e.to_string(), &[]),
+            &crate::sys::logging::redact(&e.to_string(), &[]),
         )
     })?;
     if let Ok(ua) = concat!("coding-bridge-agent/", env!("CARGO_PKG_VERSION")).parse() {

@@ -2,7 +2,7 @@
 //! the `.jsonl` files under `<claude dir>/projects/<cwd slug>/<session id>.jsonl`, where
 //! the claude dir is `$CLAUDE_CONFIG_DIR` or `~/.claude`.
 //!
-//! Runs on worker threads (see [`crate::worker`]), never on the hub: a transcript can be
+//! Runs on worker threads (see [`crate::hub::worker`]), never on the hub: a transcript can be
 //! a gigabyte. What it costs, and why:
 //! - **Listing** reads a transcript's head (title, cwd, branch) and scans the rest with a
 //!   SIMD substring search (`memchr::memmem`) for message and title records, without
@@ -27,8 +27,8 @@ use std::time::UNIX_EPOCH;
 use memchr::memmem;
 use serde_json::{Value, json};
 
-use crate::child::{LineRead, read_bounded_line};
-use crate::reads::Reads;
+use crate::node::reads::Reads;
+use crate::sys::child::{LineRead, read_bounded_line};
 
 /// Longest transcript line read; longer ones are skipped.
 pub const MAX_LINE: usize = 16 << 20;
@@ -85,7 +85,7 @@ fn transcripts(claude_dir: &Path) -> Vec<Found> {
             let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
                 continue;
             };
-            if !crate::sessions::valid_id(id) {
+            if !crate::hub::sessions::valid_id(id) {
                 continue;
             }
             let Ok(meta) = e.metadata() else { continue };
@@ -122,7 +122,7 @@ pub fn list(
             let s = summary_cached(&f.path, f.size, f.mtime);
             let running = running.contains(&f.id);
             let seen = marks
-                .get(&crate::reads::key("claude", &f.id))
+                .get(&crate::node::reads::key("claude", &f.id))
                 .copied()
                 .unwrap_or(0)
                 .max(baseline);
@@ -682,7 +682,7 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
         } else if let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) {
             for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
                 // As live: a string, with no base64 of images or documents.
-                let content = crate::claude::tool_result_content(b.get("content"));
+                let content = crate::providers::claude::tool_result_content(b.get("content"));
                 push(
                     json!({"kind": "tool_result", "tool_use_id": b["tool_use_id"],
                             "content": cut(&content, truncated),
@@ -729,7 +729,7 @@ pub fn detail(
     config_dir: &Path,
     session: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::sessions::valid_id(session) {
+    if !crate::hub::sessions::valid_id(session) {
         return Err(DetailError::InvalidId);
     }
     let path = claude_dir
@@ -798,7 +798,7 @@ pub fn detail(
     }
     truncated |= lines.skipped > 0;
     let events: Vec<Value> = records.into_iter().rev().flatten().collect();
-    let sidecar = crate::sidecar::load(config_dir, session);
+    let sidecar = crate::node::sidecar::load(config_dir, session);
     let pick = |k: &str| {
         sidecar
             .as_ref()
@@ -865,7 +865,7 @@ mod tests {
 
     #[test]
     fn backwards_lines() {
-        let dir = std::env::temp_dir().join(format!("cba-back-{}", crate::ids::new_id()));
+        let dir = std::env::temp_dir().join(format!("cba-back-{}", crate::sys::ids::new_id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("t.jsonl");
         let long = "x".repeat(SCAN_CHUNK * 2 + 17);

@@ -5,21 +5,21 @@
 //! when a child ends (silent retries, then one `session.error`).
 //!
 //! These are methods of [`Sessions`], run on the hub thread; the child's lines arrive
-//! as [`ChildEvent`]s. Stream translation of one line is in [`crate::session`].
+//! as [`ChildEvent`]s. Stream translation of one line is in [`crate::hub::session`].
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::child::{self, ChildEvent, ExitInfo, Spec};
-use crate::claude;
 use crate::hub::Tick;
-use crate::permissions::Pending;
-use crate::session::{
+use crate::hub::permissions::Pending;
+use crate::hub::session::{
     Live, OwnRequest, Session, Turn, on_assistant, on_stream_event, on_user, permission_input,
     replayed, scope_of, status_text, sync_mode, sync_model,
 };
-use crate::sessions::{Sessions, valid_id};
+use crate::hub::sessions::{Sessions, valid_id};
+use crate::providers::claude;
+use crate::sys::child::{self, ChildEvent, ExitInfo, Spec};
 
 /// How long queued prompts wait for a turn the CLI announced (`task_notification`)
 /// before they go ahead anyway.
@@ -62,7 +62,7 @@ impl Sessions {
             opts.resume.clone_from(&s.sdk_id);
         }
         if let (Some(id), Some(dir)) = (opts.resume.clone(), &self.settings.claude_dir) {
-            match crate::transcript::locate(dir, s.transcript_cwd(), &id) {
+            match crate::providers::claude::transcript::locate(dir, s.transcript_cwd(), &id) {
                 // Nothing was ever saved (the CLI died before writing it): resuming would
                 // fail every time, and there is no conversation to lose.
                 None => {
@@ -239,7 +239,7 @@ impl Sessions {
             sync_mode(s);
             // Replay guard: what the transcript holds now is not shown again.
             if let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) {
-                let path = crate::transcript::path(dir, s.transcript_cwd(), sdk);
+                let path = crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk);
                 s.known.follow(path);
                 s.known.refresh();
             }
@@ -247,8 +247,8 @@ impl Sessions {
             s.ordinal = 0;
             s.reset_stream();
             s.replay_seen = false;
-            let uuid = crate::ids::uuid_v4();
-            if s.prompts.len() >= crate::session::MAX_PROMPTS {
+            let uuid = crate::sys::ids::uuid_v4();
+            if s.prompts.len() >= crate::hub::session::MAX_PROMPTS {
                 s.prompts.pop_front();
             }
             s.prompts.push_back((s.last_uuid.clone(), uuid.clone()));
@@ -274,7 +274,7 @@ impl Sessions {
                             Some(Some(k)) => key.clone_from(k),
                             _ => return,
                         }
-                        crate::logging::set_context(None, Some(&key));
+                        crate::sys::logging::set_context(None, Some(&key));
                     }
                     // Anything but a streaming line may re-key the session or end it:
                     // look the key up again before the next line.
@@ -289,7 +289,7 @@ impl Sessions {
             ChildEvent::Exited { child, status } => {
                 let owner = self.children.remove(&child).flatten();
                 let Some(key) = owner else { return };
-                crate::logging::set_context(None, Some(&key));
+                crate::sys::logging::set_context(None, Some(&key));
                 self.on_exit(&key, child, status, out);
             }
         }
@@ -541,7 +541,7 @@ impl Sessions {
         }
         open_turn(s);
         s.mark_emitted();
-        let id = crate::ids::new_id();
+        let id = crate::sys::ids::new_id();
         let tool = req.get("tool_name").cloned().unwrap_or(Value::Null);
         let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
         let (shown, cut) = permission_input(&input);
@@ -755,13 +755,13 @@ fn repaired_for_resume(s: &mut Session, path: std::path::PathBuf) -> Option<Stri
         Some((p, end)) if *p == path => *end,
         _ => 0,
     };
-    let (unsigned, end) = crate::transcript::unsigned_thinking_from(&path, from);
+    let (unsigned, end) = crate::providers::claude::transcript::unsigned_thinking_from(&path, from);
     s.thinking_scanned = Some((path.clone(), end));
     if !unsigned {
         return None;
     }
-    let new_id = crate::ids::uuid_v4();
-    match crate::transcript::write_repaired_copy(&path, &new_id) {
+    let new_id = crate::sys::ids::uuid_v4();
+    match crate::providers::claude::transcript::write_repaired_copy(&path, &new_id) {
         Ok(copy) => {
             crate::log_info!(
                 "session {}: {} has thinking blocks without a signature; resuming a repaired copy {}",

@@ -19,9 +19,9 @@ pub const MAX_ATTACHMENT_BYTES: u64 = 50 << 20;
 pub const MAX_ATTACHMENTS: usize = 10;
 pub const MAX_IMAGES: usize = 20;
 /// Decoded bytes of all the images of one command: with base64 (4/3) and the rest of
-/// the command this fits the relay frame the node takes ([`crate::link::MAX_COMMAND`]).
+/// the command this fits the relay frame the node takes ([`crate::relay::link::MAX_COMMAND`]).
 pub const MAX_IMAGES_TOTAL: usize = 32 << 20;
-const _: () = assert!(MAX_IMAGES_TOTAL / 3 * 4 + (4 << 20) <= crate::link::MAX_COMMAND);
+const _: () = assert!(MAX_IMAGES_TOTAL / 3 * 4 + (4 << 20) <= crate::relay::link::MAX_COMMAND);
 pub const DEFAULT_HOSTS: &[&str] = &["cdn.acedata.cloud", "platform.cdn.acedata.cloud"];
 
 /// What media handling needs from the configuration.
@@ -68,7 +68,7 @@ pub fn prepare(
     let stamp = format!(
         "{}-{}",
         safe_name(session, "session"),
-        crate::timefmt::now_ms()
+        crate::sys::timefmt::now_ms()
     );
     if let Some(list) = images.and_then(as_list) {
         let dir = cwd.join(".tmp/images").join(&stamp);

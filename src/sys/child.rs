@@ -13,7 +13,7 @@
 //!   for error reports.
 //!
 //! The child runs in its own process group so that shutdown reaches its grandchildren
-//! (shells, tools) too, and (in the daemon) under a [`crate::guard`], so that none of
+//! (shells, tools) too, and (in the daemon) under a [`crate::sys::guard`], so that none of
 //! them outlives the daemon, even a SIGKILLed one. Waiting with a deadline uses a pidfd and `poll(2)`, not sleeps.
 
 use std::collections::VecDeque;
@@ -109,7 +109,7 @@ impl ChildHandle {
 
 static GUARD: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// From now on, run every child under a [`crate::guard`] started from `exe` (this
+/// From now on, run every child under a [`crate::sys::guard`] started from `exe` (this
 /// binary), so none outlives the daemon. The daemon calls this once at start; library
 /// users that never do get plain children.
 pub fn use_guard(exe: PathBuf) {
@@ -119,7 +119,7 @@ pub fn use_guard(exe: PathBuf) {
 /// Start `spec` as child number `id`; its output arrives on `events`.
 pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<ChildHandle> {
     let mut cmd = match GUARD.get() {
-        Some(exe) => crate::guard::wrap(exe, &spec.program, &spec.args),
+        Some(exe) => crate::sys::guard::wrap(exe, &spec.program, &spec.args),
         None => {
             let mut c = Command::new(&spec.program);
             c.args(&spec.args);
@@ -137,7 +137,7 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let mut child = crate::reaper::spawn_owned(|| {
+    let mut child = crate::sys::reaper::spawn_owned(|| {
         let c = cmd.spawn()?;
         let pid = c.id();
         Ok((c, pid))
@@ -207,7 +207,7 @@ fn supervise(
     }
     drop(stdin);
     let status = stop(&mut child, pid);
-    crate::reaper::disown(pid);
+    crate::sys::reaper::disown(pid);
     // Whatever is left of the group (a tool's background job) goes too.
     kill_group(pid, libc::SIGKILL);
     // Let the stderr reader catch the last lines (bounded: a process outside the group
@@ -546,7 +546,7 @@ mod tests {
 
     /// Pids of non-zombie processes in process group `pgid`.
     pub fn live_group_members(pgid: u32) -> Vec<u32> {
-        crate::reaper::processes()
+        crate::sys::reaper::processes()
             .into_iter()
             .filter(|p| p.pgrp == pgid && !p.is_zombie())
             .map(|p| p.pid)

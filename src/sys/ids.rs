@@ -13,7 +13,7 @@ pub fn fill_random(buf: &mut [u8]) {
         done += n as usize;
     }
     if done < buf.len() {
-        let mut x = crate::timefmt::now_ms() ^ ((std::process::id() as u64) << 32) | 1;
+        let mut x = crate::sys::timefmt::now_ms() ^ ((std::process::id() as u64) << 32) | 1;
         for b in &mut buf[done..] {
             x ^= x << 13;
             x ^= x >> 7;

@@ -24,7 +24,7 @@ pub enum Work {
     Prepared {
         session: String,
         turn: u64,
-        prepared: crate::media::Prepared,
+        prepared: crate::node::media::Prepared,
     },
     /// The command catalogue from a probe child (`None` when the probe failed).
     Catalogue(Option<Vec<Value>>),

@@ -1,7 +1,7 @@
 //! One Claude Code session: its state (queue of turns, child, streaming blocks, our
 //! own control requests) and how its CLI's stream-json output becomes node events
 //! (PROTOCOL §4–5). Pure functions over a [`Session`]; the collection, the commands and
-//! the child processes are in [`crate::sessions`]. Owned by the hub thread.
+//! the child processes are in [`crate::hub::sessions`]. Owned by the hub thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::child::ChildHandle;
-use crate::claude::{self, SpawnOpts};
-use crate::transcript::Known;
+use crate::providers::claude::transcript::Known;
+use crate::providers::claude::{self, SpawnOpts};
+use crate::sys::child::ChildHandle;
 
 /// Text kept per streamed block (deltas are forwarded regardless).
 pub(crate) const MAX_BLOCK_TEXT: usize = 4 << 20;
@@ -112,7 +112,7 @@ pub(crate) enum OwnRequest {
 pub(crate) struct EditPlan {
     pub(crate) turn: Turn,
     /// The edit command's prompt and media, saved when the fork starts.
-    pub(crate) media: crate::sessions::TurnCmd,
+    pub(crate) media: crate::hub::sessions::TurnCmd,
     pub(crate) cut_uuid: Option<String>,
     pub(crate) restore_to: Option<String>,
 }
@@ -313,7 +313,11 @@ impl Session {
 
     pub(crate) fn next_request_id(&mut self, kind: OwnRequest) -> String {
         self.control_seq += 1;
-        let id = format!("req_{}_{}", self.control_seq, &crate::ids::new_id()[..8]);
+        let id = format!(
+            "req_{}_{}",
+            self.control_seq,
+            &crate::sys::ids::new_id()[..8]
+        );
         self.own.insert(id.clone(), kind);
         id
     }

@@ -23,7 +23,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
-        d.mul_f64(0.5 + 0.5 * crate::ids::random_unit())
+        d.mul_f64(0.5 + 0.5 * crate::sys::ids::random_unit())
     }
 
     pub fn reset(&mut self) {

@@ -3,7 +3,7 @@
 //! OOM killer, a crash).
 //!
 //! The daemon starts its own binary as `coding-bridge-agent __child-guard <daemon pid> --
-//! <program> <args>…` (see [`crate::child`]) with the CLI's stdio, working dir and
+//! <program> <args>…` (see [`crate::sys::child`]) with the CLI's stdio, working dir and
 //! environment. The guard, single-threaded and with no other job:
 //! - asks the kernel for a parent-death signal (SIGHUP) and becomes a *child subreaper*,
 //!   so every orphaned descendant of the CLI (a tool's shell, a background job, even one
@@ -150,7 +150,7 @@ fn kill_descendants() {
     let me = std::process::id();
     let deadline = Instant::now() + KILL_BUDGET;
     loop {
-        let procs = crate::reaper::processes();
+        let procs = crate::sys::reaper::processes();
         let mut tree = vec![me];
         let mut i = 0;
         while i < tree.len() {

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Flags;
-use crate::logging::Level;
-use crate::secret::Secret;
+use crate::cli::args::Flags;
+use crate::sys::logging::Level;
+use crate::sys::secret::Secret;
 
 pub const DEFAULT_BRIDGE_URL: &str = "https://coding-bridge.acedata.cloud";
 pub const DEFAULT_CLAIM_URL: &str = "https://studio.acedata.cloud/coding-bridge?code={code}";
@@ -302,7 +302,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             }
             hosts
         }
-        None => crate::media::DEFAULT_HOSTS
+        None => crate::node::media::DEFAULT_HOSTS
             .iter()
             .map(|h| h.to_string())
             .collect(),
@@ -464,7 +464,7 @@ fn path(raw: &Raw, home: Option<&Path>, cwd: Option<&Path>) -> Result<PathBuf, C
     if (v == "~" || v.starts_with("~/")) && home.is_none() {
         return Err(raw.err("uses ~ but HOME is not set"));
     }
-    let p = crate::fsutil::expand_home(v, home);
+    let p = crate::sys::fsutil::expand_home(v, home);
     Ok(match (p.is_absolute(), cwd) {
         (false, Some(c)) => c.join(p),
         _ => p,

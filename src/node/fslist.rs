@@ -14,7 +14,7 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Value
         None => home
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/")),
-        Some(p) => crate::fsutil::expand_home(p, home),
+        Some(p) => crate::sys::fsutil::expand_home(p, home),
     };
     let requested = if requested.is_absolute() {
         requested

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::child::{self, ChildEvent, Spec};
+use crate::sys::child::{self, ChildEvent, Spec};
 
 /// The longest a catalogue probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -30,7 +30,7 @@ pub fn claude_available(configured: Option<&Path>) -> bool {
 
 fn resolve(configured: Option<&Path>) -> Option<std::path::PathBuf> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    crate::claude::resolve(configured, std::env::var_os("PATH"), home.as_deref())
+    crate::providers::claude::resolve(configured, std::env::var_os("PATH"), home.as_deref())
 }
 
 /// The `capabilities` reply.
@@ -62,7 +62,7 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
                 {"value": "haiku", "label": "Haiku"},
             ],
             "efforts": ["", "low", "medium", "high", "max"],
-            "permission_modes": crate::sessions::PERMISSION_MODES,
+            "permission_modes": crate::hub::sessions::PERMISSION_MODES,
             "allow_custom_model": true,
             "supports_edit": true,
             "supports_code_restore": true,
@@ -79,18 +79,18 @@ pub fn probe(
     timeout: Duration,
 ) -> Option<Vec<Value>> {
     let program = resolve(configured)?;
-    let (env, env_remove) = crate::claude::child_env(entrypoint);
+    let (env, env_remove) = crate::providers::claude::child_env(entrypoint);
     let spec = Spec {
         program,
-        args: crate::claude::argv(&crate::claude::SpawnOpts::default()),
+        args: crate::providers::claude::argv(&crate::providers::claude::SpawnOpts::default()),
         cwd: cwd.to_path_buf(),
         env,
         env_remove,
     };
     let (tx, rx) = crossbeam_channel::bounded(4);
     let handle = child::spawn(0, &spec, tx).ok()?;
-    let rid = format!("probe_{}", &crate::ids::new_id()[..8]);
-    handle.send_line(crate::claude::control_request(
+    let rid = format!("probe_{}", &crate::sys::ids::new_id()[..8]);
+    handle.send_line(crate::providers::claude::control_request(
         &rid,
         json!({"subtype": "initialize", "hooks": null}),
     ));

@@ -1,7 +1,7 @@
 //! Pairing over HTTP (PROTOCOL §1): `POST /pair/start` for a code, then `POST /pair/poll`
 //! every couple of seconds until the code is claimed, refused or expires.
 //!
-//! Runs on the calling thread; nothing here prints. The caller ([`crate::app`]) reports
+//! Runs on the calling thread; nothing here prints. The caller ([`crate::cli::app`]) reports
 //! the code and the outcome to people or scripts. Every way the relay can answer badly
 //! (no connection, 5xx, non-JSON, odd fields) becomes a [`Failure`] with a reason and an
 //! exit code; a few transient failures while polling are retried.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::secret::Secret;
+use crate::sys::secret::Secret;
 
 /// Largest body we read from the relay during pairing.
 const MAX_BODY: u64 = 64 * 1024;

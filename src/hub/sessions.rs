@@ -1,11 +1,11 @@
 //! All Claude Code sessions (PROTOCOL §3–8): the browser's `session.*` and permission
 //! commands, parsed at the edge into typed values and applied to the sessions.
 //! How each session drives its CLI child (spawning, turns, output, exits and retries) is
-//! in [`crate::driver`]; how one session's CLI output becomes node events is in
-//! [`crate::session`].
+//! in [`crate::providers::claude::driver`]; how one session's CLI output becomes node events is in
+//! [`crate::hub::session`].
 //!
 //! Owned by the hub thread; no locks. Each session has at most one child
-//! ([`crate::child`]); its lines arrive as [`ChildEvent`]s on the hub's child channel.
+//! ([`crate::sys::child`]); its lines arrive as [`ChildEvent`]s on the hub's child channel.
 //! Everything that happens is pushed as an event payload onto an `out` vector that the
 //! hub then emits (and, for durable events, queues for reliable delivery). Deadlines
 //! (permission timeouts, crash retries) go through the hub's timer as [`Tick`]s.
@@ -20,13 +20,13 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde_json::{Map, Value, json};
 
-use crate::child::ChildEvent;
-use crate::claude;
 use crate::hub::Tick;
-use crate::permissions::Permissions;
-use crate::session::{EditPlan, OwnRequest, Session, Turn, sync_mode};
-use crate::timer::Timer;
-use crate::worker::{Work, Workers};
+use crate::hub::permissions::Permissions;
+use crate::hub::session::{EditPlan, OwnRequest, Session, Turn, sync_mode};
+use crate::hub::timer::Timer;
+use crate::hub::worker::{Work, Workers};
+use crate::providers::claude;
+use crate::sys::child::ChildEvent;
 
 /// Live sessions allowed at once.
 pub const MAX_SESSIONS: usize = 64;
@@ -52,7 +52,7 @@ pub struct Settings {
     pub entrypoint: Option<String>,
     /// Where the per-session settings sidecars live (`<config_dir>/sessions`).
     pub config_dir: PathBuf,
-    pub media: crate::media::Settings,
+    pub media: crate::node::media::Settings,
 }
 
 /// All sessions of this daemon.
@@ -346,7 +346,7 @@ impl Sessions {
         // Resuming from history: the sidecar restores what the transcript cannot carry.
         let saved = resume
             .as_deref()
-            .and_then(|r| crate::sidecar::load(&self.settings.config_dir, r))
+            .and_then(|r| crate::node::sidecar::load(&self.settings.config_dir, r))
             .unwrap_or(Value::Null);
         let saved_str = |k: &str| {
             saved
@@ -356,7 +356,7 @@ impl Sessions {
                 .map(str::to_string)
         };
         let cwd = match str_field(cmd, "cwd") {
-            Some(c) => crate::fsutil::expand_home(c, self.settings.home.as_deref()),
+            Some(c) => crate::sys::fsutil::expand_home(c, self.settings.home.as_deref()),
             None => saved_str("cwd")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| self.settings.default_cwd.clone()),
@@ -479,7 +479,7 @@ impl Sessions {
         let started = self.workers.run("media", move || Work::Prepared {
             session: owner,
             turn: turn_id,
-            prepared: crate::media::prepare(
+            prepared: crate::node::media::prepare(
                 &cwd,
                 &sid,
                 images.as_ref(),
@@ -488,7 +488,7 @@ impl Sessions {
             ),
         });
         if !started {
-            let prepared = crate::media::Prepared {
+            let prepared = crate::node::media::Prepared {
                 saved: Vec::new(),
                 notices: vec![
                     "the node is busy; the images and attachments of this turn were not saved"
@@ -505,7 +505,7 @@ impl Sessions {
         &mut self,
         session: &str,
         turn_id: u64,
-        prepared: crate::media::Prepared,
+        prepared: crate::node::media::Prepared,
         out: &mut Vec<Value>,
     ) {
         let Some(key) = self.key_of(session) else {
@@ -563,7 +563,7 @@ impl Sessions {
         });
         let dir = self.settings.config_dir.clone();
         self.workers.run("sidecar", move || {
-            crate::sidecar::save(&dir, &id, &body);
+            crate::node::sidecar::save(&dir, &id, &body);
             Work::Done
         });
     }
@@ -617,8 +617,8 @@ impl Sessions {
                 .find(|(before, _)| before.as_deref() == cut.as_deref())
                 .map(|(_, uuid)| uuid.clone());
             let found = sent.or_else(|| match (&s.sdk_id, &self.settings.claude_dir) {
-                (Some(sdk), Some(dir)) => crate::transcript::first_prompt_after(
-                    &crate::transcript::path(dir, s.transcript_cwd(), sdk),
+                (Some(sdk), Some(dir)) => crate::providers::claude::transcript::first_prompt_after(
+                    &crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk),
                     cut.as_deref(),
                 ),
                 _ => None,
@@ -923,7 +923,9 @@ mod tests {
         assert!(!valid_id(".."));
         assert!(!valid_id("a/b"));
         assert_eq!(
-            crate::transcript::project_slug(std::path::Path::new("/home/pi/my.app")),
+            crate::providers::claude::transcript::project_slug(std::path::Path::new(
+                "/home/pi/my.app"
+            )),
             "-home-pi-my-app"
         );
     }

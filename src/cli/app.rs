@@ -9,12 +9,12 @@ use std::io::{IsTerminal, Write};
 
 use serde_json::{Value, json};
 
-use crate::cli::{self, Action, Command};
-use crate::config::{self, Config};
-use crate::credentials::{self, Credentials, Loaded, Source};
-use crate::lock::{self, LockError, Probe};
-use crate::logging;
-use crate::pairing;
+use crate::cli::args::{self, Action, Command};
+use crate::cli::config::{self, Config};
+use crate::cli::credentials::{self, Credentials, Loaded, Source};
+use crate::cli::lock::{self, LockError, Probe};
+use crate::cli::pairing;
+use crate::sys::logging;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -24,11 +24,11 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 /// Run the program with the process's arguments and environment; returns the exit code.
 /// `println!` that ends quietly on a closed stdout; see [`say`].
 macro_rules! say {
-    ($($arg:tt)*) => { $crate::app::say(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::app::say(format_args!($($arg)*)) };
 }
 
 pub fn main() -> i32 {
-    let cli = match cli::parse(std::env::args_os().skip(1)) {
+    let cli = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}\n\nRun `coding-bridge-agent --help` for usage.");
@@ -37,7 +37,7 @@ pub fn main() -> i32 {
     };
     let command = match cli.action {
         Action::Help(topic) => {
-            say!("{}", cli::help(topic));
+            say!("{}", args::help(topic));
             return EXIT_OK;
         }
         Action::Version => {
@@ -311,7 +311,7 @@ fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Cred
         let _ = writeln!(out, "  2. Enter  {}\n", code.code);
         let _ = writeln!(out, "  or open the direct link:\n  {link}\n");
         let show_qr = cfg.qr.unwrap_or_else(|| std::io::stdout().is_terminal());
-        if show_qr && let Some(qr) = crate::qr::render(&link) {
+        if show_qr && let Some(qr) = crate::cli::qr::render(&link) {
             let _ = writeln!(out, "{qr}");
         }
         let _ = writeln!(
@@ -378,7 +378,7 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
             return EXIT_FAILED;
         }
     };
-    if let Err(e) = crate::fsutil::ensure_private_dir(&cfg.config_dir) {
+    if let Err(e) = crate::sys::fsutil::ensure_private_dir(&cfg.config_dir) {
         crate::log_warn!(
             "cannot create the config dir {}: {e}",
             cfg.config_dir.display()

@@ -16,7 +16,8 @@ pub const VERSION: u64 = 1;
 const MAX_BYTES: u64 = 64 * 1024;
 
 fn path(config_dir: &Path, id: &str) -> Option<PathBuf> {
-    crate::sessions::valid_id(id).then(|| config_dir.join("sessions").join(format!("{id}.json")))
+    crate::hub::sessions::valid_id(id)
+        .then(|| config_dir.join("sessions").join(format!("{id}.json")))
 }
 
 /// Save `settings` for session `id` (errors are logged, never fatal).
@@ -26,14 +27,14 @@ pub fn save(config_dir: &Path, id: &str, settings: &Value) {
     };
     let write = || -> std::io::Result<()> {
         if let Some(dir) = p.parent() {
-            crate::fsutil::ensure_private_dir(dir)?;
+            crate::sys::fsutil::ensure_private_dir(dir)?;
         }
         let mut body = settings.clone();
         if let Some(map) = body.as_object_mut() {
             map.insert("version".into(), VERSION.into());
         }
         let bytes = serde_json::to_vec_pretty(&body).map_err(std::io::Error::other)?;
-        crate::fsutil::write_private_file(&p, &bytes)
+        crate::sys::fsutil::write_private_file(&p, &bytes)
     };
     if let Err(e) = write() {
         crate::log_warn!(

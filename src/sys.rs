@@ -1,0 +1,13 @@
+//! Operating-system plumbing shared by everything else: child processes ([`child`]) and
+//! the guard that keeps them from outliving the daemon ([`guard`]), orphan reaping as
+//! PID 1 ([`reaper`]), private files ([`fsutil`]), the logger ([`logging`]), random ids
+//! ([`ids`]), timestamps ([`timefmt`]) and secrets that never print ([`secret`]).
+
+pub mod child;
+pub mod fsutil;
+pub mod guard;
+pub mod ids;
+pub mod logging;
+pub mod reaper;
+pub mod secret;
+pub mod timefmt;
