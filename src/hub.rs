@@ -26,6 +26,7 @@
 //! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
 //! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
 
+pub mod commands;
 pub mod permissions;
 pub mod session;
 pub mod sessions;
@@ -38,6 +39,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use serde_json::{Map, Value, json};
 
 use crate::cli::config::Config;
+use crate::hub::commands::{Command, Kind};
 use crate::hub::sessions::{Sessions, Settings};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
@@ -642,52 +644,50 @@ impl Hub {
 
     /// Dispatch one browser command (PROTOCOL §3).
     fn on_command(&mut self, cmd: Map<String, Value>) {
-        let action = cmd.get("action").and_then(Value::as_str).unwrap_or("");
-        let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
-        let session_id = cmd.get("session_id").filter(|v| v.is_string()).cloned();
+        let cmd = commands::parse(cmd);
         crate::sys::logging::set_context(
-            trace_id.as_ref().and_then(Value::as_str),
-            session_id.as_ref().and_then(Value::as_str),
+            cmd.trace_id.as_ref().and_then(Value::as_str),
+            cmd.session_id.as_deref(),
         );
-        crate::log_debug!("command {action:?}");
+        crate::log_debug!("command {:?}", cmd.action);
         let mut out = Vec::new();
-        if self.sessions.command(action, &cmd, &mut out) {
+        let Some(cmd) = self.sessions.command(cmd, &mut out) else {
             self.emit_all(out);
             return;
-        }
-        if self.service(action, &cmd, trace_id.clone()) {
+        };
+        let Some(cmd) = self.service(cmd) else {
             return;
-        }
-        let reply = match action {
-            "ping" => json!({"event": "pong"}),
-            _ => {
-                let mut p = json!({
-                    "event": "session.error",
-                    "message": if action.is_empty() {
-                        "the command has no action".to_string()
-                    } else {
-                        format!("unknown action: {action}")
-                    },
-                });
-                if let Some(s) = session_id {
-                    p["session_id"] = s;
+        };
+        let reply = match &cmd.kind {
+            Kind::Ping => json!({"event": "pong"}),
+            other => {
+                let message = match other {
+                    Kind::Invalid(m) => m.clone(),
+                    _ if cmd.action.is_empty() => "the command has no action".to_string(),
+                    _ => format!("unknown action: {}", cmd.action),
+                };
+                let mut p = json!({"event": "session.error", "message": message});
+                if let Some(s) = &cmd.session_id {
+                    p["session_id"] = json!(s);
                 }
                 p
             }
         };
-        self.emit(traced(reply, &trace_id));
+        self.emit(traced(reply, &cmd.trace_id));
     }
 
-    /// Requests answered from the disk or a probe, on worker threads.
-    fn service(&mut self, action: &str, cmd: &Map<String, Value>, trace: Option<Value>) -> bool {
+    /// Requests answered from the disk or a probe, on worker threads; any other command
+    /// is handed back.
+    fn service(&mut self, cmd: Command) -> Option<Command> {
+        let trace = cmd.trace_id.clone();
         let with_trace = {
             let trace = trace.clone();
             move |v: Value| traced(v, &trace)
         };
         let home = self.home.clone();
-        let started = match action {
-            "history.list" => {
-                let limit = cmd.get("limit").and_then(Value::as_i64);
+        let started = match &cmd.kind {
+            Kind::HistoryList { limit } => {
+                let limit = *limit;
                 let running = self.sessions.running_ids();
                 let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
                 self.workers.run("history", move || {
@@ -699,18 +699,16 @@ impl Hub {
                     )))
                 })
             }
-            "history.mark_read" => {
-                let limit = cmd.get("limit").and_then(Value::as_i64);
-                let provider = cmd
-                    .get("provider")
-                    .and_then(Value::as_str)
-                    .unwrap_or("claude")
-                    .to_string();
+            Kind::HistoryMarkRead {
+                provider,
+                updated_at,
+                limit,
+            } => {
+                let (limit, at) = (*limit, *updated_at);
                 let id = cmd
-                    .get("session_id")
-                    .and_then(Value::as_str)
-                    .filter(|s| crate::hub::sessions::valid_id(s))
-                    .map(str::to_string);
+                    .session_id
+                    .clone()
+                    .filter(|s| crate::hub::sessions::valid_id(s));
                 if id.is_none() {
                     crate::log_warn!(
                         "history.mark_read without a valid session_id; nothing marked"
@@ -718,8 +716,7 @@ impl Hub {
                 }
                 let key = id
                     .as_deref()
-                    .map(|id| crate::node::reads::key(&provider, id));
-                let at = cmd.get("updated_at").and_then(Value::as_u64);
+                    .map(|id| crate::node::reads::key(provider, id));
                 if let (Some(at), Some(key)) = (at, &key) {
                     // Held in memory at once: a busy node cannot lose it.
                     self.reads.raise(key, at);
@@ -753,18 +750,10 @@ impl Hub {
                         "the node is busy; the read mark is kept in memory and saved with the next one"
                     );
                 }
-                return true;
+                return None;
             }
-            "history.get" => {
-                let session = cmd
-                    .get("session_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let provider = cmd
-                    .get("provider")
-                    .and_then(Value::as_str)
-                    .unwrap_or("claude");
+            Kind::HistoryGet { provider } => {
+                let session = cmd.session_id.clone().unwrap_or_default();
                 if session.is_empty() || provider != "claude" {
                     let message = if session.is_empty() {
                         "history.get needs a session_id".to_string()
@@ -776,7 +765,7 @@ impl Hub {
                         e["session_id"] = json!(session);
                     }
                     self.emit(with_trace(e));
-                    return true;
+                    return None;
                 }
                 let config_dir = self.config_dir.clone();
                 let dir = self.claude_dir.clone();
@@ -797,12 +786,8 @@ impl Hub {
                     Work::Reply(with_trace(reply))
                 })
             }
-            "fs.list" => {
-                let path = cmd.get("path").and_then(Value::as_str).map(str::to_string);
-                let hidden = cmd
-                    .get("show_hidden")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+            Kind::FsList { path, show_hidden } => {
+                let (path, hidden) = (path.clone(), *show_hidden);
                 self.workers.run("fs", move || {
                     Work::Reply(with_trace(crate::node::fslist::list(
                         home.as_deref(),
@@ -811,7 +796,7 @@ impl Hub {
                     )))
                 })
             }
-            "capabilities.get" => {
+            Kind::CapabilitiesGet => {
                 let available =
                     crate::node::capabilities::claude_available(self.claude_path.as_deref());
                 let known = self
@@ -851,12 +836,15 @@ impl Hub {
                     }
                 }
             }
-            _ => return false,
+            _ => return Some(cmd),
         };
         if !started {
-            self.emit(traced(busy_error(action, cmd), &trace));
+            self.emit(traced(
+                busy_error(&cmd.action, cmd.session_id.as_deref()),
+                &trace,
+            ));
         }
-        true
+        None
     }
 
     fn on_work(&mut self, w: Work) {
@@ -1053,14 +1041,14 @@ pub const MAX_EVENT_BYTES: usize = 8 << 20;
 
 /// The answer to a request the workers had no room for; it names the command's session,
 /// if it had one, like every error about a session.
-fn busy_error(action: &str, cmd: &Map<String, Value>) -> Value {
+fn busy_error(action: &str, session_id: Option<&str>) -> Value {
     let mut e = json!({
         "event": "session.error",
         "code": "node_busy",
         "message": format!("the node is busy; {action} was not run, try again"),
     });
-    if let Some(s) = cmd.get("session_id").filter(|v| v.is_string()) {
-        e["session_id"] = s.clone();
+    if let Some(s) = session_id {
+        e["session_id"] = json!(s);
     }
     e
 }
@@ -1121,11 +1109,10 @@ mod tests {
 
     #[test]
     fn busy_errors_name_the_session() {
-        let cmd = json!({"action": "history.get", "session_id": "abc"});
-        let e = busy_error("history.get", cmd.as_object().unwrap());
+        let e = busy_error("history.get", Some("abc"));
         assert_eq!(e["session_id"], "abc");
         assert_eq!(e["event"], "session.error");
-        let e = busy_error("fs.list", json!({"action": "fs.list"}).as_object().unwrap());
+        let e = busy_error("fs.list", None);
         assert!(e.get("session_id").is_none());
     }
 }

@@ -1,5 +1,5 @@
-//! All Claude Code sessions (PROTOCOL §3–8): the browser's `session.*` and permission
-//! commands, parsed at the edge into typed values and applied to the sessions.
+//! All sessions (PROTOCOL §3–8): the browser's `session.*` and permission commands,
+//! already parsed into typed values ([`crate::hub::commands`]), applied to the sessions.
 //! How each session drives its CLI child (spawning, turns, output, exits and retries) is
 //! in [`crate::providers::claude::driver`]; how one session's CLI output becomes node events is in
 //! [`crate::hub::session`].
@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::hub::Tick;
+use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
 use crate::hub::session::{EditPlan, OwnRequest, Session, Turn, sync_mode};
 use crate::hub::timer::Timer;
@@ -32,8 +33,7 @@ use crate::sys::child::ChildEvent;
 pub const MAX_SESSIONS: usize = 64;
 /// Turns waiting behind the running one, per session.
 pub const MAX_QUEUED_TURNS: usize = 64;
-/// The permission modes Claude Code accepts.
-pub const PERMISSION_MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
+pub use crate::hub::commands::PERMISSION_MODES;
 
 /// Daemon-wide settings sessions need.
 #[derive(Debug, Clone)]
@@ -69,94 +69,6 @@ pub struct Sessions {
     pub(crate) next_child: u64,
     /// The last command catalogue any child reported.
     pub(crate) catalogue: Option<Vec<Value>>,
-}
-
-fn str_field<'a>(cmd: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    cmd.get(k)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// A setting the browser may send with a turn: absent leaves it as it is; present sets
-/// it, and an empty value means "back to the default" (PROTOCOL §6).
-type Override = Option<Option<String>>;
-
-fn override_field(cmd: &Map<String, Value>, k: &str) -> Override {
-    match cmd.get(k) {
-        Some(Value::String(v)) => Some(Some(v.trim().to_string()).filter(|v| !v.is_empty())),
-        _ => None,
-    }
-}
-
-/// A turn as the browser asks for it (`session.start`, `session.send`, `session.edit`).
-#[derive(Debug, Clone)]
-pub(crate) struct TurnCmd {
-    pub(crate) prompt: String,
-    pub(crate) images: Option<Value>,
-    pub(crate) attachments: Option<Value>,
-    pub(crate) model: Override,
-    pub(crate) effort: Override,
-    pub(crate) mode: Override,
-    pub(crate) trace: Option<Value>,
-}
-
-impl TurnCmd {
-    /// Parse and check the turn fields of a command; an error is the message for
-    /// `session.error`.
-    fn parse(cmd: &Map<String, Value>, trace: Option<Value>) -> Result<TurnCmd, String> {
-        let present = |k: &str| {
-            cmd.get(k)
-                .filter(|v| !v.is_null() && !v.as_array().is_some_and(|a| a.is_empty()))
-                .cloned()
-        };
-        let t = TurnCmd {
-            prompt: cmd
-                .get("prompt")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            images: present("images"),
-            attachments: present("attachments"),
-            model: override_field(cmd, "model"),
-            effort: override_field(cmd, "effort"),
-            mode: override_field(cmd, "permission_mode"),
-            trace,
-        };
-        let word =
-            |v: &str| v.len() <= 200 && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-        if let Some(Some(m)) = &t.model
-            && !word(m)
-        {
-            return Err(format!("invalid model {m:?}"));
-        }
-        if let Some(Some(e)) = &t.effort
-            && !word(e)
-        {
-            return Err(format!("invalid effort {e:?}"));
-        }
-        if let Some(Some(m)) = &t.mode
-            && !PERMISSION_MODES.contains(&m.as_str())
-        {
-            return Err(format!(
-                "unknown permission mode {m:?} (expected one of {})",
-                PERMISSION_MODES.join(", ")
-            ));
-        }
-        Ok(t)
-    }
-
-    fn has_media(&self) -> bool {
-        self.images.is_some() || self.attachments.is_some()
-    }
-
-    fn has_prompt(&self) -> bool {
-        !self.prompt.trim().is_empty()
-    }
-
-    fn changes_settings(&self) -> bool {
-        self.model.is_some() || self.effort.is_some() || self.mode.is_some()
-    }
 }
 
 impl Sessions {
@@ -211,17 +123,14 @@ impl Sessions {
     }
 
     /// Handle a session or permission command; false if `action` is not one of ours.
-    pub fn command(
-        &mut self,
-        action: &str,
-        cmd: &Map<String, Value>,
-        out: &mut Vec<Value>,
-    ) -> bool {
-        let trace = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
-        let sid = str_field(cmd, "session_id");
-        let error = |out: &mut Vec<Value>, message: String| {
-            let mut p = json!({"event": "session.error", "message": message});
-            if let Some(s) = sid {
+    /// Apply a session or approval command; any other command is handed back.
+    pub fn command(&mut self, cmd: Command, out: &mut Vec<Value>) -> Option<Command> {
+        let trace = cmd.trace_id.clone();
+        let sid = cmd.session_id.clone();
+        let unknown = |out: &mut Vec<Value>| {
+            let mut p = json!({"event": "session.error",
+                               "message": format!("unknown session: {}", sid.as_deref().unwrap_or(""))});
+            if let Some(s) = &sid {
                 p["session_id"] = json!(s);
             }
             if let Some(t) = &trace {
@@ -229,53 +138,39 @@ impl Sessions {
             }
             out.push(p);
         };
-        let turn = || TurnCmd::parse(cmd, trace.clone());
-        match action {
-            "session.start" => {
-                let Some(sid) = sid else {
-                    error(out, "session.start needs a session_id".into());
-                    return true;
-                };
-                let t = match turn() {
-                    Ok(t) => t,
-                    Err(e) => {
-                        error(out, e);
-                        return true;
-                    }
-                };
+        let key = sid.as_deref().and_then(|s| self.key_of(s));
+        match cmd.kind {
+            Kind::SessionStart(start) => {
+                let sid = sid.unwrap_or_default();
                 // A live session (or, for a retry, the live session it resumes) continues.
-                let live = self
-                    .key_of(sid)
-                    .or_else(|| str_field(cmd, "resume_session_id").and_then(|r| self.key_of(r)));
+                let live = key.or_else(|| start.resume.as_deref().and_then(|r| self.key_of(r)));
                 match live {
-                    Some(key) => self.send_turn(&key, t, out),
-                    None => self.start(sid, cmd, t, out),
+                    Some(key) => self.send_turn(&key, start.turn, out),
+                    None => self.start(&sid, start, out),
                 }
             }
-            "session.send" => match (sid.and_then(|s| self.key_of(s)), turn()) {
-                (Some(key), Ok(t)) => self.send_turn(&key, t, out),
-                (Some(_), Err(e)) => error(out, e),
-                (None, _) => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
+            Kind::SessionSend(t) => match key {
+                Some(key) => self.send_turn(&key, t, out),
+                None => unknown(out),
             },
-            "session.edit" => match (sid.and_then(|s| self.key_of(s)), turn()) {
-                (Some(key), Ok(t)) => self.edit(&key, cmd, t, out),
-                (Some(_), Err(e)) => error(out, e),
-                (None, _) => error(out, format!("unknown session: {}", sid.unwrap_or(""))),
+            Kind::SessionEdit(e) => match key {
+                Some(key) => self.edit(&key, e, out),
+                None => unknown(out),
             },
-            "session.interrupt" => {
-                if let Some(key) = sid.and_then(|s| self.key_of(s)) {
+            Kind::SessionInterrupt => {
+                if let Some(key) = key {
                     self.interrupt(&key, out);
                 }
             }
             // Closing a session this node does not know is a no-op (another device may
             // have closed it already).
-            "session.close" => {
-                if let Some(key) = sid.and_then(|s| self.key_of(s)) {
+            Kind::SessionClose => {
+                if let Some(key) = key {
                     self.close(&key, trace, out);
                 }
             }
-            "permission.resolve" => self.resolve_permission(cmd, trace, out),
-            "permissions.list" => {
+            Kind::PermissionResolve(r) => self.resolve_permission(r, trace, out),
+            Kind::PermissionsList => {
                 let requests = self.permissions.snapshot();
                 let mut p = json!({"event": "permissions.snapshot", "requests": requests});
                 if let Some(t) = trace {
@@ -283,7 +178,7 @@ impl Sessions {
                 }
                 out.push(p);
             }
-            "sessions.list" => {
+            Kind::SessionsList => {
                 let mut list: Vec<Value> = self
                     .sessions
                     .values()
@@ -301,12 +196,13 @@ impl Sessions {
                 }
                 out.push(p);
             }
-            _ => return false,
+            kind => return Some(Command { kind, ..cmd }),
         }
-        true
+        None
     }
 
-    fn start(&mut self, sid: &str, cmd: &Map<String, Value>, t: TurnCmd, out: &mut Vec<Value>) {
+    fn start(&mut self, sid: &str, start: Start, out: &mut Vec<Value>) {
+        let t = start.turn;
         let trace = t.trace.clone();
         let fail = |out: &mut Vec<Value>, code: &str, message: String| {
             let mut p = json!({"event": "session.error", "session_id": sid, "code": code, "message": message});
@@ -315,7 +211,7 @@ impl Sessions {
             }
             out.push(p);
         };
-        let provider = str_field(cmd, "provider").unwrap_or("claude");
+        let provider = start.provider.as_str();
         if provider != "claude" {
             fail(
                 out,
@@ -332,7 +228,7 @@ impl Sessions {
             );
             return;
         }
-        let resume = str_field(cmd, "resume_session_id").map(str::to_string);
+        let resume = start.resume;
         if let Some(r) = &resume
             && !valid_id(r)
         {
@@ -355,7 +251,7 @@ impl Sessions {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
-        let cwd = match str_field(cmd, "cwd") {
+        let cwd = match start.cwd.as_deref() {
             Some(c) => crate::sys::fsutil::expand_home(c, self.settings.home.as_deref()),
             None => saved_str("cwd")
                 .map(PathBuf::from)
@@ -583,7 +479,8 @@ impl Sessions {
     /// `session.edit`: fork the conversation at `cut_uuid` and run the edited turn there,
     /// with the edit's settings and media; with `restore_code`, first undo the file
     /// changes made since (a failed restore is a `session.error` and no fork).
-    fn edit(&mut self, key: &str, cmd: &Map<String, Value>, t: TurnCmd, out: &mut Vec<Value>) {
+    fn edit(&mut self, key: &str, e: Edit, out: &mut Vec<Value>) {
+        let t = e.turn;
         let trace = t.trace.clone();
         if !t.has_prompt() && !t.has_media() {
             if let Some(s) = self.sessions.get(key) {
@@ -595,11 +492,8 @@ impl Sessions {
             }
             return;
         }
-        let cut = str_field(cmd, "cut_uuid").map(str::to_string);
-        let restore = cmd
-            .get("restore_code")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let cut = e.cut_uuid;
+        let restore = e.restore_code;
         self.apply_overrides(key, &t);
         // The edit's media are saved when the fork starts (see `restart_for_edit`).
         let Some(turn) = self.new_turn(key, &t) else {
@@ -843,24 +737,16 @@ impl Sessions {
         }
     }
 
-    fn resolve_permission(
-        &mut self,
-        cmd: &Map<String, Value>,
-        trace: Option<Value>,
-        out: &mut Vec<Value>,
-    ) {
-        let Some(rid) = str_field(cmd, "request_id") else {
-            out.push(json!({"event": "session.error", "message": "permission.resolve needs a request_id"}));
-            return;
-        };
+    fn resolve_permission(&mut self, r: Resolve, trace: Option<Value>, out: &mut Vec<Value>) {
+        let rid = r.request_id.as_str();
         // Already settled (another device answered, or it timed out): nothing to do.
         let Some(p) = self.permissions.take(rid) else {
             crate::log_debug!("permission {rid} is already settled; resolve ignored");
             return;
         };
-        let allow = cmd.get("decision").and_then(Value::as_str) == Some("allow");
+        let allow = r.allow;
         let answer = if allow {
-            claude::allow_response(&p.input, cmd.get("answer"))
+            claude::allow_response(&p.input, r.answer.as_ref())
         } else {
             claude::deny_response(claude::DENY_MESSAGE)
         };
