@@ -644,6 +644,13 @@ impl Fake {
     }
 }
 
+fn proc_status(key: &str) -> Option<String> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -651,7 +658,9 @@ fn main() {
         json!({"start": std::process::id(), "argv": args, "cwd": cwd,
                "entrypoint": std::env::var("CLAUDE_CODE_ENTRYPOINT").ok(),
                "claudecode": std::env::var("CLAUDECODE").ok(),
-               "checkpointing": std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").ok()}),
+               "checkpointing": std::env::var("CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING").ok(),
+               // Blocked and ignored signals as the kernel reports them (hex masks).
+               "sigblk": proc_status("SigBlk:"), "sigign": proc_status("SigIgn:")}),
     );
     if std::env::var_os("FAKE_CLAUDE_ROOT").is_some()
         && args

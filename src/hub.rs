@@ -185,6 +185,7 @@ impl Hub {
             default_cwd: cfg.cwd.clone(),
             default_model: cfg.model.clone(),
             claude_path: cfg.claude_path.clone(),
+            codex_path: cfg.codex_path.clone(),
             home: home.clone(),
             permission_timeout: cfg.permission_timeout,
             retry_limit: cfg.turn_retry_limit,

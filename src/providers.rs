@@ -3,5 +3,11 @@
 //! approvals; the hub and its sessions stay the same whatever the agent.
 //!
 //! - [`claude`]: Claude Code over its stream-json protocol.
+//! - [`codex`]: OpenAI Codex over `codex app-server` (JSON-RPC on stdio).
+//!
+//! A session's [`crate::hub::session::Agent`] says which one drives it; the session
+//! commands in [`crate::hub::sessions`] dispatch on it where the agents differ (starting
+//! the child, writing a turn, reading its lines, interrupting, answering an approval).
 
 pub mod claude;
+pub mod codex;

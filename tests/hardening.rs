@@ -487,3 +487,38 @@ fn unacknowledged_events_stay_within_the_ack_window() {
     assert!(found.is_some());
     assert_eq!(deltas, N);
 }
+
+/// The guard between the daemon and the CLI must hand the CLI a clean signal state: an
+/// agent that waits for SIGCHLD (Codex, Node's child processes) would otherwise never see
+/// its commands end, and SIGTERM would not reach it.
+#[test]
+fn the_cli_starts_with_no_blocked_or_ignored_signals() {
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "s1", "prompt": "hello"}));
+    n.until("session.result");
+    let start = n
+        .log()
+        .into_iter()
+        .find(|l| l.get("start").is_some())
+        .unwrap();
+    assert_eq!(start["sigblk"], "0000000000000000", "{start}");
+    // Ignored signals: the same as the fake CLI run straight from here (what this test
+    // process passes on, plus the SIGPIPE every Rust program ignores), nothing more.
+    let log = n.home.join("direct.log");
+    let status = std::process::Command::new(support::node::fake_claude())
+        .env("FAKE_CLAUDE_LOG", &log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let direct: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(start["sigign"], direct["sigign"], "{start}");
+}

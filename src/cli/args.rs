@@ -39,7 +39,13 @@ impl Command {
 
     /// Command-specific flags this command accepts.
     fn accepts(self, flag: &str) -> bool {
-        const RUN: &[&str] = &["model", "cwd", "permission-timeout", "claude-path"];
+        const RUN: &[&str] = &[
+            "model",
+            "cwd",
+            "permission-timeout",
+            "claude-path",
+            "codex-path",
+        ];
         const PAIR: &[&str] = &["json", "qr", "no-qr", "timeout"];
         match self {
             Command::Up => RUN.contains(&flag) || PAIR.contains(&flag),
@@ -71,6 +77,7 @@ pub struct Flags {
     pub cwd: Option<String>,
     pub permission_timeout: Option<String>,
     pub claude_path: Option<String>,
+    pub codex_path: Option<String>,
     pub json: bool,
     /// `Some(true)` for `--qr`, `Some(false)` for `--no-qr`.
     pub qr: Option<bool>,
@@ -141,6 +148,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
             Long("claude-path") => {
                 specific.push("claude-path");
                 flags.claude_path = Some(text(parser.value()?, "claude-path")?);
+            }
+            Long("codex-path") => {
+                specific.push("codex-path");
+                flags.codex_path = Some(text(parser.value()?, "codex-path")?);
             }
             Long("json") => {
                 specific.push("json");
@@ -227,7 +238,8 @@ pub fn help(topic: Option<Command>) -> String {
       --cwd DIR                 default working directory for sessions (default: current dir)
       --permission-timeout SECS deny a tool request unanswered this long; 0 waits forever
                                 (default 1800) [env CODING_BRIDGE_PERMISSION_TIMEOUT]
-      --claude-path PATH        the claude CLI to run [env CODING_BRIDGE_CLAUDE_PATH]";
+      --claude-path PATH        the claude CLI to run [env CODING_BRIDGE_CLAUDE_PATH]
+      --codex-path PATH         the codex CLI to run [env CODING_BRIDGE_CODEX_PATH]";
     let pair_opts = "\
       --json                    print one JSON object per line on stdout (for scripts)
       --qr / --no-qr            force or suppress the terminal QR code (default: on a TTY)

@@ -49,6 +49,7 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_TURN_RETRY_BACKOFF",
     "CODING_BRIDGE_CLAUDE_ENTRYPOINT",
     "CODING_BRIDGE_LOG_FORWARD",
+    "CODING_BRIDGE_CODEX_PATH",
 ];
 
 /// The validated configuration.
@@ -65,6 +66,8 @@ pub struct Config {
     /// Claim link template; `{code}` is replaced by the pairing code.
     pub claim_url: String,
     pub claude_path: Option<PathBuf>,
+    /// The Codex CLI (`codex`); `None`: looked up on PATH.
+    pub codex_path: Option<PathBuf>,
     pub log_level: Level,
     pub log_dir: PathBuf,
     pub outbox_max: usize,
@@ -232,6 +235,10 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     .map(|raw| path(&raw, home.as_deref(), cwd_now.as_deref()))
     .transpose()?;
 
+    let codex_path = pick(&flags.codex_path, "codex-path", "CODING_BRIDGE_CODEX_PATH")
+        .map(|raw| path(&raw, home.as_deref(), cwd_now.as_deref()))
+        .transpose()?;
+
     let outbox_max = match pick(&none, "", "CODING_BRIDGE_OUTBOX_MAX") {
         Some(raw) => match raw.value.trim().parse::<usize>() {
             Ok(n) if (1..=1_000_000).contains(&n) => n,
@@ -360,6 +367,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         model,
         claim_url,
         claude_path,
+        codex_path,
         log_level,
         log_dir,
         outbox_max,

@@ -129,9 +129,41 @@ pub(crate) struct Live {
     pub(crate) replayed_result_dropped: bool,
 }
 
+/// The agent a session runs, with what its provider keeps of its own.
+pub(crate) enum Agent {
+    /// Claude Code (stream-json). Its state is the stream fields below, which its driver
+    /// ([`crate::providers::claude::driver`]) and the stream translation in this module use.
+    Claude,
+    /// Codex (`codex app-server`), driven by [`crate::providers::codex::driver`].
+    Codex(Box<crate::providers::codex::State>),
+}
+
+impl Agent {
+    /// The agent named `provider` as the browser spells it, if this node runs it.
+    pub(crate) fn named(provider: &str) -> Option<Agent> {
+        match provider {
+            "claude" => Some(Agent::Claude),
+            "codex" => Some(Agent::Codex(Box::default())),
+            _ => None,
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters (with `…` when cut), for titles.
+pub(crate) fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
 pub(crate) struct Session {
     pub(crate) id: String,
     pub(crate) provider: String,
+    /// The agent and its provider's own state.
+    pub(crate) agent: Agent,
     pub(crate) cwd: PathBuf,
     /// The browser's model selector (`None`: the default).
     pub(crate) model: Option<String>,
@@ -178,11 +210,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A new Claude Code session under the browser's id, with nothing running yet.
+    /// A new session under the browser's id (Claude Code until told otherwise), with
+    /// nothing running yet.
     pub(crate) fn new(id: &str, cwd: PathBuf) -> Session {
         Session {
             id: id.to_string(),
             provider: "claude".into(),
+            agent: Agent::Claude,
             cwd,
             model: None,
             resolved_model: None,
@@ -216,6 +250,10 @@ impl Session {
     }
 
     /// The directory Claude Code files this session's transcript under.
+    pub(crate) fn is_codex(&self) -> bool {
+        matches!(self.agent, Agent::Codex(_))
+    }
+
     pub(crate) fn transcript_cwd(&self) -> &std::path::Path {
         self.cli_cwd.as_deref().unwrap_or(&self.cwd)
     }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
-use crate::hub::session::{EditPlan, OwnRequest, Session, Turn, sync_mode};
+use crate::hub::session::{Agent, EditPlan, OwnRequest, Session, Turn, sync_mode};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
 use crate::providers::claude;
@@ -41,6 +41,7 @@ pub struct Settings {
     pub default_cwd: PathBuf,
     pub default_model: Option<String>,
     pub claude_path: Option<PathBuf>,
+    pub codex_path: Option<PathBuf>,
     pub home: Option<PathBuf>,
     /// Claude Code's own directory (`$CLAUDE_CONFIG_DIR`, else `~/.claude`).
     pub claude_dir: Option<PathBuf>,
@@ -116,10 +117,15 @@ impl Sessions {
     }
 
     /// The model a turn runs with: the browser's choice, else the daemon's default.
+    /// (The daemon's default model is a Claude model: other agents use their own.)
     pub(crate) fn effective_model(&self, s: &Session) -> Option<String> {
-        s.model
-            .clone()
-            .or_else(|| self.settings.default_model.clone())
+        match s.agent {
+            Agent::Claude => s
+                .model
+                .clone()
+                .or_else(|| self.settings.default_model.clone()),
+            _ => s.model.clone(),
+        }
     }
 
     /// Handle a session or permission command; false if `action` is not one of ours.
@@ -212,14 +218,14 @@ impl Sessions {
             out.push(p);
         };
         let provider = start.provider.as_str();
-        if provider != "claude" {
+        let Some(agent) = Agent::named(provider) else {
             fail(
                 out,
                 "provider_error",
                 format!("unsupported provider: {provider}"),
             );
             return;
-        }
+        };
         if self.sessions.len() >= MAX_SESSIONS {
             fail(
                 out,
@@ -266,6 +272,8 @@ impl Sessions {
             return;
         }
         let mut s = Session::new(sid, cwd);
+        s.provider = provider.to_string();
+        s.agent = agent;
         s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
         s.permission_mode = t
             .mode
@@ -482,6 +490,18 @@ impl Sessions {
     fn edit(&mut self, key: &str, e: Edit, out: &mut Vec<Value>) {
         let t = e.turn;
         let trace = t.trace.clone();
+        if let Some(s) = self.sessions.get(key)
+            && s.is_codex()
+        {
+            out.push(s.event(
+                "session.notice",
+                trace.as_ref(),
+                json!({"level": "info", "code": "edit_unsupported",
+                       "text": "Editing an earlier prompt is not available in Codex sessions."}),
+            ));
+            out.push(s.local_result(trace.as_ref(), Value::Null));
+            return;
+        }
         if !t.has_prompt() && !t.has_media() {
             if let Some(s) = self.sessions.get(key) {
                 out.push(s.error(
@@ -640,6 +660,10 @@ impl Sessions {
     /// turn ends with a `session.result` of subtype `interrupted`.
     fn interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
         self.deny_pending(key, out, "interrupted");
+        if self.sessions.get(key).is_some_and(Session::is_codex) {
+            self.codex_interrupt(key, out);
+            return;
+        }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -672,10 +696,7 @@ impl Sessions {
         };
         for p in self.permissions.take_session(key) {
             if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
-                s.send(claude::control_success(
-                    &p.cli_request_id,
-                    claude::deny_response(claude::DENY_MESSAGE),
-                ));
+                s.send(approval_answer(s, &p, false, None, claude::DENY_MESSAGE));
             }
             out.push(s.event(
                 "permission.resolved",
@@ -720,11 +741,12 @@ impl Sessions {
                 if let Some(p) = self.permissions.take(&request_id)
                     && let Some(s) = self.sessions.get(&p.session)
                 {
-                    s.send(claude::control_success(
-                        &p.cli_request_id,
-                        claude::deny_response(
-                            "No answer from the user in time; denied by Coding Bridge",
-                        ),
+                    s.send(approval_answer(
+                        s,
+                        &p,
+                        false,
+                        None,
+                        "No answer from the user in time; denied by Coding Bridge",
                     ));
                     out.push(s.event(
                         "permission.resolved",
@@ -745,13 +767,14 @@ impl Sessions {
             return;
         };
         let allow = r.allow;
-        let answer = if allow {
-            claude::allow_response(&p.input, r.answer.as_ref())
-        } else {
-            claude::deny_response(claude::DENY_MESSAGE)
-        };
         if let Some(s) = self.sessions.get(&p.session) {
-            s.send(claude::control_success(&p.cli_request_id, answer));
+            s.send(approval_answer(
+                s,
+                &p,
+                allow,
+                r.answer.as_ref(),
+                claude::DENY_MESSAGE,
+            ));
             let t = trace.or_else(|| s.trace());
             out.push(s.event(
                 "permission.resolved",
@@ -784,6 +807,31 @@ impl Sessions {
             self.detach_child(&k, out, "the node is shutting down");
         }
         n
+    }
+}
+
+/// The line that answers approval `p` for its session's agent: allow (with the browser's
+/// answer, for Claude's AskUserQuestion) or deny with `deny_message`.
+fn approval_answer(
+    s: &Session,
+    p: &crate::hub::permissions::Pending,
+    allow: bool,
+    answer: Option<&Value>,
+    deny_message: &str,
+) -> String {
+    match s.agent {
+        Agent::Claude => claude::control_success(
+            &p.cli_request_id,
+            if allow {
+                claude::allow_response(&p.input, answer)
+            } else {
+                claude::deny_response(deny_message)
+            },
+        ),
+        Agent::Codex(_) => crate::providers::codex::reply(
+            &serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null),
+            json!({"decision": if allow { "accept" } else { "decline" }}),
+        ),
     }
 }
 

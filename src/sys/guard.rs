@@ -69,14 +69,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     let mut cmd = Command::new(&program);
     cmd.args(&rest);
-    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    // SAFETY: the closure only calls prctl, sigemptyset, sigprocmask and signal, which
+    // are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // The CLI must not inherit the guard's blocked signals: an agent that waits
+            // for SIGCHLD (Codex does) would never see its commands end.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             Ok(())
         });
     }
-    // std resets the signal mask of the child, so the CLI gets its signals as usual.
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -31,6 +31,9 @@ impl Sessions {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
+        if s.is_codex() {
+            return self.codex_ensure_child(key, out);
+        }
         if s.child.is_some() {
             return;
         }
@@ -153,7 +156,13 @@ impl Sessions {
     }
 
     /// The CLI cannot run: every waiting turn ends with this error.
-    fn fail_waiting(&mut self, key: &str, code: &str, message: &str, out: &mut Vec<Value>) {
+    pub(crate) fn fail_waiting(
+        &mut self,
+        key: &str,
+        code: &str,
+        message: &str,
+        out: &mut Vec<Value>,
+    ) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -169,6 +178,9 @@ impl Sessions {
 
     /// Write the next queued turn when the child is ready and idle.
     pub(crate) fn pump(&mut self, key: &str, out: &mut Vec<Value>) {
+        if self.sessions.get(key).is_some_and(Session::is_codex) {
+            return self.codex_pump(key, out);
+        }
         loop {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;
@@ -296,6 +308,9 @@ impl Sessions {
     }
 
     fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
+        if self.sessions.get(key).is_some_and(Session::is_codex) {
+            return self.codex_on_line(key, child_id, v, out);
+        }
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
             "control_response" => self.on_control_response(key, &v, out),
@@ -672,6 +687,10 @@ impl Sessions {
         }
         let live = s.child.take();
         let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
+        if let crate::hub::session::Agent::Codex(st) = &mut s.agent {
+            // A new server starts from scratch (the thread is resumed by id).
+            **st = Default::default();
+        }
         // Approvals of a dead child can no longer be answered.
         for p in self.permissions.take_child(child_id) {
             out.push(s.event(
@@ -695,8 +714,9 @@ impl Sessions {
         let Some(mut turn) = affected else {
             s.reset_stream();
             crate::log_info!(
-                "session {}: claude exited while idle ({:?}); the next turn resumes it",
+                "session {}: {} exited while idle ({:?}); the next turn resumes it",
                 s.id,
+                s.provider,
                 status.code
             );
             if s.pending_edit.is_some() {

@@ -1,0 +1,621 @@
+//! How a Codex session drives its `codex app-server` child (see [`crate::providers::codex`]
+//! for the protocol). The same shape as the Claude driver: start the child, write the
+//! next queued turn when it is ready, turn its lines into node events, and route every
+//! command and patch approval through the daemon's approval table, so the browser
+//! allows or denies each one.
+//!
+//! The Codex state of a session ([`State`]) lives in the session's [`Agent`]; while a
+//! line is handled it is taken out ([`Sessions::with_codex`]) so the session and the
+//! state can be changed side by side, and whatever needs the whole daemon (re-keying,
+//! approvals, the next turn) is returned as a [`Next`] and done afterwards.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::hub::Tick;
+use crate::hub::permissions::Pending;
+use crate::hub::session::{Agent, Live, Session};
+use crate::hub::sessions::Sessions;
+use crate::providers::codex::{self, Call, Open, State};
+use crate::sys::child::{self, Spec};
+
+/// What handling one line leaves to do with the whole daemon.
+enum Next {
+    Nothing,
+    /// The thread is ready under this id.
+    Ready(String),
+    /// The turn ended: run the next one.
+    Pump,
+    /// An approval for the browser.
+    Ask(Ask),
+    /// The thread could not be resumed: start a new one.
+    StartFresh,
+    /// The CLI cannot serve this session: fail what waits.
+    Fail(String),
+}
+
+struct Ask {
+    rpc_id: Value,
+    tool: &'static str,
+    input: Value,
+    title: String,
+    description: Value,
+    tool_use_id: Value,
+}
+
+impl Sessions {
+    /// Run `f` on the session `key` and its Codex state (taken out of the session for
+    /// the duration). `None` if there is no such Codex session.
+    fn with_codex<R>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(&mut Session, &mut State) -> R,
+    ) -> Option<R> {
+        let s = self.sessions.get_mut(key)?;
+        let Agent::Codex(boxed) = &mut s.agent else {
+            return None;
+        };
+        let mut st = std::mem::take(&mut **boxed);
+        let r = f(s, &mut st);
+        if let Agent::Codex(boxed) = &mut s.agent {
+            **boxed = st;
+        }
+        Some(r)
+    }
+
+    /// Start `codex app-server` for `key` if it has none; the thread is started (or
+    /// resumed, for a session with a real id) once the server is initialized.
+    pub(crate) fn codex_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if s.child.is_some() {
+            return;
+        }
+        let Some(program) = codex::resolve(
+            self.settings.codex_path.as_deref(),
+            std::env::var_os("PATH"),
+            self.settings.home.as_deref(),
+        ) else {
+            let message = match &self.settings.codex_path {
+                Some(p) => format!(
+                    "Codex was not found at {} (--codex-path / CODING_BRIDGE_CODEX_PATH). \
+                     Point it at the `codex` executable.",
+                    p.display()
+                ),
+                None => codex::INSTALL_HINT.to_string(),
+            };
+            self.fail_waiting(key, "cli_not_found", &message, out);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let spec = Spec {
+            program,
+            args: vec!["app-server".into()],
+            cwd: s.cwd.clone(),
+            env: Vec::new(),
+            env_remove: vec!["CLAUDECODE".into()],
+        };
+        self.next_child += 1;
+        let child_id = self.next_child;
+        match child::spawn(child_id, &spec, self.child_tx.clone()) {
+            Ok(handle) => {
+                crate::log_info!(
+                    "session {}: started codex (pid {}) in {}",
+                    s.id,
+                    handle.pid,
+                    s.cwd.display()
+                );
+                self.children.insert(child_id, Some(key.to_string()));
+                s.child = Some(Live {
+                    handle,
+                    initialized: false,
+                    started: Instant::now(),
+                    model: None,
+                    mode: None,
+                    effort: None,
+                    replayed_result_dropped: false,
+                });
+                s.agent = Agent::Codex(Box::default());
+                if let Agent::Codex(st) = &mut s.agent {
+                    let line =
+                        st.request(Call::Initialize, "initialize", codex::initialize_params());
+                    s.send(line);
+                }
+            }
+            Err(e) => {
+                let message = format!("could not start {}: {e}", spec.program.display());
+                self.fail_waiting(key, "transport_error", &message, out);
+            }
+        }
+    }
+
+    /// Write the next queued turn when the thread is ready and no turn runs.
+    pub(crate) fn codex_pump(&mut self, key: &str, out: &mut Vec<Value>) {
+        loop {
+            let sent = self.with_codex(key, |s, st| {
+                if s.current.is_some() || s.queue.front().is_none_or(|t| t.preparing) {
+                    return false;
+                }
+                let (Some(thread), true) = (
+                    s.sdk_id.clone(),
+                    s.child.as_ref().is_some_and(|c| c.initialized),
+                ) else {
+                    return false;
+                };
+                let Some(mut turn) = s.queue.pop_front() else {
+                    return false;
+                };
+                if turn.prompt.trim_start().starts_with('/') {
+                    out.push(s.event(
+                        "session.notice",
+                        turn.trace_id.as_ref(),
+                        json!({"level": "info", "code": "slash_codex_unsupported",
+                               "text": "Slash commands are not available in Codex sessions."}),
+                    ));
+                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+                    return true;
+                }
+                st.end_turn();
+                let params = codex::turn_params(
+                    &thread,
+                    &turn.prompt,
+                    s.mode_label(),
+                    turn.model.as_deref(),
+                    turn.effort.as_deref(),
+                );
+                s.send(st.request(Call::TurnStart, "turn/start", params));
+                if std::mem::take(&mut st.held_interrupt) {
+                    turn.interrupted = true;
+                    st.held_interrupt = true;
+                }
+                s.current = Some(turn);
+                false
+            });
+            // `true`: a turn was answered locally; look at the next one.
+            if sent != Some(true) {
+                return;
+            }
+        }
+    }
+
+    /// Stop the running turn: its approvals are denied by the caller; here the server is
+    /// asked to interrupt (or the request is held until the turn has an id).
+    pub(crate) fn codex_interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
+        self.with_codex(key, |s, st| {
+            if let Some(turn) = s.current.as_mut() {
+                turn.interrupted = true;
+                match (&st.turn_id, &s.sdk_id) {
+                    (Some(turn_id), Some(thread)) => {
+                        let line = st.request(
+                            Call::TurnInterrupt,
+                            "turn/interrupt",
+                            json!({"threadId": thread, "turnId": turn_id}),
+                        );
+                        s.send(line);
+                    }
+                    _ => st.held_interrupt = true,
+                }
+            } else if let Some(turn) = s.queue.pop_front() {
+                out.push(s.interrupted_result(turn.trace_id.as_ref()));
+            }
+        });
+    }
+
+    /// One line from a Codex child.
+    pub(crate) fn codex_on_line(
+        &mut self,
+        key: &str,
+        child_id: u64,
+        v: Value,
+        out: &mut Vec<Value>,
+    ) {
+        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
+        let id = v.get("id").cloned();
+        let params = v.get("params").cloned().unwrap_or(Value::Null);
+        crate::log_trace!("codex line: {v}");
+        let next = self.with_codex(key, |s, st| match (method.as_deref(), id) {
+            (Some(m), Some(id)) => server_request(s, st, m, id, &params),
+            (Some(m), None) => notification(s, st, m, &params, out),
+            (None, Some(id)) => response(s, st, &id, &v, out),
+            (None, None) => Next::Nothing,
+        });
+        match next.unwrap_or(Next::Nothing) {
+            Next::Nothing => {}
+            Next::Pump => self.codex_pump(key, out),
+            Next::Ready(thread) => {
+                // Announced under the browser's id, then the session is keyed by the thread.
+                self.rekey(key, &thread, out);
+                let key = self.key_of(&thread).unwrap_or_else(|| key.to_string());
+                if let Some(s) = self.sessions.get_mut(&key)
+                    && let Some(live) = s.child.as_mut()
+                {
+                    live.initialized = true;
+                }
+                self.codex_pump(&key, out);
+            }
+            Next::StartFresh => {
+                self.with_codex(key, |s, st| {
+                    crate::log_warn!(
+                        "session {}: Codex could not resume thread {}; starting a new one",
+                        s.id,
+                        s.sdk_id.as_deref().unwrap_or("")
+                    );
+                    s.sdk_id = None;
+                    let params =
+                        codex::thread_params(&s.cwd, s.mode_label(), s.model.as_deref(), None);
+                    s.send(st.request(Call::ThreadStart, "thread/start", params));
+                });
+            }
+            Next::Fail(message) => self.fail_waiting(key, "provider_error", &message, out),
+            Next::Ask(ask) => self.codex_ask(key, child_id, ask, out),
+        }
+    }
+
+    /// Put an approval before the browser (or refuse it when the table is full).
+    fn codex_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if self.permissions.is_full() {
+            s.send(codex::reply(&ask.rpc_id, json!({"decision": "decline"})));
+            return;
+        }
+        s.mark_emitted();
+        let id = crate::sys::ids::new_id();
+        let (shown, cut) = crate::hub::session::permission_input(&ask.input);
+        let mut body = s.event(
+            "permission.request",
+            s.trace().as_ref(),
+            json!({
+                "request_id": id,
+                "tool": ask.tool,
+                "input": shown,
+                "title": ask.title,
+                "display_name": ask.tool,
+                "description": ask.description,
+                "tool_use_id": ask.tool_use_id,
+            }),
+        );
+        if cut {
+            body["input_truncated"] = json!(true);
+        }
+        out.push(body.clone());
+        if let Some(t) = self.settings.permission_timeout {
+            self.timer.at(
+                Instant::now() + t,
+                Tick::Permission {
+                    request_id: id.clone(),
+                },
+            );
+        }
+        self.permissions.add(Pending {
+            id,
+            session: key.to_string(),
+            child: child_id,
+            cli_request_id: ask.rpc_id.to_string(),
+            input: ask.input,
+            body,
+        });
+    }
+}
+
+/// The answer to one of our calls.
+fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Vec<Value>) -> Next {
+    let Some(call) = st.answered(id) else {
+        return Next::Nothing;
+    };
+    let error = v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let result = v.get("result").cloned().unwrap_or(Value::Null);
+    match call {
+        Call::Initialize => {
+            if let Some(e) = error {
+                return Next::Fail(format!("Codex did not start: {e}"));
+            }
+            s.send(codex::notification("initialized"));
+            let (call, method) = match s.sdk_id {
+                Some(_) => (Call::ThreadResume, "thread/resume"),
+                None => (Call::ThreadStart, "thread/start"),
+            };
+            let params = codex::thread_params(
+                &s.cwd,
+                s.mode_label(),
+                s.model.as_deref(),
+                s.sdk_id.as_deref(),
+            );
+            s.send(st.request(call, method, params));
+            Next::Nothing
+        }
+        Call::ThreadStart | Call::ThreadResume => {
+            if let Some(e) = error {
+                return if call == Call::ThreadResume {
+                    Next::StartFresh
+                } else {
+                    Next::Fail(format!("Codex could not start a thread: {e}"))
+                };
+            }
+            if let Some(m) = result.get("model").and_then(Value::as_str) {
+                s.resolved_model = Some(m.to_string());
+            }
+            match result.pointer("/thread/id").and_then(Value::as_str) {
+                Some(thread) => Next::Ready(thread.to_string()),
+                None => Next::Fail("Codex started a thread without an id".into()),
+            }
+        }
+        Call::TurnStart => {
+            if let Some(e) = error {
+                if let Some(turn) = s.current.take() {
+                    out.push(s.error(
+                        turn.trace_id.as_ref(),
+                        "provider_error",
+                        &format!("Codex refused the turn: {e}"),
+                    ));
+                }
+                st.end_turn();
+                return Next::Pump;
+            }
+            if let Some(t) = result.pointer("/turn/id").and_then(Value::as_str) {
+                st.turn_id = Some(t.to_string());
+                if std::mem::take(&mut st.held_interrupt)
+                    && let Some(thread) = s.sdk_id.clone()
+                {
+                    let line = st.request(
+                        Call::TurnInterrupt,
+                        "turn/interrupt",
+                        json!({"threadId": thread, "turnId": t}),
+                    );
+                    s.send(line);
+                }
+            }
+            Next::Nothing
+        }
+        Call::TurnInterrupt => Next::Nothing,
+    }
+}
+
+/// A request from the server: approvals go to the browser (or are answered here when the
+/// mode says so); anything else is refused so no turn hangs on it.
+fn server_request(s: &mut Session, st: &mut State, method: &str, id: Value, p: &Value) -> Next {
+    let mode = s.mode_label().to_string();
+    let item = p.get("itemId").cloned().unwrap_or(Value::Null);
+    let reason = p.get("reason").cloned().unwrap_or(Value::Null);
+    match method {
+        "item/commandExecution/requestApproval" => {
+            if mode == "bypassPermissions" {
+                s.send(codex::reply(&id, json!({"decision": "accept"})));
+                return Next::Nothing;
+            }
+            let command = codex::command_text(p);
+            Next::Ask(Ask {
+                rpc_id: id,
+                tool: "Bash",
+                input: json!({"command": command, "cwd": p.get("cwd"), "reason": reason}),
+                title: format!("Run `{}`?", crate::hub::session::short(&command, 120)),
+                description: reason,
+                tool_use_id: item,
+            })
+        }
+        "item/fileChange/requestApproval" => {
+            if mode == "bypassPermissions" || mode == "acceptEdits" {
+                s.send(codex::reply(&id, json!({"decision": "accept"})));
+                return Next::Nothing;
+            }
+            let changes = item
+                .as_str()
+                .and_then(|i| st.changes.get(i))
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            let paths: Vec<&str> = changes
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.get("path")?.as_str()).collect())
+                .unwrap_or_default();
+            Next::Ask(Ask {
+                rpc_id: id,
+                tool: "apply_patch",
+                title: format!(
+                    "Change {}?",
+                    if paths.is_empty() {
+                        "files".to_string()
+                    } else {
+                        paths.join(", ")
+                    }
+                ),
+                input: json!({"changes": changes, "reason": reason}),
+                description: reason,
+                tool_use_id: item,
+            })
+        }
+        other => {
+            crate::log_debug!("session {}: refusing Codex request {other}", s.id);
+            s.send(codex::reply_error(&id, "not supported by Coding Bridge"));
+            Next::Nothing
+        }
+    }
+}
+
+/// A notification: items become node events; `turn/completed` ends the turn.
+fn notification(
+    s: &mut Session,
+    st: &mut State,
+    method: &str,
+    p: &Value,
+    out: &mut Vec<Value>,
+) -> Next {
+    let item = p.get("item").cloned().unwrap_or(Value::Null);
+    let item_id = item
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    let ev = |s: &Session, name: &str, fields: Value| s.event(name, trace.as_ref(), fields);
+    match method {
+        "turn/started" => {
+            if st.turn_id.is_none()
+                && let Some(t) = p.pointer("/turn/id").and_then(Value::as_str)
+            {
+                st.turn_id = Some(t.to_string());
+            }
+        }
+        "item/started" => {
+            match kind {
+                "agentMessage" => {
+                    st.open.insert(item_id, Open::Text(String::new()));
+                }
+                "commandExecution" => {
+                    out.push(ev(s, "session.tool_use", json!({
+                    "tool": "Bash", "tool_use_id": item_id,
+                    "input": {"command": codex::command_text(&item), "cwd": item.get("cwd")},
+                })));
+                    st.open.insert(item_id, Open::Tool);
+                    s.mark_emitted();
+                }
+                "fileChange" => {
+                    let changes = item.get("changes").cloned().unwrap_or_else(|| json!([]));
+                    out.push(ev(s, "session.tool_use", json!({
+                    "tool": "apply_patch", "tool_use_id": item_id, "input": {"changes": changes},
+                })));
+                    st.changes.insert(item_id.clone(), changes);
+                    st.open.insert(item_id, Open::Tool);
+                    s.mark_emitted();
+                }
+                _ => {}
+            }
+        }
+        "item/agentMessage/delta" => {
+            let id = p
+                .get("itemId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let delta = p.get("delta").and_then(Value::as_str).unwrap_or("");
+            if delta.is_empty() {
+                return Next::Nothing;
+            }
+            if let Some(Open::Text(t)) = st.open.get_mut(&id)
+                && t.len() < crate::hub::session::MAX_BLOCK_TEXT
+            {
+                t.push_str(delta);
+            }
+            out.push(ev(
+                s,
+                "session.text_delta",
+                json!({"text": delta, "id": id}),
+            ));
+            s.mark_emitted();
+        }
+        "item/completed" => match kind {
+            "agentMessage" => {
+                st.open.remove(&item_id);
+                let text = item
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if !text.is_empty() {
+                    out.push(ev(s, "session.text", json!({"text": text, "id": item_id})));
+                    s.mark_emitted();
+                    st.last_text = Some(text);
+                }
+            }
+            "reasoning" => {
+                let text = codex::reasoning_text(&item);
+                if !text.trim().is_empty() {
+                    out.push(ev(s, "session.thinking", json!({"text": text})));
+                    s.mark_emitted();
+                }
+            }
+            "commandExecution" | "fileChange" => {
+                st.open.remove(&item_id);
+                let status = item.get("status").and_then(Value::as_str).unwrap_or("");
+                let exit = item.get("exitCode").and_then(Value::as_i64);
+                let content = match (kind, status) {
+                    (_, "declined") => "Declined by the user.".to_string(),
+                    ("fileChange", "completed") => "Applied.".to_string(),
+                    _ => item
+                        .get("aggregatedOutput")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                };
+                let is_error = status != "completed" || exit.is_some_and(|c| c != 0);
+                out.push(ev(
+                    s,
+                    "session.tool_result",
+                    json!({
+                        "tool_use_id": item_id, "content": content, "is_error": is_error,
+                    }),
+                ));
+            }
+            _ => {}
+        },
+        "error" if p.get("willRetry").and_then(Value::as_bool) != Some(true) => {
+            st.error = p
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        "turn/completed" => {
+            // Items cut off by an interrupt never complete: close them here.
+            let mut open: Vec<(String, Open)> = st.open.drain().collect();
+            open.sort_by(|a, b| a.0.cmp(&b.0));
+            for (id, o) in open {
+                match o {
+                    Open::Text(t) if !t.is_empty() => {
+                        out.push(ev(s, "session.text", json!({"text": t, "id": id})));
+                    }
+                    Open::Text(_) => {}
+                    Open::Tool => out.push(ev(
+                        s,
+                        "session.tool_result",
+                        json!({
+                            "tool_use_id": id, "content": "Interrupted.", "is_error": true,
+                        }),
+                    )),
+                }
+            }
+            let status = p
+                .pointer("/turn/status")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let error = p
+                .pointer("/turn/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| st.error.clone());
+            if let Some(turn) = s.current.take() {
+                let t = turn.trace_id.as_ref();
+                if turn.interrupted || status == "interrupted" {
+                    out.push(s.interrupted_result(t));
+                } else if status == "failed" {
+                    out.push(s.error(
+                        t,
+                        "provider_error",
+                        &format!("Codex: {}", error.as_deref().unwrap_or("the turn failed")),
+                    ));
+                } else {
+                    out.push(s.event(
+                        "session.result",
+                        t,
+                        json!({
+                            "subtype": "success", "is_error": false,
+                            "result": st.last_text, "cost_usd": null,
+                            "cut_uuid": null, "sdk_session_id": s.sdk_id,
+                        }),
+                    ));
+                }
+            }
+            st.end_turn();
+            return Next::Pump;
+        }
+        _ => {}
+    }
+    Next::Nothing
+}

@@ -1,0 +1,568 @@
+//! End to end with the real Codex CLI (issue 11): the daemon runs `codex app-server` from
+//! the npm package `@openai/codex` (a native binary) against a fake OpenAI Responses API
+//! served here on loopback, and these tests play the browser through the fake relay:
+//! text, every command and patch approval allowed or denied (the file is or is not
+//! written), the permission modes, interrupt with an approval pending, resume in the same
+//! daemon and after a restart, and the turns Codex cannot do (edit, slash commands).
+//!
+//! The CLI is found in `target/codex-<version>/` (where `.ci/run` installs it), else it
+//! is installed there with npm. A test skips, saying why, only when it cannot be.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::node::events_until;
+use support::relay::FakeRelay;
+use support::*;
+
+/// The version `.ci/run` installs; a test installs the same when it is missing.
+const PIN: &str = "0.169.0";
+const T: Duration = Duration::from_secs(60);
+
+fn find_cli() -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/codex-{PIN}"));
+    // The native binary, inside its vendor tree (which holds the sandbox it needs).
+    let native = |dir: &Path| {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "x86_64-unknown-linux-musl",
+            "aarch64" => "aarch64-unknown-linux-musl",
+            _ => return None,
+        };
+        let pkg = if arch.starts_with("x86_64") {
+            "codex-linux-x64"
+        } else {
+            "codex-linux-arm64"
+        };
+        let p = dir.join(format!(
+            "node_modules/@openai/{pkg}/vendor/{arch}/bin/codex"
+        ));
+        p.exists().then_some(p)
+    };
+    if let Some(p) = native(&dir) {
+        return Ok(p);
+    }
+    let package = format!("@openai/codex@{PIN}");
+    let npm = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(&package)
+        .output()
+        .map_err(|e| format!("npm is not available ({e})"))?;
+    match native(&dir) {
+        Some(p) if npm.status.success() => Ok(p),
+        _ => Err(format!(
+            "npm could not install {package}: {}",
+            String::from_utf8_lossy(&npm.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+    }
+}
+
+fn cli_or_skip(what: &str) -> Option<PathBuf> {
+    find_cli()
+        .map_err(|why| eprintln!("SKIPPED real Codex {PIN} {what}: {why}"))
+        .ok()
+}
+
+// ---- the fake Responses API -------------------------------------------------------
+
+fn sse(w: &mut TcpStream, data: Value) -> std::io::Result<()> {
+    let kind = data["type"].as_str().unwrap_or("").to_string();
+    write!(w, "event: {kind}\ndata: {data}\n\n")?;
+    w.flush()
+}
+
+/// The text of the last real user message (Codex adds context messages of its own).
+fn last_user_text(input: &[Value]) -> String {
+    for item in input.iter().rev() {
+        if item["role"] == "user" {
+            let text = match &item["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(""),
+                _ => String::new(),
+            };
+            if !text.starts_with("<environment_context>") {
+                return text;
+            }
+        }
+    }
+    String::new()
+}
+
+fn text_reply(s: &mut TcpStream, rid: &str, n: u32, text: &str) -> std::io::Result<()> {
+    let mid = format!("msg_{n}");
+    sse(
+        s,
+        json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"type": "message", "id": mid, "role": "assistant", "status": "in_progress", "content": []}}),
+    )?;
+    for (i, w) in text.split(' ').enumerate() {
+        let d = if i == 0 {
+            w.to_string()
+        } else {
+            format!(" {w}")
+        };
+        sse(
+            s,
+            json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0, "delta": d}),
+        )?;
+    }
+    sse(
+        s,
+        json!({"type": "response.output_item.done", "output_index": 0,
+        "item": {"type": "message", "id": mid, "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": text, "annotations": []}]}}),
+    )?;
+    completed(s, rid)
+}
+
+fn completed(s: &mut TcpStream, rid: &str) -> std::io::Result<()> {
+    sse(
+        s,
+        json!({"type": "response.completed", "response": {"id": rid, "usage": {
+        "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}}}),
+    )
+}
+
+fn serve_api(mut s: TcpStream) -> std::io::Result<()> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = head.lines().next().unwrap_or("").to_string();
+    if !line.starts_with("POST ") || !line.contains("/responses") {
+        let b = "{\"object\":\"list\",\"data\":[]}";
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+            b.len()
+        )?;
+        return Ok(());
+    }
+    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let input = body["input"].as_array().cloned().unwrap_or_default();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let rid = format!("resp_{n}");
+    write!(
+        s,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
+    )?;
+    sse(
+        &mut s,
+        json!({"type": "response.created", "response": {"id": rid}}),
+    )?;
+    let last = input.last().cloned().unwrap_or(Value::Null);
+    if matches!(
+        last["type"].as_str(),
+        Some("function_call_output" | "custom_tool_call_output")
+    ) {
+        let out = match &last["output"] {
+            Value::String(o) => o.clone(),
+            other => other.to_string(),
+        };
+        let short: String = out.chars().take(120).collect();
+        return text_reply(&mut s, &rid, n, &format!("done: {short}"));
+    }
+    let prompt = last_user_text(&input);
+    if prompt.contains("RUN") {
+        let a = json!({"cmd": "echo hi > f.txt"}).to_string();
+        let (fid, cid) = (format!("fc_{n}"), format!("call_{n}"));
+        sse(
+            &mut s,
+            json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "function_call", "id": fid, "call_id": cid, "name": "exec_command", "arguments": "", "status": "in_progress"}}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.function_call_arguments.delta", "item_id": fid, "output_index": 0, "delta": a}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.function_call_arguments.done", "item_id": fid, "output_index": 0, "arguments": a}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "function_call", "id": fid, "call_id": cid, "name": "exec_command", "arguments": a, "status": "completed"}}),
+        )?;
+        return completed(&mut s, &rid);
+    }
+    if prompt.contains("PATCH") {
+        let patch = "*** Begin Patch\n*** Add File: added.txt\n+added by fake\n*** End Patch\n";
+        let (tid, cid) = (format!("ctc_{n}"), format!("call_{n}"));
+        sse(
+            &mut s,
+            json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "custom_tool_call", "id": tid, "call_id": cid, "name": "apply_patch", "input": "", "status": "in_progress"}}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.custom_tool_call_input.delta", "item_id": tid, "output_index": 0, "delta": patch}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.custom_tool_call_input.done", "item_id": tid, "output_index": 0, "input": patch}),
+        )?;
+        sse(
+            &mut s,
+            json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "custom_tool_call", "id": tid, "call_id": cid, "name": "apply_patch", "input": patch, "status": "completed"}}),
+        )?;
+        return completed(&mut s, &rid);
+    }
+    // Anything else: say so, naming the prompt (so a resumed thread shows its history).
+    let earlier = input
+        .iter()
+        .filter(|i| i["role"] == "user")
+        .filter(|i| !i["content"].to_string().contains("<environment_context>"))
+        .count();
+    text_reply(
+        &mut s,
+        &rid,
+        n,
+        &format!("hello from fake ({earlier} user messages)"),
+    )
+}
+
+fn start_api() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = serve_api(s);
+            });
+        }
+    });
+    port
+}
+
+// ---- the node ---------------------------------------------------------------------
+
+struct Node {
+    relay: FakeRelay,
+    home: TempDir,
+    daemon: Daemon,
+    cli: PathBuf,
+    api: u16,
+}
+
+fn codex_home(home: &TempDir, api: u16) -> PathBuf {
+    let dir = home.join("codex-home");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "model = \"gpt-5.5\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
+             base_url = \"http://127.0.0.1:{api}/v1\"\nwire_api = \"responses\"\nenv_key = \"OPENAI_API_KEY\"\n\
+             request_max_retries = 0\nstream_max_retries = 0\n\n[features]\nplugins = false\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn start_node(cli: PathBuf, home: TempDir, api: u16) -> Node {
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    std::fs::create_dir_all(home.join("work")).unwrap();
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-codex")
+        .env("CODING_BRIDGE_CODEX_PATH", &cli)
+        .env("CODEX_HOME", codex_home(&home, api))
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("CODING_BRIDGE_LOG_LEVEL", "trace")
+        .args(["run"]);
+    let daemon = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("link up: {}", daemon.stderr()));
+    Node {
+        relay,
+        home,
+        daemon,
+        cli,
+        api,
+    }
+}
+
+impl Node {
+    fn cmd(&self, payload: Value) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        assert!(
+            self.relay
+                .command(&format!("c{}", N.fetch_add(1, Ordering::Relaxed)), payload)
+        );
+    }
+
+    fn until(&self, event: &str) -> Vec<Value> {
+        events_until(&self.relay, event, &|| {
+            format!("stderr: {}", self.daemon.stderr())
+        })
+    }
+
+    fn work(&self) -> String {
+        self.home.join("work").to_string_lossy().into_owned()
+    }
+
+    fn restart(self) -> Node {
+        let Node {
+            relay,
+            home,
+            daemon,
+            cli,
+            api,
+        } = self;
+        drop(daemon);
+        drop(relay);
+        start_node(cli, home, api)
+    }
+}
+
+fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["event"] == name).collect()
+}
+
+fn text_of(ev: &[Value]) -> String {
+    named(ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+#[test]
+fn real_codex_text_approvals_modes_interrupt_and_resume() {
+    let Some(cli) = cli_or_skip("flows") else {
+        return;
+    };
+    let n = start_node(cli, TempDir::new("codex"), start_api());
+    let work = n.work();
+
+    // A text turn: streamed, then the whole text and a result; the thread id announced.
+    n.cmd(
+        json!({"action": "session.start", "session_id": "cx", "provider": "codex", "cwd": work,
+                 "permission_mode": "default", "prompt": "say hello", "trace_id": "t1"}),
+    );
+    let ev = n.until("session.result");
+    let started = named(&ev, "session.started")[0];
+    assert_eq!(started["provider"], "codex");
+    let thread = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!named(&ev, "session.text_delta").is_empty());
+    assert_eq!(text_of(&ev), "hello from fake (1 user messages)");
+    let result = named(&ev, "session.result")[0];
+    assert_eq!(result["subtype"], "success");
+    assert_eq!(result["trace_id"], "t1");
+    assert_eq!(result["sdk_session_id"], thread.as_str());
+
+    // A command, denied: not run, and the turn goes on.
+    n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "RUN it"}));
+    let ev = n.until("permission.request");
+    let req = ev.last().unwrap();
+    assert_eq!(req["tool"], "Bash");
+    assert_eq!(req["input"]["command"], "echo hi > f.txt");
+    assert_eq!(req["session_id"], thread.as_str());
+    assert!(!named(&ev, "session.tool_use").is_empty());
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}));
+    let ev = n.until("session.result");
+    assert!(
+        !Path::new(&work).join("f.txt").exists(),
+        "a denied command does not run"
+    );
+    let tr = named(&ev, "session.tool_result");
+    assert_eq!(tr[0]["is_error"], true);
+    assert_eq!(named(&ev, "permission.resolved")[0]["decision"], "deny");
+
+    // The same command, allowed: it runs.
+    n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "RUN it again"}));
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&work).join("f.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        named(&ev, "session.tool_result")[0]["is_error"],
+        false,
+        "{:?}",
+        named(&ev, "session.tool_result")
+    );
+    assert!(text_of(&ev).starts_with("done:"), "{}", text_of(&ev));
+
+    // A patch, denied then allowed.
+    n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "PATCH please"}));
+    let req = n.until("permission.request").pop().unwrap();
+    assert_eq!(req["tool"], "apply_patch");
+    assert!(
+        req["input"]["changes"].to_string().contains("added.txt"),
+        "{req}"
+    );
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}));
+    n.until("session.result");
+    assert!(!Path::new(&work).join("added.txt").exists());
+    n.cmd(
+        json!({"action": "session.send", "session_id": thread, "prompt": "PATCH please, really"}),
+    );
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    n.until("session.result");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&work).join("added.txt")).unwrap(),
+        "added by fake\n"
+    );
+    std::fs::remove_file(Path::new(&work).join("added.txt")).unwrap();
+
+    // acceptEdits: patches go through without asking; commands still ask.
+    n.cmd(
+        json!({"action": "session.send", "session_id": thread, "prompt": "PATCH now",
+                 "permission_mode": "acceptEdits"}),
+    );
+    let ev = n.until("session.result");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:?}");
+    assert!(Path::new(&work).join("added.txt").exists());
+
+    // bypassPermissions: commands run without asking.
+    std::fs::remove_file(Path::new(&work).join("f.txt")).unwrap();
+    n.cmd(
+        json!({"action": "session.send", "session_id": thread, "prompt": "RUN bypassed",
+                 "permission_mode": "bypassPermissions"}),
+    );
+    let ev = n.until("session.result");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:?}");
+    assert!(Path::new(&work).join("f.txt").exists());
+
+    // Interrupt with an approval pending: denied, and the turn ends interrupted.
+    std::fs::remove_file(Path::new(&work).join("f.txt")).unwrap();
+    n.cmd(
+        json!({"action": "session.send", "session_id": thread, "prompt": "RUN later",
+                 "permission_mode": "default"}),
+    );
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "session.interrupt", "session_id": thread}));
+    let ev = n.until("session.result");
+    let resolved = named(&ev, "permission.resolved");
+    assert_eq!(resolved[0]["request_id"], req["request_id"]);
+    assert_eq!(resolved[0]["decision"], "deny");
+    let r = named(&ev, "session.result")[0];
+    assert_eq!(r["subtype"], "interrupted");
+    assert_eq!(r["is_error"], false);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!Path::new(&work).join("f.txt").exists());
+
+    // What Codex cannot do is said, not attempted.
+    n.cmd(json!({"action": "session.edit", "session_id": thread, "prompt": "instead"}));
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "session.notice")[0]["code"], "edit_unsupported");
+    assert_eq!(named(&ev, "session.result")[0]["subtype"], "notice");
+    n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "/compact"}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.notice")[0]["code"],
+        "slash_codex_unsupported"
+    );
+
+    // The same thread continues (Codex saw the earlier user messages).
+    n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "and now?"}));
+    let ev = n.until("session.result");
+    let before: usize = text_of(&ev)
+        .trim_start_matches("hello from fake (")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(before > 5, "{}", text_of(&ev));
+
+    // After a daemon restart, the browser resumes the thread by id.
+    let n = n.restart();
+    n.cmd(
+        json!({"action": "session.start", "session_id": "again", "provider": "codex", "cwd": work,
+                 "resume_session_id": thread, "prompt": "still there?"}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.identified")[0]["sdk_session_id"],
+        thread.as_str(),
+        "the same thread"
+    );
+    let after: usize = text_of(&ev)
+        .trim_start_matches("hello from fake (")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > before, "{}", text_of(&ev));
+}
+
+#[test]
+fn a_missing_codex_is_a_clear_cli_not_found() {
+    let home = TempDir::new("nocodex");
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok")
+        .env("PATH", "/nonexistent")
+        .args(["run"]);
+    let d = Daemon::spawn(c, &home);
+    relay.recv_type("node.heartbeat", T).unwrap();
+    relay.command(
+        "c1",
+        json!({"action": "session.start", "session_id": "s", "provider": "codex", "prompt": "hi"}),
+    );
+    let ev = events_until(&relay, "session.error", &|| d.stderr());
+    let e = ev.last().unwrap();
+    assert_eq!(e["code"], "cli_not_found");
+    assert_eq!(e["session_id"], "s");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("npm install -g @openai/codex"),
+        "{e}"
+    );
+}
