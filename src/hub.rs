@@ -144,11 +144,12 @@ pub struct Hub {
     claude_dir: Option<std::path::PathBuf>,
     reads: crate::node::reads::Reads,
     config_dir: std::path::PathBuf,
-    claude_path: Option<std::path::PathBuf>,
     claude_entrypoint: Option<String>,
     default_cwd: std::path::PathBuf,
-    /// The command catalogue from a probe child, once probed.
-    probed: Option<Vec<Value>>,
+    /// What the capability probes found, once probed.
+    probed: Option<crate::node::capabilities::Probed>,
+    /// Where the agents' CLIs are configured.
+    cli_paths: crate::node::capabilities::Paths,
     /// Trace ids of `capabilities.get` requests waiting for a running probe.
     probe_waiting: Option<Vec<Option<Value>>>,
 }
@@ -210,10 +211,13 @@ impl Hub {
             claude_dir,
             reads: crate::node::reads::Reads::open(&cfg.config_dir, now_ms()),
             config_dir: cfg.config_dir.clone(),
-            claude_path: cfg.claude_path.clone(),
             claude_entrypoint: cfg.claude_entrypoint.clone(),
             default_cwd: cfg.cwd.clone(),
             probed: None,
+            cli_paths: crate::node::capabilities::Paths {
+                claude: cfg.claude_path.clone(),
+                codex: cfg.codex_path.clone(),
+            },
             probe_waiting: None,
             outq: Vec::new(),
             acks_seen: false,
@@ -798,36 +802,58 @@ impl Hub {
                 })
             }
             Kind::CapabilitiesGet => {
-                let available =
-                    crate::node::capabilities::claude_available(self.claude_path.as_deref());
-                let known = self
-                    .sessions
-                    .catalogue()
-                    .cloned()
-                    .or_else(|| self.probed.clone());
-                match (available, known) {
-                    (false, _) => {
-                        self.emit(with_trace(crate::node::capabilities::reply(false, &[])));
+                use crate::node::capabilities::{self as caps, Probed};
+                let available = caps::available(&self.cli_paths);
+                // A running session's catalogue is the freshest Claude one.
+                let live = self.sessions.catalogue().cloned();
+                let done = match &self.probed {
+                    Some(p) => Some(p.clone()),
+                    // Nothing to probe: answer now.
+                    None if !available.codex && (!available.claude || live.is_some()) => {
+                        Some(Probed::default())
+                    }
+                    None => None,
+                };
+                match done {
+                    Some(mut probed) => {
+                        if let Some(c) = live {
+                            probed.claude_commands = c;
+                        }
+                        self.emit(with_trace(caps::reply(available, &probed)));
                         true
                     }
-                    (true, Some(cmds)) => {
-                        self.emit(with_trace(crate::node::capabilities::reply(true, &cmds)));
-                        true
-                    }
-                    (true, None) => {
+                    None => {
                         if let Some(waiting) = self.probe_waiting.as_mut() {
                             waiting.push(trace.clone());
                             true
                         } else {
-                            let (path, cwd) = (self.claude_path.clone(), self.default_cwd.clone());
+                            let paths = self.cli_paths.clone();
+                            let cwd = self.default_cwd.clone();
                             let entrypoint = self.claude_entrypoint.clone();
+                            let claude = available.claude && live.is_none();
+                            let codex = available.codex;
                             let ok = self.workers.run("probe", move || {
-                                Work::Catalogue(crate::node::capabilities::probe(
-                                    path.as_deref(),
-                                    entrypoint.as_deref(),
-                                    &cwd,
-                                    crate::node::capabilities::PROBE_TIMEOUT,
-                                ))
+                                let mut p = Probed::default();
+                                if claude {
+                                    p.claude_commands = caps::probe(
+                                        paths.claude.as_deref(),
+                                        entrypoint.as_deref(),
+                                        &cwd,
+                                        caps::PROBE_TIMEOUT,
+                                    )
+                                    .unwrap_or_default();
+                                }
+                                if codex
+                                    && let Some((models, efforts)) = caps::probe_codex(
+                                        paths.codex.as_deref(),
+                                        &cwd,
+                                        caps::PROBE_TIMEOUT,
+                                    )
+                                {
+                                    p.codex_models = models;
+                                    p.codex_efforts = efforts;
+                                }
+                                Work::Catalogue(p)
                             });
                             if ok {
                                 self.probe_waiting = Some(vec![trace.clone()]);
@@ -861,11 +887,17 @@ impl Hub {
                     .on_prepared(&session, turn, prepared, &mut out);
                 self.emit_all(out);
             }
-            Work::Catalogue(found) => {
-                let cmds = found.unwrap_or_default();
-                self.probed = Some(cmds.clone());
+            Work::Catalogue(mut probed) => {
+                self.probed = Some(probed.clone());
+                if let Some(c) = self.sessions.catalogue() {
+                    probed.claude_commands = c.clone();
+                }
+                let available = crate::node::capabilities::available(&self.cli_paths);
                 for t in self.probe_waiting.take().unwrap_or_default() {
-                    self.emit(traced(crate::node::capabilities::reply(true, &cmds), &t));
+                    self.emit(traced(
+                        crate::node::capabilities::reply(available, &probed),
+                        &t,
+                    ));
                 }
             }
             Work::Done => {}
@@ -934,7 +966,7 @@ impl Hub {
             None,
             // Looked up each time (a few stat calls), so installing Claude Code shows up
             // without restarting the daemon.
-            &json!({"capabilities": crate::node::capabilities::heartbeat_list(self.claude_path.as_deref())}),
+            &json!({"capabilities": crate::node::capabilities::heartbeat_list(&self.cli_paths)}),
         );
         self.send(Outbound::Text(frame));
     }

@@ -378,6 +378,38 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
     let n = start_node(cli, TempDir::new("codex"), start_api());
     let work = n.work();
 
+    // Listed as available, with the models the CLI itself knows; in the heartbeat too.
+    n.cmd(json!({"action": "capabilities.get", "trace_id": "cap"}));
+    let caps = n.until("capabilities").pop().unwrap();
+    let codex = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "codex")
+        .unwrap()
+        .clone();
+    assert_eq!(codex["available"], true, "{codex}");
+    let models: Vec<&str> = codex["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
+    assert!(
+        models.len() > 2 && models[0].is_empty() && models.contains(&"gpt-5.5"),
+        "{models:?}"
+    );
+    assert!(codex["efforts"].as_array().unwrap().len() > 2, "{codex}");
+    n.relay.drop_all();
+    let hb = n.relay.recv_type("node.heartbeat", T).unwrap();
+    assert!(
+        hb["payload"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("codex")),
+        "{hb}"
+    );
+
     // A text turn: streamed, then the whole text and a result; the thread id announced.
     n.cmd(
         json!({"action": "session.start", "session_id": "cx", "provider": "codex", "cwd": work,

@@ -443,7 +443,7 @@ fn directory_picker() {
 
 #[test]
 fn capabilities_probe_once_and_cache() {
-    let n = Node::start(&[]);
+    let n = Node::start(&[("CODING_BRIDGE_CODEX_PATH", "/nonexistent/codex")]);
     let caps = n.ask(
         json!({"action": "capabilities.get", "trace_id": "c1"}),
         "capabilities",
@@ -479,6 +479,12 @@ fn capabilities_probe_once_and_cache() {
     assert_eq!(cmds[1]["aliases"], json!(["squash"]));
     let probes = n.log().iter().filter(|l| l.get("start").is_some()).count();
     assert_eq!(probes, 1);
+    // Every provider is listed; one that is not installed says so.
+    let codex = &caps["providers"][1];
+    assert_eq!(codex["name"], "codex");
+    assert_eq!(codex["available"], false);
+    assert_eq!(codex["supports_edit"], false);
+    assert_eq!(codex["models"][0]["value"], "");
     n.ask(json!({"action": "capabilities.get"}), "capabilities");
     assert_eq!(
         n.log().iter().filter(|l| l.get("start").is_some()).count(),

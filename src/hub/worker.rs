@@ -26,8 +26,8 @@ pub enum Work {
         turn: u64,
         prepared: crate::node::media::Prepared,
     },
-    /// The command catalogue from a probe child (`None` when the probe failed).
-    Catalogue(Option<Vec<Value>>),
+    /// What the capability probes found (empty lists where they failed).
+    Catalogue(crate::node::capabilities::Probed),
     /// Nothing to report (fire-and-forget work such as saving a sidecar).
     Done,
 }

@@ -1,7 +1,9 @@
 //! What this node can do: the heartbeat's capability list (installed providers plus
-//! `history`) and the `capabilities` reply describing the Claude Code provider, whose
-//! slash-command catalogue comes from the CLI's `initialize` answer: from a session that
-//! ran, or else from a one-off probe child (45 s cap, cached; empty on failure).
+//! `history`) and the `capabilities` reply describing every provider, with `available`
+//! saying whether its CLI is installed. Claude Code's slash-command catalogue comes from
+//! the CLI's `initialize` answer (from a session that ran, or a one-off probe child);
+//! Codex's models from `model/list` of a one-off `codex app-server`. Probes are capped
+//! (45 s), run on a worker, and cached; a failed one leaves the list empty.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,11 +15,51 @@ use crate::sys::child::{self, ChildEvent, Spec};
 /// The longest a catalogue probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// Where the CLIs are configured (`None`: looked up on PATH).
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub claude: Option<std::path::PathBuf>,
+    pub codex: Option<std::path::PathBuf>,
+}
+
+/// Which providers' CLIs can be found now (a few stat calls; looked up each time so an
+/// install shows up without a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Available {
+    pub claude: bool,
+    pub codex: bool,
+}
+
+pub fn available(paths: &Paths) -> Available {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    Available {
+        claude: claude_available(paths.claude.as_deref()),
+        codex: crate::providers::codex::resolve(
+            paths.codex.as_deref(),
+            std::env::var_os("PATH"),
+            home.as_deref(),
+        )
+        .is_some(),
+    }
+}
+
+/// What the probes found (cached by the hub).
+#[derive(Debug, Clone, Default)]
+pub struct Probed {
+    pub claude_commands: Vec<Value>,
+    pub codex_models: Vec<Value>,
+    pub codex_efforts: Vec<String>,
+}
+
 /// The heartbeat's capability list.
-pub fn heartbeat_list(claude_path: Option<&Path>) -> Vec<String> {
+pub fn heartbeat_list(paths: &Paths) -> Vec<String> {
+    let a = available(paths);
     let mut caps = Vec::new();
-    if claude_available(claude_path) {
+    if a.claude {
         caps.push("claude".to_string());
+    }
+    if a.codex {
+        caps.push("codex".to_string());
     }
     caps.push("history".to_string());
     caps
@@ -34,8 +76,9 @@ fn resolve(configured: Option<&Path>) -> Option<std::path::PathBuf> {
 }
 
 /// The `capabilities` reply.
-pub fn reply(available: bool, commands: &[Value]) -> Value {
-    let commands: Vec<Value> = commands
+pub fn reply(available: Available, probed: &Probed) -> Value {
+    let commands: Vec<Value> = probed
+        .claude_commands
         .iter()
         .filter_map(|c| {
             let name = c.get("name")?.as_str()?;
@@ -47,12 +90,19 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
             }))
         })
         .collect();
+    let mut codex_models = vec![json!({"value": "", "label": "Default (from Codex's config)"})];
+    codex_models.extend(probed.codex_models.iter().cloned());
+    let mut codex_efforts = vec![String::new()];
+    codex_efforts.extend(probed.codex_efforts.iter().cloned());
+    if codex_efforts.len() == 1 {
+        codex_efforts.extend(["low", "medium", "high"].map(String::from));
+    }
     json!({
         "event": "capabilities",
         "providers": [{
             "name": "claude",
             "label": "Claude Code",
-            "available": available,
+            "available": available.claude,
             "models": [
                 {"value": "", "label": "Default (from settings)"},
                 {"value": "sonnet", "label": "Sonnet"},
@@ -67,8 +117,88 @@ pub fn reply(available: bool, commands: &[Value]) -> Value {
             "supports_edit": true,
             "supports_code_restore": true,
             "commands": commands,
+        }, {
+            "name": "codex",
+            "label": "Codex",
+            "available": available.codex,
+            "models": codex_models,
+            "efforts": codex_efforts,
+            "permission_modes": crate::hub::sessions::PERMISSION_MODES,
+            "allow_custom_model": true,
+            "supports_edit": false,
+            "supports_code_restore": false,
+            "commands": [],
         }],
     })
+}
+
+/// Start a throwaway `codex app-server` and return its models (`{value, label}`) and the
+/// reasoning efforts they support, in a stable order.
+pub fn probe_codex(
+    configured: Option<&Path>,
+    cwd: &Path,
+    timeout: Duration,
+) -> Option<(Vec<Value>, Vec<String>)> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let program =
+        crate::providers::codex::resolve(configured, std::env::var_os("PATH"), home.as_deref())?;
+    let spec = Spec {
+        program,
+        args: vec!["app-server".into()],
+        cwd: cwd.to_path_buf(),
+        env: Vec::new(),
+        env_remove: Vec::new(),
+    };
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let handle = child::spawn(0, &spec, tx).ok()?;
+    let mut st = crate::providers::codex::State::default();
+    handle.send_line(st.request(
+        crate::providers::codex::Call::Initialize,
+        "initialize",
+        crate::providers::codex::initialize_params(),
+    ));
+    handle.send_line(crate::providers::codex::notification("initialized"));
+    handle.send_line(json!({"id": "models", "method": "model/list", "params": {}}).to_string());
+    let deadline = Instant::now() + timeout;
+    let mut found = None;
+    'wait: while let Ok(ev) = rx.recv_deadline(deadline) {
+        match ev {
+            ChildEvent::Lines { values, .. } => {
+                for v in values {
+                    if v["id"] == "models" {
+                        found = v.pointer("/result/data").and_then(Value::as_array).cloned();
+                        break 'wait;
+                    }
+                }
+            }
+            ChildEvent::Exited { .. } => break,
+        }
+    }
+    handle.close();
+    let data = found?;
+    let mut efforts: Vec<String> = Vec::new();
+    let models = data
+        .iter()
+        .filter(|m| m.get("hidden").and_then(Value::as_bool) != Some(true))
+        .filter_map(|m| {
+            let id = m.get("model").or_else(|| m.get("id"))?.as_str()?;
+            for e in m
+                .get("supportedReasoningEfforts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(e) = e.get("reasoningEffort").and_then(Value::as_str)
+                    && !efforts.iter().any(|x| x == e)
+                {
+                    efforts.push(e.to_string());
+                }
+            }
+            let label = m.get("displayName").and_then(Value::as_str).unwrap_or(id);
+            Some(json!({"value": id, "label": label}))
+        })
+        .collect();
+    Some((models, efforts))
 }
 
 /// Start a throwaway CLI, ask `initialize`, and return its command catalogue.
