@@ -140,8 +140,8 @@ pub struct Hub {
     last_ack: Instant,
     workers: Workers,
     home: Option<std::path::PathBuf>,
-    /// `$CLAUDE_CONFIG_DIR` or `~/.claude`: where transcripts are.
-    claude_dir: Option<std::path::PathBuf>,
+    /// Where each provider keeps its sessions.
+    history_dirs: crate::node::history::Dirs,
     reads: crate::node::reads::Reads,
     config_dir: std::path::PathBuf,
     claude_entrypoint: Option<String>,
@@ -207,8 +207,8 @@ impl Hub {
             link_tx,
             sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
             workers,
+            history_dirs: crate::node::history::Dirs::from_env(home.as_deref()),
             home,
-            claude_dir,
             reads: crate::node::reads::Reads::open(&cfg.config_dir, now_ms()),
             config_dir: cfg.config_dir.clone(),
             claude_entrypoint: cfg.claude_entrypoint.clone(),
@@ -694,13 +694,10 @@ impl Hub {
             Kind::HistoryList { limit } => {
                 let limit = *limit;
                 let running = self.sessions.running_ids();
-                let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
+                let (dirs, reads) = (self.history_dirs.clone(), self.reads.clone());
                 self.workers.run("history", move || {
-                    Work::Reply(with_trace(crate::providers::claude::history::list(
-                        dir.as_deref(),
-                        limit,
-                        &running,
-                        &reads,
+                    Work::Reply(with_trace(crate::node::history::list(
+                        &dirs, limit, &running, &reads,
                     )))
                 })
             }
@@ -727,12 +724,13 @@ impl Hub {
                     self.reads.raise(key, at);
                 }
                 let running = self.sessions.running_ids();
-                let (dir, reads) = (self.claude_dir.clone(), self.reads.clone());
+                let (dirs, reads) = (self.history_dirs.clone(), self.reads.clone());
+                let provider = provider.clone();
                 let ok = self.workers.run("history", move || {
                     // Never a session.error (PROTOCOL §6): a failure is logged and the
                     // snapshot still goes out.
                     if let (Some(id), Some(key)) = (id, key) {
-                        match at.or_else(|| crate::providers::claude::history::updated_at(dir.as_deref(), &id)) {
+                        match at.or_else(|| crate::node::history::updated_at(&dirs, &provider, &id)) {
                             Some(at) => {
                                 if let Err(e) = reads.mark(&key, at) {
                                     crate::log_warn!("cannot save the read mark of {id}: {e}");
@@ -743,11 +741,8 @@ impl Hub {
                             ),
                         }
                     }
-                    Work::Reply(with_trace(crate::providers::claude::history::list(
-                        dir.as_deref(),
-                        limit,
-                        &running,
-                        &reads,
+                    Work::Reply(with_trace(crate::node::history::list(
+                        &dirs, limit, &running, &reads,
                     )))
                 });
                 if !ok {
@@ -759,7 +754,7 @@ impl Hub {
             }
             Kind::HistoryGet { provider } => {
                 let session = cmd.session_id.clone().unwrap_or_default();
-                if session.is_empty() || provider != "claude" {
+                if session.is_empty() || !["claude", "codex"].contains(&provider.as_str()) {
                     let message = if session.is_empty() {
                         "history.get needs a session_id".to_string()
                     } else {
@@ -773,21 +768,20 @@ impl Hub {
                     return None;
                 }
                 let config_dir = self.config_dir.clone();
-                let dir = self.claude_dir.clone();
+                let dirs = self.history_dirs.clone();
+                let provider = provider.clone();
                 self.workers.run("history", move || {
-                    let reply = match crate::providers::claude::history::detail(
-                        dir.as_deref(),
-                        &config_dir,
-                        &session,
-                    ) {
-                        Ok(d) => d,
-                        Err(e) => json!({
-                            "event": "session.error",
-                            "session_id": session,
-                            "code": "history_unavailable",
-                            "message": format!("Cannot open this conversation: {e}."),
-                        }),
-                    };
+                    let reply =
+                        match crate::node::history::detail(&dirs, &config_dir, &provider, &session)
+                        {
+                            Ok(d) => d,
+                            Err(e) => json!({
+                                "event": "session.error",
+                                "session_id": session,
+                                "code": "history_unavailable",
+                                "message": format!("Cannot open this conversation: {e}."),
+                            }),
+                        };
                     Work::Reply(with_trace(reply))
                 })
             }

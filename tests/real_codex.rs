@@ -548,6 +548,29 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
         .unwrap();
     assert!(before > 5, "{}", text_of(&ev));
 
+    // History: Codex's own session files, listed beside Claude's and opened by id.
+    n.cmd(json!({"action": "history.list"}));
+    let snap = n.until("history.snapshot").pop().unwrap();
+    let entry = snap["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["session_id"] == thread.as_str())
+        .unwrap_or_else(|| panic!("{snap}"))
+        .clone();
+    assert_eq!(entry["provider"], "codex");
+    assert_eq!(entry["title"], "say hello");
+    assert_eq!(entry["cwd"], work.as_str());
+    assert!(entry["message_count"].as_u64().unwrap() >= 10, "{entry}");
+    n.cmd(json!({"action": "history.get", "provider": "codex", "session_id": thread}));
+    let d = n.until("history.detail").pop().unwrap();
+    let kinds: Vec<&str> = d["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds[0], "prompt", "{kinds:?}");
+    assert_eq!(d["events"][0]["text"], "say hello");
+    assert!(kinds.contains(&"tool_use") && kinds.contains(&"tool_result") && kinds.contains(&"text"), "{kinds:?}");
+    assert_eq!(d["resolved_model"], "gpt-5.5");
+    assert_eq!(d["provider"], "codex");
+
     // After a daemon restart, the browser resumes the thread by id.
     let n = n.restart();
     n.cmd(

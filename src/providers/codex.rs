@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 pub mod driver;
+pub mod history;
 
 /// Find the `codex` executable: the configured path, else PATH and the usual npm dirs.
 pub fn resolve(

@@ -27,7 +27,6 @@ use std::time::UNIX_EPOCH;
 use memchr::memmem;
 use serde_json::{Value, json};
 
-use crate::node::reads::Reads;
 use crate::sys::child::{LineRead, read_bounded_line};
 
 /// Longest transcript line read; longer ones are skipped.
@@ -56,14 +55,15 @@ pub struct Summary {
 }
 
 /// One transcript file found by the listing.
-struct Found {
-    mtime: u64,
-    path: PathBuf,
-    id: String,
-    size: u64,
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub mtime: u64,
+    pub path: PathBuf,
+    pub id: String,
+    pub size: u64,
 }
 
-fn mtime_ms(meta: &std::fs::Metadata) -> u64 {
+pub fn mtime_ms(meta: &std::fs::Metadata) -> u64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -71,7 +71,8 @@ fn mtime_ms(meta: &std::fs::Metadata) -> u64 {
         .unwrap_or(0)
 }
 
-fn transcripts(claude_dir: &Path) -> Vec<Found> {
+/// Every transcript under `<claude_dir>/projects`.
+pub fn transcripts(claude_dir: &Path) -> Vec<Found> {
     let mut files = Vec::new();
     let Ok(projects) = std::fs::read_dir(claude_dir.join("projects")) else {
         return files;
@@ -103,52 +104,19 @@ fn transcripts(claude_dir: &Path) -> Vec<Found> {
     files
 }
 
-/// `history.list`: newest first, at most `limit` (clamped to 1..=1000), each with
-/// `unread` from the read marks.
-pub fn list(
-    claude_dir: Option<&Path>,
-    limit: Option<i64>,
-    running: &[String],
-    reads: &Reads,
-) -> Value {
-    let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
-    let mut files = claude_dir.map(transcripts).unwrap_or_default();
-    files.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| a.id.cmp(&b.id)));
-    files.truncate(limit);
-    let (baseline, marks) = reads.snapshot();
-    let sessions: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            let s = summary_cached(&f.path, f.size, f.mtime);
-            let running = running.contains(&f.id);
-            let seen = marks
-                .get(&crate::node::reads::key("claude", &f.id))
-                .copied()
-                .unwrap_or(0)
-                .max(baseline);
-            json!({
-                "provider": "claude",
-                "session_id": f.id,
-                "title": s.title,
-                "cwd": s.cwd,
-                "git_branch": s.git_branch,
-                "updated_at": f.mtime,
-                "message_count": s.message_count,
-                "running": running,
-                "unread": !running && f.mtime > seen,
-            })
-        })
-        .collect();
-    json!({"event": "history.snapshot", "sessions": sessions})
-}
-
 /// The last-modified time (ms) of session `id`'s transcript, for a mark without a time.
 pub fn updated_at(claude_dir: Option<&Path>, id: &str) -> Option<u64> {
     let path = find_transcript(claude_dir?, id)?;
     std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
 }
 
-fn summary_cached(path: &Path, size: u64, mtime: u64) -> Summary {
+/// `summarize(path)`, cached by (path, size, mtime) across listings.
+pub fn summary_cached(
+    path: &Path,
+    size: u64,
+    mtime: u64,
+    summarize: fn(&Path) -> Summary,
+) -> Summary {
     type Cache = HashMap<PathBuf, (u64, u64, Summary)>;
     static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
     if let Ok(mut c) = CACHE.lock()
@@ -455,7 +423,7 @@ fn find_transcript(claude_dir: &Path, session: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn cut(s: &str, truncated: &mut bool) -> String {
+pub fn cut(s: &str, truncated: &mut bool) -> String {
     if s.len() <= MAX_FIELD {
         return s.to_string();
     }
@@ -722,33 +690,23 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
     events
 }
 
-/// `history.get`: the newest events of one transcript that fit [`DETAIL_BUDGET`], plus
-/// the saved launch settings (sidecar) and the model the transcript records.
-pub fn detail(
-    claude_dir: Option<&Path>,
-    config_dir: &Path,
-    session: &str,
-) -> Result<Value, DetailError> {
-    if !crate::hub::sessions::valid_id(session) {
-        return Err(DetailError::InvalidId);
-    }
-    let path = claude_dir
-        .and_then(|d| find_transcript(d, session))
-        .ok_or(DetailError::NotFound)?;
-    let file = File::open(&path).map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta));
-    let mut lines = Backwards::new(&file, meta.len());
+/// The newest events of a transcript file that fit [`DETAIL_BUDGET`] (and at most
+/// [`MAX_EVENTS`]), oldest first, read backwards: `relevant` picks the lines worth
+/// parsing, `per_record` turns one record into its events (setting its flag when it cut
+/// a field). True when older events were left out or something was cut.
+pub fn newest_events(
+    file: &File,
+    len: u64,
+    relevant: impl Fn(&[u8]) -> bool,
+    mut per_record: impl FnMut(&Value, &mut bool) -> Vec<Value>,
+) -> (Vec<Value>, bool) {
+    let mut lines = Backwards::new(file, len);
     // Newest record first; each record's events in their own order.
     let mut records: Vec<Vec<Value>> = Vec::new();
     let (mut count, mut bytes) = (0usize, 0usize);
     let mut truncated = false;
-    let mut resolved_model: Option<String> = None;
-    let mut branch: Option<String> = None;
     while let Some(mut line) = lines.next_line() {
-        if !is_message_line(&line) {
+        if !relevant(&line) {
             continue;
         }
         if line.len() > 2 * MAX_FIELD {
@@ -758,21 +716,8 @@ pub fn detail(
             continue;
         };
         drop(line);
-        if resolved_model.is_none()
-            && v["type"] == "assistant"
-            && let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
-            && m != "<synthetic>"
-        {
-            resolved_model = Some(m.to_string());
-        }
-        if branch.is_none() {
-            branch = v
-                .get("gitBranch")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
         let mut cut_here = false;
-        let mut events = record_events(&v, &mut cut_here);
+        let mut events = per_record(&v, &mut cut_here);
         let size: usize = events.iter().map(|e| e.to_string().len() + 1).sum();
         if count + events.len() > MAX_EVENTS || bytes + size > DETAIL_BUDGET {
             // Keep the newest events of this record that still fit, then stop.
@@ -797,7 +742,45 @@ pub fn detail(
         records.push(events);
     }
     truncated |= lines.skipped > 0;
-    let events: Vec<Value> = records.into_iter().rev().flatten().collect();
+    (records.into_iter().rev().flatten().collect(), truncated)
+}
+
+/// `history.get`: the newest events of one transcript that fit [`DETAIL_BUDGET`], plus
+/// the saved launch settings (sidecar) and the model the transcript records.
+pub fn detail(
+    claude_dir: Option<&Path>,
+    config_dir: &Path,
+    session: &str,
+) -> Result<Value, DetailError> {
+    if !crate::hub::sessions::valid_id(session) {
+        return Err(DetailError::InvalidId);
+    }
+    let path = claude_dir
+        .and_then(|d| find_transcript(d, session))
+        .ok_or(DetailError::NotFound)?;
+    let file = File::open(&path).map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), summarize);
+    let mut resolved_model: Option<String> = None;
+    let mut branch: Option<String> = None;
+    let (events, truncated) = newest_events(&file, meta.len(), is_message_line, |v, cut| {
+        if resolved_model.is_none()
+            && v["type"] == "assistant"
+            && let Some(m) = v.pointer("/message/model").and_then(Value::as_str)
+            && m != "<synthetic>"
+        {
+            resolved_model = Some(m.to_string());
+        }
+        if branch.is_none() {
+            branch = v
+                .get("gitBranch")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        record_events(v, cut)
+    });
     let sidecar = crate::node::sidecar::load(config_dir, session);
     let pick = |k: &str| {
         sidecar

@@ -1,0 +1,120 @@
+//! History across providers (`history.list`, `history.get`, `history.mark_read`): each
+//! agent's own session files, read by its provider ([`crate::providers::claude::history`],
+//! [`crate::providers::codex::history`]), listed together newest first with unread marks
+//! ([`crate::node::reads`]). Runs on worker threads.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::node::reads::Reads;
+use crate::providers::claude::history::{self as claude, DetailError, Found, Summary};
+use crate::providers::codex::history as codex;
+
+/// Where each provider keeps its sessions (`None`: no such directory).
+#[derive(Debug, Clone, Default)]
+pub struct Dirs {
+    /// `$CLAUDE_CONFIG_DIR` or `~/.claude`.
+    pub claude: Option<PathBuf>,
+    /// `$CODEX_HOME` or `~/.codex`.
+    pub codex: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// From the environment and the home dir.
+    pub fn from_env(home: Option<&Path>) -> Dirs {
+        let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
+        Dirs {
+            claude: crate::providers::claude::transcript::claude_dir(
+                home,
+                var("CLAUDE_CONFIG_DIR").as_deref(),
+            ),
+            codex: codex::codex_home(home, var("CODEX_HOME").as_deref()),
+        }
+    }
+}
+
+/// One session file of one provider, with how that provider summarizes it.
+struct Listed {
+    provider: &'static str,
+    found: Found,
+    summarize: fn(&Path) -> Summary,
+}
+
+/// Every provider's session files.
+fn sources(dirs: &Dirs) -> Vec<Listed> {
+    let mut out = Vec::new();
+    let mut add = |provider, files: Vec<Found>, summarize: fn(&Path) -> Summary| {
+        out.extend(files.into_iter().map(|found| Listed {
+            provider,
+            found,
+            summarize,
+        }));
+    };
+    if let Some(d) = &dirs.claude {
+        add("claude", claude::transcripts(d), claude::summarize);
+    }
+    if let Some(d) = &dirs.codex {
+        add("codex", codex::rollouts(d), codex::summarize);
+    }
+    out
+}
+
+/// `history.list`: every provider's sessions, newest first, at most `limit` (clamped to
+/// 1..=1000), each with `unread` from the read marks.
+pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) -> Value {
+    let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
+    let mut all = sources(dirs);
+    all.sort_by(|a, b| {
+        (b.found.mtime.cmp(&a.found.mtime)).then_with(|| a.found.id.cmp(&b.found.id))
+    });
+    all.truncate(limit);
+    let (baseline, marks) = reads.snapshot();
+    let sessions: Vec<Value> = all
+        .iter()
+        .map(|l| {
+            let (provider, f) = (l.provider, &l.found);
+            let s = claude::summary_cached(&f.path, f.size, f.mtime, l.summarize);
+            let running = running.contains(&f.id);
+            let seen = marks
+                .get(&crate::node::reads::key(provider, &f.id))
+                .copied()
+                .unwrap_or(0)
+                .max(baseline);
+            json!({
+                "provider": provider,
+                "session_id": f.id,
+                "title": s.title,
+                "cwd": s.cwd,
+                "git_branch": s.git_branch,
+                "updated_at": f.mtime,
+                "message_count": s.message_count,
+                "running": running,
+                "unread": !running && f.mtime > seen,
+            })
+        })
+        .collect();
+    json!({"event": "history.snapshot", "sessions": sessions})
+}
+
+/// `history.get` of `provider`'s session `id`.
+pub fn detail(dirs: &Dirs, config_dir: &Path, provider: &str, id: &str) -> Result<Value, String> {
+    let r = match provider {
+        "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
+        "codex" => codex::detail(dirs.codex.as_deref(), config_dir, id),
+        other => return Err(format!("unknown provider {other:?}")),
+    };
+    r.map_err(|e: DetailError| e.to_string())
+}
+
+/// The last-modified time (ms) of a session's file, for a mark without a time.
+pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
+    match provider {
+        "claude" => claude::updated_at(dirs.claude.as_deref(), id),
+        "codex" => {
+            let path = codex::find(dirs.codex.as_deref()?, id)?;
+            std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
+        }
+        _ => None,
+    }
+}

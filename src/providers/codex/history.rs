@@ -1,0 +1,338 @@
+//! Codex's own session files as history: `$CODEX_HOME/sessions/YYYY/MM/DD/
+//! rollout-<local time>-<thread id>.jsonl` (`CODEX_HOME` defaults to `~/.codex`). Each
+//! line is `{timestamp, type, payload}`; the first, `session_meta`, has the cwd; the
+//! conversation is in `event_msg` / `item_completed` records (UserMessage, AgentMessage,
+//! Reasoning, CommandExecution, FileChange); `turn_context` has the model. Injected
+//! context (`<environment_context>`, developer messages) is not an item, so it never
+//! shows. Read with the same bounded machinery as Claude Code's transcripts.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use memchr::memmem;
+use serde_json::{Value, json};
+
+use crate::providers::claude::history::{
+    DetailError, Found, NO_PROMPT, Summary, cut, mtime_ms, newest_events, parse_ts, summary_cached,
+    title_of,
+};
+use crate::sys::child::{LineRead, read_bounded_line};
+
+/// How far into a rollout the listing looks for the cwd and the first prompt.
+const HEAD_BYTES: u64 = 4 << 20;
+
+/// Codex's home: `$CODEX_HOME`, else `~/.codex`.
+pub fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
+    match env {
+        Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
+        _ => home.map(|h| h.join(".codex")),
+    }
+}
+
+/// The thread id in a rollout file name (`rollout-<time>-<uuid>.jsonl`).
+fn thread_of(name: &str) -> Option<&str> {
+    let stem = name.strip_prefix("rollout-")?.strip_suffix(".jsonl")?;
+    let id = stem.get(stem.len().checked_sub(36)?..)?;
+    (id.len() == 36 && crate::hub::sessions::valid_id(id)).then_some(id)
+}
+
+/// Every rollout under `<codex_home>/sessions` (three date levels deep).
+pub fn rollouts(codex_home: &Path) -> Vec<Found> {
+    let mut out = Vec::new();
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for year in dirs(&codex_home.join("sessions")) {
+        for month in dirs(&year) {
+            for day in dirs(&month) {
+                let Ok(entries) = std::fs::read_dir(&day) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let Some(id) = name.to_str().and_then(thread_of) else {
+                        continue;
+                    };
+                    let Ok(meta) = e.metadata() else { continue };
+                    if meta.is_file() {
+                        out.push(Found {
+                            mtime: mtime_ms(&meta),
+                            path: e.path(),
+                            id: id.to_string(),
+                            size: meta.len(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The rollout of thread `id`, if any.
+pub fn find(codex_home: &Path, id: &str) -> Option<PathBuf> {
+    rollouts(codex_home)
+        .into_iter()
+        .find(|f| f.id == id)
+        .map(|f| f.path)
+}
+
+fn item_text(item: &Value) -> String {
+    item.get("content")
+        .and_then(Value::as_array)
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// cwd and the first prompt from the head, and the count of user and agent messages
+/// from a scan of the whole file (without parsing it).
+pub fn summarize(path: &Path) -> Summary {
+    let mut s = Summary::default();
+    let Ok(file) = File::open(path) else {
+        s.title = NO_PROMPT.to_string();
+        return s;
+    };
+    let mut prompt = None;
+    {
+        let mut reader = BufReader::with_capacity(64 * 1024, (&file).take(HEAD_BYTES));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_bounded_line(&mut reader, &mut line, 16 << 20) {
+                Ok(LineRead::Eof) | Err(_) => break,
+                Ok(LineRead::TooLong(_)) => continue,
+                Ok(LineRead::Line) => {}
+            }
+            let meta = memmem::find(&line, b"\"session_meta\"").is_some();
+            let user = memmem::find(&line, b"\"UserMessage\"").is_some();
+            if !meta && !user {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            if v["type"] == "session_meta" && s.cwd.is_none() {
+                s.cwd = v
+                    .pointer("/payload/cwd")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                s.git_branch = v
+                    .pointer("/payload/git/branch")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            if v.pointer("/payload/item/type").and_then(Value::as_str) == Some("UserMessage") {
+                let text = item_text(&v["payload"]["item"]);
+                if !text.trim().is_empty() {
+                    prompt = Some(text);
+                    break;
+                }
+            }
+        }
+    }
+    let mut f = &file;
+    let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
+    // Counted in bounded chunks: a rollout can be large.
+    let users = memmem::Finder::new(b"\"type\":\"UserMessage\"");
+    let agents = memmem::Finder::new(b"\"type\":\"AgentMessage\"");
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut carry = 0usize;
+    loop {
+        let n = match f.read(&mut chunk[carry..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let filled = carry + n;
+        let window = &chunk[..filled];
+        // Count matches that end in this window and did not end in the carried bytes.
+        let count = |finder: &memmem::Finder| {
+            finder
+                .find_iter(window)
+                .filter(|&p| p + finder.needle().len() > carry)
+                .count() as u64
+        };
+        s.message_count += count(&users) + count(&agents);
+        let keep = 32.min(filled);
+        chunk.copy_within(filled - keep..filled, 0);
+        carry = keep;
+    }
+    s.title = prompt
+        .map(|p| title_of(&p))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| NO_PROMPT.to_string());
+    s
+}
+
+/// The events one rollout record shows.
+fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
+    let ts = v
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_ts);
+    let item = match v.pointer("/payload/type").and_then(Value::as_str) {
+        Some("item_completed") => &v["payload"]["item"],
+        _ => return Vec::new(),
+    };
+    let id = item.get("id").cloned().unwrap_or(Value::Null);
+    let mut events = match item.get("type").and_then(Value::as_str) {
+        Some("UserMessage") => {
+            let text = item_text(item);
+            if text.trim().is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({"kind": "prompt", "text": cut(text.trim(), truncated)})]
+            }
+        }
+        Some("AgentMessage") => {
+            let text = item_text(item);
+            vec![json!({"kind": "text", "text": cut(&text, truncated)})]
+        }
+        Some("Reasoning") => {
+            let text = item
+                .get("summary_text")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+            if text.trim().is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({"kind": "thinking", "text": cut(&text, truncated)})]
+            }
+        }
+        Some("CommandExecution") => {
+            let command = match item.get("command") {
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Some(Value::String(c)) => c.clone(),
+                _ => String::new(),
+            };
+            let output = item
+                .get("aggregated_output")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let failed = item
+                .get("exit_code")
+                .and_then(Value::as_i64)
+                .is_some_and(|c| c != 0)
+                || item
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s != "completed" && s != "Completed");
+            vec![
+                json!({"kind": "tool_use", "tool": "Bash", "tool_use_id": id, "input": {"command": command}}),
+                json!({"kind": "tool_result", "tool_use_id": id, "content": cut(output, truncated), "is_error": failed}),
+            ]
+        }
+        Some("FileChange") => {
+            let changes = item.get("changes").cloned().unwrap_or(Value::Null);
+            let changes =
+                if changes.to_string().len() > crate::providers::claude::history::MAX_FIELD {
+                    *truncated = true;
+                    json!({"truncated": true})
+                } else {
+                    changes
+                };
+            vec![
+                json!({"kind": "tool_use", "tool": "apply_patch", "tool_use_id": id, "input": {"changes": changes}}),
+                json!({"kind": "tool_result", "tool_use_id": id, "content": "Applied.", "is_error": false}),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    for e in &mut events {
+        e["ts"] = json!(ts);
+    }
+    events
+}
+
+/// `history.get` for a Codex thread.
+pub fn detail(
+    codex_home: Option<&Path>,
+    config_dir: &Path,
+    id: &str,
+) -> Result<Value, DetailError> {
+    if !crate::hub::sessions::valid_id(id) {
+        return Err(DetailError::InvalidId);
+    }
+    let path = codex_home
+        .and_then(|h| find(h, id))
+        .ok_or(DetailError::NotFound)?;
+    let file = File::open(&path).map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| DetailError::Unreadable(e.to_string()))?;
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), summarize);
+    let mut model: Option<String> = None;
+    let relevant = |line: &[u8]| {
+        memmem::find(line, b"\"item_completed\"").is_some()
+            || memmem::find(line, b"\"turn_context\"").is_some()
+    };
+    let (events, truncated) = newest_events(&file, meta.len(), relevant, |v, cut| {
+        if model.is_none() && v["type"] == "turn_context" {
+            model = v
+                .pointer("/payload/model")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        record_events(v, cut)
+    });
+    let sidecar = crate::node::sidecar::load(config_dir, id);
+    let pick = |k: &str| {
+        sidecar
+            .as_ref()
+            .and_then(|s| s.get(k))
+            .cloned()
+            .filter(|v| !v.is_null())
+    };
+    Ok(json!({
+        "event": "history.detail",
+        "provider": "codex",
+        "session_id": id,
+        "title": summary.title,
+        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
+        "git_branch": summary.git_branch,
+        "model": pick("model").unwrap_or_else(|| json!("")),
+        "resolved_model": model.map(Value::String).or_else(|| pick("resolved_model")),
+        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
+        "effort": pick("effort"),
+        "events": events,
+        "truncated": truncated,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_ids_from_file_names() {
+        assert_eq!(
+            thread_of("rollout-2026-11-24T19-49-00-01a20f1a-bcbc-75e1-8f0f-3c5ba8465aac.jsonl"),
+            Some("01a20f1a-bcbc-75e1-8f0f-3c5ba8465aac")
+        );
+        assert_eq!(thread_of("rollout-x.jsonl"), None);
+        assert_eq!(thread_of("notes.jsonl"), None);
+    }
+}
