@@ -102,6 +102,11 @@ pub enum Tick {
     AutoWait {
         session: String,
     },
+    /// A loaded ACP session may have finished replaying (`seq` unchanged since).
+    AcpQuiet {
+        session: String,
+        seq: u64,
+    },
 }
 
 enum LinkState {
@@ -187,6 +192,7 @@ impl Hub {
             default_model: cfg.model.clone(),
             claude_path: cfg.claude_path.clone(),
             codex_path: cfg.codex_path.clone(),
+            acp_agents: crate::providers::acp::agents(&cfg.config_dir, &|k| std::env::var(k).ok()),
             home: home.clone(),
             permission_timeout: cfg.permission_timeout,
             retry_limit: cfg.turn_retry_limit,
@@ -217,6 +223,7 @@ impl Hub {
             cli_paths: crate::node::capabilities::Paths {
                 claude: cfg.claude_path.clone(),
                 codex: cfg.codex_path.clone(),
+                acp: crate::providers::acp::agents(&cfg.config_dir, &|k| std::env::var(k).ok()),
             },
             probe_waiting: None,
             outq: Vec::new(),
@@ -798,12 +805,13 @@ impl Hub {
             Kind::CapabilitiesGet => {
                 use crate::node::capabilities::{self as caps, Probed};
                 let available = caps::available(&self.cli_paths);
+                let available_codex = available.codex;
                 // A running session's catalogue is the freshest Claude one.
                 let live = self.sessions.catalogue().cloned();
                 let done = match &self.probed {
                     Some(p) => Some(p.clone()),
                     // Nothing to probe: answer now.
-                    None if !available.codex && (!available.claude || live.is_some()) => {
+                    None if !available_codex && (!available.claude || live.is_some()) => {
                         Some(Probed::default())
                     }
                     None => None,
@@ -825,7 +833,7 @@ impl Hub {
                             let cwd = self.default_cwd.clone();
                             let entrypoint = self.claude_entrypoint.clone();
                             let claude = available.claude && live.is_none();
-                            let codex = available.codex;
+                            let codex = available_codex;
                             let ok = self.workers.run("probe", move || {
                                 let mut p = Probed::default();
                                 if claude {
@@ -889,7 +897,7 @@ impl Hub {
                 let available = crate::node::capabilities::available(&self.cli_paths);
                 for t in self.probe_waiting.take().unwrap_or_default() {
                     self.emit(traced(
-                        crate::node::capabilities::reply(available, &probed),
+                        crate::node::capabilities::reply(available.clone(), &probed),
                         &t,
                     ));
                 }

@@ -4,10 +4,13 @@
 //!
 //! - [`claude`]: Claude Code over its stream-json protocol.
 //! - [`codex`]: OpenAI Codex over `codex app-server` (JSON-RPC on stdio).
+//! - [`acp`]: any agent speaking the Agent Client Protocol (GitHub Copilot, Gemini CLI,
+//!   and agents declared in `<config dir>/agents.json`).
 //!
 //! A session's [`crate::hub::session::Agent`] says which one drives it; the session
 //! commands in [`crate::hub::sessions`] dispatch on it where the agents differ (starting
 //! the child, writing a turn, reading its lines, interrupting, answering an approval).
 
+pub mod acp;
 pub mod claude;
 pub mod codex;

@@ -564,10 +564,18 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
     assert!(entry["message_count"].as_u64().unwrap() >= 10, "{entry}");
     n.cmd(json!({"action": "history.get", "provider": "codex", "session_id": thread}));
     let d = n.until("history.detail").pop().unwrap();
-    let kinds: Vec<&str> = d["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    let kinds: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
     assert_eq!(kinds[0], "prompt", "{kinds:?}");
     assert_eq!(d["events"][0]["text"], "say hello");
-    assert!(kinds.contains(&"tool_use") && kinds.contains(&"tool_result") && kinds.contains(&"text"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"tool_use") && kinds.contains(&"tool_result") && kinds.contains(&"text"),
+        "{kinds:?}"
+    );
     assert_eq!(d["resolved_model"], "gpt-5.5");
     assert_eq!(d["provider"], "codex");
 

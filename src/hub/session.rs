@@ -136,15 +136,20 @@ pub(crate) enum Agent {
     Claude,
     /// Codex (`codex app-server`), driven by [`crate::providers::codex::driver`].
     Codex(Box<crate::providers::codex::State>),
+    /// An ACP agent, driven by [`crate::providers::acp::driver`].
+    Acp(Box<crate::providers::acp::State>),
 }
 
 impl Agent {
     /// The agent named `provider` as the browser spells it, if this node runs it.
-    pub(crate) fn named(provider: &str) -> Option<Agent> {
+    pub(crate) fn named(provider: &str, acp: &[crate::providers::acp::AgentSpec]) -> Option<Agent> {
         match provider {
             "claude" => Some(Agent::Claude),
             "codex" => Some(Agent::Codex(Box::default())),
-            _ => None,
+            other => acp
+                .iter()
+                .find(|a| a.name == other)
+                .map(|a| Agent::Acp(Box::new(crate::providers::acp::State::new(a.clone())))),
         }
     }
 }
@@ -252,6 +257,15 @@ impl Session {
     /// The directory Claude Code files this session's transcript under.
     pub(crate) fn is_codex(&self) -> bool {
         matches!(self.agent, Agent::Codex(_))
+    }
+
+    pub(crate) fn is_acp(&self) -> bool {
+        matches!(self.agent, Agent::Acp(_))
+    }
+
+    /// Driven by Claude Code (whose stream fields this struct holds).
+    pub(crate) fn is_claude(&self) -> bool {
+        matches!(self.agent, Agent::Claude)
     }
 
     pub(crate) fn transcript_cwd(&self) -> &std::path::Path {

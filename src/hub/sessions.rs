@@ -42,6 +42,8 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub claude_path: Option<PathBuf>,
     pub codex_path: Option<PathBuf>,
+    /// The ACP agents this node can run (built-in and declared).
+    pub acp_agents: Vec<crate::providers::acp::AgentSpec>,
     pub home: Option<PathBuf>,
     /// Claude Code's own directory (`$CLAUDE_CONFIG_DIR`, else `~/.claude`).
     pub claude_dir: Option<PathBuf>,
@@ -218,7 +220,7 @@ impl Sessions {
             out.push(p);
         };
         let provider = start.provider.as_str();
-        let Some(agent) = Agent::named(provider) else {
+        let Some(agent) = Agent::named(provider, &self.settings.acp_agents) else {
             fail(
                 out,
                 "provider_error",
@@ -491,13 +493,13 @@ impl Sessions {
         let t = e.turn;
         let trace = t.trace.clone();
         if let Some(s) = self.sessions.get(key)
-            && s.is_codex()
+            && !s.is_claude()
         {
             out.push(s.event(
                 "session.notice",
                 trace.as_ref(),
                 json!({"level": "info", "code": "edit_unsupported",
-                       "text": "Editing an earlier prompt is not available in Codex sessions."}),
+                       "text": format!("Editing an earlier prompt is not available in {} sessions.", s.provider)}),
             ));
             out.push(s.local_result(trace.as_ref(), Value::Null));
             return;
@@ -664,6 +666,10 @@ impl Sessions {
             self.codex_interrupt(key, out);
             return;
         }
+        if self.sessions.get(key).is_some_and(Session::is_acp) {
+            self.acp_interrupt(key, out);
+            return;
+        }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -724,6 +730,11 @@ impl Sessions {
                 {
                     self.ensure_child(&key, out);
                     self.pump(&key, out);
+                }
+            }
+            Tick::AcpQuiet { session, seq } => {
+                if let Some(key) = self.key_of(&session) {
+                    self.acp_quiet(&key, seq, out);
                 }
             }
             Tick::AutoWait { session } => {
@@ -831,6 +842,10 @@ fn approval_answer(
         Agent::Codex(_) => crate::providers::codex::reply(
             &serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null),
             json!({"decision": if allow { "accept" } else { "decline" }}),
+        ),
+        Agent::Acp(_) => crate::providers::acp::reply(
+            &serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null),
+            crate::providers::acp::permission_outcome(&p.input["options"], allow),
         ),
     }
 }

@@ -20,14 +20,18 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 pub struct Paths {
     pub claude: Option<std::path::PathBuf>,
     pub codex: Option<std::path::PathBuf>,
+    /// The ACP agents (built-in and declared).
+    pub acp: Vec<crate::providers::acp::AgentSpec>,
 }
 
 /// Which providers' CLIs can be found now (a few stat calls; looked up each time so an
 /// install shows up without a restart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Available {
     pub claude: bool,
     pub codex: bool,
+    /// Each ACP agent: its spec and whether its executable is found.
+    pub acp: Vec<(crate::providers::acp::AgentSpec, bool)>,
 }
 
 pub fn available(paths: &Paths) -> Available {
@@ -40,6 +44,19 @@ pub fn available(paths: &Paths) -> Available {
             home.as_deref(),
         )
         .is_some(),
+        acp: paths
+            .acp
+            .iter()
+            .map(|a| {
+                let found = crate::providers::acp::resolve(
+                    &a.command,
+                    std::env::var_os("PATH"),
+                    home.as_deref(),
+                )
+                .is_some();
+                (a.clone(), found)
+            })
+            .collect(),
     }
 }
 
@@ -61,6 +78,12 @@ pub fn heartbeat_list(paths: &Paths) -> Vec<String> {
     if a.codex {
         caps.push("codex".to_string());
     }
+    caps.extend(
+        a.acp
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(s, _)| s.name.clone()),
+    );
     caps.push("history".to_string());
     caps
 }
@@ -97,9 +120,22 @@ pub fn reply(available: Available, probed: &Probed) -> Value {
     if codex_efforts.len() == 1 {
         codex_efforts.extend(["low", "medium", "high"].map(String::from));
     }
-    json!({
-        "event": "capabilities",
-        "providers": [{
+    let acp = available.acp.iter().map(|(spec, ok)| {
+        json!({
+            "name": spec.name,
+            "label": spec.label,
+            "available": ok,
+            "models": [{"value": "", "label": "Default (from the agent)"}],
+            "efforts": [""],
+            "permission_modes": crate::hub::sessions::PERMISSION_MODES,
+            "allow_custom_model": true,
+            "supports_edit": false,
+            "supports_code_restore": false,
+            "commands": [],
+        })
+    });
+    let mut providers = vec![
+        json!({
             "name": "claude",
             "label": "Claude Code",
             "available": available.claude,
@@ -117,7 +153,8 @@ pub fn reply(available: Available, probed: &Probed) -> Value {
             "supports_edit": true,
             "supports_code_restore": true,
             "commands": commands,
-        }, {
+        }),
+        json!({
             "name": "codex",
             "label": "Codex",
             "available": available.codex,
@@ -128,8 +165,10 @@ pub fn reply(available: Available, probed: &Probed) -> Value {
             "supports_edit": false,
             "supports_code_restore": false,
             "commands": [],
-        }],
-    })
+        }),
+    ];
+    providers.extend(acp);
+    json!({"event": "capabilities", "providers": providers})
 }
 
 /// Start a throwaway `codex app-server` and return its models (`{value, label}`) and the

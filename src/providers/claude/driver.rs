@@ -34,6 +34,9 @@ impl Sessions {
         if s.is_codex() {
             return self.codex_ensure_child(key, out);
         }
+        if s.is_acp() {
+            return self.acp_ensure_child(key, out);
+        }
         if s.child.is_some() {
             return;
         }
@@ -181,6 +184,9 @@ impl Sessions {
         if self.sessions.get(key).is_some_and(Session::is_codex) {
             return self.codex_pump(key, out);
         }
+        if self.sessions.get(key).is_some_and(Session::is_acp) {
+            return self.acp_pump(key, out);
+        }
         loop {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;
@@ -310,6 +316,9 @@ impl Sessions {
     fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
         if self.sessions.get(key).is_some_and(Session::is_codex) {
             return self.codex_on_line(key, child_id, v, out);
+        }
+        if self.sessions.get(key).is_some_and(Session::is_acp) {
+            return self.acp_on_line(key, child_id, v, out);
         }
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
@@ -687,9 +696,15 @@ impl Sessions {
         }
         let live = s.child.take();
         let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
-        if let crate::hub::session::Agent::Codex(st) = &mut s.agent {
+        match &mut s.agent {
             // A new server starts from scratch (the thread is resumed by id).
-            **st = Default::default();
+            crate::hub::session::Agent::Codex(st) => **st = Default::default(),
+            crate::hub::session::Agent::Acp(st) => {
+                let spec = st.spec.take();
+                **st = Default::default();
+                st.spec = spec;
+            }
+            crate::hub::session::Agent::Claude => {}
         }
         // Approvals of a dead child can no longer be answered.
         for p in self.permissions.take_child(child_id) {

@@ -1,0 +1,711 @@
+//! How a session drives an ACP agent (see [`crate::providers::acp`] for the protocol):
+//! `initialize`, then `session/new` (or `session/load` for a session with a real id, its
+//! replay hidden), one `session/prompt` at a time, `session/update`s turned into node
+//! events, and every `session/request_permission` put before the browser (or answered
+//! here when the permission mode says so). Same shape as the Codex driver: the state is
+//! taken out of the session while a line is handled, and daemon-wide follow-ups come
+//! back as a [`Next`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::hub::Tick;
+use crate::hub::permissions::Pending;
+use crate::hub::session::{Agent, Live, Session};
+use crate::hub::sessions::Sessions;
+use crate::providers::acp::{self, Call, OpenTool, State};
+use crate::sys::child::{self, Spec};
+
+/// How long a loaded session must be quiet before its first prompt (its replay may come
+/// after the load's answer).
+pub const REPLAY_QUIET: Duration = Duration::from_millis(400);
+
+enum Next {
+    Nothing,
+    Ready(String),
+    /// Loaded: wait for the replay to end.
+    Loaded,
+    Pump,
+    Ask(Ask),
+    StartFresh,
+    Fail(String),
+}
+
+struct Ask {
+    rpc_id: Value,
+    options: Value,
+    tool: String,
+    input: Value,
+    title: Value,
+    tool_use_id: Value,
+}
+
+impl Sessions {
+    fn with_acp<R>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(&mut Session, &mut State) -> R,
+    ) -> Option<R> {
+        let s = self.sessions.get_mut(key)?;
+        let Agent::Acp(boxed) = &mut s.agent else {
+            return None;
+        };
+        let mut st = std::mem::take(&mut **boxed);
+        let r = f(s, &mut st);
+        if let Agent::Acp(boxed) = &mut s.agent {
+            **boxed = st;
+        }
+        Some(r)
+    }
+
+    /// Start the agent for `key` if it has none.
+    pub(crate) fn acp_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if s.child.is_some() {
+            return;
+        }
+        let Agent::Acp(st) = &s.agent else { return };
+        let Some(spec) = st.spec.clone() else { return };
+        let Some(program) = acp::resolve(
+            &spec.command,
+            std::env::var_os("PATH"),
+            self.settings.home.as_deref(),
+        ) else {
+            let message = format!(
+                "{} (`{}`) was not found{}. Install it{}, or set CODING_BRIDGE_{}_PATH.",
+                spec.label,
+                spec.command,
+                if spec.command.contains('/') {
+                    ""
+                } else {
+                    " on PATH"
+                },
+                spec.install
+                    .as_deref()
+                    .map(|i| format!(" with `{i}`"))
+                    .unwrap_or_default(),
+                spec.name.to_ascii_uppercase()
+            );
+            self.fail_waiting(key, "cli_not_found", &message, out);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let spec_run = Spec {
+            program,
+            args: spec.args.clone(),
+            cwd: s.cwd.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            env_remove: vec!["CLAUDECODE".into()],
+        };
+        self.next_child += 1;
+        let child_id = self.next_child;
+        match child::spawn(child_id, &spec_run, self.child_tx.clone()) {
+            Ok(handle) => {
+                crate::log_info!(
+                    "session {}: started {} (pid {}) in {}",
+                    s.id,
+                    spec.name,
+                    handle.pid,
+                    s.cwd.display()
+                );
+                self.children.insert(child_id, Some(key.to_string()));
+                s.child = Some(Live {
+                    handle,
+                    initialized: false,
+                    started: Instant::now(),
+                    model: None,
+                    mode: None,
+                    effort: None,
+                    replayed_result_dropped: false,
+                });
+                let mut st = State::new(spec);
+                let line = st.request(
+                    Call::Initialize,
+                    "initialize",
+                    json!({"protocolVersion": 1, "clientCapabilities": {}}),
+                );
+                s.agent = Agent::Acp(Box::new(st));
+                s.send(line);
+            }
+            Err(e) => {
+                let message = format!("could not start {}: {e}", spec_run.program.display());
+                self.fail_waiting(key, "transport_error", &message, out);
+            }
+        }
+    }
+
+    /// Send the next queued prompt when the session is ready and idle.
+    pub(crate) fn acp_pump(&mut self, key: &str, out: &mut Vec<Value>) {
+        loop {
+            let again = self.with_acp(key, |s, st| {
+                if s.current.is_some() || st.replaying || s.queue.front().is_none_or(|t| t.preparing) {
+                    return false;
+                }
+                let (Some(sid), true) = (s.sdk_id.clone(), s.child.as_ref().is_some_and(|c| c.initialized)) else {
+                    return false;
+                };
+                let Some(turn) = s.queue.pop_front() else {
+                    return false;
+                };
+                if turn.prompt.trim_start().starts_with('/') {
+                    out.push(s.event(
+                        "session.notice",
+                        turn.trace_id.as_ref(),
+                        json!({"level": "info", "code": "slash_unavailable",
+                               "text": "Slash commands are not available in this agent's remote sessions."}),
+                    ));
+                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+                    return true;
+                }
+                // Mode and model first (their answers are not waited for: the agent
+                // handles requests in order).
+                if let Some(mode) = st.mode_for(s.mode_label())
+                    && st.mode.as_deref() != Some(&mode)
+                {
+                    let line = st.request(Call::SetMode, "session/set_mode", json!({"sessionId": sid, "modeId": mode}));
+                    s.send(line);
+                    st.mode = Some(mode);
+                }
+                if let Some(m) = turn.model.clone()
+                    && st.model.as_deref() != Some(&m)
+                {
+                    let line = st.request(Call::SetModel, "session/set_model", json!({"sessionId": sid, "modelId": m}));
+                    s.send(line);
+                    st.model = Some(m);
+                }
+                st.end_turn();
+                st.segment += 1;
+                let line = st.request(
+                    Call::Prompt,
+                    "session/prompt",
+                    json!({"sessionId": sid, "prompt": [{"type": "text", "text": turn.prompt}]}),
+                );
+                s.send(line);
+                s.current = Some(turn);
+                false
+            });
+            if again != Some(true) {
+                return;
+            }
+        }
+    }
+
+    /// Stop the running prompt (its approvals are answered by the caller).
+    pub(crate) fn acp_interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
+        self.with_acp(key, |s, _st| {
+            if let Some(turn) = s.current.as_mut() {
+                turn.interrupted = true;
+                if let Some(sid) = s.sdk_id.clone() {
+                    s.send(acp::notification(
+                        "session/cancel",
+                        json!({"sessionId": sid}),
+                    ));
+                }
+            } else if let Some(turn) = s.queue.pop_front() {
+                out.push(s.interrupted_result(turn.trace_id.as_ref()));
+            }
+        });
+    }
+
+    /// The replay of a loaded session may have ended: go on if it has been quiet.
+    pub(crate) fn acp_quiet(&mut self, key: &str, seq: u64, out: &mut Vec<Value>) {
+        let done = self.with_acp(key, |_s, st| {
+            if st.replaying && st.replay_seq == seq {
+                st.replaying = false;
+                true
+            } else {
+                false
+            }
+        });
+        if done == Some(true) {
+            self.acp_pump(key, out);
+        } else if let Some(Some(seq)) =
+            self.with_acp(key, |_s, st| st.replaying.then_some(st.replay_seq))
+        {
+            self.timer.at(
+                Instant::now() + REPLAY_QUIET,
+                Tick::AcpQuiet {
+                    session: key.to_string(),
+                    seq,
+                },
+            );
+        }
+    }
+
+    /// One line from an ACP agent.
+    pub(crate) fn acp_on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
+        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
+        let id = v.get("id").cloned();
+        let params = v.get("params").cloned().unwrap_or(Value::Null);
+        crate::log_trace!("acp line: {v}");
+        let next = self.with_acp(key, |s, st| match (method.as_deref(), id) {
+            (Some(m), Some(id)) => agent_request(s, st, m, id, &params, out),
+            (Some("session/update"), None) => {
+                update(s, st, &params, out);
+                Next::Nothing
+            }
+            (Some(_), None) => Next::Nothing,
+            (None, Some(id)) => response(s, st, &id, &v, out),
+            (None, None) => Next::Nothing,
+        });
+        match next.unwrap_or(Next::Nothing) {
+            Next::Nothing => {}
+            Next::Pump => self.acp_pump(key, out),
+            Next::Ready(sid) => {
+                self.rekey(key, &sid, out);
+                let key = self.key_of(&sid).unwrap_or_else(|| key.to_string());
+                if let Some(s) = self.sessions.get_mut(&key)
+                    && let Some(live) = s.child.as_mut()
+                {
+                    live.initialized = true;
+                }
+                self.acp_pump(&key, out);
+            }
+            Next::Loaded => {
+                // Announced under the browser's id, then keyed by the agent's.
+                let sid = self.sessions.get(key).and_then(|s| s.sdk_id.clone());
+                let key = match sid {
+                    Some(sid) => {
+                        self.rekey(key, &sid, out);
+                        self.key_of(&sid).unwrap_or_else(|| key.to_string())
+                    }
+                    None => key.to_string(),
+                };
+                if let Some(s) = self.sessions.get_mut(&key)
+                    && let Some(live) = s.child.as_mut()
+                {
+                    live.initialized = true;
+                }
+                if let Some(seq) = self.with_acp(&key, |_s, st| st.replay_seq) {
+                    self.timer.at(
+                        Instant::now() + REPLAY_QUIET,
+                        Tick::AcpQuiet {
+                            session: key.clone(),
+                            seq,
+                        },
+                    );
+                }
+            }
+            Next::StartFresh => {
+                self.with_acp(key, |s, st| {
+                    crate::log_warn!(
+                        "session {}: the agent could not load session {}; starting a new one",
+                        s.id,
+                        s.sdk_id.as_deref().unwrap_or("")
+                    );
+                    st.replaying = false;
+                    s.sdk_id = None;
+                    let line = st.request(
+                        Call::New,
+                        "session/new",
+                        json!({"cwd": s.cwd, "mcpServers": []}),
+                    );
+                    s.send(line);
+                });
+            }
+            Next::Fail(message) => self.fail_waiting(key, "provider_error", &message, out),
+            Next::Ask(ask) => self.acp_ask(key, child_id, ask, out),
+        }
+    }
+
+    fn acp_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if self.permissions.is_full() {
+            s.send(acp::reply(
+                &ask.rpc_id,
+                acp::permission_outcome(&ask.options, false),
+            ));
+            return;
+        }
+        s.mark_emitted();
+        let id = crate::sys::ids::new_id();
+        let (shown, cut) = crate::hub::session::permission_input(&ask.input);
+        let mut body = s.event(
+            "permission.request",
+            s.trace().as_ref(),
+            json!({
+                "request_id": id,
+                "tool": ask.tool,
+                "input": shown,
+                "title": ask.title,
+                "display_name": ask.tool,
+                "description": Value::Null,
+                "tool_use_id": ask.tool_use_id,
+            }),
+        );
+        if cut {
+            body["input_truncated"] = json!(true);
+        }
+        out.push(body.clone());
+        if let Some(t) = self.settings.permission_timeout {
+            self.timer.at(
+                Instant::now() + t,
+                Tick::Permission {
+                    request_id: id.clone(),
+                },
+            );
+        }
+        self.permissions.add(Pending {
+            id,
+            session: key.to_string(),
+            child: child_id,
+            cli_request_id: ask.rpc_id.to_string(),
+            input: json!({"options": ask.options}),
+            body,
+        });
+    }
+}
+
+/// Close the streamed text and thought of the turn so far.
+fn commit_stream(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    if !st.thought.is_empty() {
+        let text = std::mem::take(&mut st.thought);
+        out.push(s.event("session.thinking", trace.as_ref(), json!({"text": text})));
+    }
+    if let Some((id, text)) = st.text.take()
+        && !text.is_empty()
+    {
+        out.push(s.event(
+            "session.text",
+            trace.as_ref(),
+            json!({"text": text, "id": id}),
+        ));
+        st.last_text = Some(text);
+    }
+}
+
+fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Vec<Value>) -> Next {
+    let Some(call) = st.answered(id) else {
+        return Next::Nothing;
+    };
+    let error = v.get("error").map(|e| {
+        e.pointer("/data/details")
+            .or_else(|| e.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string()
+    });
+    let result = v.get("result").cloned().unwrap_or(Value::Null);
+    let remember_modes = |st: &mut State| {
+        st.modes = result
+            .pointer("/modes/availableModes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("id")?.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        st.mode = result
+            .pointer("/modes/currentModeId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        st.model = result
+            .pointer("/models/currentModelId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    };
+    match call {
+        Call::Initialize => {
+            if let Some(e) = error {
+                return Next::Fail(format!("the agent did not start: {e}"));
+            }
+            st.can_load = result
+                .pointer("/agentCapabilities/loadSession")
+                .and_then(Value::as_bool)
+                == Some(true);
+            match s.sdk_id.clone() {
+                Some(sid) if st.can_load => {
+                    st.replaying = true;
+                    let line = st.request(
+                        Call::Load,
+                        "session/load",
+                        json!({"sessionId": sid, "cwd": s.cwd, "mcpServers": []}),
+                    );
+                    s.send(line);
+                }
+                _ => {
+                    s.sdk_id = None;
+                    let line = st.request(
+                        Call::New,
+                        "session/new",
+                        json!({"cwd": s.cwd, "mcpServers": []}),
+                    );
+                    s.send(line);
+                }
+            }
+            Next::Nothing
+        }
+        Call::New => {
+            if let Some(e) = error {
+                return Next::Fail(format!("the agent could not start a session: {e}"));
+            }
+            remember_modes(st);
+            match result.get("sessionId").and_then(Value::as_str) {
+                Some(sid) => Next::Ready(sid.to_string()),
+                None => Next::Fail("the agent started a session without an id".into()),
+            }
+        }
+        Call::Load => {
+            if error.is_some() {
+                return Next::StartFresh;
+            }
+            remember_modes(st);
+            Next::Loaded
+        }
+        Call::Prompt => {
+            commit_stream(s, st, out);
+            let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+            // Tools the agent never closed (refused, cancelled) end here.
+            let mut open: Vec<(String, OpenTool)> = st.open.drain().collect();
+            open.sort_by(|a, b| a.0.cmp(&b.0));
+            for (tid, _) in open {
+                out.push(s.event(
+                    "session.tool_result",
+                    trace.as_ref(),
+                    json!({
+                        "tool_use_id": tid, "content": "Not run.", "is_error": true,
+                    }),
+                ));
+            }
+            let stop = result
+                .get("stopReason")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if let Some(turn) = s.current.take() {
+                let t = turn.trace_id.as_ref();
+                if let Some(e) = error {
+                    out.push(s.error(t, "provider_error", &format!("{}: {e}", s.provider)));
+                } else if turn.interrupted || stop == "cancelled" {
+                    out.push(s.interrupted_result(t));
+                } else {
+                    out.push(s.event("session.result", t, json!({
+                        "subtype": if stop == "end_turn" || stop.is_empty() { "success".to_string() } else { stop.to_string() },
+                        "is_error": stop == "refusal",
+                        "result": st.last_text, "cost_usd": null,
+                        "cut_uuid": null, "sdk_session_id": s.sdk_id,
+                    })));
+                }
+            }
+            st.end_turn();
+            Next::Pump
+        }
+        Call::SetMode | Call::SetModel => {
+            if let Some(e) = error {
+                crate::log_warn!("session {}: the agent refused a setting: {e}", s.id);
+            }
+            Next::Nothing
+        }
+    }
+}
+
+/// A request from the agent: permissions (answered here when the mode says so); anything
+/// else is refused (the node offers no client methods).
+fn agent_request(
+    s: &mut Session,
+    st: &mut State,
+    method: &str,
+    id: Value,
+    p: &Value,
+    out: &mut Vec<Value>,
+) -> Next {
+    if method != "session/request_permission" {
+        s.send(acp::reply_error(
+            &id,
+            -32601,
+            "not supported by Coding Bridge",
+        ));
+        return Next::Nothing;
+    }
+    let options = p.get("options").cloned().unwrap_or_else(|| json!([]));
+    let call = p.get("toolCall").cloned().unwrap_or(Value::Null);
+    let kind = call.get("kind").and_then(Value::as_str).unwrap_or("");
+    let title = call
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let tid = call.get("toolCallId").cloned().unwrap_or(Value::Null);
+    let mode = s.mode_label().to_string();
+    let auto = mode == "bypassPermissions" || (mode == "acceptEdits" && kind == "edit");
+    // An agent that announces no tool before asking (Gemini): show it from the request.
+    if let Some(t) = tid.as_str()
+        && !st.open.contains_key(t)
+        && s.current.is_some()
+    {
+        commit_stream(s, st, out);
+        show_tool(s, st, &call, out);
+    }
+    if auto {
+        s.send(acp::reply(&id, acp::permission_outcome(&options, true)));
+        return Next::Nothing;
+    }
+    let input = call
+        .get("rawInput")
+        .cloned()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(
+            || json!({"title": title, "content": acp::content_text(call.get("content"))}),
+        );
+    Next::Ask(Ask {
+        rpc_id: id,
+        options,
+        tool: acp::tool_name(kind, &title),
+        input,
+        title: json!(title),
+        tool_use_id: tid,
+    })
+}
+
+/// `session.tool_use` for an ACP tool call, once.
+fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<Value>) {
+    let Some(tid) = call.get("toolCallId").and_then(Value::as_str) else {
+        return;
+    };
+    if st.open.contains_key(tid) {
+        return;
+    }
+    let kind = call.get("kind").and_then(Value::as_str).unwrap_or("");
+    let title = call
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let input = call
+        .get("rawInput")
+        .cloned()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(
+            || json!({"title": title, "content": acp::content_text(call.get("content"))}),
+        );
+    st.open.insert(
+        tid.to_string(),
+        OpenTool {
+            title: title.clone(),
+        },
+    );
+    // Text after a tool is a new block.
+    st.segment += 1;
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    let e = s.event(
+        "session.tool_use",
+        trace.as_ref(),
+        json!({
+            "tool": acp::tool_name(kind, &title), "tool_use_id": tid, "input": input,
+        }),
+    );
+    out.push(e);
+    s.mark_emitted();
+}
+
+/// A `session/update`: streamed text and thoughts, tool calls and their results.
+fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
+    let u = p.get("update").cloned().unwrap_or(Value::Null);
+    if st.replaying {
+        st.replay_seq += 1;
+        return;
+    }
+    if s.current.is_none() {
+        return; // nothing of ours runs (a mode notice, a command list)
+    }
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    match u.get("sessionUpdate").and_then(Value::as_str) {
+        Some("agent_message_chunk") => {
+            let text = u
+                .pointer("/content/text")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if text.is_empty() || text.starts_with("[MODE_UPDATE]") {
+                return;
+            }
+            if !st.thought.is_empty() {
+                let t = std::mem::take(&mut st.thought);
+                out.push(s.event("session.thinking", trace.as_ref(), json!({"text": t})));
+            }
+            let (id, acc) = st
+                .text
+                .get_or_insert_with(|| (format!("{}:{}", s.id, st.segment), String::new()));
+            if acc.len() < crate::hub::session::MAX_BLOCK_TEXT {
+                acc.push_str(text);
+            }
+            let id = id.clone();
+            out.push(s.event(
+                "session.text_delta",
+                trace.as_ref(),
+                json!({"text": text, "id": id}),
+            ));
+            s.mark_emitted();
+        }
+        Some("agent_thought_chunk") => {
+            if let Some(t) = u.pointer("/content/text").and_then(Value::as_str)
+                && st.thought.len() < crate::hub::session::MAX_BLOCK_TEXT
+            {
+                st.thought.push_str(t);
+            }
+        }
+        Some("tool_call") => {
+            commit_stream(s, st, out);
+            show_tool(s, st, &u, out);
+            finish_tool(s, st, &u, out);
+        }
+        Some("tool_call_update") => {
+            let known = u
+                .get("toolCallId")
+                .and_then(Value::as_str)
+                .is_some_and(|t| st.open.contains_key(t));
+            if !known {
+                commit_stream(s, st, out);
+                show_tool(s, st, &u, out);
+            }
+            finish_tool(s, st, &u, out);
+        }
+        _ => {}
+    }
+}
+
+/// `session.tool_result` when a tool call reached `completed` or `failed`.
+fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>) {
+    let status = u.get("status").and_then(Value::as_str).unwrap_or("");
+    if status != "completed" && status != "failed" {
+        return;
+    }
+    let Some(tid) = u.get("toolCallId").and_then(Value::as_str) else {
+        return;
+    };
+    if st.open.remove(tid).is_none() {
+        return;
+    }
+    let mut content = acp::content_text(u.get("content"));
+    if content.is_empty() {
+        content = u
+            .pointer("/rawOutput/content")
+            .or_else(|| u.pointer("/rawOutput/message"))
+            .and_then(Value::as_str)
+            .unwrap_or(if status == "failed" {
+                "Failed."
+            } else {
+                "Done."
+            })
+            .to_string();
+    }
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    out.push(s.event(
+        "session.tool_result",
+        trace.as_ref(),
+        json!({
+            "tool_use_id": tid, "content": content, "is_error": status == "failed",
+        }),
+    ));
+}

@@ -1,0 +1,515 @@
+//! End to end with real ACP agents (issue 11): the daemon runs GitHub Copilot CLI
+//! (`copilot --acp --stdio`, npm `@github/copilot`, a native binary) against a fake OpenAI
+//! Chat Completions API served here on loopback, and these tests play the browser through
+//! the fake relay: text, every tool approval allowed or denied (the file is or is not
+//! written), bypass, interrupt with an approval pending, and a session loaded again after
+//! a daemon restart (its replay not shown).
+//!
+//! The CLI is found in `target/copilot-<version>/` (where `.ci/run` installs it), else it
+//! is installed there with npm. A test skips, saying why, only when it cannot be.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::node::events_until;
+use support::relay::FakeRelay;
+use support::*;
+
+const COPILOT_PIN: &str = "1.0.102";
+const T: Duration = Duration::from_secs(60);
+
+fn find_copilot() -> Result<PathBuf, String> {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/copilot-{COPILOT_PIN}"));
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => return Err(format!("no Copilot build for {other}")),
+    };
+    let native = dir.join(format!("node_modules/@github/copilot-linux-{arch}/copilot"));
+    if native.exists() {
+        return Ok(native);
+    }
+    let package = format!("@github/copilot@{COPILOT_PIN}");
+    let npm = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(&package)
+        .output()
+        .map_err(|e| format!("npm is not available ({e})"))?;
+    if npm.status.success() && native.exists() {
+        Ok(native)
+    } else {
+        Err(format!(
+            "npm could not install {package}: {}",
+            String::from_utf8_lossy(&npm.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ))
+    }
+}
+
+// ---- the fake Chat Completions API ------------------------------------------------
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
+    let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    format!("data: {c}\n\n")
+}
+
+fn serve_chat(mut s: TcpStream) -> std::io::Result<()> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let mut buf = Vec::new();
+    let mut part = [0u8; 65536];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut part)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&part[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut part)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&part[..n]);
+    }
+    let line = head.lines().next().unwrap_or("").to_string();
+    if !line.starts_with("POST ") || !line.contains("/chat/completions") {
+        let b =
+            "{\"object\":\"list\",\"data\":[{\"id\":\"claude-sonnet-4.5\",\"object\":\"model\"}]}";
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+            b.len()
+        )?;
+        return Ok(());
+    }
+    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("fake").to_string();
+    let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+    let last = msgs.last().cloned().unwrap_or(Value::Null);
+    let last_user = msgs
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| text_of(&m["content"]))
+        .unwrap_or_default();
+    let cwd = msgs
+        .iter()
+        .find_map(|m| {
+            let t = text_of(&m["content"]);
+            let at = t.find("urrent working directory: ")? + "urrent working directory: ".len();
+            Some(t[at..].split_whitespace().next()?.to_string())
+        })
+        .unwrap_or_else(|| "/tmp".into());
+    write!(
+        s,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
+    )?;
+    s.write_all(chunk(&model, json!({"role": "assistant", "content": ""}), None).as_bytes())?;
+    let tool = |name: &str, args: Value| -> Vec<String> {
+        let id = format!("call_{}", N.fetch_add(1, Ordering::Relaxed));
+        let a = args.to_string();
+        vec![
+            chunk(
+                &model,
+                json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                &model,
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}),
+                None,
+            ),
+            chunk(&model, json!({}), Some("tool_calls")),
+        ]
+    };
+    let out: Vec<String> = if last["role"] == "tool" {
+        let r: String = text_of(&last["content"]).chars().take(80).collect();
+        vec![
+            chunk(
+                &model,
+                json!({"content": format!("Tool finished: {r}")}),
+                None,
+            ),
+            chunk(&model, json!({}), Some("stop")),
+        ]
+    } else if last_user.contains("MARK_BASH") {
+        tool(
+            "bash",
+            json!({"command": "echo hi > f.txt", "description": "Write hi to f.txt"}),
+        )
+    } else if last_user.contains("MARK_CREATE") {
+        tool(
+            "create",
+            json!({"path": format!("{cwd}/new.txt"), "file_text": "hello from create\n"}),
+        )
+    } else if last_user.contains("MARK_SLOW") {
+        let mut v: Vec<String> = (0..60)
+            .map(|i| chunk(&model, json!({"content": format!("tick{i} ")}), None))
+            .collect();
+        v.push(chunk(&model, json!({}), Some("stop")));
+        v
+    } else {
+        let users = msgs.iter().filter(|m| m["role"] == "user").count();
+        vec![
+            chunk(&model, json!({"content": "Hello "}), None),
+            chunk(
+                &model,
+                json!({"content": format!("from the fake model ({users} user messages).")}),
+                None,
+            ),
+            chunk(&model, json!({}), Some("stop")),
+        ]
+    };
+    let slow = last_user.contains("MARK_SLOW") && last["role"] != "tool";
+    for c in out {
+        s.write_all(c.as_bytes())?;
+        s.flush()?;
+        if slow {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    s.write_all(b"data: [DONE]\n\n")?;
+    s.flush()
+}
+
+fn start_chat_api() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = serve_chat(s);
+            });
+        }
+    });
+    port
+}
+
+// ---- the node ---------------------------------------------------------------------
+
+struct Node {
+    relay: FakeRelay,
+    home: TempDir,
+    daemon: Daemon,
+    cli: PathBuf,
+    api: u16,
+}
+
+fn start_node(cli: PathBuf, home: TempDir, api: u16) -> Node {
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    std::fs::create_dir_all(home.join("work")).unwrap();
+    std::fs::create_dir_all(home.join("copilot-home")).unwrap();
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-acp")
+        .env("CODING_BRIDGE_COPILOT_PATH", &cli)
+        .env("COPILOT_OFFLINE", "true")
+        .env(
+            "COPILOT_PROVIDER_BASE_URL",
+            format!("http://127.0.0.1:{api}/v1"),
+        )
+        .env("COPILOT_PROVIDER_API_KEY", "sk-test")
+        .env("COPILOT_MODEL", "claude-sonnet-4.5")
+        .env("COPILOT_HOME", home.join("copilot-home"))
+        .env("COPILOT_AUTO_UPDATE", "false")
+        .env("CODING_BRIDGE_LOG_LEVEL", "trace")
+        .args(["run"]);
+    let daemon = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("link up: {}", daemon.stderr()));
+    Node {
+        relay,
+        home,
+        daemon,
+        cli,
+        api,
+    }
+}
+
+impl Node {
+    fn cmd(&self, payload: Value) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        assert!(
+            self.relay
+                .command(&format!("c{}", N.fetch_add(1, Ordering::Relaxed)), payload)
+        );
+    }
+
+    fn until(&self, event: &str) -> Vec<Value> {
+        events_until(&self.relay, event, &|| {
+            format!("stderr: {}", self.daemon.stderr())
+        })
+    }
+
+    fn work(&self) -> String {
+        self.home.join("work").to_string_lossy().into_owned()
+    }
+
+    fn restart(self) -> Node {
+        let Node {
+            relay,
+            home,
+            daemon,
+            cli,
+            api,
+        } = self;
+        drop(daemon);
+        drop(relay);
+        start_node(cli, home, api)
+    }
+}
+
+fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["event"] == name).collect()
+}
+
+fn texts(ev: &[Value]) -> String {
+    named(ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+#[test]
+fn real_copilot_over_acp() {
+    let cli = match find_copilot() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED real Copilot {COPILOT_PIN}: {why}");
+            return;
+        }
+    };
+    let n = start_node(cli, TempDir::new("copilot"), start_chat_api());
+    let work = n.work();
+
+    // Listed, available.
+    n.cmd(json!({"action": "capabilities.get"}));
+    let caps = n.until("capabilities").pop().unwrap();
+    let p = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "copilot")
+        .cloned()
+        .unwrap();
+    assert_eq!(p["available"], true, "{p}");
+
+    // Text.
+    n.cmd(
+        json!({"action": "session.start", "session_id": "cp", "provider": "copilot", "cwd": work,
+                 "prompt": "say hello", "trace_id": "t1"}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "session.started")[0]["provider"], "copilot");
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!named(&ev, "session.text_delta").is_empty());
+    assert_eq!(texts(&ev), "Hello from the fake model (1 user messages).");
+    let r = named(&ev, "session.result")[0];
+    assert_eq!(r["subtype"], "success");
+    assert_eq!(r["trace_id"], "t1");
+
+    // A command, denied: not run.
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH now"}));
+    let ev = n.until("permission.request");
+    let req = ev.last().unwrap().clone();
+    assert_eq!(req["tool"], "Bash");
+    assert!(
+        req["input"].to_string().contains("echo hi > f.txt"),
+        "{req}"
+    );
+    assert!(!named(&ev, "session.tool_use").is_empty());
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}));
+    let ev = n.until("session.result");
+    assert!(
+        !Path::new(&work).join("f.txt").exists(),
+        "a denied command does not run"
+    );
+    assert_eq!(named(&ev, "session.tool_result")[0]["is_error"], true);
+
+    // Allowed: it runs.
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH again"}));
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&work).join("f.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        named(&ev, "session.tool_result")[0]["is_error"],
+        false,
+        "{ev:?}"
+    );
+
+    // A file edit, denied then allowed.
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_CREATE it"}));
+    let req = n.until("permission.request").pop().unwrap();
+    assert_eq!(req["tool"], "Edit", "{req}");
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}));
+    n.until("session.result");
+    assert!(!Path::new(&work).join("new.txt").exists());
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_CREATE it, really"}));
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    n.until("session.result");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&work).join("new.txt")).unwrap(),
+        "hello from create\n"
+    );
+
+    // bypassPermissions: nothing is asked.
+    std::fs::remove_file(Path::new(&work).join("f.txt")).unwrap();
+    n.cmd(
+        json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH bypassed",
+                 "permission_mode": "bypassPermissions"}),
+    );
+    let ev = n.until("session.result");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:?}");
+    assert!(Path::new(&work).join("f.txt").exists());
+
+    // Interrupt with an approval pending: denied, the turn ends interrupted, nothing runs.
+    std::fs::remove_file(Path::new(&work).join("f.txt")).unwrap();
+    n.cmd(
+        json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH later",
+                 "permission_mode": "default"}),
+    );
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "session.interrupt", "session_id": sid}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "permission.resolved")[0]["request_id"],
+        req["request_id"]
+    );
+    let r = named(&ev, "session.result")[0];
+    assert_eq!(r["subtype"], "interrupted", "{ev:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!Path::new(&work).join("f.txt").exists());
+
+    // Edits are not available; said so.
+    n.cmd(json!({"action": "session.edit", "session_id": sid, "prompt": "instead"}));
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "session.notice")[0]["code"], "edit_unsupported");
+
+    // After a daemon restart the session is loaded again: its replay is not shown, and
+    // the agent still knows the conversation.
+    let n = n.restart();
+    n.cmd(
+        json!({"action": "session.start", "session_id": "again", "provider": "copilot", "cwd": work,
+                 "resume_session_id": sid, "prompt": "still there?"}),
+    );
+    let ev = n.until("session.result");
+    let names: Vec<&str> = ev.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        named(&ev, "session.identified")
+            .first()
+            .map(|e| e["sdk_session_id"].clone()),
+        Some(json!(sid)),
+        "{names:?}"
+    );
+    assert!(
+        named(&ev, "session.tool_use").is_empty(),
+        "no replayed tools: {ev:?}"
+    );
+    let t = texts(&ev);
+    assert!(t.starts_with("Hello from the fake model ("), "{t}");
+    let users: usize = t
+        .trim_start_matches("Hello from the fake model (")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(users > 3, "{t}");
+}
+
+#[test]
+fn a_missing_acp_agent_is_a_clear_cli_not_found() {
+    let home = TempDir::new("noacp");
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok")
+        .env("PATH", "/nonexistent")
+        .args(["run"]);
+    let d = Daemon::spawn(c, &home);
+    relay.recv_type("node.heartbeat", T).unwrap();
+    relay.command("c1", json!({"action": "capabilities.get"}));
+    let caps = events_until(&relay, "capabilities", &|| d.stderr())
+        .pop()
+        .unwrap();
+    let names: Vec<&str> = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"copilot") && names.contains(&"gemini"),
+        "{names:?}"
+    );
+    assert!(
+        caps["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["available"] == false),
+        "{caps}"
+    );
+    relay.command(
+        "c2",
+        json!({"action": "session.start", "session_id": "s", "provider": "gemini", "prompt": "hi"}),
+    );
+    let e = events_until(&relay, "session.error", &|| d.stderr())
+        .pop()
+        .unwrap();
+    assert_eq!(e["code"], "cli_not_found");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("npm install -g @google/gemini-cli"),
+        "{e}"
+    );
+}
