@@ -513,3 +513,338 @@ fn a_missing_acp_agent_is_a_clear_cli_not_found() {
         "{e}"
     );
 }
+
+// ---- Gemini CLI -------------------------------------------------------------------
+
+const GEMINI_PIN: &str = "0.61.0";
+
+fn find_gemini() -> Result<PathBuf, String> {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/gemini-cli-{GEMINI_PIN}"));
+    let bin = dir.join("node_modules/.bin/gemini");
+    if !bin.exists() {
+        let package = format!("@google/gemini-cli@{GEMINI_PIN}");
+        let npm = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(&package)
+            .output()
+            .map_err(|e| format!("npm is not available ({e})"))?;
+        if !npm.status.success() || !bin.exists() {
+            return Err(format!("npm could not install {package}"));
+        }
+    }
+    // Its launcher needs Node 20 or newer.
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("no node ({e})"))?;
+    let v = String::from_utf8_lossy(&node.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
+    let major: u32 = v
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!("Gemini CLI needs Node >= 20, found {v}"));
+    }
+    Ok(bin)
+}
+
+fn serve_gemini(mut s: TcpStream, work: &str) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut part = [0u8; 65536];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut part)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&part[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut part)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&part[..n]);
+    }
+    let line = head.lines().next().unwrap_or("").to_string();
+    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let model = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("fake")
+        .to_string();
+    let json_reply = |s: &mut TcpStream, v: Value| -> std::io::Result<()> {
+        let b = v.to_string();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    if path.ends_with(":countTokens") {
+        return json_reply(&mut s, json!({"totalTokens": 10}));
+    }
+    if path.ends_with(":generateContent") {
+        let schema = body["generationConfig"].to_string();
+        let text = if schema.contains("complexity_score") {
+            json!({"complexity_reasoning": "Simple.", "complexity_score": 10}).to_string()
+        } else if schema.contains("model_choice") {
+            json!({"reasoning": "simple", "model_choice": "flash"}).to_string()
+        } else if schema.contains("next_speaker") {
+            json!({"reasoning": "done", "next_speaker": "user"}).to_string()
+        } else {
+            "Fake title".to_string()
+        };
+        return json_reply(
+            &mut s,
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15}, "modelVersion": model}),
+        );
+    }
+    if !path.ends_with(":streamGenerateContent") {
+        let b = "{}";
+        return write!(
+            s,
+            "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+            b.len()
+        );
+    }
+    let contents = body["contents"].as_array().cloned().unwrap_or_default();
+    let last = contents.last().cloned().unwrap_or(Value::Null);
+    let parts = last["parts"].as_array().cloned().unwrap_or_default();
+    let text: String = parts
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let response = parts
+        .iter()
+        .find_map(|p| p.get("functionResponse"))
+        .cloned();
+    let users = contents
+        .iter()
+        .filter(|c| c["role"] == "user")
+        .filter(|c| {
+            c["parts"].as_array().is_some_and(|p| {
+                p.iter().any(|x| {
+                    x["text"]
+                        .as_str()
+                        .is_some_and(|t| !t.starts_with("<session_context>"))
+                })
+            })
+        })
+        .count();
+    write!(
+        s,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    )?;
+    let ev = |s: &mut TcpStream, parts: Value, finish: bool| -> std::io::Result<()> {
+        let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+        let mut obj = json!({"modelVersion": model, "responseId": "fake"});
+        if finish {
+            cand["finishReason"] = json!("STOP");
+            obj["usageMetadata"] = json!({"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120});
+        }
+        obj["candidates"] = json!([cand]);
+        write!(s, "data: {obj}\r\n\r\n")?;
+        s.flush()
+    };
+    let call = |name: &str, args: Value| json!([{"functionCall": {"name": name, "args": args}, "thoughtSignature": "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="}]);
+    if let Some(r) = response {
+        let r: String = r["response"].to_string().chars().take(80).collect();
+        ev(
+            &mut s,
+            json!([{"text": format!("Tool finished: {r}")}]),
+            false,
+        )?;
+    } else if text.contains("MARK_BASH") {
+        ev(
+            &mut s,
+            call(
+                "run_shell_command",
+                json!({"command": "echo hi > f.txt", "description": "Write hi to f.txt"}),
+            ),
+            false,
+        )?;
+    } else if text.contains("MARK_CREATE") {
+        ev(
+            &mut s,
+            call(
+                "write_file",
+                json!({"file_path": format!("{work}/new.txt"), "content": "hello from create\n"}),
+            ),
+            false,
+        )?;
+    } else {
+        ev(&mut s, json!([{"text": "Hello "}]), false)?;
+        ev(
+            &mut s,
+            json!([{"text": format!("from the fake model ({users} user messages).")}]),
+            false,
+        )?;
+    }
+    ev(&mut s, json!([{"text": ""}]), true)
+}
+
+fn start_gemini_api(work: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let work = work.clone();
+            std::thread::spawn(move || {
+                let _ = serve_gemini(s, &work);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn real_gemini_over_acp() {
+    let cli = match find_gemini() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED real Gemini CLI {GEMINI_PIN}: {why}");
+            return;
+        }
+    };
+    let home = TempDir::new("gemini");
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let ghome = home.join("gemini-home");
+    std::fs::create_dir_all(ghome.join(".gemini")).unwrap();
+    std::fs::write(
+        ghome.join(".gemini/settings.json"),
+        json!({"privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false},
+               "general": {"disableAutoUpdate": true, "disableUpdateNag": true}})
+        .to_string(),
+    )
+    .unwrap();
+    let api = start_gemini_api(work.to_string_lossy().into_owned());
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-gemini")
+        .env("CODING_BRIDGE_GEMINI_PATH", &cli)
+        .env("GOOGLE_GEMINI_BASE_URL", format!("http://127.0.0.1:{api}"))
+        .env("GEMINI_API_KEY", "sk-test")
+        .env("GEMINI_CLI_HOME", &ghome)
+        .env("GEMINI_CLI_NO_RELAUNCH", "true")
+        .env("CODING_BRIDGE_LOG_LEVEL", "trace")
+        .args(["run"]);
+    let daemon = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("{}", daemon.stderr()));
+    let cmd = |p: Value| {
+        static N: AtomicU32 = AtomicU32::new(0);
+        assert!(relay.command(&format!("g{}", N.fetch_add(1, Ordering::Relaxed)), p));
+    };
+    let until = |e: &str| events_until(&relay, e, &|| daemon.stderr());
+    let w = work.to_string_lossy().into_owned();
+
+    cmd(
+        json!({"action": "session.start", "session_id": "gm", "provider": "gemini", "cwd": w, "prompt": "say hello"}),
+    );
+    let ev = until("session.result");
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        texts(&ev),
+        "Hello from the fake model (1 user messages).",
+        "{ev:?}"
+    );
+    assert_eq!(named(&ev, "session.result")[0]["subtype"], "success");
+
+    // Gemini announces no tool before asking: the tool is shown from the request itself.
+    cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH now"}));
+    let ev = until("permission.request");
+    let req = ev.last().unwrap().clone();
+    assert_eq!(req["tool"], "Bash", "{req}");
+    let shown = named(&ev, "session.tool_use");
+    assert_eq!(shown.len(), 1, "{ev:?}");
+    assert_eq!(shown[0]["tool_use_id"], req["tool_use_id"]);
+    cmd(
+        json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}),
+    );
+    let ev = until("session.result");
+    assert!(!work.join("f.txt").exists());
+    // A refused tool gets no update from Gemini: closed here, as an error.
+    let closed = named(&ev, "session.tool_result");
+    assert!(
+        closed
+            .iter()
+            .any(|r| r["tool_use_id"] == req["tool_use_id"] && r["is_error"] == true),
+        "{ev:?}"
+    );
+
+    cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH again"}));
+    let req = until("permission.request").pop().unwrap();
+    cmd(
+        json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}),
+    );
+    until("session.result");
+    assert_eq!(std::fs::read_to_string(work.join("f.txt")).unwrap(), "hi\n");
+
+    cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_CREATE please"}));
+    let req = until("permission.request").pop().unwrap();
+    assert_eq!(req["tool"], "Edit", "{req}");
+    cmd(
+        json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}),
+    );
+    until("session.result");
+    assert_eq!(
+        std::fs::read_to_string(work.join("new.txt")).unwrap(),
+        "hello from create\n"
+    );
+
+    // Interrupt while an approval waits (Gemini returns only once the request is answered).
+    std::fs::remove_file(work.join("f.txt")).unwrap();
+    cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH later"}));
+    let req = until("permission.request").pop().unwrap();
+    cmd(json!({"action": "session.interrupt", "session_id": sid}));
+    let ev = until("session.result");
+    assert_eq!(
+        named(&ev, "permission.resolved")[0]["request_id"],
+        req["request_id"]
+    );
+    assert_eq!(
+        named(&ev, "session.result")[0]["subtype"],
+        "interrupted",
+        "{ev:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!work.join("f.txt").exists());
+}
