@@ -712,6 +712,50 @@ impl Sessions {
         }
     }
 
+    /// Approvals of `key` that its agent stopped waiting for (the turn ended without
+    /// them, or the agent said the request is settled): gone, and the browser told.
+    /// `only`: just the one the agent asked as this request id.
+    pub(crate) fn settle_abandoned(&mut self, key: &str, only: Option<&str>, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let gone = match only {
+            Some(cli) => {
+                let child = s.child.as_ref().map(|c| c.handle.id).unwrap_or(0);
+                self.permissions.take_cli(child, cli).into_iter().collect()
+            }
+            None => self.permissions.take_session(key),
+        };
+        for p in gone {
+            crate::log_debug!("session {}: approval {} abandoned by the agent", s.id, p.id);
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "cancelled"}),
+            ));
+        }
+    }
+
+    /// [`Sessions::settle_abandoned`] at the end of a turn whose result is already in
+    /// `out`: the approvals are settled before that result, as they were in time.
+    pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<Value>) {
+        let mut settled = Vec::new();
+        self.settle_abandoned(key, None, &mut settled);
+        if settled.is_empty() {
+            return;
+        }
+        let at = out
+            .iter()
+            .rposition(|e| {
+                matches!(
+                    e["event"].as_str(),
+                    Some("session.result" | "session.error")
+                )
+            })
+            .unwrap_or(out.len());
+        out.splice(at..at, settled);
+    }
+
     fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<Value>) {
         self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");

@@ -259,7 +259,11 @@ impl Sessions {
         });
         match next.unwrap_or(Next::Nothing) {
             Next::Nothing => {}
-            Next::Pump => self.acp_pump(key, out),
+            Next::Pump => {
+                // The turn is over: an approval still open was abandoned by the agent.
+                self.settle_before_result(key, out);
+                self.acp_pump(key, out);
+            }
             Next::Ready(sid) => {
                 self.rekey(key, &sid, out);
                 let key = self.key_of(&sid).unwrap_or_else(|| key.to_string());

@@ -33,6 +33,8 @@ enum Next {
     StartFresh,
     /// The CLI cannot serve this session: fail what waits.
     Fail(String),
+    /// The server settled its request with this id itself (`serverRequest/resolved`).
+    Settled(Value),
 }
 
 struct Ask {
@@ -225,7 +227,12 @@ impl Sessions {
         });
         match next.unwrap_or(Next::Nothing) {
             Next::Nothing => {}
-            Next::Pump => self.codex_pump(key, out),
+            Next::Pump => {
+                // The turn is over: an approval still open was abandoned by the server.
+                self.settle_before_result(key, out);
+                self.codex_pump(key, out);
+            }
+            Next::Settled(rpc_id) => self.settle_abandoned(key, Some(&rpc_id.to_string()), out),
             Next::Ready(thread) => {
                 // Announced under the browser's id, then the session is keyed by the thread.
                 self.rekey(key, &thread, out);
@@ -457,6 +464,11 @@ fn notification(
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     let ev = |s: &Session, name: &str, fields: Value| s.event(name, trace.as_ref(), fields);
     match method {
+        "serverRequest/resolved" => {
+            if let Some(id) = p.get("requestId") {
+                return Next::Settled(id.clone());
+            }
+        }
         "turn/started" => {
             if st.turn_id.is_none()
                 && let Some(t) = p.pointer("/turn/id").and_then(Value::as_str)

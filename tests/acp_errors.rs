@@ -1,0 +1,135 @@
+//! The error paths of agents behind the provider boundary (issue 11), with a scripted ACP
+//! agent (`examples/fake_acp.rs`) declared in `<config dir>/agents.json`: a crash in the
+//! middle of a turn, lines that are not messages, and an approval the agent abandons. A
+//! declared agent is listed in `capabilities` like a built-in one.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use support::node::{Node, named};
+use support::*;
+
+fn fake_acp() -> PathBuf {
+    let p = std::path::Path::new(bin())
+        .parent()
+        .unwrap()
+        .join("examples/fake_acp");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_acp.rs");
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+    let changed = std::fs::metadata(&src).and_then(|m| m.modified()).ok();
+    assert!(
+        built.is_some() && built >= changed,
+        "the fake agent is missing or stale: run `cargo build --example fake_acp` (plain `cargo test` builds it)"
+    );
+    p
+}
+
+fn node_with_fake_agent(tag: &str) -> Node {
+    let home = TempDir::new(tag);
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(
+        home.join("cfg/agents.json"),
+        json!({"agents": [{"name": "fakeacp", "label": "Fake ACP agent",
+                           "command": fake_acp(), "env": {"FAKE_ACP_LOG": home.join("acp.log")}}]})
+        .to_string(),
+    )
+    .unwrap();
+    Node::start_in(home, &[])
+}
+
+fn start(n: &Node, prompt: &str) -> Vec<Value> {
+    n.cmd(json!({"action": "session.start", "session_id": "f1", "provider": "fakeacp", "prompt": prompt}));
+    n.until("session.identified")
+}
+
+#[test]
+fn a_declared_agent_is_listed_and_runs() {
+    let n = node_with_fake_agent("acp-declared");
+    let caps = n.ask(json!({"action": "capabilities.get"}), "capabilities");
+    let p = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fakeacp")
+        .cloned()
+        .unwrap();
+    assert_eq!(p["label"], "Fake ACP agent");
+    assert_eq!(p["available"], true);
+    start(&n, "hello there");
+    let ev = n.until("session.result");
+    let text: String = named(&ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(text, "echo: hello there");
+    // The agent's own environment from agents.json reached it.
+    assert!(n.home.join("acp.log").exists());
+}
+
+#[test]
+fn a_crash_mid_turn_is_a_session_error_and_the_next_turn_starts_again() {
+    let n = node_with_fake_agent("acp-crash");
+    let mut ev = start(&n, "crash");
+    ev.extend(n.until("session.error"));
+    let e = ev.last().unwrap();
+    assert_eq!(e["code"], "process_crashed", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("crashing on purpose"),
+        "{e}"
+    );
+    assert!(
+        !named(&ev, "session.text_delta").is_empty(),
+        "what came before the crash was shown"
+    );
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    // The session lives on: the next prompt starts a new agent process.
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "again"}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.result")[0]["subtype"],
+        "success",
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn lines_that_are_not_messages_are_skipped() {
+    let n = node_with_fake_agent("acp-garbage");
+    let mut ev = start(&n, "garbage");
+    ev.extend(n.until("session.result"));
+    let text: String = named(&ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(text, "still fine");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:?}");
+    assert!(!n.daemon.stderr().contains("panicked"));
+}
+
+#[test]
+fn an_abandoned_approval_is_settled_when_the_turn_ends() {
+    let n = node_with_fake_agent("acp-abandon");
+    let mut ev = start(&n, "abandon");
+    ev.extend(n.until("session.result"));
+    let req = named(&ev, "permission.request");
+    assert_eq!(req.len(), 1, "{ev:?}");
+    let resolved = named(&ev, "permission.resolved");
+    assert_eq!(resolved.len(), 1, "{ev:?}");
+    assert_eq!(resolved[0]["request_id"], req[0]["request_id"]);
+    assert_eq!(resolved[0]["decision"], "cancelled");
+    // Nothing is left for the browser to answer.
+    let snap = n.ask(
+        json!({"action": "permissions.list"}),
+        "permissions.snapshot",
+    );
+    assert_eq!(snap["requests"], json!([]));
+    // A late answer from the browser is ignored without an error.
+    n.cmd(json!({"action": "permission.resolve", "request_id": req[0]["request_id"], "decision": "allow"}));
+    n.cmd(json!({"action": "ping"}));
+    let ev = n.until("pong");
+    assert!(named(&ev, "session.error").is_empty());
+}
