@@ -761,7 +761,9 @@ impl Hub {
             }
             Kind::HistoryGet { provider } => {
                 let session = cmd.session_id.clone().unwrap_or_default();
-                if session.is_empty() || !["claude", "codex"].contains(&provider.as_str()) {
+                if session.is_empty()
+                    || !["claude", "codex", "copilot"].contains(&provider.as_str())
+                {
                     let message = if session.is_empty() {
                         "history.get needs a session_id".to_string()
                     } else {

@@ -431,6 +431,34 @@ fn real_copilot_over_acp() {
     let ev = n.until("session.result");
     assert_eq!(named(&ev, "session.notice")[0]["code"], "edit_unsupported");
 
+    // History from Copilot's own session files.
+    n.cmd(json!({"action": "history.list"}));
+    let snap = n.until("history.snapshot").pop().unwrap();
+    let entry = snap["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["session_id"] == sid.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{snap}"));
+    assert_eq!(entry["provider"], "copilot");
+    assert_eq!(entry["title"], "say hello");
+    assert_eq!(entry["cwd"], work.as_str());
+    assert!(entry["message_count"].as_u64().unwrap() >= 8, "{entry}");
+    n.cmd(json!({"action": "history.get", "provider": "copilot", "session_id": sid}));
+    let d = n.until("history.detail").pop().unwrap();
+    let kinds: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(d["events"][0]["text"], "say hello", "{kinds:?}");
+    assert!(
+        kinds.contains(&"tool_use") && kinds.contains(&"tool_result") && kinds.contains(&"text"),
+        "{kinds:?}"
+    );
+
     // After a daemon restart the session is loaded again: its replay is not shown, and
     // the agent still knows the conversation.
     let n = n.restart();

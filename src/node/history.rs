@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::node::reads::Reads;
+use crate::providers::acp::history as acp;
 use crate::providers::claude::history::{self as claude, DetailError, Found, Summary};
 use crate::providers::codex::history as codex;
 
@@ -18,6 +19,8 @@ pub struct Dirs {
     pub claude: Option<PathBuf>,
     /// `$CODEX_HOME` or `~/.codex`.
     pub codex: Option<PathBuf>,
+    /// `$COPILOT_HOME` or `~/.copilot`.
+    pub copilot: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -30,6 +33,7 @@ impl Dirs {
                 var("CLAUDE_CONFIG_DIR").as_deref(),
             ),
             codex: codex::codex_home(home, var("CODEX_HOME").as_deref()),
+            copilot: acp::copilot_home(home, var("COPILOT_HOME").as_deref()),
         }
     }
 }
@@ -56,6 +60,9 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
     }
     if let Some(d) = &dirs.codex {
         add("codex", codex::rollouts(d), codex::summarize);
+    }
+    if let Some(d) = &dirs.copilot {
+        add("copilot", acp::copilot_sessions(d), acp::copilot_summarize);
     }
     out
 }
@@ -102,6 +109,7 @@ pub fn detail(dirs: &Dirs, config_dir: &Path, provider: &str, id: &str) -> Resul
     let r = match provider {
         "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
         "codex" => codex::detail(dirs.codex.as_deref(), config_dir, id),
+        "copilot" => acp::copilot_detail(dirs.copilot.as_deref(), config_dir, id),
         other => return Err(format!("unknown provider {other:?}")),
     };
     r.map_err(|e: DetailError| e.to_string())
@@ -113,6 +121,15 @@ pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
         "claude" => claude::updated_at(dirs.claude.as_deref(), id),
         "codex" => {
             let path = codex::find(dirs.codex.as_deref()?, id)?;
+            std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
+        }
+        "copilot" => {
+            let path = dirs
+                .copilot
+                .as_deref()?
+                .join("session-state")
+                .join(id)
+                .join("events.jsonl");
             std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
         }
         _ => None,

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod driver;
+pub mod history;
 
 /// One ACP agent the node can run.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
