@@ -14,7 +14,8 @@
 //!   daemon CPU per 100k deltas, and the daemon's peak RSS
 //! - `history.list` over 1000 generated transcripts: first (cold) and repeated listing
 //!
-//! Figures are medians or percentiles of repeated runs; machines here are noisy.
+//! Figures are medians or percentiles of repeated runs; machines here are noisy. Set
+//! `BENCH_BINARY` to measure another build of the daemon (e.g. the static musl one).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -43,10 +44,26 @@ fn spawn(port: u16, tag: &str, heartbeat: &str) -> Node {
 }
 
 fn spawn_with(port: u16, tag: &str, heartbeat: &str, extra: &[(&str, String)]) -> Node {
+    spawn_setup(port, tag, heartbeat, extra, &|_| {})
+}
+
+/// Like [`spawn_with`], with `setup` run on the fresh home dir before the daemon starts.
+fn spawn_setup(
+    port: u16,
+    tag: &str,
+    heartbeat: &str,
+    extra: &[(&str, String)],
+    setup: &dyn Fn(&std::path::Path),
+) -> Node {
     let home = std::env::temp_dir().join(format!("cba-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_coding-bridge-agent"))
+    setup(&home);
+    // `BENCH_BINARY=dist/coding-bridge-agent-x86_64-unknown-linux-musl` measures a
+    // static release build instead of this glibc one.
+    let binary = std::env::var("BENCH_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_coding-bridge-agent").to_string());
+    let child = Command::new(binary)
         .env_clear()
         .env("HOME", &home)
         .env("CODING_BRIDGE_CONFIG_DIR", home.join("cfg"))
@@ -141,7 +158,7 @@ fn main() {
         .position(|a| a == "--idle")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
-    // `--only link|sessions|history|stall`: one section.
+    // `--only link|sessions|stall|providers|history`: one section.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -158,6 +175,9 @@ fn main() {
     }
     if run("stall") {
         stall_bench(&listener, port);
+    }
+    if run("providers") {
+        providers_bench(&listener, port);
     }
     if run("history") {
         history_bench(&listener, port);
@@ -284,6 +304,77 @@ fn idle_bench(listener: &TcpListener, port: u16, secs: u64) {
     }
 }
 
+/// The same 20k-delta text stream through each provider, from scripted agents that write
+/// one line per write (Claude Code stream-json, Codex app-server, ACP), every event
+/// acked: the daemon's CPU per event must not depend on the agent.
+fn providers_bench(listener: &TcpListener, port: u16) {
+    let claude = build_fake();
+    let dir = claude.parent().unwrap().to_path_buf();
+    let codex = dir.join("fake_codex");
+    let acp = dir.join("fake_acp");
+    let cwd = std::env::temp_dir().to_string_lossy().into_owned();
+    const N: u64 = 20_000;
+    for (provider, prompt) in [
+        ("claude", "floodlines 20000"),
+        ("codex", "flood 20000"),
+        ("fakeacp", "flood 20000"),
+    ] {
+        let mut cpus = Vec::new();
+        for round in 0..5 {
+            let tag = format!("prov-{provider}-{round}");
+            let env = [
+                (
+                    "CODING_BRIDGE_CLAUDE_PATH",
+                    claude.to_string_lossy().into_owned(),
+                ),
+                (
+                    "CODING_BRIDGE_CODEX_PATH",
+                    codex.to_string_lossy().into_owned(),
+                ),
+            ];
+            // A declared ACP agent: the scripted one.
+            let node = spawn_setup(port, &tag, "15", &env, &|home| {
+                let cfg = home.join("cfg");
+                std::fs::create_dir_all(&cfg).unwrap();
+                std::fs::write(
+                    cfg.join("agents.json"),
+                    json!({"agents": [{"name": "fakeacp", "label": "Fake", "command": acp}]})
+                        .to_string(),
+                )
+                .unwrap();
+            });
+            let pid = node.child.id();
+            let mut ws = accept(listener);
+            while read_json(&mut ws)["type"] != "node.heartbeat" {}
+            ws.send(cmd_msg(
+                "p0",
+                json!({"action": "session.start", "session_id": "p", "provider": provider,
+                                           "prompt": "say warm", "cwd": cwd}),
+            ))
+            .unwrap();
+            let (first, _) = until_event_acking(&mut ws, "session.result", "", 1);
+            let sid = first["payload"]["session_id"].clone();
+            let cpu0 = cpu_seconds(pid);
+            ws.send(cmd_msg(
+                "p1",
+                json!({"action": "session.send", "session_id": sid, "prompt": prompt}),
+            ))
+            .unwrap();
+            let (_, deltas) =
+                until_event_acking(&mut ws, "session.result", "session.text_delta", 1);
+            let cpu = cpu_seconds(pid) - cpu0;
+            assert_eq!(deltas, N, "{provider}");
+            cpus.push(cpu * 1e6 / N as f64);
+            drop(ws);
+            drop(node);
+        }
+        println!(
+            "{provider}: 20k text deltas, one line per write, every event acked: daemon CPU per event median {:.1} us",
+            median(&mut cpus)
+        );
+    }
+}
+
 /// Build the fake CLI in release (in its own target dir, to not contend with the bench build).
 fn build_fake() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -295,6 +386,10 @@ fn build_fake() -> std::path::PathBuf {
             "--release",
             "--example",
             "fake_claude",
+            "--example",
+            "fake_codex",
+            "--example",
+            "fake_acp",
             "--target-dir",
         ])
         .arg(&target)

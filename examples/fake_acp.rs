@@ -6,6 +6,7 @@
 //! - `garbage`: lines that are not JSON, a JSON line that is no message, then a normal reply;
 //! - `abandon`: asks for a permission, then ends the turn without waiting for the answer;
 //! - `hangup`: never answers the prompt and exits when stdin closes;
+//! - `flood N`: N text chunks, one line per write (the benchmark's stream);
 //! - anything else: `echo: <prompt>`.
 //!
 //! Every line it receives is appended to `FAKE_ACP_LOG` when set.
@@ -88,6 +89,15 @@ fn main() {
                         );
                     }
                     "hangup" => {}
+                    p if p.starts_with("flood ") => {
+                        let n: usize = p[6..].trim().parse().unwrap_or(1000);
+                        for i in 0..n {
+                            chunk(&session, &format!("d{i} "));
+                        }
+                        send(
+                            json!({"jsonrpc": "2.0", "id": id, "result": {"stopReason": "end_turn"}}),
+                        );
+                    }
                     other => {
                         chunk(&session, &format!("echo: {other}"));
                         send(

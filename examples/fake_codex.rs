@@ -1,0 +1,77 @@
+//! A scripted `codex app-server` for the benchmark (and the error paths real Codex does
+//! not take on demand): it answers `initialize`, `thread/start`/`thread/resume` and
+//! `turn/start` like Codex 0.169, and a turn whose prompt is `flood N` streams N
+//! `item/agentMessage/delta` notifications, one line per write, before completing.
+//! Any other prompt is answered `echo: <prompt>`.
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Value, json};
+
+fn send(v: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn main() {
+    let thread = format!(
+        "0000fake-{:04}-7000-8000-000000000000",
+        std::process::id() % 10000
+    );
+    let mut turn_no = 0;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let id = v["id"].clone();
+        match v["method"].as_str() {
+            Some("initialize") => send(json!({"id": id, "result": {"userAgent": "fake/0.0.0"}})),
+            Some("thread/start" | "thread/resume") => {
+                send(json!({"id": id, "result": {"thread": {"id": thread}, "model": "fake-model"}}))
+            }
+            Some("turn/start") => {
+                turn_no += 1;
+                let turn = format!("turn-{turn_no}");
+                send(json!({"id": id, "result": {"turn": {"id": turn, "status": "inProgress"}}}));
+                let prompt: String = v["params"]["input"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["text"].as_str())
+                    .collect();
+                let item = format!("msg_{turn_no}");
+                let base = json!({"threadId": thread, "turnId": turn});
+                send(
+                    json!({"method": "item/started", "params": {"threadId": thread, "turnId": turn,
+                    "item": {"type": "agentMessage", "id": item, "text": ""}}}),
+                );
+                let mut text = String::new();
+                let deltas: Vec<String> = match prompt.strip_prefix("flood ") {
+                    Some(n) => (0..n.trim().parse::<usize>().unwrap_or(1000))
+                        .map(|i| format!("d{i} "))
+                        .collect(),
+                    None => vec![format!("echo: {prompt}")],
+                };
+                for d in deltas {
+                    text.push_str(&d);
+                    let mut p = base.clone();
+                    p["itemId"] = json!(item);
+                    p["delta"] = json!(d);
+                    send(json!({"method": "item/agentMessage/delta", "params": p}));
+                }
+                send(
+                    json!({"method": "item/completed", "params": {"threadId": thread, "turnId": turn,
+                    "item": {"type": "agentMessage", "id": item, "text": text}}}),
+                );
+                send(
+                    json!({"method": "turn/completed", "params": {"threadId": thread,
+                    "turn": {"id": turn, "status": "completed", "error": null}}}),
+                );
+            }
+            Some(_) if !id.is_null() => send(json!({"id": id, "result": {}})),
+            _ => {}
+        }
+    }
+}
