@@ -202,6 +202,12 @@ fn serve_api(mut s: TcpStream) -> std::io::Result<()> {
         return text_reply(&mut s, &rid, n, &format!("done: {short}"));
     }
     let prompt = last_user_text(&input);
+    if input
+        .last()
+        .is_some_and(|i| i.to_string().contains("input_image"))
+    {
+        return text_reply(&mut s, &rid, n, "I see an image");
+    }
     if prompt.contains("RUN") {
         let a = json!({"cmd": "echo hi > f.txt"}).to_string();
         let (fid, cid) = (format!("fc_{n}"), format!("call_{n}"));
@@ -523,6 +529,15 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
     assert_eq!(r["is_error"], false);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!Path::new(&work).join("f.txt").exists());
+
+    // An image goes to Codex as an image.
+    const PNG_1PX: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    n.cmd(
+        json!({"action": "session.send", "session_id": thread, "prompt": "look",
+                 "images": [{"data": PNG_1PX, "media_type": "image/png", "name": "px.png"}]}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(text_of(&ev), "I see an image", "{ev:?}");
 
     // What Codex cannot do is said, not attempted.
     n.cmd(json!({"action": "session.edit", "session_id": thread, "prompt": "instead"}));

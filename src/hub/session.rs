@@ -1,7 +1,8 @@
-//! One Claude Code session: its state (queue of turns, child, streaming blocks, our
-//! own control requests) and how its CLI's stream-json output becomes node events
-//! (PROTOCOL §4–5). Pure functions over a [`Session`]; the collection, the commands and
-//! the child processes are in [`crate::hub::sessions`]. Owned by the hub thread.
+//! One session: its state (queue of turns, child, the agent and its provider's state),
+//! and the node events every provider builds from it. How Claude Code's stream-json
+//! becomes events is in [`crate::providers::claude::stream`]; the collection, the
+//! commands and the child processes are in [`crate::hub::sessions`]. Owned by the hub
+//! thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub(crate) struct Turn {
     pub(crate) retries: u32,
     /// The browser asked to stop it: its result is `interrupted`.
     pub(crate) interrupted: bool,
+    /// Images saved for this turn (their paths are also noted in the prompt; agents that
+    /// take images as input, like Codex, get them as such too).
+    pub(crate) images: Vec<PathBuf>,
 }
 
 impl Turn {
@@ -54,6 +58,7 @@ impl Turn {
             emitted: false,
             retries: 0,
             interrupted: false,
+            images: Vec::new(),
         }
     }
 }
@@ -341,7 +346,7 @@ impl Session {
     }
 
     /// An event of the running turn, tagged with the subagent it came from, if any.
-    fn turn_event(&self, name: &str, scope: &Scope, fields: Value) -> Value {
+    pub(crate) fn turn_event(&self, name: &str, scope: &Scope, fields: Value) -> Value {
         let trace = self.current.as_ref().and_then(|t| t.trace_id.as_ref());
         let mut e = self.event(name, trace, fields);
         if let Some(p) = scope {
@@ -425,7 +430,7 @@ impl Session {
         self.streaming.clear();
     }
 
-    fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
+    pub(crate) fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
         match block.kind {
             BlockKind::Text => {
                 let text = block.final_text.unwrap_or(block.text);
@@ -450,284 +455,6 @@ impl Session {
             }
             _ => {}
         }
-    }
-}
-
-/// Prompts remembered per session for restores (older ones are found in the transcript).
-pub(crate) const MAX_PROMPTS: usize = 1000;
-
-/// Bring the child's model to the turn's with a control request (`None`: the default).
-pub(crate) fn sync_model(s: &mut Session, model: Option<String>) {
-    let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
-        return;
-    };
-    if live.model == model {
-        return;
-    }
-    s.control(OwnRequest::SetModel, claude::set_model(model.as_deref()));
-    if let Some(l) = s.child.as_mut() {
-        l.model = model;
-    }
-}
-
-/// Bring the child's permission mode to the session's (it applies live, mid-turn too).
-pub(crate) fn sync_mode(s: &mut Session) {
-    let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
-        return;
-    };
-    let mode = Some(s.mode_label().to_string());
-    if live.mode.as_deref().unwrap_or("default") == s.mode_label() {
-        return;
-    }
-    s.control(
-        OwnRequest::SetPermissionMode,
-        json!({"subtype": "set_permission_mode", "mode": s.mode_label()}),
-    );
-    if let Some(l) = s.child.as_mut() {
-        l.mode = mode;
-    }
-}
-
-pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    let Some(ev) = v.get("event") else { return };
-    let scope = scope_of(v);
-    let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
-    let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
-    if kind == "message_start" {
-        let id = ev
-            .pointer("/message/id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let replayed = !id.is_empty() && s.known.message_ids.contains(&id);
-        if replayed {
-            s.replay_seen = true;
-        } else {
-            // Its assembled message must not repeat what was streamed.
-            s.streamed.entry(id.clone()).or_default();
-        }
-        s.streaming.insert(scope, (id, replayed));
-        return;
-    }
-    // The stream of a message the transcript already holds is a replay: dropped.
-    let (msg, replayed) = s.streaming.get(&scope).cloned().unwrap_or_default();
-    if replayed {
-        return;
-    }
-    match kind {
-        "content_block_start" => {
-            let block = ev.get("content_block").cloned().unwrap_or(Value::Null);
-            let kind = match block.get("type").and_then(Value::as_str) {
-                Some("text") => BlockKind::Text,
-                Some("thinking") => BlockKind::Thinking,
-                _ => BlockKind::Other,
-            };
-            let mut id = String::new();
-            if kind == BlockKind::Text {
-                s.ordinal += 1;
-                id = format!("{}:{}:{}", s.id, s.turn_no, s.ordinal);
-                s.streamed
-                    .entry(msg.clone())
-                    .or_default()
-                    .blocks
-                    .push((id.clone(), None));
-            }
-            let initial = block
-                .get(if kind == BlockKind::Thinking {
-                    "thinking"
-                } else {
-                    "text"
-                })
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let key = (scope.clone(), index);
-            if let Some(old) = s.blocks.remove(&key) {
-                s.close_block(old, out);
-            }
-            s.blocks.insert(
-                key,
-                Block {
-                    kind,
-                    id,
-                    text: initial,
-                    final_text: None,
-                    msg,
-                    parent: scope,
-                },
-            );
-        }
-        "content_block_delta" => {
-            let Some(delta) = ev.get("delta") else { return };
-            let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
-            let Some(block) = s.blocks.get_mut(&(scope.clone(), index)) else {
-                return;
-            };
-            match (dtype, block.kind) {
-                ("text_delta", BlockKind::Text) => {
-                    let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
-                    if text.is_empty() {
-                        return;
-                    }
-                    if block.text.len() + text.len() <= MAX_BLOCK_TEXT {
-                        block.text.push_str(text);
-                    }
-                    let id = block.id.clone();
-                    s.mark_emitted();
-                    out.push(s.turn_event(
-                        "session.text_delta",
-                        &scope,
-                        json!({"text": text, "id": id}),
-                    ));
-                }
-                ("thinking_delta", BlockKind::Thinking) => {
-                    let text = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
-                    if block.text.len() + text.len() <= MAX_BLOCK_TEXT {
-                        block.text.push_str(text);
-                    }
-                }
-                _ => {}
-            }
-        }
-        "content_block_stop" => {
-            if let Some(block) = s.blocks.remove(&(scope, index)) {
-                s.close_block(block, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A transcript message the CLI replays (known uuid or message id, or marked so): not
-/// forwarded again. Otherwise its uuid becomes the session's newest.
-pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
-    let uuid = v.get("uuid").and_then(Value::as_str);
-    let msg_id = v.pointer("/message/id").and_then(Value::as_str);
-    let known = uuid.is_some_and(|u| s.known.uuids.contains(u))
-        || (v.get("type").and_then(Value::as_str) == Some("assistant")
-            && msg_id.is_some_and(|m| s.known.message_ids.contains(m)))
-        || v.get("isReplay").and_then(Value::as_bool) == Some(true);
-    if known {
-        s.replay_seen = true;
-        return true;
-    }
-    // Subagent messages live in their own transcript: they are not cut points.
-    if let Some(u) = uuid
-        && scope_of(v).is_none()
-    {
-        s.last_uuid = Some(u.to_string());
-    }
-    false
-}
-
-pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if replayed(s, v) {
-        return;
-    }
-    let scope = scope_of(v);
-    let msg_id = v
-        .pointer("/message/id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
-        return;
-    };
-    for b in blocks {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                let text = b.get("text").and_then(Value::as_str).unwrap_or("");
-                if s.streamed.contains_key(&msg_id) {
-                    repair_streamed_text(s, &msg_id, text, &scope, out);
-                } else if !text.is_empty() {
-                    out.push(s.turn_event("session.text", &scope, json!({"text": text})));
-                }
-            }
-            Some("thinking") if !s.streamed.contains_key(&msg_id) => {
-                let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
-                if !text.is_empty() {
-                    out.push(s.turn_event("session.thinking", &scope, json!({"text": text})));
-                }
-            }
-            Some("tool_use") => {
-                out.push(s.turn_event(
-                    "session.tool_use",
-                    &scope,
-                    json!({
-                        "tool": b.get("name").cloned().unwrap_or(Value::Null),
-                        "tool_use_id": b.get("id").cloned().unwrap_or(Value::Null),
-                        "input": b.get("input").cloned().unwrap_or_else(|| json!({})),
-                    }),
-                ));
-            }
-            _ => continue,
-        }
-        s.mark_emitted();
-    }
-}
-
-/// The assembled message's text for a block that was streamed: if the block is still
-/// open it will be committed with this text; if it was already committed with other
-/// text, a `session.text` with the same id corrects it.
-fn repair_streamed_text(
-    s: &mut Session,
-    msg_id: &str,
-    text: &str,
-    scope: &Scope,
-    out: &mut Vec<Value>,
-) {
-    let Some(m) = s.streamed.get_mut(msg_id) else {
-        return;
-    };
-    let k = m.assembled;
-    m.assembled += 1;
-    let Some((id, committed)) = m.blocks.get(k).cloned() else {
-        // More text blocks than were streamed: show the extra one as it is.
-        if !text.is_empty() {
-            out.push(s.turn_event("session.text", scope, json!({"text": text})));
-        }
-        return;
-    };
-    match committed {
-        Some(c) if c != text => {
-            if let Some(slot) = s.streamed.get_mut(msg_id).and_then(|m| m.blocks.get_mut(k)) {
-                slot.1 = Some(text.to_string());
-            }
-            out.push(s.turn_event("session.text", scope, json!({"text": text, "id": id})));
-        }
-        Some(_) => {}
-        None => {
-            if let Some(block) = s.blocks.values_mut().find(|b| b.id == id)
-                && block.text != text
-            {
-                block.final_text = Some(text.to_string());
-            }
-        }
-    }
-}
-
-pub(crate) fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if replayed(s, v) {
-        return;
-    }
-    let scope = scope_of(v);
-    let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) else {
-        return;
-    };
-    for b in blocks {
-        if b.get("type").and_then(Value::as_str) != Some("tool_result") {
-            continue;
-        }
-        out.push(s.turn_event(
-            "session.tool_result",
-            &scope,
-            json!({
-                "tool_use_id": b.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                "content": claude::tool_result_content(b.get("content")),
-                "is_error": b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            }),
-        ));
-        s.mark_emitted();
     }
 }
 
@@ -779,171 +506,8 @@ pub(crate) fn permission_input(input: &Value) -> (Value, bool) {
     (cut(input, 0, &mut budget), true)
 }
 
-/// The local answer to `/status`.
-pub(crate) fn status_text(s: &Session) -> String {
-    let mut lines = vec!["## Status".to_string(), String::new()];
-    if let Some(acct) = s.server_info.get("account")
-        && let Some(email) = acct.get("email").and_then(Value::as_str)
-    {
-        lines.push(format!("- **Account:** {email}"));
-    }
-    lines.push(format!(
-        "- **Session:** {}",
-        s.sdk_id.as_deref().unwrap_or(&s.id)
-    ));
-    lines.push(format!(
-        "- **Model:** {}",
-        s.model.as_deref().unwrap_or("default")
-    ));
-    lines.push(format!(
-        "- **Permission mode:** {}",
-        s.permission_mode.as_deref().unwrap_or("default")
-    ));
-    if let Some(e) = &s.effort {
-        lines.push(format!("- **Effort:** {e}"));
-    }
-    lines.push(format!("- **Working directory:** {}", s.cwd.display()));
-    lines.push(format!(
-        "- **Node:** coding-bridge-agent {}",
-        env!("CARGO_PKG_VERSION")
-    ));
-    lines.join("\n")
-}
-
 pub(crate) fn next_turn_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session_with_turn() -> Session {
-        let mut s = Session::new("s1", PathBuf::from("/tmp"));
-        s.current = Some(Turn::new("p".into(), Some(json!("t"))));
-        s.turn_no = 1;
-        s
-    }
-
-    #[test]
-    fn streamed_text_becomes_deltas_then_one_text() {
-        let mut s = session_with_turn();
-        let mut out = Vec::new();
-        let ev = |e: Value| json!({"type": "stream_event", "event": e});
-        on_stream_event(
-            &mut s,
-            &ev(json!({"type": "message_start", "message": {"id": "m1"}})),
-            &mut out,
-        );
-        on_stream_event(
-            &mut s,
-            &ev(
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ),
-            &mut out,
-        );
-        for t in ["Hel", "lo"] {
-            on_stream_event(
-                &mut s,
-                &ev(
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
-                ),
-                &mut out,
-            );
-        }
-        let assembled = json!({"type": "assistant", "uuid": "u1", "message": {"id": "m1", "content": [{"type": "text", "text": "Hello"}]}});
-        on_assistant(&mut s, &assembled, &mut out);
-        on_stream_event(
-            &mut s,
-            &ev(json!({"type": "content_block_stop", "index": 0})),
-            &mut out,
-        );
-        let names: Vec<&str> = out.iter().map(|e| e["event"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            ["session.text_delta", "session.text_delta", "session.text"]
-        );
-        assert_eq!(out[2]["text"], "Hello");
-        assert_eq!(out[2]["id"], "s1:1:1");
-        assert!(out.iter().all(|e| e["trace_id"] == "t"));
-        assert_eq!(s.last_uuid.as_deref(), Some("u1"));
-        assert!(s.current.as_ref().unwrap().emitted);
-    }
-
-    /// Property: whatever the CLI prints, translating it never panics. Random shapes are
-    /// built around the real message types, with fields of the wrong type, missing or
-    /// huge indexes, and unknown kinds.
-    #[test]
-    fn never_panics_on_arbitrary_cli_output() {
-        let state = std::cell::Cell::new(0x2545_F491_4F6C_DD1Du64);
-        let next = || {
-            let mut x = state.get();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            state.set(x);
-            x
-        };
-        let atoms = [
-            json!(null),
-            json!(true),
-            json!(-1),
-            json!(18446744073709551615u64),
-            json!(1.5),
-            json!(""),
-            json!("text"),
-            json!([]),
-            json!({}),
-            json!([{"type": "text"}]),
-            json!({"type": "text_delta", "text": 5}),
-            json!({"id": ["x"]}),
-        ];
-        let kinds = [
-            "message_start",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_stop",
-            "text",
-            "thinking",
-            "tool_use",
-            "tool_result",
-            "text_delta",
-            "thinking_delta",
-            "weird",
-        ];
-        let mut s = session_with_turn();
-        for _ in 0..50_000 {
-            let pick = || atoms[(next() % atoms.len() as u64) as usize].clone();
-            let kind = kinds[(next() % kinds.len() as u64) as usize];
-            let block = json!({"type": kind, "text": pick(), "thinking": pick(), "id": pick(), "name": pick(),
-                               "input": pick(), "tool_use_id": pick(), "content": pick(), "is_error": pick()});
-            let index = match next() % 4 {
-                0 => json!(0),
-                1 => json!(u64::MAX),
-                2 => pick(),
-                _ => json!(1),
-            };
-            let event = json!({"type": kind, "index": index, "content_block": block.clone(),
-                               "delta": {"type": kind, "text": pick(), "thinking": pick()},
-                               "message": {"id": pick()}});
-            let line = match next() % 3 {
-                0 => {
-                    json!({"type": "stream_event", "event": if next() % 5 == 0 { pick() } else { event }})
-                }
-                1 => json!({"type": "assistant", "uuid": pick(), "isReplay": pick(),
-                            "message": {"id": pick(), "content": if next() % 4 == 0 { pick() } else { json!([block]) }}}),
-                _ => {
-                    json!({"type": "user", "uuid": pick(), "message": {"content": if next() % 4 == 0 { pick() } else { json!([block]) }}})
-                }
-            };
-            let mut out = Vec::new();
-            on_stream_event(&mut s, &line, &mut out);
-            on_assistant(&mut s, &line, &mut out);
-            on_user(&mut s, &line, &mut out);
-            assert!(s.blocks.len() <= 4, "blocks must not pile up");
-        }
-        let _ = status_text(&s);
-    }
 }

@@ -23,10 +23,11 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
-use crate::hub::session::{Agent, EditPlan, OwnRequest, Session, Turn, sync_mode};
+use crate::hub::session::{Agent, EditPlan, OwnRequest, Session, Turn};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
 use crate::providers::claude;
+use crate::providers::claude::stream::sync_mode;
 use crate::sys::child::ChildEvent;
 
 /// Live sessions allowed at once.
@@ -427,6 +428,12 @@ impl Sessions {
             return;
         };
         turn.prompt.push_str(&prepared.note());
+        turn.images = prepared
+            .saved
+            .iter()
+            .filter(|(_, kind)| kind.starts_with("image/"))
+            .map(|(p, _)| p.clone())
+            .collect();
         turn.preparing = false;
         let trace = turn.trace_id.clone();
         let empty = turn.prompt.trim().is_empty();

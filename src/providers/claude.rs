@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub mod history;
+pub mod stream;
 pub mod transcript;
 
 use std::ffi::OsString;

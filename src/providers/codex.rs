@@ -174,18 +174,26 @@ pub fn thread_params(cwd: &Path, mode: &str, model: Option<&str>, resume: Option
     p
 }
 
-/// `turn/start` params: the prompt, with the mode's policy, model and effort.
+/// `turn/start` params: the prompt and its images, with the mode's policy, model and
+/// effort.
 pub fn turn_params(
     thread: &str,
     prompt: &str,
+    images: &[PathBuf],
     mode: &str,
     model: Option<&str>,
     effort: Option<&str>,
 ) -> Value {
     let (approval, _, sandbox) = policy(mode);
+    let mut input = vec![json!({"type": "text", "text": prompt})];
+    input.extend(
+        images
+            .iter()
+            .map(|p| json!({"type": "localImage", "path": p})),
+    );
     let mut p = json!({
         "threadId": thread,
-        "input": [{"type": "text", "text": prompt}],
+        "input": input,
         "approvalPolicy": approval,
         "sandboxPolicy": sandbox,
     });
@@ -268,7 +276,18 @@ mod tests {
         assert_eq!(policy("acceptEdits").1, "workspace-write");
         assert_eq!(policy("plan").1, "read-only");
         assert_eq!(policy("bypassPermissions").0, "never");
-        let t = turn_params("th", "hi", "plan", Some("gpt-5.5"), Some("high"));
+        let t = turn_params(
+            "th",
+            "hi",
+            &[PathBuf::from("/i.png")],
+            "plan",
+            Some("gpt-5.5"),
+            Some("high"),
+        );
+        assert_eq!(
+            t["input"][1],
+            json!({"type": "localImage", "path": "/i.png"})
+        );
         assert_eq!(t["sandboxPolicy"]["type"], "readOnly");
         assert_eq!(t["model"], "gpt-5.5");
         assert_eq!(t["effort"], "high");

@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
-use crate::hub::session::{
-    Live, OwnRequest, Session, Turn, on_assistant, on_stream_event, on_user, permission_input,
-    replayed, scope_of, status_text, sync_mode, sync_model,
-};
+use crate::hub::session::{Live, OwnRequest, Session, Turn, permission_input, scope_of};
 use crate::hub::sessions::{Sessions, valid_id};
 use crate::providers::claude;
+use crate::providers::claude::stream::{
+    on_assistant, on_stream_event, on_user, replayed, status_text, sync_mode, sync_model,
+};
 use crate::sys::child::{self, ChildEvent, ExitInfo, Spec};
 
 /// How long queued prompts wait for a turn the CLI announced (`task_notification`)
@@ -266,7 +266,7 @@ impl Sessions {
             s.reset_stream();
             s.replay_seen = false;
             let uuid = crate::sys::ids::uuid_v4();
-            if s.prompts.len() >= crate::hub::session::MAX_PROMPTS {
+            if s.prompts.len() >= crate::providers::claude::stream::MAX_PROMPTS {
                 s.prompts.pop_front();
             }
             s.prompts.push_back((s.last_uuid.clone(), uuid.clone()));

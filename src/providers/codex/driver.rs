@@ -165,6 +165,7 @@ impl Sessions {
                 let params = codex::turn_params(
                     &thread,
                     &turn.prompt,
+                    &turn.images,
                     s.mode_label(),
                     turn.model.as_deref(),
                     turn.effort.as_deref(),
