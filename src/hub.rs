@@ -102,6 +102,10 @@ pub enum Tick {
     AutoWait {
         session: String,
     },
+    /// Send the `session/load` an ACP session put off.
+    AcpLoad {
+        session: String,
+    },
     /// A loaded ACP session may have finished replaying (`seq` unchanged since).
     AcpQuiet {
         session: String,
@@ -762,7 +766,7 @@ impl Hub {
             Kind::HistoryGet { provider } => {
                 let session = cmd.session_id.clone().unwrap_or_default();
                 if session.is_empty()
-                    || !["claude", "codex", "copilot"].contains(&provider.as_str())
+                    || !["claude", "codex", "copilot", "gemini"].contains(&provider.as_str())
                 {
                     let message = if session.is_empty() {
                         "history.get needs a session_id".to_string()

@@ -756,6 +756,47 @@ fn start_gemini_api(work: String) -> u16 {
     port
 }
 
+fn start_gemini_node(home: TempDir, cli: &Path, api: u16) -> (FakeRelay, Daemon, TempDir) {
+    let ghome = home.join("gemini-home");
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-gemini")
+        .env("CODING_BRIDGE_GEMINI_PATH", cli)
+        .env("GOOGLE_GEMINI_BASE_URL", format!("http://127.0.0.1:{api}"))
+        .env("GEMINI_API_KEY", "sk-test")
+        .env("GEMINI_CLI_HOME", &ghome)
+        .env("GEMINI_CLI_NO_RELAUNCH", "true")
+        .env("CODING_BRIDGE_LOG_LEVEL", "trace")
+        .args(["run"]);
+    let daemon = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("{}", daemon.stderr()));
+    (relay, daemon, home)
+}
+
+/// Events up to `event`, waiting up to two minutes (a Gemini load may wait for a minute).
+fn events_until_long(relay: &FakeRelay, event: &str, ctx: &dyn Fn() -> String) -> Vec<Value> {
+    let mut got = Vec::new();
+    let found = relay.recv_until(Duration::from_secs(120), |v| {
+        if v["type"] == "node.to_browser" {
+            got.push(v["payload"].clone());
+            v["payload"]["event"] == event
+        } else {
+            false
+        }
+    });
+    assert!(found.is_some(), "no {event}; got {got:?}\n{}", ctx());
+    got
+}
+
+fn send(relay: &FakeRelay, p: Value) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    assert!(relay.command(&format!("g{}", N.fetch_add(1, Ordering::Relaxed)), p));
+}
+
 #[test]
 fn real_gemini_over_acp() {
     let cli = match find_gemini() {
@@ -778,28 +819,21 @@ fn real_gemini_over_acp() {
     )
     .unwrap();
     let api = start_gemini_api(work.to_string_lossy().into_owned());
-    let relay = FakeRelay::start();
-    relay.set_auto_ack(true);
-    let mut c = agent(&home);
-    c.env("CODING_BRIDGE_URL", relay.url())
-        .env("CODING_BRIDGE_NODE_TOKEN", "tok-gemini")
-        .env("CODING_BRIDGE_GEMINI_PATH", &cli)
-        .env("GOOGLE_GEMINI_BASE_URL", format!("http://127.0.0.1:{api}"))
-        .env("GEMINI_API_KEY", "sk-test")
-        .env("GEMINI_CLI_HOME", &ghome)
-        .env("GEMINI_CLI_NO_RELAUNCH", "true")
-        .env("CODING_BRIDGE_LOG_LEVEL", "trace")
-        .args(["run"]);
-    let daemon = Daemon::spawn(c, &home);
-    relay
-        .recv_type("node.heartbeat", T)
-        .unwrap_or_else(|| panic!("{}", daemon.stderr()));
-    let cmd = |p: Value| {
-        static N: AtomicU32 = AtomicU32::new(0);
-        assert!(relay.command(&format!("g{}", N.fetch_add(1, Ordering::Relaxed)), p));
-    };
-    let until = |e: &str| events_until(&relay, e, &|| daemon.stderr());
     let w = work.to_string_lossy().into_owned();
+    let (relay, daemon, home) = start_gemini_node(home, &cli, api);
+    let until = |e: &str| events_until(&relay, e, &|| daemon.stderr());
+    let cmd = |p: Value| send(&relay, p);
+
+    cmd(json!({"action": "capabilities.get"}));
+    let caps = until("capabilities").pop().unwrap();
+    let p = caps["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gemini")
+        .cloned()
+        .unwrap();
+    assert_eq!(p["available"], true, "{p}");
 
     cmd(
         json!({"action": "session.start", "session_id": "gm", "provider": "gemini", "cwd": w, "prompt": "say hello"}),
@@ -846,9 +880,19 @@ fn real_gemini_over_acp() {
     until("session.result");
     assert_eq!(std::fs::read_to_string(work.join("f.txt")).unwrap(), "hi\n");
 
+    // A file write, denied (not written), then allowed.
     cmd(json!({"action": "session.send", "session_id": sid, "prompt": "MARK_CREATE please"}));
     let req = until("permission.request").pop().unwrap();
     assert_eq!(req["tool"], "Edit", "{req}");
+    cmd(
+        json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}),
+    );
+    until("session.result");
+    assert!(!work.join("new.txt").exists());
+    cmd(
+        json!({"action": "session.send", "session_id": sid, "prompt": "MARK_CREATE please, really"}),
+    );
+    let req = until("permission.request").pop().unwrap();
     cmd(
         json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}),
     );
@@ -875,4 +919,73 @@ fn real_gemini_over_acp() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(!work.join("f.txt").exists());
+
+    // bypassPermissions: nothing asked.
+    cmd(
+        json!({"action": "session.send", "session_id": sid, "prompt": "MARK_BASH bypassed",
+               "permission_mode": "bypassPermissions"}),
+    );
+    let ev = until("session.result");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:?}");
+    assert!(work.join("f.txt").exists());
+
+    // History from Gemini's own chat files.
+    cmd(json!({"action": "history.list"}));
+    let snap = until("history.snapshot").pop().unwrap();
+    let entries: Vec<&Value> = snap["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["provider"] == "gemini")
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one per session, stray context-only files skipped: {snap}"
+    );
+    assert_eq!(entries[0]["session_id"], sid.as_str());
+    assert_eq!(entries[0]["title"], "say hello");
+    assert_eq!(entries[0]["cwd"], w.as_str());
+    cmd(json!({"action": "history.get", "provider": "gemini", "session_id": sid}));
+    let d = until("history.detail").pop().unwrap();
+    let kinds: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(d["events"][0]["text"], "say hello", "{kinds:?}");
+    assert!(
+        kinds.contains(&"tool_result") && kinds.contains(&"text"),
+        "{kinds:?}"
+    );
+
+    // After a daemon restart the chat is loaded again (waiting, if need be, for the
+    // minute Gemini CLI 0.61 needs), its replay not shown, and the agent remembers.
+    drop(daemon);
+    drop(relay);
+    let (relay, daemon, _home) = start_gemini_node(home, &cli, api);
+    send(
+        &relay,
+        json!({"action": "session.start", "session_id": "again", "provider": "gemini", "cwd": w,
+                        "resume_session_id": sid, "prompt": "still there?"}),
+    );
+    let ev = events_until_long(&relay, "session.result", &|| daemon.stderr());
+    assert_eq!(
+        named(&ev, "session.identified")[0]["sdk_session_id"],
+        sid.as_str()
+    );
+    assert!(
+        named(&ev, "session.tool_use").is_empty(),
+        "no replayed tools: {ev:?}"
+    );
+    let t = texts(&ev);
+    let users: usize = t
+        .trim_start_matches("Hello from the fake model (")
+        .split(' ')
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(users > 3, "{t}");
 }

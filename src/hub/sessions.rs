@@ -783,6 +783,11 @@ impl Sessions {
                     self.pump(&key, out);
                 }
             }
+            Tick::AcpLoad { session } => {
+                if let Some(key) = self.key_of(&session) {
+                    self.acp_load(&key);
+                }
+            }
             Tick::AcpQuiet { session, seq } => {
                 if let Some(key) = self.key_of(&session) {
                     self.acp_quiet(&key, seq, out);

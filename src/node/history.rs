@@ -21,6 +21,8 @@ pub struct Dirs {
     pub codex: Option<PathBuf>,
     /// `$COPILOT_HOME` or `~/.copilot`.
     pub copilot: Option<PathBuf>,
+    /// `$GEMINI_CLI_HOME/.gemini` or `~/.gemini`.
+    pub gemini: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -34,6 +36,7 @@ impl Dirs {
             ),
             codex: codex::codex_home(home, var("CODEX_HOME").as_deref()),
             copilot: acp::copilot_home(home, var("COPILOT_HOME").as_deref()),
+            gemini: acp::gemini_dir(home, var("GEMINI_CLI_HOME").as_deref()),
         }
     }
 }
@@ -63,6 +66,9 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
     }
     if let Some(d) = &dirs.copilot {
         add("copilot", acp::copilot_sessions(d), acp::copilot_summarize);
+    }
+    if let Some(d) = &dirs.gemini {
+        add("gemini", acp::gemini_sessions(d), acp::gemini_summarize);
     }
     out
 }
@@ -110,6 +116,7 @@ pub fn detail(dirs: &Dirs, config_dir: &Path, provider: &str, id: &str) -> Resul
         "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
         "codex" => codex::detail(dirs.codex.as_deref(), config_dir, id),
         "copilot" => acp::copilot_detail(dirs.copilot.as_deref(), config_dir, id),
+        "gemini" => acp::gemini_detail(dirs.gemini.as_deref(), config_dir, id),
         other => return Err(format!("unknown provider {other:?}")),
     };
     r.map_err(|e: DetailError| e.to_string())

@@ -23,6 +23,8 @@ pub const REPLAY_QUIET: Duration = Duration::from_millis(400);
 
 enum Next {
     Nothing,
+    /// Load the session later (an agent that cannot load a chat just created).
+    LoadLater(Duration),
     Ready(String),
     /// Loaded: wait for the replay to end.
     Loaded,
@@ -216,6 +218,17 @@ impl Sessions {
         });
     }
 
+    /// The delayed `session/load` of `key` is due.
+    pub(crate) fn acp_load(&mut self, key: &str) {
+        self.with_acp(key, |s, st| {
+            if let Some(sid) = s.sdk_id.clone()
+                && s.child.is_some()
+            {
+                send_load(s, st, &sid);
+            }
+        });
+    }
+
     /// The replay of a loaded session may have ended: go on if it has been quiet.
     pub(crate) fn acp_quiet(&mut self, key: &str, seq: u64, out: &mut Vec<Value>) {
         let done = self.with_acp(key, |_s, st| {
@@ -259,6 +272,14 @@ impl Sessions {
         });
         match next.unwrap_or(Next::Nothing) {
             Next::Nothing => {}
+            Next::LoadLater(delay) => {
+                self.timer.at(
+                    Instant::now() + delay,
+                    Tick::AcpLoad {
+                        session: key.to_string(),
+                    },
+                );
+            }
             Next::Pump => {
                 // The turn is over: an approval still open was abandoned by the agent.
                 self.settle_before_result(key, out);
@@ -371,6 +392,38 @@ impl Sessions {
     }
 }
 
+/// The wait before loading `sid` (only Gemini CLI needs one, see
+/// [`crate::providers::acp::history::gemini_load_delay`]).
+fn load_delay(st: &State, sid: &str) -> Duration {
+    if st.spec.as_ref().is_none_or(|a| a.name != "gemini") {
+        return Duration::ZERO;
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let env = st
+        .spec
+        .as_ref()
+        .and_then(|a| a.env.get("GEMINI_CLI_HOME").cloned())
+        .or_else(|| std::env::var("GEMINI_CLI_HOME").ok())
+        .map(std::path::PathBuf::from);
+    match crate::providers::acp::history::gemini_dir(home.as_deref(), env.as_deref()) {
+        Some(dir) => crate::providers::acp::history::gemini_load_delay(
+            &dir,
+            sid,
+            crate::sys::timefmt::now_ms(),
+        ),
+        None => Duration::ZERO,
+    }
+}
+
+fn send_load(s: &mut Session, st: &mut State, sid: &str) {
+    let line = st.request(
+        Call::Load,
+        "session/load",
+        json!({"sessionId": sid, "cwd": s.cwd, "mcpServers": []}),
+    );
+    s.send(line);
+}
+
 /// Close the streamed text and thought of the turn so far.
 fn commit_stream(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
@@ -433,12 +486,16 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             match s.sdk_id.clone() {
                 Some(sid) if st.can_load => {
                     st.replaying = true;
-                    let line = st.request(
-                        Call::Load,
-                        "session/load",
-                        json!({"sessionId": sid, "cwd": s.cwd, "mcpServers": []}),
-                    );
-                    s.send(line);
+                    let delay = load_delay(st, &sid);
+                    if !delay.is_zero() {
+                        crate::log_info!(
+                            "session {}: loading {sid} in {} s (Gemini CLI cannot load a chat in the minute it was created)",
+                            s.id,
+                            delay.as_secs()
+                        );
+                        return Next::LoadLater(delay);
+                    }
+                    send_load(s, st, &sid);
                 }
                 _ => {
                     s.sdk_id = None;

@@ -5,8 +5,8 @@
 //! `toolRequests` and `reasoningText`), `tool.execution_complete`. Read with the same
 //! bounded machinery as Claude Code's transcripts.
 //!
-//! (Gemini CLI's chats are an append-only upsert log whose records can be rewritten by
-//! later `$set` lines; listing them is left to a later change.)
+//! Gemini CLI's chats (below) are an append-only upsert log, read whole (they are small)
+//! with every upsert applied.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -219,4 +219,419 @@ mod tests {
         assert_eq!(yaml_field(y, "empty"), None);
         assert_eq!(yaml_field(y, "nope"), None);
     }
+}
+
+// ---- Gemini CLI -------------------------------------------------------------------
+//
+// `$GEMINI_CLI_HOME/.gemini/tmp/<project>/chats/session-<minute>-<id8>.jsonl` (the home
+// dir when `GEMINI_CLI_HOME` is unset), with the project's path in
+// `tmp/<project>/.project_root`. Each file is an append-only upsert log: header lines
+// (`sessionId`, `startTime`, `lastUpdated`), message lines (a later line with the same
+// `id` replaces the earlier one in place), `{"$set": {…}}` lines (a `messages` list
+// replaces everything) and `{"$rewindTo": id}`. Chats are small; a file over
+// [`GEMINI_MAX_FILE`] is not read.
+
+/// The largest Gemini chat file read.
+const GEMINI_MAX_FILE: u64 = 64 << 20;
+
+/// Gemini's directory: `$GEMINI_CLI_HOME/.gemini`, else `~/.gemini`.
+pub fn gemini_dir(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
+    match env {
+        Some(d) if !d.as_os_str().is_empty() => Some(d.join(".gemini")),
+        _ => home.map(|h| h.join(".gemini")),
+    }
+}
+
+/// One chat as its upsert log says it is now.
+#[derive(Debug, Default)]
+pub struct Chat {
+    pub session_id: String,
+    pub summary: Option<String>,
+    pub messages: Vec<Value>,
+}
+
+/// Read a chat file, applying every upsert.
+pub fn read_chat(path: &Path) -> Option<Chat> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.len() > GEMINI_MAX_FILE {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut chat = Chat::default();
+    let mut order: Vec<String> = Vec::new();
+    let mut by_id: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(set) = v.get("$set") {
+            if let Some(s) = set.get("summary").and_then(Value::as_str) {
+                chat.summary = Some(s.to_string());
+            }
+            if let Some(msgs) = set.get("messages").and_then(Value::as_array) {
+                order.clear();
+                by_id.clear();
+                for m in msgs {
+                    if let Some(id) = m.get("id").and_then(Value::as_str) {
+                        order.push(id.to_string());
+                        by_id.insert(id.to_string(), m.clone());
+                    }
+                }
+            }
+        } else if let Some(to) = v.get("$rewindTo").and_then(Value::as_str) {
+            let keep = order.iter().position(|id| id == to).unwrap_or(0);
+            for id in order.drain(keep..) {
+                by_id.remove(&id);
+            }
+        } else if let Some(sid) = v.get("sessionId").and_then(Value::as_str) {
+            chat.session_id = sid.to_string();
+        } else if let Some(id) = v.get("id").and_then(Value::as_str) {
+            if !by_id.contains_key(id) {
+                order.push(id.to_string());
+            }
+            by_id.insert(id.to_string(), v);
+        }
+    }
+    chat.messages = order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect();
+    Some(chat)
+}
+
+/// The text a user message shows (none for context and tool results).
+fn gemini_user_text(m: &Value) -> Option<String> {
+    let text: String = m
+        .get("content")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let t = text.trim();
+    let injected = t.is_empty()
+        || t.starts_with("<session_context>")
+        || t.starts_with("<hook_context>")
+        || t.starts_with("[Function Response:");
+    (!injected).then(|| t.to_string())
+}
+
+fn gemini_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Every chat file under the project dirs, with the project's path.
+fn chat_files(gemini_dir: &Path) -> Vec<(PathBuf, Option<String>)> {
+    let mut out = Vec::new();
+    let Ok(projects) = std::fs::read_dir(gemini_dir.join("tmp")) else {
+        return out;
+    };
+    for p in projects.flatten() {
+        let root = std::fs::read_to_string(p.path().join(".project_root"))
+            .ok()
+            .map(|r| r.trim().to_string());
+        let Ok(chats) = std::fs::read_dir(p.path().join("chats")) else {
+            continue;
+        };
+        for c in chats.flatten() {
+            let name = c.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with("session-") && n.ends_with(".jsonl"))
+            {
+                out.push((c.path(), root.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Every Gemini chat with a real prompt, one per session (its newest file).
+pub fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
+    let mut best: std::collections::HashMap<String, Found> = std::collections::HashMap::new();
+    for (path, _) in chat_files(gemini_dir) {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let Some(chat) = read_chat(&path) else {
+            continue;
+        };
+        if !crate::hub::sessions::valid_id(&chat.session_id)
+            || !chat
+                .messages
+                .iter()
+                .any(|m| m["type"] == "user" && gemini_user_text(m).is_some())
+        {
+            continue; // a stray file holding only the context
+        }
+        let found = Found {
+            mtime: mtime_ms(&meta),
+            path,
+            id: chat.session_id.clone(),
+            size: meta.len(),
+        };
+        match best.get(&chat.session_id) {
+            Some(b) if b.mtime >= found.mtime => {}
+            _ => {
+                best.insert(chat.session_id, found);
+            }
+        }
+    }
+    best.into_values().collect()
+}
+
+/// Title (the summary Gemini wrote, else the first prompt), cwd, message count.
+pub fn gemini_summarize(path: &Path) -> Summary {
+    let mut s = Summary::default();
+    let Some(chat) = read_chat(path) else {
+        s.title = NO_PROMPT.to_string();
+        return s;
+    };
+    s.cwd = path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|p| std::fs::read_to_string(p.join(".project_root")).ok())
+        .map(|r| r.trim().to_string());
+    let first = chat
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "user")
+        .find_map(gemini_user_text);
+    s.title = chat
+        .summary
+        .or(first)
+        .map(|t| title_of(&t))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| NO_PROMPT.to_string());
+    s.message_count = chat
+        .messages
+        .iter()
+        .filter(|m| (m["type"] == "user" && gemini_user_text(m).is_some()) || m["type"] == "gemini")
+        .count() as u64;
+    s
+}
+
+/// `history.get` for a Gemini chat (the newest events within the budget).
+pub fn gemini_detail(
+    gemini_dir: Option<&Path>,
+    config_dir: &Path,
+    id: &str,
+) -> Result<Value, DetailError> {
+    if !crate::hub::sessions::valid_id(id) {
+        return Err(DetailError::InvalidId);
+    }
+    let found = gemini_dir
+        .map(gemini_sessions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|f| f.id == id)
+        .ok_or(DetailError::NotFound)?;
+    let chat = read_chat(&found.path)
+        .ok_or_else(|| DetailError::Unreadable("too large or unreadable".into()))?;
+    let summary = summary_cached(&found.path, found.size, found.mtime, gemini_summarize);
+    let mut events: Vec<Value> = Vec::new();
+    let mut truncated = false;
+    let mut model = None;
+    for m in &chat.messages {
+        let ts = m
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_ts);
+        let mut push = |mut e: Value| {
+            e["ts"] = json!(ts);
+            events.push(e);
+        };
+        match m.get("type").and_then(Value::as_str) {
+            Some("user") => {
+                if let Some(t) = gemini_user_text(m) {
+                    push(json!({"kind": "prompt", "text": cut(&t, &mut truncated)}));
+                }
+                for p in m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(r) = p.get("functionResponse") {
+                        let err = r.pointer("/response/error").and_then(Value::as_str);
+                        let out = r
+                            .pointer("/response/output")
+                            .and_then(Value::as_str)
+                            .or(err)
+                            .unwrap_or("");
+                        push(json!({"kind": "tool_result", "tool_use_id": r["id"],
+                                    "content": cut(out, &mut truncated), "is_error": err.is_some()}));
+                    }
+                }
+            }
+            Some("gemini") => {
+                if let Some(mm) = m.get("model").and_then(Value::as_str) {
+                    model = Some(mm.to_string());
+                }
+                let thoughts: Vec<String> = m
+                    .get("thoughts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        t.get("description")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .collect();
+                if !thoughts.is_empty() {
+                    push(
+                        json!({"kind": "thinking", "text": cut(&thoughts.join("\n"), &mut truncated)}),
+                    );
+                }
+                let text = gemini_text(m);
+                if !text.is_empty() {
+                    push(json!({"kind": "text", "text": cut(&text, &mut truncated)}));
+                }
+                for c in m
+                    .get("toolCalls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    push(
+                        json!({"kind": "tool_use", "tool": c["name"], "tool_use_id": c["id"],
+                                "input": c.get("args").cloned().unwrap_or(Value::Null)}),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    // The newest events within the same budget as the other providers.
+    let budget = crate::providers::claude::history::DETAIL_BUDGET;
+    let mut bytes = 0;
+    let mut keep = events.len();
+    while keep > 0 {
+        let n = events[keep - 1].to_string().len() + 1;
+        if bytes + n > budget
+            || events.len() - keep >= crate::providers::claude::history::MAX_EVENTS
+        {
+            truncated = true;
+            break;
+        }
+        bytes += n;
+        keep -= 1;
+    }
+    let events: Vec<Value> = events.split_off(keep);
+    let sidecar = crate::node::sidecar::load(config_dir, id);
+    let pick = |k: &str| {
+        sidecar
+            .as_ref()
+            .and_then(|s| s.get(k))
+            .cloned()
+            .filter(|v| !v.is_null())
+    };
+    Ok(json!({
+        "event": "history.detail",
+        "provider": "gemini",
+        "session_id": id,
+        "title": summary.title,
+        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
+        "git_branch": null,
+        "model": pick("model").unwrap_or_else(|| json!("")),
+        "resolved_model": model.map(Value::String).or_else(|| pick("resolved_model")),
+        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
+        "effort": pick("effort"),
+        "events": events,
+        "truncated": truncated,
+    }))
+}
+
+#[cfg(test)]
+mod gemini_tests {
+    use super::*;
+
+    #[test]
+    fn loads_wait_for_the_next_minute() {
+        let dir = std::env::temp_dir().join(format!("cba-gload-{}", crate::sys::ids::new_id()));
+        std::fs::create_dir_all(dir.join("tmp/p/chats")).unwrap();
+        // 2026-11-24T19:51:09.000Z
+        let now = 1_795_549_869_000;
+        let id = "3bee983f-ab09-4476-a782-1661fe06266d";
+        std::fs::write(
+            dir.join("tmp/p/chats/session-2026-11-24T19-51-3bee983f.jsonl"),
+            "{}",
+        )
+        .unwrap();
+        let d = gemini_load_delay(&dir, id, now);
+        assert_eq!(d, std::time::Duration::from_millis(51_500));
+        assert_eq!(
+            gemini_load_delay(&dir, id, now + 60_000),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            gemini_load_delay(&dir, "ffffffff-0000", now),
+            std::time::Duration::ZERO
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upserts_sets_and_rewinds() {
+        let dir = std::env::temp_dir().join(format!("cba-gemini-{}", crate::sys::ids::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("session-2026-11-24T19-51-abcd1234.jsonl");
+        let lines = [
+            json!({"sessionId": "abcd1234-0000-4000-8000-000000000000", "startTime": "x"}),
+            json!({"$set": {"messages": [{"id": "c", "type": "user", "content": [{"text": "<session_context>x"}]}]}}),
+            json!({"id": "u1", "type": "user", "content": [{"text": "first"}]}),
+            json!({"id": "g1", "type": "gemini", "content": "draft"}),
+            json!({"id": "g1", "type": "gemini", "content": "final"}),
+            json!({"id": "u2", "type": "user", "content": [{"text": "second"}]}),
+            json!({"id": "g2", "type": "gemini", "content": "gone"}),
+            json!({"$rewindTo": "g2"}),
+            json!({"$set": {"summary": "A summary"}}),
+        ];
+        std::fs::write(
+            &p,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        let chat = read_chat(&p).unwrap();
+        let ids: Vec<&str> = chat
+            .messages
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["c", "u1", "g1", "u2"]);
+        assert_eq!(chat.messages[2]["content"], "final", "replaced in place");
+        assert_eq!(chat.summary.as_deref(), Some("A summary"));
+        let s = gemini_summarize(&p);
+        assert_eq!(s.title, "A summary");
+        assert_eq!(s.message_count, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// How long to wait before `session/load` of Gemini chat `id`: Gemini CLI 0.61 names a
+/// loaded chat's file by the current minute, so loading in the minute the chat was
+/// created overwrites it. Zero when its newest file is from an earlier minute.
+pub fn gemini_load_delay(gemini_dir: &Path, id: &str, now_ms: u64) -> std::time::Duration {
+    let id8 = id.get(..8).unwrap_or(id);
+    let now = crate::sys::timefmt::rfc3339_ms(now_ms); // 2026-11-24T19:51:09.123Z
+    let minute = now.get(..16).unwrap_or("").replace(':', "-"); // 2026-11-24T19-51
+    let same_minute = chat_files(gemini_dir).iter().any(|(p, _)| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == format!("session-{minute}-{id8}.jsonl"))
+    });
+    if !same_minute {
+        return std::time::Duration::ZERO;
+    }
+    let into_minute = now_ms % 60_000;
+    std::time::Duration::from_millis(60_000 - into_minute + 500)
 }
