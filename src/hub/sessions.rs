@@ -743,6 +743,67 @@ impl Sessions {
         }
     }
 
+    /// Run `f` on session `key` and its provider's state (found in its [`Agent`] by `get`
+    /// and taken out for the duration, so the session and the state can both be changed).
+    /// `None` when the session is gone or runs another agent.
+    pub(crate) fn with_agent<T: Default, R>(
+        &mut self,
+        key: &str,
+        get: fn(&mut Agent) -> Option<&mut T>,
+        f: impl FnOnce(&mut Session, &mut T) -> R,
+    ) -> Option<R> {
+        let s = self.sessions.get_mut(key)?;
+        let mut st = std::mem::take(get(&mut s.agent)?);
+        let r = f(s, &mut st);
+        if let Some(slot) = get(&mut s.agent) {
+            *slot = st;
+        }
+        Some(r)
+    }
+
+    /// Start an agent's child for `key` (`what` names it in the log). The session gets the
+    /// new child, not yet initialized; a failure ends what waits with `transport_error`.
+    pub(crate) fn spawn_agent(
+        &mut self,
+        key: &str,
+        what: &str,
+        spec: &crate::sys::child::Spec,
+        out: &mut Vec<Value>,
+    ) -> bool {
+        self.next_child += 1;
+        let child_id = self.next_child;
+        match crate::sys::child::spawn(child_id, spec, self.child_tx.clone()) {
+            Ok(handle) => {
+                let Some(s) = self.sessions.get_mut(key) else {
+                    handle.close();
+                    return false;
+                };
+                crate::log_info!(
+                    "session {}: started {what} (pid {}) in {}",
+                    s.id,
+                    handle.pid,
+                    s.cwd.display()
+                );
+                self.children.insert(child_id, Some(key.to_string()));
+                s.child = Some(crate::hub::session::Live {
+                    handle,
+                    initialized: false,
+                    started: std::time::Instant::now(),
+                    model: None,
+                    mode: None,
+                    effort: None,
+                    replayed_result_dropped: false,
+                });
+                true
+            }
+            Err(e) => {
+                let message = format!("could not start {}: {e}", spec.program.display());
+                self.fail_waiting(key, "transport_error", &message, out);
+                false
+            }
+        }
+    }
+
     /// [`Sessions::settle_abandoned`] at the end of a turn whose result is already in
     /// `out`: the approvals are settled before that result, as they were in time.
     pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<Value>) {

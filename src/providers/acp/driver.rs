@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
-use crate::hub::session::{Agent, Live, Session};
+use crate::hub::session::{Agent, Session};
 use crate::hub::sessions::Sessions;
 use crate::providers::acp::{self, Call, OpenTool, State};
-use crate::sys::child::{self, Spec};
+use crate::sys::child::Spec;
 
 /// How long a loaded session must be quiet before its first prompt (its replay may come
 /// after the load's answer).
@@ -49,16 +49,14 @@ impl Sessions {
         key: &str,
         f: impl FnOnce(&mut Session, &mut State) -> R,
     ) -> Option<R> {
-        let s = self.sessions.get_mut(key)?;
-        let Agent::Acp(boxed) = &mut s.agent else {
-            return None;
-        };
-        let mut st = std::mem::take(&mut **boxed);
-        let r = f(s, &mut st);
-        if let Agent::Acp(boxed) = &mut s.agent {
-            **boxed = st;
-        }
-        Some(r)
+        self.with_agent(
+            key,
+            |a| match a {
+                Agent::Acp(st) => Some(&mut **st),
+                _ => None,
+            },
+            f,
+        )
     }
 
     /// Start the agent for `key` if it has none.
@@ -108,40 +106,18 @@ impl Sessions {
                 .collect(),
             env_remove: vec!["CLAUDECODE".into()],
         };
-        self.next_child += 1;
-        let child_id = self.next_child;
-        match child::spawn(child_id, &spec_run, self.child_tx.clone()) {
-            Ok(handle) => {
-                crate::log_info!(
-                    "session {}: started {} (pid {}) in {}",
-                    s.id,
-                    spec.name,
-                    handle.pid,
-                    s.cwd.display()
-                );
-                self.children.insert(child_id, Some(key.to_string()));
-                s.child = Some(Live {
-                    handle,
-                    initialized: false,
-                    started: Instant::now(),
-                    model: None,
-                    mode: None,
-                    effort: None,
-                    replayed_result_dropped: false,
-                });
-                let mut st = State::new(spec);
-                let line = st.request(
-                    Call::Initialize,
-                    "initialize",
-                    json!({"protocolVersion": 1, "clientCapabilities": {}}),
-                );
-                s.agent = Agent::Acp(Box::new(st));
-                s.send(line);
-            }
-            Err(e) => {
-                let message = format!("could not start {}: {e}", spec_run.program.display());
-                self.fail_waiting(key, "transport_error", &message, out);
-            }
+        if !self.spawn_agent(key, &spec.name, &spec_run, out) {
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            let mut st = State::new(spec);
+            let line = st.request(
+                Call::Initialize,
+                "initialize",
+                json!({"protocolVersion": 1, "clientCapabilities": {}}),
+            );
+            s.agent = Agent::Acp(Box::new(st));
+            s.send(line);
         }
     }
 

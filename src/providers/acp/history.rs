@@ -15,8 +15,8 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, cut, mtime_ms, newest_events, parse_ts, summary_cached,
-    title_of,
+    DetailError, Found, NO_PROMPT, Summary, cut, detail_reply, mtime_ms, newest_events, parse_ts,
+    summary_cached, title_of,
 };
 
 /// Copilot's home: `$COPILOT_HOME`, else `~/.copilot`.
@@ -183,28 +183,9 @@ pub fn copilot_detail(
         }
         record_events(v, cut)
     });
-    let sidecar = crate::node::sidecar::load(config_dir, id);
-    let pick = |k: &str| {
-        sidecar
-            .as_ref()
-            .and_then(|s| s.get(k))
-            .cloned()
-            .filter(|v| !v.is_null())
-    };
-    Ok(json!({
-        "event": "history.detail",
-        "provider": "copilot",
-        "session_id": id,
-        "title": summary.title,
-        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": null,
-        "model": pick("model").unwrap_or_else(|| json!("")),
-        "resolved_model": model.map(Value::String).or_else(|| pick("resolved_model")),
-        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
-        "effort": pick("effort"),
-        "events": events,
-        "truncated": truncated,
-    }))
+    Ok(detail_reply(
+        "copilot", id, config_dir, summary, model, events, truncated,
+    ))
 }
 
 #[cfg(test)]
@@ -527,28 +508,9 @@ pub fn gemini_detail(
         keep -= 1;
     }
     let events: Vec<Value> = events.split_off(keep);
-    let sidecar = crate::node::sidecar::load(config_dir, id);
-    let pick = |k: &str| {
-        sidecar
-            .as_ref()
-            .and_then(|s| s.get(k))
-            .cloned()
-            .filter(|v| !v.is_null())
-    };
-    Ok(json!({
-        "event": "history.detail",
-        "provider": "gemini",
-        "session_id": id,
-        "title": summary.title,
-        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": null,
-        "model": pick("model").unwrap_or_else(|| json!("")),
-        "resolved_model": model.map(Value::String).or_else(|| pick("resolved_model")),
-        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
-        "effort": pick("effort"),
-        "events": events,
-        "truncated": truncated,
-    }))
+    Ok(detail_reply(
+        "gemini", id, config_dir, summary, model, events, truncated,
+    ))
 }
 
 #[cfg(test)]

@@ -781,6 +781,31 @@ pub fn detail(
         }
         record_events(v, cut)
     });
+    let mut summary = summary;
+    summary.git_branch = branch.or(summary.git_branch);
+    Ok(detail_reply(
+        "claude",
+        session,
+        config_dir,
+        summary,
+        resolved_model,
+        events,
+        truncated,
+    ))
+}
+
+/// The `history.detail` every provider answers: what its files say, plus the saved
+/// launch settings (sidecar): `model` is only the selector the user chose (`""` for none),
+/// `resolved_model` the model the agent's own files name.
+pub fn detail_reply(
+    provider: &str,
+    session: &str,
+    config_dir: &Path,
+    summary: Summary,
+    resolved_model: Option<String>,
+    events: Vec<Value>,
+    truncated: bool,
+) -> Value {
     let sidecar = crate::node::sidecar::load(config_dir, session);
     let pick = |k: &str| {
         sidecar
@@ -789,20 +814,20 @@ pub fn detail(
             .cloned()
             .filter(|v| !v.is_null())
     };
-    Ok(json!({
+    json!({
         "event": "history.detail",
-        "provider": "claude",
+        "provider": provider,
         "session_id": session,
         "title": summary.title,
         "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": branch.or(summary.git_branch),
+        "git_branch": summary.git_branch,
         "model": pick("model").unwrap_or_else(|| json!("")),
         "resolved_model": resolved_model.map(Value::String).or_else(|| pick("resolved_model")),
         "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
         "effort": pick("effort"),
         "events": events,
         "truncated": truncated,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
-use crate::hub::session::{Agent, Live, Session};
+use crate::hub::session::{Agent, Session};
 use crate::hub::sessions::Sessions;
 use crate::providers::codex::{self, Call, Open, State};
-use crate::sys::child::{self, Spec};
+use crate::sys::child::Spec;
 
 /// What handling one line leaves to do with the whole daemon.
 enum Next {
@@ -54,16 +54,14 @@ impl Sessions {
         key: &str,
         f: impl FnOnce(&mut Session, &mut State) -> R,
     ) -> Option<R> {
-        let s = self.sessions.get_mut(key)?;
-        let Agent::Codex(boxed) = &mut s.agent else {
-            return None;
-        };
-        let mut st = std::mem::take(&mut **boxed);
-        let r = f(s, &mut st);
-        if let Agent::Codex(boxed) = &mut s.agent {
-            **boxed = st;
-        }
-        Some(r)
+        self.with_agent(
+            key,
+            |a| match a {
+                Agent::Codex(st) => Some(&mut **st),
+                _ => None,
+            },
+            f,
+        )
     }
 
     /// Start `codex app-server` for `key` if it has none; the thread is started (or
@@ -101,37 +99,14 @@ impl Sessions {
             env: Vec::new(),
             env_remove: vec!["CLAUDECODE".into()],
         };
-        self.next_child += 1;
-        let child_id = self.next_child;
-        match child::spawn(child_id, &spec, self.child_tx.clone()) {
-            Ok(handle) => {
-                crate::log_info!(
-                    "session {}: started codex (pid {}) in {}",
-                    s.id,
-                    handle.pid,
-                    s.cwd.display()
-                );
-                self.children.insert(child_id, Some(key.to_string()));
-                s.child = Some(Live {
-                    handle,
-                    initialized: false,
-                    started: Instant::now(),
-                    model: None,
-                    mode: None,
-                    effort: None,
-                    replayed_result_dropped: false,
-                });
-                s.agent = Agent::Codex(Box::default());
-                if let Agent::Codex(st) = &mut s.agent {
-                    let line =
-                        st.request(Call::Initialize, "initialize", codex::initialize_params());
-                    s.send(line);
-                }
-            }
-            Err(e) => {
-                let message = format!("could not start {}: {e}", spec.program.display());
-                self.fail_waiting(key, "transport_error", &message, out);
-            }
+        if !self.spawn_agent(key, "codex", &spec, out) {
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            let mut st = State::default();
+            let line = st.request(Call::Initialize, "initialize", codex::initialize_params());
+            s.agent = Agent::Codex(Box::new(st));
+            s.send(line);
         }
     }
 

@@ -14,8 +14,8 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, cut, mtime_ms, newest_events, parse_ts, summary_cached,
-    title_of,
+    DetailError, Found, NO_PROMPT, Summary, cut, detail_reply, mtime_ms, newest_events, parse_ts,
+    summary_cached, title_of,
 };
 use crate::sys::child::{LineRead, read_bounded_line};
 
@@ -298,28 +298,9 @@ pub fn detail(
         }
         record_events(v, cut)
     });
-    let sidecar = crate::node::sidecar::load(config_dir, id);
-    let pick = |k: &str| {
-        sidecar
-            .as_ref()
-            .and_then(|s| s.get(k))
-            .cloned()
-            .filter(|v| !v.is_null())
-    };
-    Ok(json!({
-        "event": "history.detail",
-        "provider": "codex",
-        "session_id": id,
-        "title": summary.title,
-        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": summary.git_branch,
-        "model": pick("model").unwrap_or_else(|| json!("")),
-        "resolved_model": model.map(Value::String).or_else(|| pick("resolved_model")),
-        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
-        "effort": pick("effort"),
-        "events": events,
-        "truncated": truncated,
-    }))
+    Ok(detail_reply(
+        "codex", id, config_dir, summary, model, events, truncated,
+    ))
 }
 
 #[cfg(test)]
