@@ -10,13 +10,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::http;
 use support::node::events_until;
 use support::relay::FakeRelay;
 use support::*;
@@ -32,28 +33,9 @@ fn find_copilot() -> Result<PathBuf, String> {
         "aarch64" => "arm64",
         other => return Err(format!("no Copilot build for {other}")),
     };
-    let native = dir.join(format!("node_modules/@github/copilot-linux-{arch}/copilot"));
-    if native.exists() {
-        return Ok(native);
-    }
-    let package = format!("@github/copilot@{COPILOT_PIN}");
-    let npm = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .arg(&package)
-        .output()
-        .map_err(|e| format!("npm is not available ({e})"))?;
-    if npm.status.success() && native.exists() {
-        Ok(native)
-    } else {
-        Err(format!(
-            "npm could not install {package}: {}",
-            String::from_utf8_lossy(&npm.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ))
-    }
+    // The native binary (no Node needed).
+    let bin = dir.join(format!("node_modules/@github/copilot-linux-{arch}/copilot"));
+    http::npm_package(&dir, &format!("@github/copilot@{COPILOT_PIN}"), &bin)
 }
 
 // ---- the fake Chat Completions API ------------------------------------------------
@@ -78,46 +60,16 @@ fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
 
 fn serve_chat(mut s: TcpStream) -> std::io::Result<()> {
     static N: AtomicU32 = AtomicU32::new(0);
-    let mut buf = Vec::new();
-    let mut part = [0u8; 65536];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut part)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&part[..n]);
+    let Some(req) = http::read_request(&mut s)? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut part)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&part[..n]);
-    }
-    let line = head.lines().next().unwrap_or("").to_string();
+    let line = req.line;
     if !line.starts_with("POST ") || !line.contains("/chat/completions") {
         let b =
             "{\"object\":\"list\",\"data\":[{\"id\":\"claude-sonnet-4.5\",\"object\":\"model\"}]}";
-        write!(
-            s,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
-            b.len()
-        )?;
-        return Ok(());
+        return http::json_reply(&mut s, "200 OK", b);
     }
-    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let body = req.body;
     let model = body["model"].as_str().unwrap_or("fake").to_string();
     let msgs = body["messages"].as_array().cloned().unwrap_or_default();
     let last = msgs.last().cloned().unwrap_or(Value::Null);
@@ -135,10 +87,7 @@ fn serve_chat(mut s: TcpStream) -> std::io::Result<()> {
             Some(t[at..].split_whitespace().next()?.to_string())
         })
         .unwrap_or_else(|| "/tmp".into());
-    write!(
-        s,
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
-    )?;
+    http::sse_head(&mut s)?;
     s.write_all(chunk(&model, json!({"role": "assistant", "content": ""}), None).as_bytes())?;
     let tool = |name: &str, args: Value| -> Vec<String> {
         let id = format!("call_{}", N.fetch_add(1, Ordering::Relaxed));
@@ -208,16 +157,9 @@ fn serve_chat(mut s: TcpStream) -> std::io::Result<()> {
 }
 
 fn start_chat_api() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = serve_chat(s);
-            });
-        }
-    });
-    port
+    http::serve(|s| {
+        let _ = serve_chat(s);
+    })
 }
 
 // ---- the node ---------------------------------------------------------------------
@@ -549,19 +491,11 @@ const GEMINI_PIN: &str = "0.61.0";
 fn find_gemini() -> Result<PathBuf, String> {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/gemini-cli-{GEMINI_PIN}"));
-    let bin = dir.join("node_modules/.bin/gemini");
-    if !bin.exists() {
-        let package = format!("@google/gemini-cli@{GEMINI_PIN}");
-        let npm = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg(&package)
-            .output()
-            .map_err(|e| format!("npm is not available ({e})"))?;
-        if !npm.status.success() || !bin.exists() {
-            return Err(format!("npm could not install {package}"));
-        }
-    }
+    let bin = http::npm_package(
+        &dir,
+        &format!("@google/gemini-cli@{GEMINI_PIN}"),
+        &dir.join("node_modules/.bin/gemini"),
+    )?;
     // Its launcher needs Node 20 or newer.
     let node = std::process::Command::new("node")
         .arg("--version")
@@ -583,36 +517,11 @@ fn find_gemini() -> Result<PathBuf, String> {
 }
 
 fn serve_gemini(mut s: TcpStream, work: &str) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut part = [0u8; 65536];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut part)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&part[..n]);
+    let Some(req) = http::read_request(&mut s)? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut part)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&part[..n]);
-    }
-    let line = head.lines().next().unwrap_or("").to_string();
-    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let line = req.line;
+    let body = req.body;
     let path = line
         .split_whitespace()
         .nth(1)
@@ -629,14 +538,7 @@ fn serve_gemini(mut s: TcpStream, work: &str) -> std::io::Result<()> {
         .next()
         .unwrap_or("fake")
         .to_string();
-    let json_reply = |s: &mut TcpStream, v: Value| -> std::io::Result<()> {
-        let b = v.to_string();
-        write!(
-            s,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
-            b.len()
-        )
-    };
+    let json_reply = |s: &mut TcpStream, v: Value| http::json_reply(s, "200 OK", &v.to_string());
     if path.ends_with(":countTokens") {
         return json_reply(&mut s, json!({"totalTokens": 10}));
     }
@@ -690,10 +592,7 @@ fn serve_gemini(mut s: TcpStream, work: &str) -> std::io::Result<()> {
             })
         })
         .count();
-    write!(
-        s,
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
-    )?;
+    http::sse_head(&mut s)?;
     let ev = |s: &mut TcpStream, parts: Value, finish: bool| -> std::io::Result<()> {
         let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
         let mut obj = json!({"modelVersion": model, "responseId": "fake"});
@@ -743,17 +642,9 @@ fn serve_gemini(mut s: TcpStream, work: &str) -> std::io::Result<()> {
 }
 
 fn start_gemini_api(work: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            let work = work.clone();
-            std::thread::spawn(move || {
-                let _ = serve_gemini(s, &work);
-            });
-        }
-    });
-    port
+    http::serve(move |s| {
+        let _ = serve_gemini(s, &work);
+    })
 }
 
 fn start_gemini_node(home: TempDir, cli: &Path, api: u16) -> (FakeRelay, Daemon, TempDir) {

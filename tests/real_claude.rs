@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::http;
 use support::node::events_until;
 use support::relay::FakeRelay;
 use support::*;
@@ -31,26 +32,7 @@ fn find_cli(version: &str) -> Result<PathBuf, String> {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/claude-code-{version}"));
     let bin = dir.join("node_modules/.bin/claude");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    let package = format!("@anthropic-ai/claude-code@{version}");
-    let npm = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .arg(&package)
-        .output()
-        .map_err(|e| format!("npm is not available ({e})"))?;
-    if !npm.status.success() || !bin.exists() {
-        return Err(format!(
-            "npm could not install {package}: {}",
-            String::from_utf8_lossy(&npm.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ));
-    }
-    Ok(bin)
+    http::npm_package(&dir, &format!("@anthropic-ai/claude-code@{version}"), &bin)
 }
 
 /// The CLI at `version`, or `None` after saying why `what` is skipped.
@@ -142,36 +124,10 @@ fn serve_api(
     log: Arc<Mutex<Vec<Value>>>,
     stalled: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let Some(req) = http::read_request(&mut s)? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = head.lines().next().unwrap_or("").to_string();
-    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let (line, head, body) = (req.line, req.head, req.body);
     log.lock().unwrap().push(json!({"line": line,
         "has_key": head.to_ascii_lowercase().contains("x-api-key: sk-test"),
         "messages": body["messages"].to_string()}));

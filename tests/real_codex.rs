@@ -10,13 +10,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::http;
 use support::node::events_until;
 use support::relay::FakeRelay;
 use support::*;
@@ -28,42 +29,15 @@ const T: Duration = Duration::from_secs(60);
 fn find_cli() -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/codex-{PIN}"));
     // The native binary, inside its vendor tree (which holds the sandbox it needs).
-    let native = |dir: &Path| {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "x86_64-unknown-linux-musl",
-            "aarch64" => "aarch64-unknown-linux-musl",
-            _ => return None,
-        };
-        let pkg = if arch.starts_with("x86_64") {
-            "codex-linux-x64"
-        } else {
-            "codex-linux-arm64"
-        };
-        let p = dir.join(format!(
-            "node_modules/@openai/{pkg}/vendor/{arch}/bin/codex"
-        ));
-        p.exists().then_some(p)
+    let (pkg, arch) = match std::env::consts::ARCH {
+        "x86_64" => ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+        "aarch64" => ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+        other => return Err(format!("no Codex build for {other}")),
     };
-    if let Some(p) = native(&dir) {
-        return Ok(p);
-    }
-    let package = format!("@openai/codex@{PIN}");
-    let npm = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .arg(&package)
-        .output()
-        .map_err(|e| format!("npm is not available ({e})"))?;
-    match native(&dir) {
-        Some(p) if npm.status.success() => Ok(p),
-        _ => Err(format!(
-            "npm could not install {package}: {}",
-            String::from_utf8_lossy(&npm.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )),
-    }
+    let bin = dir.join(format!(
+        "node_modules/@openai/{pkg}/vendor/{arch}/bin/codex"
+    ));
+    http::npm_package(&dir, &format!("@openai/codex@{PIN}"), &bin)
 }
 
 fn cli_or_skip(what: &str) -> Option<PathBuf> {
@@ -138,53 +112,17 @@ fn completed(s: &mut TcpStream, rid: &str) -> std::io::Result<()> {
 }
 
 fn serve_api(mut s: TcpStream) -> std::io::Result<()> {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = head.lines().next().unwrap_or("").to_string();
-    if !line.starts_with("POST ") || !line.contains("/responses") {
-        let b = "{\"object\":\"list\",\"data\":[]}";
-        write!(
-            s,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
-            b.len()
-        )?;
+    let Some(req) = http::read_request(&mut s)? else {
         return Ok(());
+    };
+    if !req.line.starts_with("POST ") || !req.line.contains("/responses") {
+        return http::json_reply(&mut s, "200 OK", "{\"object\":\"list\",\"data\":[]}");
     }
-    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-    let input = body["input"].as_array().cloned().unwrap_or_default();
+    static N: AtomicU32 = AtomicU32::new(0);
+    let input = req.body["input"].as_array().cloned().unwrap_or_default();
     let n = N.fetch_add(1, Ordering::Relaxed);
     let rid = format!("resp_{n}");
-    write!(
-        s,
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
-    )?;
+    http::sse_head(&mut s)?;
     sse(
         &mut s,
         json!({"type": "response.created", "response": {"id": rid}}),
@@ -269,16 +207,9 @@ fn serve_api(mut s: TcpStream) -> std::io::Result<()> {
 }
 
 fn start_api() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = serve_api(s);
-            });
-        }
-    });
-    port
+    http::serve(|s| {
+        let _ = serve_api(s);
+    })
 }
 
 // ---- the node ---------------------------------------------------------------------

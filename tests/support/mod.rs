@@ -2,6 +2,7 @@
 //! ([`relay::FakeRelay`]), scratch directories, and helpers to run the real binary.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod node;
 pub mod relay;
 
