@@ -804,6 +804,64 @@ impl Sessions {
         }
     }
 
+    /// Put an agent's approval request before the browser (`permission.request`, with a
+    /// timeout) and keep it until something settles it. False, and nothing done, when the
+    /// table is full: the caller refuses the request to its agent.
+    pub(crate) fn put_approval(
+        &mut self,
+        key: &str,
+        child: u64,
+        a: Approval,
+        out: &mut Vec<Value>,
+    ) -> bool {
+        if self.permissions.is_full() {
+            return false;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        s.mark_emitted();
+        let id = crate::sys::ids::new_id();
+        let (shown, cut) = crate::hub::session::permission_input(&a.input);
+        let mut body = s.event(
+            "permission.request",
+            s.trace().as_ref(),
+            json!({
+                "request_id": id,
+                "tool": a.tool,
+                "input": shown,
+                "title": a.title,
+                "display_name": a.display_name,
+                "description": a.description,
+                "tool_use_id": a.tool_use_id,
+            }),
+        );
+        if cut {
+            body["input_truncated"] = json!(true);
+        }
+        if let Some(p) = a.parent {
+            body["parent_tool_use_id"] = json!(p);
+        }
+        out.push(body.clone());
+        if let Some(t) = self.settings.permission_timeout {
+            self.timer.at(
+                std::time::Instant::now() + t,
+                Tick::Permission {
+                    request_id: id.clone(),
+                },
+            );
+        }
+        self.permissions.add(crate::hub::permissions::Pending {
+            id,
+            session: key.to_string(),
+            child,
+            cli_request_id: a.cli_request_id,
+            input: a.keep,
+            body,
+        });
+        true
+    }
+
     /// [`Sessions::settle_abandoned`] at the end of a turn whose result is already in
     /// `out`: the approvals are settled before that result, as they were in time.
     pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<Value>) {
@@ -936,6 +994,23 @@ impl Sessions {
         }
         n
     }
+}
+
+/// An approval an agent asks for, as every provider hands it to the approval table.
+pub(crate) struct Approval {
+    /// The agent's id for the request (for JSON-RPC agents, the id as JSON text).
+    pub cli_request_id: String,
+    pub tool: Value,
+    /// The tool input shown to the browser (long strings are cut when it is large).
+    pub input: Value,
+    pub title: Value,
+    pub display_name: Value,
+    pub description: Value,
+    pub tool_use_id: Value,
+    /// The subagent it comes from, if any.
+    pub parent: Option<String>,
+    /// What answering needs later (Claude: the whole input; ACP: the offered options).
+    pub keep: Value,
 }
 
 /// The line that answers approval `p` for its session's agent: allow (with the browser's

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::hub::Tick;
-use crate::hub::permissions::Pending;
 use crate::hub::session::{Agent, Session};
-use crate::hub::sessions::Sessions;
+use crate::hub::sessions::{Approval, Sessions};
 use crate::providers::acp::{self, Call, OpenTool, State};
 use crate::sys::child::Spec;
 
@@ -319,52 +318,25 @@ impl Sessions {
     }
 
     fn acp_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
+        let approval = Approval {
+            cli_request_id: ask.rpc_id.to_string(),
+            tool: json!(ask.tool),
+            input: ask.input,
+            title: ask.title,
+            display_name: json!(ask.tool),
+            description: Value::Null,
+            tool_use_id: ask.tool_use_id,
+            parent: None,
+            keep: json!({"options": ask.options}),
         };
-        if self.permissions.is_full() {
+        if !self.put_approval(key, child_id, approval, out)
+            && let Some(s) = self.sessions.get(key)
+        {
             s.send(acp::reply(
                 &ask.rpc_id,
                 acp::permission_outcome(&ask.options, false),
             ));
-            return;
         }
-        s.mark_emitted();
-        let id = crate::sys::ids::new_id();
-        let (shown, cut) = crate::hub::session::permission_input(&ask.input);
-        let mut body = s.event(
-            "permission.request",
-            s.trace().as_ref(),
-            json!({
-                "request_id": id,
-                "tool": ask.tool,
-                "input": shown,
-                "title": ask.title,
-                "display_name": ask.tool,
-                "description": Value::Null,
-                "tool_use_id": ask.tool_use_id,
-            }),
-        );
-        if cut {
-            body["input_truncated"] = json!(true);
-        }
-        out.push(body.clone());
-        if let Some(t) = self.settings.permission_timeout {
-            self.timer.at(
-                Instant::now() + t,
-                Tick::Permission {
-                    request_id: id.clone(),
-                },
-            );
-        }
-        self.permissions.add(Pending {
-            id,
-            session: key.to_string(),
-            child: child_id,
-            cli_request_id: ask.rpc_id.to_string(),
-            input: json!({"options": ask.options}),
-            body,
-        });
     }
 }
 

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::hub::Tick;
-use crate::hub::permissions::Pending;
-use crate::hub::session::{Live, OwnRequest, Session, Turn, permission_input, scope_of};
-use crate::hub::sessions::{Sessions, valid_id};
+use crate::hub::session::{Live, OwnRequest, Session, Turn, scope_of};
+use crate::hub::sessions::{Approval, Sessions, valid_id};
 use crate::providers::claude;
 use crate::providers::claude::stream::{
     on_assistant, on_stream_event, on_user, replayed, status_text, sync_mode, sync_model,
@@ -556,55 +555,29 @@ impl Sessions {
             ));
             return;
         }
-        if self.permissions.is_full() {
+        open_turn(s);
+        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
+        let field = |k: &str| req.get(k).cloned().unwrap_or(Value::Null);
+        let approval = Approval {
+            cli_request_id: cli_id.to_string(),
+            tool: field("tool_name"),
+            input: input.clone(),
+            title: field("title"),
+            display_name: field("display_name"),
+            description: field("description"),
+            tool_use_id: field("tool_use_id"),
+            parent: scope_of(v).or_else(|| scope_of(&req)),
+            keep: input,
+        };
+        let cli_id = cli_id.to_string();
+        if !self.put_approval(key, child_id, approval, out)
+            && let Some(s) = self.sessions.get(key)
+        {
             s.send(claude::control_success(
-                cli_id,
+                &cli_id,
                 claude::deny_response("Too many pending approvals"),
             ));
-            return;
         }
-        open_turn(s);
-        s.mark_emitted();
-        let id = crate::sys::ids::new_id();
-        let tool = req.get("tool_name").cloned().unwrap_or(Value::Null);
-        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
-        let (shown, cut) = permission_input(&input);
-        let mut body = s.event(
-            "permission.request",
-            s.trace().as_ref(),
-            json!({
-                "request_id": id,
-                "tool": tool,
-                "input": shown,
-                "title": req.get("title").cloned().unwrap_or(Value::Null),
-                "display_name": req.get("display_name").cloned().unwrap_or(Value::Null),
-                "description": req.get("description").cloned().unwrap_or(Value::Null),
-                "tool_use_id": req.get("tool_use_id").cloned().unwrap_or(Value::Null),
-            }),
-        );
-        if cut {
-            body["input_truncated"] = json!(true);
-        }
-        if let Some(p) = scope_of(v).or_else(|| scope_of(&req)) {
-            body["parent_tool_use_id"] = json!(p);
-        }
-        out.push(body.clone());
-        if let Some(t) = self.settings.permission_timeout {
-            self.timer.at(
-                Instant::now() + t,
-                Tick::Permission {
-                    request_id: id.clone(),
-                },
-            );
-        }
-        self.permissions.add(Pending {
-            id,
-            session: key.to_string(),
-            child: child_id,
-            cli_request_id: cli_id.to_string(),
-            input,
-            body,
-        });
     }
 
     /// The CLI named the real session id: announce it under the old id, then re-key.

@@ -9,14 +9,10 @@
 //! state can be changed side by side, and whatever needs the whole daemon (re-keying,
 //! approvals, the next turn) is returned as a [`Next`] and done afterwards.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 
-use crate::hub::Tick;
-use crate::hub::permissions::Pending;
 use crate::hub::session::{Agent, Session};
-use crate::hub::sessions::Sessions;
+use crate::hub::sessions::{Approval, Sessions};
 use crate::providers::codex::{self, Call, Open, State};
 use crate::sys::child::Spec;
 
@@ -240,49 +236,22 @@ impl Sessions {
 
     /// Put an approval before the browser (or refuse it when the table is full).
     fn codex_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if self.permissions.is_full() {
-            s.send(codex::reply(&ask.rpc_id, json!({"decision": "decline"})));
-            return;
-        }
-        s.mark_emitted();
-        let id = crate::sys::ids::new_id();
-        let (shown, cut) = crate::hub::session::permission_input(&ask.input);
-        let mut body = s.event(
-            "permission.request",
-            s.trace().as_ref(),
-            json!({
-                "request_id": id,
-                "tool": ask.tool,
-                "input": shown,
-                "title": ask.title,
-                "display_name": ask.tool,
-                "description": ask.description,
-                "tool_use_id": ask.tool_use_id,
-            }),
-        );
-        if cut {
-            body["input_truncated"] = json!(true);
-        }
-        out.push(body.clone());
-        if let Some(t) = self.settings.permission_timeout {
-            self.timer.at(
-                Instant::now() + t,
-                Tick::Permission {
-                    request_id: id.clone(),
-                },
-            );
-        }
-        self.permissions.add(Pending {
-            id,
-            session: key.to_string(),
-            child: child_id,
+        let approval = Approval {
             cli_request_id: ask.rpc_id.to_string(),
-            input: ask.input,
-            body,
-        });
+            tool: json!(ask.tool),
+            input: ask.input.clone(),
+            title: json!(ask.title),
+            display_name: json!(ask.tool),
+            description: ask.description,
+            tool_use_id: ask.tool_use_id,
+            parent: None,
+            keep: ask.input,
+        };
+        if !self.put_approval(key, child_id, approval, out)
+            && let Some(s) = self.sessions.get(key)
+        {
+            s.send(codex::reply(&ask.rpc_id, json!({"decision": "decline"})));
+        }
     }
 }
 
