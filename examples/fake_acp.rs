@@ -1,5 +1,5 @@
 //! A scripted ACP agent for the error paths real agents do not take on demand (used by
-//! `tests/acp_errors.rs`, declared to the daemon through `<config dir>/agents.json`). It
+//! `tests/agent_errors.rs`, declared to the daemon through `<config dir>/agents.json`). It
 //! speaks just enough of the Agent Client Protocol, and the prompt picks what goes wrong:
 //!
 //! - `crash`: one text chunk, then exit 3 in the middle of the turn;

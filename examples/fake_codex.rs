@@ -2,7 +2,10 @@
 //! not take on demand): it answers `initialize`, `thread/start`/`thread/resume` and
 //! `turn/start` like Codex 0.169, and a turn whose prompt is `flood N` streams N
 //! `item/agentMessage/delta` notifications, one line per write, before completing.
-//! Any other prompt is answered `echo: <prompt>`.
+//! The error paths: `crash` (a delta, then exit 3 mid-turn), `garbage` (lines that are not
+//! messages, then a normal answer), `abandon` (asks to approve a command, then settles the
+//! request itself with `serverRequest/resolved` and completes the turn). Any other prompt
+//! is answered `echo: <prompt>`.
 
 use std::io::{BufRead, Write};
 
@@ -47,6 +50,34 @@ fn main() {
                     json!({"method": "item/started", "params": {"threadId": thread, "turnId": turn,
                     "item": {"type": "agentMessage", "id": item, "text": ""}}}),
                 );
+                match prompt.as_str() {
+                    "crash" => {
+                        let mut p = base.clone();
+                        p["itemId"] = json!(item);
+                        p["delta"] = json!("about to fail");
+                        send(json!({"method": "item/agentMessage/delta", "params": p}));
+                        eprintln!("fake codex: crashing on purpose");
+                        std::process::exit(3);
+                    }
+                    "garbage" => {
+                        println!("not JSON at all");
+                        send(json!([1, 2, 3]));
+                        send(json!({"method": 5}));
+                    }
+                    "abandon" => {
+                        send(
+                            json!({"id": 0, "method": "item/commandExecution/requestApproval",
+                            "params": {"threadId": thread, "turnId": turn, "itemId": "call_x",
+                                       "command": "/bin/bash -lc 'rm -rf build'",
+                                       "commandActions": [{"type": "unknown", "command": "rm -rf build"}]}}),
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        send(
+                            json!({"method": "serverRequest/resolved", "params": {"threadId": thread, "requestId": 0}}),
+                        );
+                    }
+                    _ => {}
+                }
                 let mut text = String::new();
                 let deltas: Vec<String> = match prompt.strip_prefix("flood ") {
                     Some(n) => (0..n.trim().parse::<usize>().unwrap_or(1000))

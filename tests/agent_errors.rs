@@ -1,7 +1,8 @@
-//! The error paths of agents behind the provider boundary (issue 11), with a scripted ACP
-//! agent (`examples/fake_acp.rs`) declared in `<config dir>/agents.json`: a crash in the
-//! middle of a turn, lines that are not messages, and an approval the agent abandons. A
-//! declared agent is listed in `capabilities` like a built-in one.
+//! The error paths of agents behind the provider boundary (issue 11), with scripted
+//! agents: an ACP agent (`examples/fake_acp.rs`, declared in `<config dir>/agents.json`)
+//! and a `codex app-server` (`examples/fake_codex.rs`): a crash in the middle of a turn,
+//! lines that are not messages, and an approval the agent abandons. A declared agent is
+//! listed in `capabilities` like a built-in one.
 
 mod support;
 
@@ -132,4 +133,73 @@ fn an_abandoned_approval_is_settled_when_the_turn_ends() {
     n.cmd(json!({"action": "ping"}));
     let ev = n.until("pong");
     assert!(named(&ev, "session.error").is_empty());
+}
+
+// ---- the same error paths behind `codex app-server` (a scripted server) -------------
+
+fn node_with_fake_codex(tag: &str) -> Node {
+    let codex = std::path::Path::new(bin())
+        .parent()
+        .unwrap()
+        .join("examples/fake_codex");
+    assert!(codex.exists(), "build the examples: cargo build --examples");
+    Node::start_in(
+        TempDir::new(tag),
+        &[("CODING_BRIDGE_CODEX_PATH", codex.to_str().unwrap())],
+    )
+}
+
+fn start_codex(n: &Node, prompt: &str) -> Vec<Value> {
+    n.cmd(json!({"action": "session.start", "session_id": "c1", "provider": "codex", "prompt": prompt}));
+    n.until("session.identified")
+}
+
+#[test]
+fn codex_crash_garbage_and_abandoned_approval() {
+    // A crash mid-turn: a session.error with what it printed; the next turn starts again.
+    let n = node_with_fake_codex("codex-crash");
+    let mut ev = start_codex(&n, "crash");
+    ev.extend(n.until("session.error"));
+    let e = ev.last().unwrap();
+    assert_eq!(e["code"], "process_crashed", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("crashing on purpose"),
+        "{e}"
+    );
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "again"}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.result")[0]["subtype"],
+        "success",
+        "{ev:?}"
+    );
+
+    // Lines that are not messages are skipped.
+    let n = node_with_fake_codex("codex-garbage");
+    let mut ev = start_codex(&n, "garbage");
+    ev.extend(n.until("session.result"));
+    let text: String = named(&ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(text, "echo: garbage");
+
+    // A request the server settles itself: gone for the browser too, before the result.
+    let n = node_with_fake_codex("codex-abandon");
+    let mut ev = start_codex(&n, "abandon");
+    ev.extend(n.until("session.result"));
+    let req = named(&ev, "permission.request");
+    assert_eq!(req.len(), 1, "{ev:?}");
+    let resolved = named(&ev, "permission.resolved");
+    assert_eq!(resolved.len(), 1, "{ev:?}");
+    assert_eq!(resolved[0]["decision"], "cancelled");
+    let snap = n.ask(
+        json!({"action": "permissions.list"}),
+        "permissions.snapshot",
+    );
+    assert_eq!(snap["requests"], json!([]));
 }
