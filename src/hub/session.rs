@@ -4,14 +4,13 @@
 //! commands and the child processes are in [`crate::hub::sessions`]. Owned by the hub
 //! thread.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::claude::transcript::Known;
-use crate::providers::claude::{self, SpawnOpts};
+use crate::providers::claude::stream::{ClaudeState, OwnRequest, Scope};
 use crate::sys::child::ChildHandle;
 
 /// Text kept per streamed block (deltas are forwarded regardless).
@@ -63,65 +62,6 @@ impl Turn {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BlockKind {
-    Text,
-    Thinking,
-    Other,
-}
-
-/// A content block being streamed, keyed by (subagent, index).
-#[derive(Debug)]
-pub(crate) struct Block {
-    pub(crate) kind: BlockKind,
-    pub(crate) id: String,
-    pub(crate) text: String,
-    /// The assembled message's text, when it differs from what was streamed.
-    pub(crate) final_text: Option<String>,
-    pub(crate) msg: String,
-    pub(crate) parent: Option<String>,
-}
-
-/// The streamed text blocks of one message, to match them with the assembled message.
-#[derive(Debug, Default)]
-pub(crate) struct StreamedMsg {
-    /// Stream ids of its text blocks, in order, with the text committed for each.
-    pub(crate) blocks: Vec<(String, Option<String>)>,
-    /// Text blocks of the assembled message seen so far.
-    pub(crate) assembled: usize,
-}
-
-/// Which subagent a CLI line belongs to (`None`: the main agent).
-pub(crate) type Scope = Option<String>;
-
-pub(crate) fn scope_of(v: &Value) -> Scope {
-    v.get("parent_tool_use_id")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-}
-
-/// Our own control requests to a child, by request id.
-#[derive(Debug, Clone)]
-pub(crate) enum OwnRequest {
-    Initialize,
-    Interrupt,
-    SetModel,
-    SetPermissionMode,
-    RewindFiles,
-}
-
-/// An edit: what the forked turn runs, and (with "restore code") the prompt whose file
-/// changes are undone first.
-#[derive(Debug, Clone)]
-pub(crate) struct EditPlan {
-    pub(crate) turn: Turn,
-    /// The edit command's prompt and media, saved when the fork starts.
-    pub(crate) media: crate::hub::commands::TurnCmd,
-    pub(crate) cut_uuid: Option<String>,
-    pub(crate) restore_to: Option<String>,
-}
-
 pub(crate) struct Live {
     pub(crate) handle: ChildHandle,
     pub(crate) initialized: bool,
@@ -136,8 +76,9 @@ pub(crate) struct Live {
 
 /// The agent a session runs, with what its provider keeps of its own.
 pub(crate) enum Agent {
-    /// Claude Code (stream-json). Its state is the stream fields below, which its driver
-    /// ([`crate::providers::claude::driver`]) and the stream translation in this module use.
+    /// Claude Code (stream-json), driven by [`crate::providers::claude::driver`]; its
+    /// state is the session's [`ClaudeState`] (kept outside this enum because the
+    /// generic commands, edits and resumes read it on every path).
     Claude,
     /// Codex (`codex app-server`), driven by [`crate::providers::codex::driver`].
     Codex(Box<crate::providers::codex::State>),
@@ -177,46 +118,17 @@ pub(crate) struct Session {
     pub(crate) cwd: PathBuf,
     /// The browser's model selector (`None`: the default).
     pub(crate) model: Option<String>,
-    /// The model id the CLI reported (`system/init`).
+    /// The model id the agent reported (Claude Code's `system/init`, Codex's thread).
     pub(crate) resolved_model: Option<String>,
     pub(crate) permission_mode: Option<String>,
     pub(crate) effort: Option<String>,
+    /// The agent's own id of the conversation (what resumes it).
     pub(crate) sdk_id: Option<String>,
-    /// How the next child starts (fork); cleared once used.
-    pub(crate) next_spawn: SpawnOpts,
     pub(crate) child: Option<Live>,
     pub(crate) queue: VecDeque<Turn>,
     pub(crate) current: Option<Turn>,
-    /// Turns already written to the CLI that wait behind a turn it started by itself.
-    pub(crate) awaiting: VecDeque<Turn>,
-    /// Turns the CLI announced it will start by itself (`task_notification`) that have
-    /// not started yet; queued prompts wait for them.
-    pub(crate) autos_owed: u32,
-    /// The working directory the CLI reported (its transcripts are filed under it).
-    pub(crate) cli_cwd: Option<PathBuf>,
-    /// Each prompt written to this session's CLI: the newest message uuid before it (the
-    /// cut an edit of it names) and the uuid it was filed under (what a restore undoes).
-    pub(crate) prompts: VecDeque<(Option<String>, String)>,
-    /// How far the transcript was checked for unsigned thinking (see `driver`).
-    pub(crate) thinking_scanned: Option<(PathBuf, u64)>,
-    pub(crate) turn_no: u64,
-    pub(crate) ordinal: u64,
-    pub(crate) blocks: HashMap<(Scope, u64), Block>,
-    /// Per scope, the message being streamed and whether it is a replay being dropped.
-    pub(crate) streaming: HashMap<Scope, (String, bool)>,
-    pub(crate) streamed: HashMap<String, StreamedMsg>,
-    pub(crate) last_uuid: Option<String>,
-    pub(crate) held_interrupt: bool,
-    pub(crate) commands: Option<Vec<Value>>,
-    pub(crate) server_info: Value,
-    pub(crate) own: HashMap<String, OwnRequest>,
-    pub(crate) control_seq: u64,
-    pub(crate) pending_edit: Option<EditPlan>,
-    /// What the transcript already holds: a replay of it is not forwarded again.
-    pub(crate) known: Known,
-    /// Replayed content was dropped since the last result (so a result that follows is
-    /// the replayed one).
-    pub(crate) replay_seen: bool,
+    /// What Claude Code's driver keeps of a session (its stream, its transcript).
+    pub(crate) claude: ClaudeState,
 }
 
 impl Session {
@@ -233,29 +145,10 @@ impl Session {
             permission_mode: None,
             effort: None,
             sdk_id: None,
-            next_spawn: SpawnOpts::default(),
             child: None,
             queue: VecDeque::new(),
             current: None,
-            awaiting: VecDeque::new(),
-            autos_owed: 0,
-            cli_cwd: None,
-            prompts: VecDeque::new(),
-            thinking_scanned: None,
-            turn_no: 0,
-            ordinal: 0,
-            blocks: HashMap::new(),
-            streaming: HashMap::new(),
-            streamed: HashMap::new(),
-            last_uuid: None,
-            held_interrupt: false,
-            commands: None,
-            server_info: Value::Null,
-            own: HashMap::new(),
-            control_seq: 0,
-            pending_edit: None,
-            known: Known::default(),
-            replay_seen: false,
+            claude: ClaudeState::default(),
         }
     }
 
@@ -274,7 +167,7 @@ impl Session {
     }
 
     pub(crate) fn transcript_cwd(&self) -> &std::path::Path {
-        self.cli_cwd.as_deref().unwrap_or(&self.cwd)
+        self.claude.cli_cwd.as_deref().unwrap_or(&self.cwd)
     }
 
     /// The result of a turn stopped by the browser.
@@ -283,7 +176,7 @@ impl Session {
             "session.result",
             trace,
             json!({"subtype": "interrupted", "is_error": false, "result": null, "cost_usd": null,
-                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+                   "cut_uuid": self.claude.last_uuid, "sdk_session_id": self.sdk_id}),
         )
     }
 
@@ -310,7 +203,7 @@ impl Session {
             "session.result",
             trace,
             json!({"subtype": "notice", "is_error": false, "result": result, "cost_usd": 0,
-                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+                   "cut_uuid": self.claude.last_uuid, "sdk_session_id": self.sdk_id}),
         )
     }
 
@@ -364,18 +257,18 @@ impl Session {
 
     pub(crate) fn running(&self) -> bool {
         self.current.is_some()
-            || !self.awaiting.is_empty()
+            || !self.claude.awaiting.is_empty()
             || (!self.queue.is_empty() && self.child.is_some())
     }
 
     pub(crate) fn next_request_id(&mut self, kind: OwnRequest) -> String {
-        self.control_seq += 1;
+        self.claude.control_seq += 1;
         let id = format!(
             "req_{}_{}",
-            self.control_seq,
+            self.claude.control_seq,
             &crate::sys::ids::new_id()[..8]
         );
-        self.own.insert(id.clone(), kind);
+        self.claude.own.insert(id.clone(), kind);
         id
     }
 
@@ -389,7 +282,7 @@ impl Session {
     /// Send one of our control requests.
     pub(crate) fn control(&mut self, kind: OwnRequest, request: Value) -> bool {
         let id = self.next_request_id(kind);
-        self.send(claude::control_request(&id, request))
+        self.send(crate::providers::claude::control_request(&id, request))
     }
 
     pub(crate) fn mark_emitted(&mut self) {
@@ -402,7 +295,7 @@ impl Session {
     /// (with `queued`, every queued turn too), committing what they streamed.
     pub(crate) fn end_running(&mut self, queued: bool, out: &mut Vec<Value>) -> Vec<Turn> {
         let mut turns: Vec<Turn> = self.current.take().into_iter().collect();
-        turns.extend(self.awaiting.drain(..));
+        turns.extend(self.claude.awaiting.drain(..));
         if queued {
             turns.extend(self.queue.drain(..));
         }
@@ -410,51 +303,6 @@ impl Session {
             self.commit_open_blocks(out);
         }
         turns
-    }
-
-    /// Forget the streaming state of the last turn.
-    pub(crate) fn reset_stream(&mut self) {
-        self.blocks.clear();
-        self.streaming.clear();
-        self.streamed.clear();
-    }
-
-    /// Commit what is still open (a turn stopped mid-block): each text block as a
-    /// `session.text` with its stream id, each thinking block as `session.thinking`.
-    pub(crate) fn commit_open_blocks(&mut self, out: &mut Vec<Value>) {
-        let mut open: Vec<((Scope, u64), Block)> = self.blocks.drain().collect();
-        open.sort_by_key(|(key, _)| key.1);
-        for (_, block) in open {
-            self.close_block(block, out);
-        }
-        self.streaming.clear();
-    }
-
-    pub(crate) fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
-        match block.kind {
-            BlockKind::Text => {
-                let text = block.final_text.unwrap_or(block.text);
-                if let Some(m) = self.streamed.get_mut(&block.msg)
-                    && let Some(slot) = m.blocks.iter_mut().find(|(id, _)| *id == block.id)
-                {
-                    slot.1 = Some(text.clone());
-                }
-                out.push(self.turn_event(
-                    "session.text",
-                    &block.parent,
-                    json!({"text": text, "id": block.id}),
-                ));
-            }
-            BlockKind::Thinking if !block.text.is_empty() => {
-                self.mark_emitted();
-                out.push(self.turn_event(
-                    "session.thinking",
-                    &block.parent,
-                    json!({"text": block.text}),
-                ));
-            }
-            _ => {}
-        }
     }
 }
 

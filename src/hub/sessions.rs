@@ -23,11 +23,12 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
-use crate::hub::session::{Agent, EditPlan, OwnRequest, Session, Turn};
+use crate::hub::session::{Agent, Session, Turn};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
 use crate::providers::claude;
 use crate::providers::claude::stream::sync_mode;
+use crate::providers::claude::stream::{EditPlan, OwnRequest};
 use crate::sys::child::ChildEvent;
 
 /// Live sessions allowed at once.
@@ -535,6 +536,7 @@ impl Sessions {
             // The prompt right after the cut: one this node wrote (its uuid is known at
             // once), else the first prompt after the cut in the transcript.
             let sent = s
+                .claude
                 .prompts
                 .iter()
                 .find(|(before, _)| before.as_deref() == cut.as_deref())
@@ -577,7 +579,7 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        s.pending_edit = Some(plan);
+        s.claude.pending_edit = Some(plan);
         if s.child.as_ref().is_some_and(|c| c.initialized) {
             self.send_rewind(key, out);
         } else {
@@ -590,7 +592,12 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let Some(uuid) = s.pending_edit.as_ref().and_then(|p| p.restore_to.clone()) else {
+        let Some(uuid) = s
+            .claude
+            .pending_edit
+            .as_ref()
+            .and_then(|p| p.restore_to.clone())
+        else {
             return;
         };
         if !s.control(
@@ -615,7 +622,7 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let Some(plan) = s.pending_edit.take() else {
+        let Some(plan) = s.claude.pending_edit.take() else {
             return;
         };
         match result {
@@ -641,8 +648,8 @@ impl Sessions {
             json!({"cut_uuid": plan.cut_uuid, "prompt": plan.media.prompt}),
         ));
         s.queue.clear();
-        s.awaiting.clear();
-        s.next_spawn = match (&s.sdk_id, &plan.cut_uuid) {
+        s.claude.awaiting.clear();
+        s.claude.next_spawn = match (&s.sdk_id, &plan.cut_uuid) {
             (Some(sdk), Some(cut)) => claude::SpawnOpts {
                 resume: Some(sdk.clone()),
                 fork: true,
@@ -652,7 +659,7 @@ impl Sessions {
             // Nothing to fork from: a fresh conversation.
             _ => {
                 s.sdk_id = None;
-                s.known.clear();
+                s.claude.known.clear();
                 claude::SpawnOpts::default()
             }
         };
@@ -686,7 +693,7 @@ impl Sessions {
             if initialized {
                 s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
             } else {
-                s.held_interrupt = true;
+                s.claude.held_interrupt = true;
             }
         } else if !s.queue.is_empty() {
             if s.child.is_none() {
@@ -696,7 +703,7 @@ impl Sessions {
                 }
             } else {
                 // Still starting: hold it and deliver it with the turn.
-                s.held_interrupt = true;
+                s.claude.held_interrupt = true;
             }
         }
     }
@@ -915,11 +922,11 @@ impl Sessions {
             Tick::AutoWait { session } => {
                 if let Some(key) = self.key_of(&session)
                     && let Some(s) = self.sessions.get_mut(&key)
-                    && s.autos_owed > 0
+                    && s.claude.autos_owed > 0
                     && s.current.is_none()
                 {
                     crate::log_debug!("session {}: the announced turn did not start", s.id);
-                    s.autos_owed = 0;
+                    s.claude.autos_owed = 0;
                     self.pump(&key, out);
                 }
             }

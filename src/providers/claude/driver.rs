@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::hub::Tick;
-use crate::hub::session::{Live, OwnRequest, Session, Turn, scope_of};
+use crate::hub::session::{Live, Session, Turn};
 use crate::hub::sessions::{Approval, Sessions, valid_id};
 use crate::providers::claude;
+use crate::providers::claude::stream::{OwnRequest, scope_of};
 use crate::providers::claude::stream::{
     on_assistant, on_stream_event, on_user, replayed, status_text, sync_mode, sync_model,
 };
@@ -61,7 +62,7 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let mut opts = std::mem::take(&mut s.next_spawn);
+        let mut opts = std::mem::take(&mut s.claude.next_spawn);
         // Every respawn of a conversation with a real id continues it.
         if opts.resume.is_none() {
             opts.resume.clone_from(&s.sdk_id);
@@ -76,7 +77,7 @@ impl Sessions {
                         s.id
                     );
                     opts = claude::SpawnOpts::default();
-                    s.known.clear();
+                    s.claude.known.clear();
                 }
                 Some(path) => {
                     if let Some(copy) = repaired_for_resume(s, path) {
@@ -168,14 +169,19 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let turns: Vec<Turn> = s.awaiting.drain(..).chain(s.queue.drain(..)).collect();
+        let turns: Vec<Turn> = s
+            .claude
+            .awaiting
+            .drain(..)
+            .chain(s.queue.drain(..))
+            .collect();
         if turns.is_empty() {
             out.push(s.error(s.trace().as_ref(), code, message));
         }
         for t in turns {
             out.push(s.error(t.trace_id.as_ref(), code, message));
         }
-        s.pending_edit = None;
+        s.claude.pending_edit = None;
     }
 
     /// Write the next queued turn when the child is ready and idle.
@@ -191,10 +197,10 @@ impl Sessions {
                 return;
             };
             if s.current.is_some()
-                || !s.awaiting.is_empty()
+                || !s.claude.awaiting.is_empty()
                 || s.queue.is_empty()
-                || s.autos_owed > 0
-                || s.pending_edit.is_some()
+                || s.claude.autos_owed > 0
+                || s.claude.pending_edit.is_some()
             {
                 return;
             }
@@ -228,7 +234,7 @@ impl Sessions {
                     out.push(s.local_result(turn.trace_id.as_ref(), json!(text)));
                     continue;
                 }
-                let known = s.commands.as_ref().or(self.catalogue.as_ref());
+                let known = s.claude.commands.as_ref().or(self.catalogue.as_ref());
                 if let Some(cat) = known {
                     match claude::catalogue_match(cat, &name) {
                         // The CLI's own spelling (slash names match without regard to case).
@@ -257,21 +263,23 @@ impl Sessions {
             // Replay guard: what the transcript holds now is not shown again.
             if let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) {
                 let path = crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk);
-                s.known.follow(path);
-                s.known.refresh();
+                s.claude.known.follow(path);
+                s.claude.known.refresh();
             }
-            s.turn_no += 1;
-            s.ordinal = 0;
+            s.claude.turn_no += 1;
+            s.claude.ordinal = 0;
             s.reset_stream();
-            s.replay_seen = false;
+            s.claude.replay_seen = false;
             let uuid = crate::sys::ids::uuid_v4();
-            if s.prompts.len() >= crate::providers::claude::stream::MAX_PROMPTS {
-                s.prompts.pop_front();
+            if s.claude.prompts.len() >= crate::providers::claude::stream::MAX_PROMPTS {
+                s.claude.prompts.pop_front();
             }
-            s.prompts.push_back((s.last_uuid.clone(), uuid.clone()));
+            s.claude
+                .prompts
+                .push_back((s.claude.last_uuid.clone(), uuid.clone()));
             s.send(claude::user_message(&turn.prompt, &uuid));
-            if s.held_interrupt {
-                s.held_interrupt = false;
+            if s.claude.held_interrupt {
+                s.claude.held_interrupt = false;
                 turn.interrupted = true;
                 s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
             }
@@ -381,7 +389,7 @@ impl Sessions {
                         model_changed = true;
                     }
                     if let Some(c) = v.get("cwd").and_then(Value::as_str) {
-                        s.cli_cwd = Some(c.into());
+                        s.claude.cli_cwd = Some(c.into());
                     }
                     known_id = sid.is_some() && s.sdk_id.as_deref() == sid;
                 }
@@ -401,14 +409,14 @@ impl Sessions {
                 match s.current.take() {
                     // A prompt written but not begun yet runs after the CLI's own turn.
                     Some(t) if !t.emitted && !t.auto => {
-                        s.awaiting.push_front(t);
-                        s.autos_owed += 1;
+                        s.claude.awaiting.push_front(t);
+                        s.claude.autos_owed += 1;
                     }
                     Some(t) => {
                         s.current = Some(t);
-                        s.autos_owed += 1;
+                        s.claude.autos_owed += 1;
                     }
-                    None => s.autos_owed += 1,
+                    None => s.claude.autos_owed += 1,
                 }
                 self.timer.at(
                     Instant::now() + AUTO_TURN_WAIT,
@@ -427,18 +435,18 @@ impl Sessions {
         };
         // The one result a resumed CLI replays ends no turn of ours.
         let quiet = s.current.as_ref().is_none_or(|t| !t.emitted);
-        if s.replay_seen
+        if s.claude.replay_seen
             && quiet
             && let Some(live) = s.child.as_mut()
             && !live.replayed_result_dropped
         {
             live.replayed_result_dropped = true;
-            s.replay_seen = false;
+            s.claude.replay_seen = false;
             crate::log_debug!("session {}: dropped a replayed result", s.id);
             return;
         }
-        s.replay_seen = false;
-        if s.current.is_none() && s.autos_owed > 0 {
+        s.claude.replay_seen = false;
+        if s.current.is_none() && s.claude.autos_owed > 0 {
             open_turn(s);
         }
         let Some(turn) = s.current.take() else {
@@ -468,14 +476,14 @@ impl Sessions {
                     "is_error": v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
                     "result": v.get("result").cloned().unwrap_or(Value::Null),
                     "cost_usd": v.get("total_cost_usd").cloned().unwrap_or(Value::Null),
-                    "cut_uuid": s.last_uuid,
+                    "cut_uuid": s.claude.last_uuid,
                     "sdk_session_id": s.sdk_id,
                 }),
             ));
         }
         s.reset_stream();
         // A prompt that waited behind the CLI's own turn runs now.
-        s.current = s.awaiting.pop_front();
+        s.current = s.claude.awaiting.pop_front();
         self.pump(key, out);
     }
 
@@ -487,7 +495,7 @@ impl Sessions {
         let Some(rid) = resp.get("request_id").and_then(Value::as_str) else {
             return;
         };
-        let Some(kind) = s.own.remove(rid) else {
+        let Some(kind) = s.claude.own.remove(rid) else {
             return;
         };
         let ok = resp.get("subtype").and_then(Value::as_str) == Some("success");
@@ -496,10 +504,10 @@ impl Sessions {
             OwnRequest::Initialize => {
                 let body = resp.get("response").cloned().unwrap_or(Value::Null);
                 if let Some(Value::Array(cmds)) = body.get("commands") {
-                    s.commands = Some(cmds.clone());
+                    s.claude.commands = Some(cmds.clone());
                     self.catalogue = Some(cmds.clone());
                 }
-                s.server_info = body;
+                s.claude.server_info = body;
                 if let Some(live) = s.child.as_mut() {
                     live.initialized = true;
                 }
@@ -508,7 +516,7 @@ impl Sessions {
                     crate::log_warn!("session {}: initialize failed: {err}", s.id);
                 }
                 sync_mode(s);
-                if s.pending_edit.is_some() {
+                if s.claude.pending_edit.is_some() {
                     self.send_rewind(key, out);
                 }
                 self.pump(key, out);
@@ -652,10 +660,10 @@ impl Sessions {
         let Some(live) = s.child.take() else { return };
         live.handle.close();
         self.children.insert(live.handle.id, None);
-        s.own.clear();
+        s.claude.own.clear();
         s.reset_stream();
-        s.held_interrupt = false;
-        s.autos_owed = 0;
+        s.claude.held_interrupt = false;
+        s.claude.autos_owed = 0;
     }
 
     fn on_exit(&mut self, key: &str, child_id: u64, status: ExitInfo, out: &mut Vec<Value>) {
@@ -687,11 +695,11 @@ impl Sessions {
                 json!({"request_id": p.id, "decision": "cancelled"}),
             ));
         }
-        s.own.clear();
-        s.autos_owed = 0;
-        s.held_interrupt = false;
+        s.claude.own.clear();
+        s.claude.autos_owed = 0;
+        s.claude.held_interrupt = false;
         // Prompts written to the dead process are written again to the next one.
-        while let Some(t) = s.awaiting.pop_back() {
+        while let Some(t) = s.claude.awaiting.pop_back() {
             s.queue.push_front(t);
         }
         let affected = match s.current.take() {
@@ -707,7 +715,7 @@ impl Sessions {
                 s.provider,
                 status.code
             );
-            if s.pending_edit.is_some() {
+            if s.claude.pending_edit.is_some() {
                 let message = exit_message(&status, lived, "while restoring the code");
                 self.rewind_done(key, Err(message), out);
             }
@@ -759,12 +767,12 @@ impl Sessions {
 /// (thinking blocks without a signature): a repaired copy's. Each check reads only what
 /// was appended since the session's last one.
 fn repaired_for_resume(s: &mut Session, path: std::path::PathBuf) -> Option<String> {
-    let from = match &s.thinking_scanned {
+    let from = match &s.claude.thinking_scanned {
         Some((p, end)) if *p == path => *end,
         _ => 0,
     };
     let (unsigned, end) = crate::providers::claude::transcript::unsigned_thinking_from(&path, from);
-    s.thinking_scanned = Some((path.clone(), end));
+    s.claude.thinking_scanned = Some((path.clone(), end));
     if !unsigned {
         return None;
     }
@@ -815,9 +823,9 @@ fn open_turn(s: &mut Session) {
     }
     let mut t = Turn::new(String::new(), None);
     t.auto = true;
-    s.autos_owed = s.autos_owed.saturating_sub(1);
-    s.turn_no += 1;
-    s.ordinal = 0;
+    s.claude.autos_owed = s.claude.autos_owed.saturating_sub(1);
+    s.claude.turn_no += 1;
+    s.claude.ordinal = 0;
     s.reset_stream();
     s.current = Some(t);
 }
@@ -832,12 +840,12 @@ fn stream_is_replay(s: &mut Session, v: &Value) -> bool {
             .and_then(|e| e.pointer("/message/id"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let replay = !id.is_empty() && s.known.message_ids.contains(id);
+        let replay = !id.is_empty() && s.claude.known.message_ids.contains(id);
         if replay {
-            s.streaming.insert(scope, (id.to_string(), true));
-            s.replay_seen = true;
+            s.claude.streaming.insert(scope, (id.to_string(), true));
+            s.claude.replay_seen = true;
         }
         return replay;
     }
-    s.streaming.get(&scope).is_some_and(|(_, r)| *r)
+    s.claude.streaming.get(&scope).is_some_and(|(_, r)| *r)
 }

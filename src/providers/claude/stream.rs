@@ -4,10 +4,158 @@
 //! keep the CLI's model and mode in step with the session. Pure functions over a
 //! [`Session`], called by [`crate::providers::claude::driver`] on the hub thread.
 
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
-use crate::hub::session::{Block, BlockKind, MAX_BLOCK_TEXT, OwnRequest, Scope, Session, scope_of};
-use crate::providers::claude;
+use crate::hub::session::{MAX_BLOCK_TEXT, Session, Turn};
+use crate::providers::claude::transcript::Known;
+use crate::providers::claude::{self, SpawnOpts};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockKind {
+    Text,
+    Thinking,
+    Other,
+}
+
+/// A content block being streamed, keyed by (subagent, index).
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) kind: BlockKind,
+    pub(crate) id: String,
+    pub(crate) text: String,
+    /// The assembled message's text, when it differs from what was streamed.
+    pub(crate) final_text: Option<String>,
+    pub(crate) msg: String,
+    pub(crate) parent: Option<String>,
+}
+
+/// The streamed text blocks of one message, to match them with the assembled message.
+#[derive(Debug, Default)]
+pub(crate) struct StreamedMsg {
+    /// Stream ids of its text blocks, in order, with the text committed for each.
+    pub(crate) blocks: Vec<(String, Option<String>)>,
+    /// Text blocks of the assembled message seen so far.
+    pub(crate) assembled: usize,
+}
+
+/// Which subagent a CLI line belongs to (`None`: the main agent).
+pub(crate) type Scope = Option<String>;
+
+pub(crate) fn scope_of(v: &Value) -> Scope {
+    v.get("parent_tool_use_id")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// Our own control requests to a child, by request id.
+#[derive(Debug, Clone)]
+pub(crate) enum OwnRequest {
+    Initialize,
+    Interrupt,
+    SetModel,
+    SetPermissionMode,
+    RewindFiles,
+}
+
+/// An edit: what the forked turn runs, and (with "restore code") the prompt whose file
+/// changes are undone first.
+#[derive(Debug, Clone)]
+pub(crate) struct EditPlan {
+    pub(crate) turn: Turn,
+    /// The edit command's prompt and media, saved when the fork starts.
+    pub(crate) media: crate::hub::commands::TurnCmd,
+    pub(crate) cut_uuid: Option<String>,
+    pub(crate) restore_to: Option<String>,
+}
+
+/// What a Claude Code session keeps besides the generic session state; used by
+/// [`crate::providers::claude::driver`] and [`crate::providers::claude::stream`].
+#[derive(Default)]
+pub(crate) struct ClaudeState {
+    /// How the next child starts (fork); cleared once used.
+    pub(crate) next_spawn: SpawnOpts,
+    /// Turns already written to the CLI that wait behind a turn it started by itself.
+    pub(crate) awaiting: VecDeque<Turn>,
+    /// Turns the CLI announced it will start by itself (`task_notification`) that have
+    /// not started yet; queued prompts wait for them.
+    pub(crate) autos_owed: u32,
+    /// The working directory the CLI reported (its transcripts are filed under it).
+    pub(crate) cli_cwd: Option<PathBuf>,
+    /// Each prompt written to this session's CLI: the newest message uuid before it (the
+    /// cut an edit of it names) and the uuid it was filed under (what a restore undoes).
+    pub(crate) prompts: VecDeque<(Option<String>, String)>,
+    /// How far the transcript was checked for unsigned thinking (see `driver`).
+    pub(crate) thinking_scanned: Option<(PathBuf, u64)>,
+    pub(crate) turn_no: u64,
+    pub(crate) ordinal: u64,
+    pub(crate) blocks: HashMap<(Scope, u64), Block>,
+    /// Per scope, the message being streamed and whether it is a replay being dropped.
+    pub(crate) streaming: HashMap<Scope, (String, bool)>,
+    pub(crate) streamed: HashMap<String, StreamedMsg>,
+    pub(crate) last_uuid: Option<String>,
+    pub(crate) held_interrupt: bool,
+    pub(crate) commands: Option<Vec<Value>>,
+    pub(crate) server_info: Value,
+    pub(crate) own: HashMap<String, OwnRequest>,
+    pub(crate) control_seq: u64,
+    pub(crate) pending_edit: Option<EditPlan>,
+    /// What the transcript already holds: a replay of it is not forwarded again.
+    pub(crate) known: Known,
+    /// Replayed content was dropped since the last result (so a result that follows is
+    /// the replayed one).
+    pub(crate) replay_seen: bool,
+}
+
+impl Session {
+    /// Forget the streaming state of the last turn.
+    pub(crate) fn reset_stream(&mut self) {
+        self.claude.blocks.clear();
+        self.claude.streaming.clear();
+        self.claude.streamed.clear();
+    }
+
+    /// Commit what is still open (a turn stopped mid-block): each text block as a
+    /// `session.text` with its stream id, each thinking block as `session.thinking`.
+    pub(crate) fn commit_open_blocks(&mut self, out: &mut Vec<Value>) {
+        let mut open: Vec<((Scope, u64), Block)> = self.claude.blocks.drain().collect();
+        open.sort_by_key(|(key, _)| key.1);
+        for (_, block) in open {
+            self.close_block(block, out);
+        }
+        self.claude.streaming.clear();
+    }
+
+    pub(crate) fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
+        match block.kind {
+            BlockKind::Text => {
+                let text = block.final_text.unwrap_or(block.text);
+                if let Some(m) = self.claude.streamed.get_mut(&block.msg)
+                    && let Some(slot) = m.blocks.iter_mut().find(|(id, _)| *id == block.id)
+                {
+                    slot.1 = Some(text.clone());
+                }
+                out.push(self.turn_event(
+                    "session.text",
+                    &block.parent,
+                    json!({"text": text, "id": block.id}),
+                ));
+            }
+            BlockKind::Thinking if !block.text.is_empty() => {
+                self.mark_emitted();
+                out.push(self.turn_event(
+                    "session.thinking",
+                    &block.parent,
+                    json!({"text": block.text}),
+                ));
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Prompts remembered per session for restores (older ones are found in the transcript).
 pub(crate) const MAX_PROMPTS: usize = 1000;
@@ -55,18 +203,18 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let replayed = !id.is_empty() && s.known.message_ids.contains(&id);
+        let replayed = !id.is_empty() && s.claude.known.message_ids.contains(&id);
         if replayed {
-            s.replay_seen = true;
+            s.claude.replay_seen = true;
         } else {
             // Its assembled message must not repeat what was streamed.
-            s.streamed.entry(id.clone()).or_default();
+            s.claude.streamed.entry(id.clone()).or_default();
         }
-        s.streaming.insert(scope, (id, replayed));
+        s.claude.streaming.insert(scope, (id, replayed));
         return;
     }
     // The stream of a message the transcript already holds is a replay: dropped.
-    let (msg, replayed) = s.streaming.get(&scope).cloned().unwrap_or_default();
+    let (msg, replayed) = s.claude.streaming.get(&scope).cloned().unwrap_or_default();
     if replayed {
         return;
     }
@@ -80,9 +228,10 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             };
             let mut id = String::new();
             if kind == BlockKind::Text {
-                s.ordinal += 1;
-                id = format!("{}:{}:{}", s.id, s.turn_no, s.ordinal);
-                s.streamed
+                s.claude.ordinal += 1;
+                id = format!("{}:{}:{}", s.id, s.claude.turn_no, s.claude.ordinal);
+                s.claude
+                    .streamed
                     .entry(msg.clone())
                     .or_default()
                     .blocks
@@ -98,10 +247,10 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
                 .unwrap_or("")
                 .to_string();
             let key = (scope.clone(), index);
-            if let Some(old) = s.blocks.remove(&key) {
+            if let Some(old) = s.claude.blocks.remove(&key) {
                 s.close_block(old, out);
             }
-            s.blocks.insert(
+            s.claude.blocks.insert(
                 key,
                 Block {
                     kind,
@@ -116,7 +265,7 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
         "content_block_delta" => {
             let Some(delta) = ev.get("delta") else { return };
             let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
-            let Some(block) = s.blocks.get_mut(&(scope.clone(), index)) else {
+            let Some(block) = s.claude.blocks.get_mut(&(scope.clone(), index)) else {
                 return;
             };
             match (dtype, block.kind) {
@@ -146,7 +295,7 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             }
         }
         "content_block_stop" => {
-            if let Some(block) = s.blocks.remove(&(scope, index)) {
+            if let Some(block) = s.claude.blocks.remove(&(scope, index)) {
                 s.close_block(block, out);
             }
         }
@@ -159,19 +308,19 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
 pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
     let uuid = v.get("uuid").and_then(Value::as_str);
     let msg_id = v.pointer("/message/id").and_then(Value::as_str);
-    let known = uuid.is_some_and(|u| s.known.uuids.contains(u))
+    let known = uuid.is_some_and(|u| s.claude.known.uuids.contains(u))
         || (v.get("type").and_then(Value::as_str) == Some("assistant")
-            && msg_id.is_some_and(|m| s.known.message_ids.contains(m)))
+            && msg_id.is_some_and(|m| s.claude.known.message_ids.contains(m)))
         || v.get("isReplay").and_then(Value::as_bool) == Some(true);
     if known {
-        s.replay_seen = true;
+        s.claude.replay_seen = true;
         return true;
     }
     // Subagent messages live in their own transcript: they are not cut points.
     if let Some(u) = uuid
         && scope_of(v).is_none()
     {
-        s.last_uuid = Some(u.to_string());
+        s.claude.last_uuid = Some(u.to_string());
     }
     false
 }
@@ -193,13 +342,13 @@ pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => {
                 let text = b.get("text").and_then(Value::as_str).unwrap_or("");
-                if s.streamed.contains_key(&msg_id) {
+                if s.claude.streamed.contains_key(&msg_id) {
                     repair_streamed_text(s, &msg_id, text, &scope, out);
                 } else if !text.is_empty() {
                     out.push(s.turn_event("session.text", &scope, json!({"text": text})));
                 }
             }
-            Some("thinking") if !s.streamed.contains_key(&msg_id) => {
+            Some("thinking") if !s.claude.streamed.contains_key(&msg_id) => {
                 let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
                 if !text.is_empty() {
                     out.push(s.turn_event("session.thinking", &scope, json!({"text": text})));
@@ -232,7 +381,7 @@ fn repair_streamed_text(
     scope: &Scope,
     out: &mut Vec<Value>,
 ) {
-    let Some(m) = s.streamed.get_mut(msg_id) else {
+    let Some(m) = s.claude.streamed.get_mut(msg_id) else {
         return;
     };
     let k = m.assembled;
@@ -246,14 +395,19 @@ fn repair_streamed_text(
     };
     match committed {
         Some(c) if c != text => {
-            if let Some(slot) = s.streamed.get_mut(msg_id).and_then(|m| m.blocks.get_mut(k)) {
+            if let Some(slot) = s
+                .claude
+                .streamed
+                .get_mut(msg_id)
+                .and_then(|m| m.blocks.get_mut(k))
+            {
                 slot.1 = Some(text.to_string());
             }
             out.push(s.turn_event("session.text", scope, json!({"text": text, "id": id})));
         }
         Some(_) => {}
         None => {
-            if let Some(block) = s.blocks.values_mut().find(|b| b.id == id)
+            if let Some(block) = s.claude.blocks.values_mut().find(|b| b.id == id)
                 && block.text != text
             {
                 block.final_text = Some(text.to_string());
@@ -290,7 +444,7 @@ pub(crate) fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
 /// The local answer to `/status`.
 pub(crate) fn status_text(s: &Session) -> String {
     let mut lines = vec!["## Status".to_string(), String::new()];
-    if let Some(acct) = s.server_info.get("account")
+    if let Some(acct) = s.claude.server_info.get("account")
         && let Some(email) = acct.get("email").and_then(Value::as_str)
     {
         lines.push(format!("- **Account:** {email}"));
@@ -327,7 +481,7 @@ mod tests {
     fn session_with_turn() -> Session {
         let mut s = Session::new("s1", PathBuf::from("/tmp"));
         s.current = Some(Turn::new("p".into(), Some(json!("t"))));
-        s.turn_no = 1;
+        s.claude.turn_no = 1;
         s
     }
 
@@ -372,7 +526,7 @@ mod tests {
         assert_eq!(out[2]["text"], "Hello");
         assert_eq!(out[2]["id"], "s1:1:1");
         assert!(out.iter().all(|e| e["trace_id"] == "t"));
-        assert_eq!(s.last_uuid.as_deref(), Some("u1"));
+        assert_eq!(s.claude.last_uuid.as_deref(), Some("u1"));
         assert!(s.current.as_ref().unwrap().emitted);
     }
 
@@ -446,7 +600,7 @@ mod tests {
             on_stream_event(&mut s, &line, &mut out);
             on_assistant(&mut s, &line, &mut out);
             on_user(&mut s, &line, &mut out);
-            assert!(s.blocks.len() <= 4, "blocks must not pile up");
+            assert!(s.claude.blocks.len() <= 4, "blocks must not pile up");
         }
         let _ = status_text(&s);
     }
