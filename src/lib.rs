@@ -15,9 +15,11 @@
 //! - [`providers`]: each coding agent's protocol, translated into node events.
 //! - [`node`]: the other services the browser asks for (capabilities, the directory
 //!   picker, media, unread marks, per-session settings).
+//! - [`channels`]: chat channels (Telegram) that drive sessions like the browser does.
 //! - [`cli`]: the command line, configuration, pairing and credentials.
 //! - [`sys`]: processes, files, logging, ids, time.
 
+pub mod channels;
 pub mod cli;
 pub mod daemon;
 pub mod hub;

@@ -1,0 +1,4 @@
+//! Chat channels: ways to drive sessions besides the browser, run inside the daemon on
+//! their own threads. [`config`] reads `<config dir>/channels.toml`.
+
+pub mod config;
