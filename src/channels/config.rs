@@ -71,6 +71,9 @@ enum Val {
     List(Vec<Val>),
 }
 
+/// A key of a table: its line, name and value.
+type Key = (usize, String, Val);
+
 fn err(line: usize, message: impl Into<String>) -> ConfigError {
     ConfigError {
         line,
@@ -91,7 +94,7 @@ pub fn load(config_dir: &Path) -> Result<Vec<Telegram>, ConfigError> {
 /// Parse the text of a `channels.toml`.
 pub fn parse(text: &str) -> Result<Vec<Telegram>, ConfigError> {
     // Each [[channels.telegram]] table: its first line and its keys with their lines.
-    let mut tables: Vec<(usize, Vec<(usize, String, Val)>)> = Vec::new();
+    let mut tables: Vec<(usize, Vec<Key>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = strip_comment(raw).trim().to_string();
@@ -141,7 +144,7 @@ pub fn parse(text: &str) -> Result<Vec<Telegram>, ConfigError> {
     Ok(out)
 }
 
-fn telegram(first: usize, keys: &[(usize, String, Val)]) -> Result<Telegram, ConfigError> {
+fn telegram(first: usize, keys: &[Key]) -> Result<Telegram, ConfigError> {
     let get = |k: &str| {
         keys.iter()
             .find(|(_, key, _)| key == k)
@@ -174,7 +177,7 @@ fn telegram(first: usize, keys: &[(usize, String, Val)]) -> Result<Telegram, Con
     let int = |k: &str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
         match get(k) {
             None => Ok(default),
-            Some((n, Val::Int(i))) if (min..=max).contains(i) => Ok(*i),
+            Some((_, Val::Int(i))) if (min..=max).contains(i) => Ok(*i),
             Some((n, _)) => Err(err(
                 n,
                 format!("{k} must be a whole number from {min} to {max}"),
