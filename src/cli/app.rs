@@ -71,6 +71,13 @@ pub fn main() -> i32 {
             logging::init(cfg.log_level, None);
             logout(&cfg)
         }
+        Command::Channels => {
+            logging::init(cfg.log_level, None);
+            match cli.flags.sub.as_deref() {
+                Some("init") => channels_init(&cfg),
+                _ => channels_doctor(&cfg),
+            }
+        }
         Command::Pair => {
             logging::init(cfg.log_level, Some(&cfg.log_dir));
             let signals = match crate::daemon::signal_channel() {
@@ -90,10 +97,85 @@ pub fn main() -> i32 {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
+            // A broken channels.toml stops the start, naming its line.
+            if let Err(e) = crate::channels::config::load(&cfg.config_dir) {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
             logging::init(cfg.log_level, Some(&cfg.log_dir));
             run(&cfg, command == Command::Up)
         }
     }
+}
+
+/// `channels init`: a commented skeleton, private from the first byte, never over a file.
+fn channels_init(cfg: &Config) -> i32 {
+    let path = cfg.config_dir.join("channels.toml");
+    if path.exists() {
+        eprintln!(
+            "error: {} exists already; edit it, or move it away to start again",
+            path.display()
+        );
+        return EXIT_FAILED;
+    }
+    let written = crate::sys::fsutil::ensure_private_dir(&cfg.config_dir).and_then(|_| {
+        crate::sys::fsutil::write_private_file(&path, crate::channels::config::SKELETON.as_bytes())
+    });
+    match written {
+        Ok(()) => {
+            say!(
+                "Wrote {} (0600). Fill in allowed_senders, export the token variable, set enabled = true, then run `coding-bridge-agent channels doctor`.",
+                path.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `channels doctor`: the file is valid, each enabled bot's token can be read, and the
+/// Bot API answers `getMe` with it. The token is never printed.
+fn channels_doctor(cfg: &Config) -> i32 {
+    let channels = match crate::channels::config::load(&cfg.config_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if channels.is_empty() {
+        say!(
+            "No channels in {}; `coding-bridge-agent channels init` writes a skeleton.",
+            cfg.config_dir.join("channels.toml").display()
+        );
+        return EXIT_OK;
+    }
+    let tls = http_tls(cfg).unwrap_or_default();
+    let mut failed = false;
+    for ch in &channels {
+        let report = crate::channels::telegram::doctor(ch, &tls, &|k| std::env::var(k).ok());
+        failed |= ch.enabled && !report.ok;
+        if cfg.json {
+            print_json(
+                &json!({"instance_id": ch.instance_id, "enabled": ch.enabled,
+                               "ok": report.ok, "bot": report.bot, "problem": report.problem}),
+            );
+        } else {
+            let state = match (&report.problem, ch.enabled) {
+                (None, true) => format!("ok, bot @{}", report.bot.as_deref().unwrap_or("?")),
+                (None, false) => format!(
+                    "ok, bot @{} (disabled)",
+                    report.bot.as_deref().unwrap_or("?")
+                ),
+                (Some(p), _) => p.clone(),
+            };
+            say!("telegram {}: {state}", ch.instance_id);
+        }
+    }
+    if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
 fn print_json(v: &Value) {

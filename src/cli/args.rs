@@ -13,6 +13,8 @@ pub enum Command {
     Run,
     Status,
     Logout,
+    /// `channels init` / `channels doctor`.
+    Channels,
 }
 
 impl Command {
@@ -23,6 +25,7 @@ impl Command {
             Command::Run => "run",
             Command::Status => "status",
             Command::Logout => "logout",
+            Command::Channels => "channels",
         }
     }
 
@@ -33,6 +36,7 @@ impl Command {
             "run" => Command::Run,
             "status" => Command::Status,
             "logout" => Command::Logout,
+            "channels" => Command::Channels,
             _ => return None,
         })
     }
@@ -51,7 +55,7 @@ impl Command {
             Command::Up => RUN.contains(&flag) || PAIR.contains(&flag),
             Command::Run => RUN.contains(&flag),
             Command::Pair => PAIR.contains(&flag),
-            Command::Status | Command::Logout => flag == "json",
+            Command::Status | Command::Logout | Command::Channels => flag == "json",
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Flags {
     /// `Some(true)` for `--qr`, `Some(false)` for `--no-qr`.
     pub qr: Option<bool>,
     pub timeout: Option<String>,
+    /// The subcommand of `channels` (`init`, `doctor`).
+    pub sub: Option<String>,
 }
 
 #[derive(Debug)]
@@ -181,9 +187,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
                 } else if command.is_none() {
                     command = Some(Command::from_name(&v).ok_or_else(|| {
                         UsageError(format!(
-                            "unknown command {v:?} (expected up, pair, run, status or logout)"
+                            "unknown command {v:?} (expected up, pair, run, status, logout or channels)"
                         ))
                     })?);
+                } else if command == Some(Command::Channels) && flags.sub.is_none() {
+                    if v != "init" && v != "doctor" {
+                        return Err(UsageError(format!(
+                            "unknown channels command {v:?} (expected init or doctor)"
+                        )));
+                    }
+                    flags.sub = Some(v);
                 } else {
                     return Err(UsageError(format!("unexpected argument {v:?}")));
                 }
@@ -205,6 +218,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
         });
     }
     let command = command.unwrap_or(Command::Up);
+    if command == Command::Channels && flags.sub.is_none() {
+        return Err(UsageError(
+            "`channels` needs a command: init (write a skeleton channels.toml) or doctor (check it)".into(),
+        ));
+    }
     if let Some(bad) = specific.iter().find(|f| !command.accepts(f)) {
         return Err(UsageError(format!(
             "--{bad} is not an option of `{}`",
@@ -264,6 +282,7 @@ Commands:
   run       run with stored credentials
   status    show configuration, pairing and whether a daemon is running
   logout    remove the stored credentials
+  channels  init: write a skeleton channels.toml; doctor: check it and reach each bot
   help      show help for a command
 
 {GLOBAL_OPTIONS}
@@ -302,6 +321,18 @@ Usage: coding-bridge-agent run [OPTIONS]
 Usage: coding-bridge-agent pair [OPTIONS]
 
 {pair_opts}
+
+{GLOBAL_OPTIONS}
+
+{exit_codes}"
+        ),
+        Some(Command::Channels) => format!(
+            "Chat channels (Telegram) in <config dir>/channels.toml.
+
+Usage: coding-bridge-agent channels init      write a commented skeleton (0600), if none
+       coding-bridge-agent channels doctor    check the file, read each token, ask each bot getMe
+
+      --json                    doctor: one JSON object per instance
 
 {GLOBAL_OPTIONS}
 

@@ -1,0 +1,198 @@
+//! The Telegram Bot API over blocking HTTPS (ureq): the calls the channel makes
+//! (`getMe`, `getUpdates` long polling, `sendMessage`, `editMessageText`,
+//! `answerCallbackQuery`, `sendChatAction`, `deleteWebhook`), each an [`Api`] method
+//! returning the `result` or a typed [`ApiError`], plus [`doctor`] for
+//! `channels doctor`.
+//!
+//! The token is part of every URL (`<api_base>/bot<token>/<method>`): it is registered
+//! as a log secret when read, URLs are never logged, and error texts are redacted before
+//! they leave this module.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::channels::config::{Telegram, TokenSource};
+use crate::sys::secret::Secret;
+
+/// Largest Bot API answer read.
+const MAX_BODY: u64 = 8 << 20;
+/// Long-polling wait asked of `getUpdates` (the HTTP timeout is a little longer).
+pub const POLL_SECONDS: u64 = 25;
+
+/// Read the bot token from where the config says (a variable or a file), trimmed.
+pub fn token(source: &TokenSource, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    let t = match source {
+        TokenSource::Env(var) => {
+            env(var).ok_or_else(|| format!("the variable {var} (token_env) is not set"))?
+        }
+        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the token file {} (token_file): {e}",
+                path.display()
+            )
+        })?,
+    };
+    let t = t.trim().to_string();
+    if t.is_empty() || t.len() > 200 || t.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err("the bot token is empty or malformed (expected 123456:ABC…)".into());
+    }
+    crate::sys::logging::add_secret(&t);
+    Ok(Secret::new(t))
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// 401/404 on the token: revoked or wrong. The channel stops.
+    Unauthorized(String),
+    /// 409: a webhook is set (or another poller runs).
+    Conflict(String),
+    /// 429 with the seconds to wait.
+    TooMany(u64),
+    /// Other 4xx: this call was wrong (e.g. the message is gone); not retried.
+    Rejected(String),
+    /// Network, timeout, 5xx, garbage: try again later.
+    Transient(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Unauthorized(m) => write!(f, "the bot token was refused ({m})"),
+            ApiError::Conflict(m) => write!(f, "conflict ({m})"),
+            ApiError::TooMany(s) => write!(f, "rate limited by Telegram for {s} s"),
+            ApiError::Rejected(m) => write!(f, "refused: {m}"),
+            ApiError::Transient(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// One bot's API.
+#[derive(Clone)]
+pub struct Api {
+    agent: ureq::Agent,
+    base: String,
+    token: Secret,
+}
+
+impl Api {
+    pub fn new(api_base: &str, token: Secret, tls: ureq::tls::TlsConfig) -> Api {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(POLL_SECONDS + 15)))
+            .max_redirects(0)
+            .user_agent(concat!("coding-bridge-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build()
+            .into();
+        Api {
+            agent,
+            base: api_base.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// Call `method` with a JSON body; the `result` on success.
+    pub fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
+        let redact =
+            |e: String| crate::sys::logging::redact(&e, &[self.token.expose().to_string()]);
+        let mut resp = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| ApiError::Transient(redact(format!("{method}: {e}"))))?;
+        let status = resp.status().as_u16();
+        let mut bytes = Vec::new();
+        let _ = resp
+            .body_mut()
+            .as_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut bytes);
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let description = v
+            .get("description")
+            .and_then(Value::as_str)
+            .map(|d| redact(d.to_string()))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        match status {
+            200 if v.get("ok") == Some(&Value::Bool(true)) => {
+                Ok(v.get("result").cloned().unwrap_or(Value::Null))
+            }
+            200 => Err(ApiError::Transient(format!(
+                "{method}: not a Bot API answer"
+            ))),
+            401 | 404 => Err(ApiError::Unauthorized(description)),
+            409 => Err(ApiError::Conflict(description)),
+            429 => Err(ApiError::TooMany(
+                v.pointer("/parameters/retry_after")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(5),
+            )),
+            s if s >= 500 => Err(ApiError::Transient(format!("{method}: HTTP {s}"))),
+            _ => Err(ApiError::Rejected(format!("{method}: {description}"))),
+        }
+    }
+
+    pub fn get_me(&self) -> Result<Value, ApiError> {
+        self.call("getMe", &json!({}))
+    }
+
+    /// Long-poll for updates after `offset`.
+    pub fn get_updates(&self, offset: i64, wait: u64) -> Result<Vec<Value>, ApiError> {
+        let r = self.call(
+            "getUpdates",
+            &json!({"offset": offset, "timeout": wait, "allowed_updates": ["message", "callback_query"]}),
+        )?;
+        Ok(r.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// What `channels doctor` found for one instance.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ok: bool,
+    pub bot: Option<String>,
+    pub problem: Option<String>,
+}
+
+/// Check one instance: its token can be read and the Bot API knows it.
+pub fn doctor(
+    ch: &Telegram,
+    tls: &ureq::tls::TlsConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Report {
+    let token = match token(&ch.token, env) {
+        Ok(t) => t,
+        Err(e) => {
+            return Report {
+                problem: Some(e),
+                ..Report::default()
+            };
+        }
+    };
+    if ch.allowed_senders.is_empty() {
+        crate::log_warn!(
+            "telegram {}: allowed_senders is empty, so the bot answers nobody",
+            ch.instance_id
+        );
+    }
+    match Api::new(&ch.api_base, token, tls.clone()).get_me() {
+        Ok(me) => Report {
+            ok: true,
+            bot: me
+                .get("username")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            problem: None,
+        },
+        Err(e) => Report {
+            problem: Some(format!("getMe failed: {e}")),
+            ..Report::default()
+        },
+    }
+}
