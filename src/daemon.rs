@@ -14,6 +14,8 @@ const LINK_QUEUE: usize = 1024;
 const TICK_QUEUE: usize = 256;
 /// Bound of the children → hub queue; a full queue makes a flooding child wait.
 const CHILD_QUEUE: usize = 2;
+/// Bound of the chat channels → hub queue (a bot's poller waits when it is full).
+const CHANNEL_QUEUE: usize = 256;
 /// Bound of the logger → hub queue of `node.log` lines (a full queue drops lines).
 const LOG_QUEUE: usize = 64;
 /// Bound of the workers → hub queue (at most a few workers run at once).
@@ -85,6 +87,26 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         cfg.bridge_url,
         cfg.config_dir.display()
     );
+    // Chat channels (validated already): their threads start now, feeding the hub. The
+    // variables holding their tokens never reach an agent.
+    let (channel_tx, channel_rx) = bounded(CHANNEL_QUEUE);
+    let channel_cfgs = crate::channels::config::load(&cfg.config_dir).unwrap_or_default();
+    crate::sys::child::withhold_env(
+        channel_cfgs
+            .iter()
+            .filter_map(|c| match &c.token {
+                crate::channels::config::TokenSource::Env(v) => Some(v.clone()),
+                crate::channels::config::TokenSource::File(_) => None,
+            })
+            .collect(),
+    );
+    let channels = crate::channels::chats::Channels::start(
+        channel_cfgs,
+        &cfg.config_dir,
+        &crate::cli::app::http_tls(cfg).unwrap_or_default(),
+        &|k| std::env::var(k).ok(),
+        &channel_tx,
+    );
     let (child_tx, child_rx) = bounded(CHILD_QUEUE);
     let (work_tx, work_rx) = bounded(WORK_QUEUE);
     let log_rx = if cfg.log_forward {
@@ -103,6 +125,10 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         child_tx,
         work_tx,
     );
+    let mut hub = hub;
+    if !channels.is_empty() {
+        hub.set_channels(channels);
+    }
     hub.run(Inputs {
         link_rx,
         child_rx,
@@ -110,6 +136,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         tick_rx,
         signal_rx,
         log_rx,
+        channel_rx,
     })
 }
 

@@ -155,6 +155,8 @@ pub struct Hub {
     config_dir: std::path::PathBuf,
     claude_entrypoint: Option<String>,
     default_cwd: std::path::PathBuf,
+    /// The chat channels (Telegram bots), when any runs.
+    channels: Option<crate::channels::chats::Channels>,
     /// What the capability probes found, once probed.
     probed: Option<crate::node::capabilities::Probed>,
     /// Where the agents' CLIs are configured.
@@ -172,6 +174,8 @@ pub struct Inputs {
     pub signal_rx: Receiver<i32>,
     /// Log lines to forward as `node.log` (a never-ready channel when that is off).
     pub log_rx: Receiver<crate::sys::logging::Forwarded>,
+    /// News from the chat channels' threads.
+    pub channel_rx: Receiver<crate::channels::runner::ChannelEvent>,
 }
 
 impl Hub {
@@ -224,6 +228,7 @@ impl Hub {
             claude_entrypoint: cfg.claude_entrypoint.clone(),
             default_cwd: cfg.cwd.clone(),
             probed: None,
+            channels: None,
             cli_paths: crate::node::capabilities::Paths {
                 claude: cfg.claude_path.clone(),
                 codex: cfg.codex_path.clone(),
@@ -305,6 +310,11 @@ impl Hub {
                     self.forward_log(line);
                 }
             },
+            recv(inputs.channel_rx) -> ev => {
+                if let Ok(ev) = ev {
+                    self.on_channel(ev);
+                }
+            },
             recv(inputs.signal_rx) -> sig => return Step::Signal(sig.unwrap_or(0)),
         }
         Step::Go
@@ -335,6 +345,7 @@ impl Hub {
         let tick = sel.recv(&inputs.tick_rx);
         let work = sel.recv(&inputs.work_rx);
         let log = sel.recv(&inputs.log_rx);
+        let channel = sel.recv(&inputs.channel_rx);
         let signal = sel.recv(&inputs.signal_rx);
         let ready = sel.ready();
         drop(sel);
@@ -371,6 +382,10 @@ impl Hub {
             if let Ok(line) = inputs.log_rx.try_recv() {
                 self.forward_log(line);
             }
+        } else if ready == channel {
+            if let Ok(ev) = inputs.channel_rx.try_recv() {
+                self.on_channel(ev);
+            }
         } else if ready == signal
             && let Ok(sig) = inputs.signal_rx.try_recv()
         {
@@ -391,6 +406,23 @@ impl Hub {
         let mut out = Vec::new();
         self.sessions.on_child(ev, &mut out);
         self.emit_all(out);
+    }
+
+    /// Run these chat channels from now on.
+    pub fn set_channels(&mut self, channels: crate::channels::chats::Channels) {
+        self.channels = Some(channels);
+    }
+
+    /// News from a chat channel: the session commands it asks for run like the
+    /// browser's.
+    fn on_channel(&mut self, ev: crate::channels::runner::ChannelEvent) {
+        let cmds = match self.channels.as_mut() {
+            Some(ch) => ch.on_event(ev),
+            None => return,
+        };
+        for cmd in cmds {
+            self.handle_command(cmd);
+        }
     }
 
     fn connect(&mut self) {
@@ -660,7 +692,11 @@ impl Hub {
 
     /// Dispatch one browser command (PROTOCOL §3).
     fn on_command(&mut self, cmd: Map<String, Value>) {
-        let cmd = commands::parse(cmd);
+        self.handle_command(commands::parse(cmd));
+    }
+
+    /// Run one typed command, from the browser or a chat channel.
+    fn handle_command(&mut self, cmd: Command) {
         crate::sys::logging::set_context(
             cmd.trace_id.as_ref().and_then(Value::as_str),
             cmd.session_id.as_deref(),
@@ -918,8 +954,12 @@ impl Hub {
         }
     }
 
-    /// Send an event to the browsers, durably when PROTOCOL §2 says so.
+    /// Send an event to the browsers, durably when PROTOCOL §2 says so (and to the chat
+    /// that owns its session, if a channel does).
     pub fn emit(&mut self, payload: Value) {
+        if let Some(ch) = self.channels.as_mut() {
+            ch.on_session_event(&payload);
+        }
         if envelope::is_durable(&payload) {
             let session_id = payload
                 .get("session_id")

@@ -108,6 +108,13 @@ impl ChildHandle {
 }
 
 static GUARD: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static SECRET_VARS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Environment variables no child may inherit (the daemon's own secrets, such as a bot
+/// token's variable): set once at start.
+pub fn withhold_env(vars: Vec<String>) {
+    let _ = SECRET_VARS.set(vars);
+}
 
 /// From now on, run every child under a [`crate::sys::guard`] started from `exe` (this
 /// binary), so none outlives the daemon. The daemon calls this once at start; library
@@ -131,7 +138,11 @@ pub fn spawn(id: u64, spec: &Spec, events: Sender<ChildEvent>) -> io::Result<Chi
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for k in &spec.env_remove {
+    for k in spec
+        .env_remove
+        .iter()
+        .chain(SECRET_VARS.get().into_iter().flatten())
+    {
         cmd.env_remove(k);
     }
     for (k, v) in &spec.env {

@@ -1,0 +1,166 @@
+//! The threads of one Telegram bot, feeding the hub:
+//! - **poller** (`tg-<id>-poll`): long-polls `getUpdates` and hands every update to the
+//!   hub as [`ChannelEvent::Update`]; backs off on network errors and 5xx (1 s doubling to
+//!   60 s), waits out a 429, clears a webhook on a 409 (`deleteWebhook`), and stops the
+//!   channel on a refused token (401/404) with [`ChannelEvent::Stopped`], no tight loop.
+//! - **sender** (`tg-<id>-send`): makes the calls the hub queues ([`Call`]) one at a
+//!   time, retrying transient failures a few times, and reports each answer the hub
+//!   waits for as [`ChannelEvent::Sent`].
+//!
+//! The channels between them and the hub are bounded; the hub never blocks on them (a
+//! full send queue drops the least important calls: typing indicators, intermediate
+//! edits).
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{Value, json};
+
+use crate::channels::telegram::{Api, ApiError, POLL_SECONDS};
+
+/// Calls queued for one bot's sender.
+pub const SEND_QUEUE: usize = 256;
+
+/// News from a bot's threads to the hub.
+#[derive(Debug)]
+pub enum ChannelEvent {
+    Update {
+        instance: String,
+        update: Value,
+    },
+    /// An answer the hub asked to hear about (`tag`): the `result`, or why it failed.
+    Sent {
+        instance: String,
+        tag: Tag,
+        result: Result<Value, String>,
+    },
+    /// The channel stopped for good (the token was refused).
+    Stopped {
+        instance: String,
+        reason: String,
+    },
+}
+
+/// What an answer is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// The message that will hold a chat's streamed reply.
+    Reply { chat: i64, turn: u64 },
+    /// The message showing approval `request_id`.
+    Approval { chat: i64, request_id: String },
+}
+
+/// One Bot API call for the sender.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub body: Value,
+    /// Report the answer back with this tag.
+    pub tag: Option<Tag>,
+}
+
+/// Start the poller and the sender of one bot; the hub keeps the returned sender.
+pub fn start(
+    instance: &str,
+    api: Api,
+    events: Sender<ChannelEvent>,
+) -> std::io::Result<Sender<Call>> {
+    let (call_tx, call_rx) = crossbeam_channel::bounded(SEND_QUEUE);
+    {
+        let (api, events, instance) = (api.clone(), events.clone(), instance.to_string());
+        std::thread::Builder::new()
+            .name(format!("tg-{instance}-poll"))
+            .spawn(move || poll(&instance, &api, &events))?;
+    }
+    {
+        let instance = instance.to_string();
+        std::thread::Builder::new()
+            .name(format!("tg-{instance}-send"))
+            .spawn(move || send(&instance, &api, &call_rx, &events))?;
+    }
+    Ok(call_tx)
+}
+
+fn poll(instance: &str, api: &Api, events: &Sender<ChannelEvent>) {
+    let mut offset: i64 = 0;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match api.get_updates(offset, POLL_SECONDS) {
+            Ok(updates) => {
+                backoff = Duration::from_secs(1);
+                for u in updates {
+                    if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
+                        offset = offset.max(id + 1);
+                    }
+                    let ev = ChannelEvent::Update {
+                        instance: instance.to_string(),
+                        update: u,
+                    };
+                    if events.send(ev).is_err() {
+                        return; // the daemon is stopping
+                    }
+                }
+            }
+            Err(ApiError::Unauthorized(m)) => {
+                crate::log_error!(
+                    "telegram {instance}: the bot token was refused ({m}); this channel stops. Check token_env / token_file, then restart the daemon."
+                );
+                let _ = events.send(ChannelEvent::Stopped {
+                    instance: instance.to_string(),
+                    reason: m,
+                });
+                return;
+            }
+            Err(ApiError::Conflict(m)) => {
+                crate::log_warn!("telegram {instance}: {m}; removing the webhook to poll instead");
+                if let Err(e) = api.call("deleteWebhook", &json!({"drop_pending_updates": false})) {
+                    crate::log_warn!("telegram {instance}: deleteWebhook failed: {e}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+            Err(ApiError::TooMany(s)) => std::thread::sleep(Duration::from_secs(s.min(300))),
+            Err(e) => {
+                crate::log_warn!(
+                    "telegram {instance}: getUpdates failed: {e}; retrying in {} s",
+                    backoff.as_secs()
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<ChannelEvent>) {
+    while let Ok(call) = calls.recv() {
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match api.call(call.method, &call.body) {
+                Ok(v) => break Ok(v),
+                Err(ApiError::TooMany(s)) if attempt <= 3 => {
+                    std::thread::sleep(Duration::from_secs(s.min(60)));
+                }
+                Err(ApiError::Transient(e)) if attempt <= 3 => {
+                    crate::log_debug!("telegram {instance}: {e}; trying again");
+                    std::thread::sleep(Duration::from_millis(500 * attempt));
+                }
+                Err(e) => {
+                    crate::log_warn!("telegram {instance}: {} failed: {e}", call.method);
+                    break Err(e.to_string());
+                }
+            }
+        };
+        if let Some(tag) = call.tag {
+            let ev = ChannelEvent::Sent {
+                instance: instance.to_string(),
+                tag,
+                result,
+            };
+            if events.send(ev).is_err() {
+                return;
+            }
+        }
+    }
+}
