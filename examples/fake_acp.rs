@@ -6,6 +6,8 @@
 //! - `garbage`: lines that are not JSON, a JSON line that is no message, then a normal reply;
 //! - `abandon`: asks for a permission, then ends the turn without waiting for the answer;
 //! - `hangup`: never answers the prompt and exits when stdin closes;
+//! - `ask` / `askedit`: asks to run a command / to edit a file, and waits: the answer's outcome ends the turn
+//!   (`cancelled` → stopReason `cancelled`);
 //! - `flood N`: N text chunks, one line per write (the benchmark's stream);
 //! - anything else: `echo: <prompt>`.
 //!
@@ -31,6 +33,7 @@ fn chunk(session: &str, text: &str) {
 fn main() {
     let log = std::env::var("FAKE_ACP_LOG").ok();
     let session = format!("fake-{}", std::process::id());
+    let mut pending_prompt: Option<Value> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if let Some(path) = &log
@@ -49,6 +52,15 @@ fn main() {
             Some("initialize") => send(json!({"jsonrpc": "2.0", "id": id, "result": {
                 "protocolVersion": 1, "agentCapabilities": {"loadSession": false}}})),
             Some("session/new") => {
+                // FAKE_ACP_FAIL_NEW_ONCE=<file>: the first session/new fails (the file records it).
+                if let Ok(marker) = std::env::var("FAKE_ACP_FAIL_NEW_ONCE")
+                    && !std::path::Path::new(&marker).exists()
+                {
+                    let _ = std::fs::write(&marker, "failed once");
+                    send(json!({"jsonrpc": "2.0", "id": id,
+                                "error": {"code": -32603, "message": "no session today"}}));
+                    continue;
+                }
                 send(json!({"jsonrpc": "2.0", "id": id, "result": {"sessionId": session}}))
             }
             Some("session/prompt") => {
@@ -89,6 +101,18 @@ fn main() {
                         );
                     }
                     "hangup" => {}
+                    "ask" | "askedit" => {
+                        let kind = if prompt == "ask" { "execute" } else { "edit" };
+                        send(
+                            json!({"jsonrpc": "2.0", "id": 7, "method": "session/request_permission", "params": {
+                            "sessionId": session,
+                            "toolCall": {"toolCallId": "t7", "title": "touch x", "kind": kind, "status": "pending",
+                                         "rawInput": {"command": "touch x"}},
+                            "options": [{"optionId": "yes", "kind": "allow_once", "name": "Allow"},
+                                        {"optionId": "no", "kind": "reject_once", "name": "Deny"}]}}),
+                        );
+                        pending_prompt = Some(id.clone());
+                    }
                     p if p.starts_with("flood ") => {
                         let n: usize = p[6..].trim().parse().unwrap_or(1000);
                         for i in 0..n {
@@ -107,6 +131,21 @@ fn main() {
                 }
             }
             Some("session/cancel") => {}
+            None if v["id"] == 7 => {
+                // The answer to our permission request ends the waiting prompt.
+                let outcome = v
+                    .pointer("/result/outcome/outcome")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if let Some(pid) = pending_prompt.take() {
+                    let stop = if outcome == "cancelled" {
+                        "cancelled"
+                    } else {
+                        "end_turn"
+                    };
+                    send(json!({"jsonrpc": "2.0", "id": pid, "result": {"stopReason": stop}}));
+                }
+            }
             Some(_) if !id.is_null() => send(json!({"jsonrpc": "2.0", "id": id, "result": {}})),
             _ => {}
         }

@@ -203,3 +203,74 @@ fn codex_crash_garbage_and_abandoned_approval() {
     );
     assert_eq!(snap["requests"], json!([]));
 }
+
+#[test]
+fn an_interrupt_withdraws_the_pending_question() {
+    let n = node_with_fake_agent("acp-cancel");
+    let mut ev = start(&n, "ask");
+    ev.extend(n.until("permission.request"));
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    n.cmd(json!({"action": "session.interrupt", "session_id": sid}));
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "session.result")[0]["subtype"], "interrupted");
+    // The agent got `cancelled` (ACP's way to withdraw a question), not a reject.
+    let log = std::fs::read_to_string(n.home.join("acp.log")).unwrap();
+    let answer: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == 7 && v.get("result").is_some())
+        .expect("the permission was answered");
+    assert_eq!(
+        answer["result"]["outcome"]["outcome"], "cancelled",
+        "{answer}"
+    );
+    assert!(log.contains("session/cancel"));
+}
+
+#[test]
+fn a_session_the_agent_could_not_start_starts_again_with_the_next_message() {
+    let home = TempDir::new("acp-failnew");
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(
+        home.join("cfg/agents.json"),
+        json!({"agents": [{"name": "fakeacp", "label": "Fake", "command": fake_acp(),
+                           "env": {"FAKE_ACP_FAIL_NEW_ONCE": home.join("failed-once")}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let n = Node::start_in(home, &[]);
+    n.cmd(json!({"action": "session.start", "session_id": "f1", "provider": "fakeacp", "prompt": "first"}));
+    let e = n.until("session.error").pop().unwrap();
+    assert!(
+        e["message"].as_str().unwrap().contains("no session today"),
+        "{e}"
+    );
+    n.cmd(json!({"action": "session.send", "session_id": "f1", "prompt": "second"}));
+    let ev = n.until("session.result");
+    let text: String = named(&ev, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(text, "echo: second", "{ev:?}");
+}
+
+#[test]
+fn plan_mode_refuses_file_changes_of_an_agent_without_a_plan_mode() {
+    let n = node_with_fake_agent("acp-plan");
+    n.cmd(
+        json!({"action": "session.start", "session_id": "f1", "provider": "fakeacp",
+                 "permission_mode": "plan", "prompt": "askedit"}),
+    );
+    let ev = n.until("session.result");
+    assert!(
+        named(&ev, "permission.request").is_empty(),
+        "refused here, not asked: {ev:?}"
+    );
+    let log = std::fs::read_to_string(n.home.join("acp.log")).unwrap();
+    let answer: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == 7 && v.get("result").is_some())
+        .expect("answered");
+    assert_eq!(answer["result"]["outcome"]["optionId"], "no", "{answer}");
+}

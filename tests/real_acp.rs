@@ -401,6 +401,39 @@ fn real_copilot_over_acp() {
         "{kinds:?}"
     );
 
+    // Closed and resumed in the same daemon: loaded again, its replay not shown.
+    n.cmd(json!({"action": "session.close", "session_id": sid}));
+    n.until("session.closed");
+    n.cmd(
+        json!({"action": "session.start", "session_id": "same", "provider": "copilot", "cwd": work,
+                 "resume_session_id": sid, "prompt": "are you back?"}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.identified")[0]["sdk_session_id"],
+        sid.as_str()
+    );
+    assert!(
+        named(&ev, "session.tool_use").is_empty(),
+        "no replayed tools: {ev:?}"
+    );
+    assert!(
+        texts(&ev).starts_with("Hello from the fake model ("),
+        "{}",
+        texts(&ev)
+    );
+
+    // The heartbeat names the agents that are installed.
+    n.relay.drop_all();
+    let hb = n.relay.recv_type("node.heartbeat", T).unwrap();
+    assert!(
+        hb["payload"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("copilot")),
+        "{hb}"
+    );
+
     // After a daemon restart the session is loaded again: its replay is not shown, and
     // the agent still knows the conversation.
     let n = n.restart();

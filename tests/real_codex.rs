@@ -525,6 +525,28 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
     assert_eq!(d["resolved_model"], "gpt-5.5");
     assert_eq!(d["provider"], "codex");
 
+    // Closed and resumed in the same daemon: the same thread goes on.
+    n.cmd(json!({"action": "session.close", "session_id": thread}));
+    n.until("session.closed");
+    n.cmd(
+        json!({"action": "session.start", "session_id": "same", "provider": "codex", "cwd": work,
+                 "resume_session_id": thread, "prompt": "back again?"}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.identified")[0]["sdk_session_id"],
+        thread.as_str()
+    );
+    let again: usize = text_of(&ev)
+        .trim_start_matches("hello from fake (")
+        .split(' ')
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(again > before, "{}", text_of(&ev));
+    let before = again;
+
     // After a daemon restart, the browser resumes the thread by id.
     let n = n.restart();
     n.cmd(

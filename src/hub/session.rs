@@ -300,9 +300,25 @@ impl Session {
             turns.extend(self.queue.drain(..));
         }
         if !turns.is_empty() {
-            self.commit_open_blocks(out);
+            self.commit_open(out);
         }
         turns
+    }
+
+    /// Close whatever the running turn left open, for any agent: streamed text gets its
+    /// final `session.text`, a tool still running a `session.tool_result`.
+    pub(crate) fn commit_open(&mut self, out: &mut Vec<Value>) {
+        if matches!(self.agent, Agent::Claude) {
+            self.commit_open_blocks(out);
+            return;
+        }
+        let mut agent = std::mem::replace(&mut self.agent, Agent::Claude);
+        match &mut agent {
+            Agent::Codex(st) => crate::providers::codex::driver::close_open(self, st, out),
+            Agent::Acp(st) => crate::providers::acp::driver::close_open(self, st, out),
+            Agent::Claude => {}
+        }
+        self.agent = agent;
     }
 }
 

@@ -714,9 +714,16 @@ impl Sessions {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
+        // An interrupt withdraws the question (Codex `cancel`, ACP `cancelled`: the turn
+        // stops there); anything else is a plain deny.
+        let answer = if reason == "interrupted" {
+            Answer::Cancel
+        } else {
+            Answer::Deny
+        };
         for p in self.permissions.take_session(key) {
             if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
-                s.send(approval_answer(s, &p, false, None, claude::DENY_MESSAGE));
+                s.send(approval_answer(s, &p, answer, None, claude::DENY_MESSAGE));
             }
             out.push(s.event(
                 "permission.resolved",
@@ -937,7 +944,7 @@ impl Sessions {
                     s.send(approval_answer(
                         s,
                         &p,
-                        false,
+                        Answer::Deny,
                         None,
                         "No answer from the user in time; denied by Coding Bridge",
                     ));
@@ -964,7 +971,7 @@ impl Sessions {
             s.send(approval_answer(
                 s,
                 &p,
-                allow,
+                if allow { Answer::Allow } else { Answer::Deny },
                 r.answer.as_ref(),
                 claude::DENY_MESSAGE,
             ));
@@ -1025,28 +1032,49 @@ pub(crate) struct Approval {
 fn approval_answer(
     s: &Session,
     p: &crate::hub::permissions::Pending,
-    allow: bool,
+    how: Answer,
     answer: Option<&Value>,
     deny_message: &str,
 ) -> String {
+    let rpc_id = || serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null);
     match s.agent {
         Agent::Claude => claude::control_success(
             &p.cli_request_id,
-            if allow {
-                claude::allow_response(&p.input, answer)
-            } else {
-                claude::deny_response(deny_message)
+            match how {
+                Answer::Allow => claude::allow_response(&p.input, answer),
+                Answer::Deny | Answer::Cancel => claude::deny_response(deny_message),
             },
         ),
         Agent::Codex(_) => crate::providers::codex::reply(
-            &serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null),
-            json!({"decision": if allow { "accept" } else { "decline" }}),
+            &rpc_id(),
+            json!({"decision": match how {
+                Answer::Allow => "accept",
+                Answer::Deny => "decline",
+                Answer::Cancel => "cancel",
+            }}),
         ),
         Agent::Acp(_) => crate::providers::acp::reply(
-            &serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null),
-            crate::providers::acp::permission_outcome(&p.input["options"], allow),
+            &rpc_id(),
+            match how {
+                Answer::Allow => {
+                    crate::providers::acp::permission_outcome(&p.input["options"], true)
+                }
+                Answer::Deny => {
+                    crate::providers::acp::permission_outcome(&p.input["options"], false)
+                }
+                Answer::Cancel => json!({"outcome": {"outcome": "cancelled"}}),
+            },
         ),
     }
+}
+
+/// How an approval is answered to its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Allow,
+    Deny,
+    /// The question is withdrawn (an interrupt).
+    Cancel,
 }
 
 /// Session ids are used in paths; only plain characters are accepted.

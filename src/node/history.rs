@@ -130,6 +130,10 @@ pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
             let path = codex::find(dirs.codex.as_deref()?, id)?;
             std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
         }
+        "gemini" => acp::gemini_sessions(dirs.gemini.as_deref()?)
+            .into_iter()
+            .find(|f| f.id == id)
+            .map(|f| f.mtime),
         "copilot" => {
             let path = dirs
                 .copilot

@@ -82,12 +82,6 @@ struct AgentsFile {
 /// broken file is reported and skipped.
 pub fn agents(config_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<AgentSpec> {
     let mut all = builtins();
-    for a in &mut all {
-        let var = format!("CODING_BRIDGE_{}_PATH", a.name.to_ascii_uppercase());
-        if let Some(p) = env(&var).filter(|p| !p.trim().is_empty()) {
-            a.command = p;
-        }
-    }
     let path = config_dir.join("agents.json");
     match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice::<AgentsFile>(&bytes) {
@@ -118,7 +112,21 @@ pub fn agents(config_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<Ag
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => crate::log_warn!("cannot read {}: {e}", path.display()),
     }
+    // `CODING_BRIDGE_<NAME>_PATH` points any agent at its executable.
+    for a in &mut all {
+        if let Some(p) = env(&path_var(&a.name)).filter(|p| !p.trim().is_empty()) {
+            a.command = p;
+        }
+    }
     all
+}
+
+/// The variable that names an agent's executable: `CODING_BRIDGE_<NAME>_PATH`.
+pub fn path_var(name: &str) -> String {
+    format!(
+        "CODING_BRIDGE_{}_PATH",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// Find the agent's executable: a path as given, or a name on PATH and the usual dirs.
@@ -174,6 +182,8 @@ pub struct State {
     pub modes: Vec<String>,
     pub mode: Option<String>,
     pub model: Option<String>,
+    /// The agent's own model at the start (what "default" means after an override).
+    pub default_model: Option<String>,
     /// Updates are a replay of a loaded session: not shown.
     pub replaying: bool,
     /// Bumped by every update while replaying (the quiet-period timer checks it).
@@ -354,12 +364,20 @@ mod tests {
             {"name": "qwen", "label": "Qwen Code", "command": "qwen", "args": ["--acp"], "env": {"A": "1"}},
             {"name": "bad name", "label": "x", "command": "x"},
             {"name": "claude", "label": "x", "command": "x"}]}).to_string()).unwrap();
-        let env = |k: &str| (k == "CODING_BRIDGE_COPILOT_PATH").then(|| "/opt/copilot".to_string());
+        let env = |k: &str| match k {
+            "CODING_BRIDGE_COPILOT_PATH" => Some("/opt/copilot".to_string()),
+            "CODING_BRIDGE_QWEN_PATH" => Some("/opt/qwen".to_string()),
+            _ => None,
+        };
         let all = agents(&dir, &env);
         let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["copilot", "gemini", "qwen"]);
         assert_eq!(all[0].command, "/opt/copilot");
         assert_eq!(all[2].env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(
+            all[2].command, "/opt/qwen",
+            "declared agents are overridable too"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -111,6 +111,13 @@ pub struct State {
     pub error: Option<String>,
     /// An interrupt came before the turn had an id.
     pub held_interrupt: bool,
+    /// The thread's own model and effort (what "default" means again after an override:
+    /// Codex keeps a turn's override for the turns after it).
+    pub default_model: Option<String>,
+    pub default_effort: Option<String>,
+    /// The model and effort last sent with a turn.
+    pub sent_model: Option<String>,
+    pub sent_effort: Option<String>,
 }
 
 impl State {
@@ -133,7 +140,26 @@ impl State {
         self.open.clear();
         self.last_text = None;
         self.error = None;
-        self.held_interrupt = false;
+    }
+
+    /// The model and effort to send with a turn that asks for `model` and `effort`
+    /// (`None`: the default): an earlier override is undone by naming the default.
+    pub fn turn_settings(
+        &mut self,
+        model: Option<String>,
+        effort: Option<String>,
+    ) -> (Option<String>, Option<String>) {
+        let model = model.or_else(|| self.sent_model.as_ref().and(self.default_model.clone()));
+        let effort = effort.or_else(|| {
+            self.sent_effort.as_ref().map(|_| {
+                self.default_effort
+                    .clone()
+                    .unwrap_or_else(|| "medium".into())
+            })
+        });
+        self.sent_model.clone_from(&model);
+        self.sent_effort.clone_from(&effort);
+        (model, effort)
     }
 }
 
@@ -268,6 +294,24 @@ mod tests {
         assert_eq!(st.answered(&json!(1)), Some(Call::Initialize));
         assert_eq!(st.answered(&json!(1)), None);
         assert_eq!(st.answered(&json!("x")), None);
+    }
+
+    #[test]
+    fn back_to_the_default_model_and_effort() {
+        let mut st = State {
+            default_model: Some("gpt-5.5".into()),
+            ..State::default()
+        };
+        assert_eq!(st.turn_settings(None, None), (None, None));
+        assert_eq!(
+            st.turn_settings(Some("gpt-6".into()), Some("high".into())),
+            (Some("gpt-6".into()), Some("high".into()))
+        );
+        assert_eq!(
+            st.turn_settings(None, None),
+            (Some("gpt-5.5".into()), Some("medium".into())),
+            "the default is named again"
+        );
     }
 
     #[test]

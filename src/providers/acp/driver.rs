@@ -74,7 +74,7 @@ impl Sessions {
             self.settings.home.as_deref(),
         ) else {
             let message = format!(
-                "{} (`{}`) was not found{}. Install it{}, or set CODING_BRIDGE_{}_PATH.",
+                "{} (`{}`) was not found{}. Install it{}, or set {}.",
                 spec.label,
                 spec.command,
                 if spec.command.contains('/') {
@@ -86,7 +86,7 @@ impl Sessions {
                     .as_deref()
                     .map(|i| format!(" with `{i}`"))
                     .unwrap_or_default(),
-                spec.name.to_ascii_uppercase()
+                acp::path_var(&spec.name)
             );
             self.fail_waiting(key, "cli_not_found", &message, out);
             return;
@@ -152,7 +152,8 @@ impl Sessions {
                     s.send(line);
                     st.mode = Some(mode);
                 }
-                if let Some(m) = turn.model.clone()
+                // Back to the agent's own model when the browser picks the default again.
+                if let Some(m) = turn.model.clone().or_else(|| st.default_model.clone())
                     && st.model.as_deref() != Some(&m)
                 {
                     let line = st.request(Call::SetModel, "session/set_model", json!({"sessionId": sid, "modelId": m}));
@@ -312,7 +313,11 @@ impl Sessions {
                     s.send(line);
                 });
             }
-            Next::Fail(message) => self.fail_waiting(key, "provider_error", &message, out),
+            Next::Fail(message) => {
+                // This process cannot serve the session: the next turn starts a new one.
+                self.fail_waiting(key, "provider_error", &message, out);
+                self.detach_child(key, out, "the agent could not start the session");
+            }
             Next::Ask(ask) => self.acp_ask(key, child_id, ask, out),
         }
     }
@@ -372,6 +377,22 @@ fn send_load(s: &mut Session, st: &mut State, sid: &str) {
     s.send(line);
 }
 
+/// Close what the turn left open (a crash, a close): the streamed text and thought, and
+/// every tool the agent never finished.
+pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+    commit_stream(s, st, out);
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    let mut open: Vec<String> = st.open.drain().map(|(k, _)| k).collect();
+    open.sort();
+    for tid in open {
+        out.push(s.event(
+            "session.tool_result",
+            trace.as_ref(),
+            json!({"tool_use_id": tid, "content": "Not run.", "is_error": true}),
+        ));
+    }
+}
+
 /// Close the streamed text and thought of the turn so far.
 fn commit_stream(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
@@ -421,6 +442,7 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             .pointer("/models/currentModelId")
             .and_then(Value::as_str)
             .map(str::to_string);
+        st.default_model.clone_from(&st.model);
     };
     match call {
         Call::Initialize => {
@@ -549,6 +571,13 @@ fn agent_request(
     let tid = call.get("toolCallId").cloned().unwrap_or(Value::Null);
     let mode = s.mode_label().to_string();
     let auto = mode == "bypassPermissions" || (mode == "acceptEdits" && kind == "edit");
+    // `plan` is read-only: an agent without a plan mode of its own gets its file changes
+    // refused here (commands still go to the browser).
+    if mode == "plan" && st.mode_for("plan").is_none() && matches!(kind, "edit" | "delete" | "move")
+    {
+        s.send(acp::reply(&id, acp::permission_outcome(&options, false)));
+        return Next::Nothing;
+    }
     // An agent that announces no tool before asking (Gemini): show it from the request.
     if let Some(t) = tid.as_str()
         && !st.open.contains_key(t)

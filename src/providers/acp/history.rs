@@ -15,8 +15,8 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, cut, detail_reply, mtime_ms, newest_events, parse_ts,
-    summary_cached, title_of,
+    DetailError, Found, NO_PROMPT, Summary, count_in_file, cut, detail_reply, mtime_ms,
+    newest_events, parse_ts, summary_cached, title_of,
 };
 
 /// Copilot's home: `$COPILOT_HOME`, else `~/.copilot`.
@@ -76,13 +76,13 @@ pub fn copilot_summarize(events: &Path) -> Summary {
         .map(|t| title_of(&t))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| NO_PROMPT.to_string());
-    if let Ok(bytes) = std::fs::read(events)
-        && bytes.len() < 256 << 20
-    {
-        s.message_count = (memmem::find_iter(&bytes, b"\"type\":\"user.message\"").count()
-            + memmem::find_iter(&bytes, b"\"type\":\"assistant.message\"").count())
-            as u64;
-    }
+    s.message_count = count_in_file(
+        events,
+        &[
+            b"\"type\":\"user.message\"".as_slice(),
+            b"\"type\":\"assistant.message\"".as_slice(),
+        ],
+    );
     s
 }
 

@@ -677,6 +677,10 @@ impl Sessions {
         }
         let live = s.child.take();
         let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
+        // What the dead process left open is closed (Claude's own blocks: below).
+        if !s.is_claude() && s.current.is_some() {
+            s.commit_open(out);
+        }
         match &mut s.agent {
             // A new server starts from scratch (the thread is resumed by id).
             crate::hub::session::Agent::Codex(st) => **st = Default::default(),

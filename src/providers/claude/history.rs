@@ -110,6 +110,36 @@ pub fn updated_at(claude_dir: Option<&Path>, id: &str) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
 }
 
+/// How many times any of `needles` occurs in the file at `path`, read in fixed chunks
+/// (memory stays bounded whatever its size). Needles are at most 64 bytes.
+pub fn count_in_file(path: &Path, needles: &[&[u8]]) -> u64 {
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let finders: Vec<memmem::Finder> = needles.iter().map(memmem::Finder::new).collect();
+    let longest = needles.iter().map(|n| n.len()).max().unwrap_or(1);
+    let mut buf = vec![0u8; SCAN_CHUNK + 64];
+    let (mut kept, mut total) = (0usize, 0u64);
+    loop {
+        let n = match f.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        for finder in &finders {
+            // A match that ends in the carried bytes was counted in the last round.
+            total += finder
+                .find_iter(&buf[..filled])
+                .filter(|&p| p + finder.needle().len() > kept)
+                .count() as u64;
+        }
+        let carry = (longest - 1).min(filled);
+        buf.copy_within(filled - carry..filled, 0);
+        kept = carry;
+    }
+    total
+}
+
 /// `summarize(path)`, cached by (path, size, mtime) across listings.
 pub fn summary_cached(
     path: &Path,
@@ -869,6 +899,25 @@ mod tests {
         let mut same = v.to_string().into_bytes();
         shrink_strings(&mut same, 1000);
         assert_eq!(same, v.to_string().into_bytes());
+    }
+
+    #[test]
+    fn counting_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("cba-count-{}", crate::sys::ids::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        // Put a needle across every chunk boundary region.
+        let mut text = String::new();
+        let mut expected = 0;
+        while text.len() < SCAN_CHUNK * 3 {
+            text.push_str(&"x".repeat(SCAN_CHUNK - 7));
+            text.push_str("<needle>");
+            expected += 1;
+        }
+        std::fs::write(&p, &text).unwrap();
+        assert_eq!(count_in_file(&p, &[b"<needle>".as_slice()]), expected);
+        assert_eq!(count_in_file(&p, &[b"<none>".as_slice()]), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

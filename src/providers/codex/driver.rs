@@ -133,13 +133,14 @@ impl Sessions {
                     return true;
                 }
                 st.end_turn();
+                let (model, effort) = st.turn_settings(turn.model.clone(), turn.effort.clone());
                 let params = codex::turn_params(
                     &thread,
                     &turn.prompt,
                     &turn.images,
                     s.mode_label(),
-                    turn.model.as_deref(),
-                    turn.effort.as_deref(),
+                    model.as_deref(),
+                    effort.as_deref(),
                 );
                 s.send(st.request(Call::TurnStart, "turn/start", params));
                 if std::mem::take(&mut st.held_interrupt) {
@@ -229,7 +230,11 @@ impl Sessions {
                     s.send(st.request(Call::ThreadStart, "thread/start", params));
                 });
             }
-            Next::Fail(message) => self.fail_waiting(key, "provider_error", &message, out),
+            Next::Fail(message) => {
+                // This process cannot serve the session: the next turn starts a new one.
+                self.fail_waiting(key, "provider_error", &message, out);
+                self.detach_child(key, out, "the agent could not start the session");
+            }
             Next::Ask(ask) => self.codex_ask(key, child_id, ask, out),
         }
     }
@@ -251,6 +256,27 @@ impl Sessions {
             && let Some(s) = self.sessions.get(key)
         {
             s.send(codex::reply(&ask.rpc_id, json!({"decision": "decline"})));
+        }
+    }
+}
+
+/// Close the items of the turn that never completed (an interrupt, a crash, a close):
+/// streamed text gets its whole `session.text`, a tool a `session.tool_result`.
+pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+    let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
+    let mut open: Vec<(String, Open)> = st.open.drain().collect();
+    open.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, o) in open {
+        match o {
+            Open::Text(t) if !t.is_empty() => {
+                out.push(s.event("session.text", trace.as_ref(), json!({"text": t, "id": id})));
+            }
+            Open::Text(_) => {}
+            Open::Tool => out.push(s.event(
+                "session.tool_result",
+                trace.as_ref(),
+                json!({"tool_use_id": id, "content": "Interrupted.", "is_error": true}),
+            )),
         }
     }
 }
@@ -294,7 +320,12 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             }
             if let Some(m) = result.get("model").and_then(Value::as_str) {
                 s.resolved_model = Some(m.to_string());
+                st.default_model = Some(m.to_string());
             }
+            st.default_effort = result
+                .get("reasoningEffort")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             match result.pointer("/thread/id").and_then(Value::as_str) {
                 Some(thread) => Next::Ready(thread.to_string()),
                 None => Next::Fail("Codex started a thread without an id".into()),
@@ -521,23 +552,7 @@ fn notification(
         }
         "turn/completed" => {
             // Items cut off by an interrupt never complete: close them here.
-            let mut open: Vec<(String, Open)> = st.open.drain().collect();
-            open.sort_by(|a, b| a.0.cmp(&b.0));
-            for (id, o) in open {
-                match o {
-                    Open::Text(t) if !t.is_empty() => {
-                        out.push(ev(s, "session.text", json!({"text": t, "id": id})));
-                    }
-                    Open::Text(_) => {}
-                    Open::Tool => out.push(ev(
-                        s,
-                        "session.tool_result",
-                        json!({
-                            "tool_use_id": id, "content": "Interrupted.", "is_error": true,
-                        }),
-                    )),
-                }
-            }
+            close_open(s, st, out);
             let status = p
                 .pointer("/turn/status")
                 .and_then(Value::as_str)

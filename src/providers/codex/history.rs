@@ -14,8 +14,8 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, cut, detail_reply, mtime_ms, newest_events, parse_ts,
-    summary_cached, title_of,
+    DetailError, Found, NO_PROMPT, Summary, count_in_file, cut, detail_reply, mtime_ms,
+    newest_events, parse_ts, summary_cached, title_of,
 };
 use crate::sys::child::{LineRead, read_bounded_line};
 
@@ -144,32 +144,13 @@ pub fn summarize(path: &Path) -> Summary {
             }
         }
     }
-    let mut f = &file;
-    let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
-    // Counted in bounded chunks: a rollout can be large.
-    let users = memmem::Finder::new(b"\"type\":\"UserMessage\"");
-    let agents = memmem::Finder::new(b"\"type\":\"AgentMessage\"");
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut carry = 0usize;
-    loop {
-        let n = match f.read(&mut chunk[carry..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let filled = carry + n;
-        let window = &chunk[..filled];
-        // Count matches that end in this window and did not end in the carried bytes.
-        let count = |finder: &memmem::Finder| {
-            finder
-                .find_iter(window)
-                .filter(|&p| p + finder.needle().len() > carry)
-                .count() as u64
-        };
-        s.message_count += count(&users) + count(&agents);
-        let keep = 32.min(filled);
-        chunk.copy_within(filled - keep..filled, 0);
-        carry = keep;
-    }
+    s.message_count = count_in_file(
+        path,
+        &[
+            b"\"type\":\"UserMessage\"".as_slice(),
+            b"\"type\":\"AgentMessage\"".as_slice(),
+        ],
+    );
     s.title = prompt
         .map(|p| title_of(&p))
         .filter(|t| !t.is_empty())
@@ -254,9 +235,16 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
                 } else {
                     changes
                 };
+            let status = item
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("completed");
+            let applied = status.eq_ignore_ascii_case("completed");
             vec![
                 json!({"kind": "tool_use", "tool": "apply_patch", "tool_use_id": id, "input": {"changes": changes}}),
-                json!({"kind": "tool_result", "tool_use_id": id, "content": "Applied.", "is_error": false}),
+                json!({"kind": "tool_result", "tool_use_id": id,
+                       "content": if applied { "Applied.".to_string() } else { format!("Not applied ({status}).") },
+                       "is_error": !applied}),
             ]
         }
         _ => Vec::new(),
