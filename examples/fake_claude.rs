@@ -5,7 +5,8 @@
 //! - `say TEXT` (and anything unknown): stream TEXT as a text block, then a result
 //! - `think TEXT`: a streamed thinking block, then TEXT as text
 //! - `tool NAME JSON`: a tool_use, a `can_use_tool` request, and the tool's result
-//!   according to the answer (an allow without `updatedInput` is an error, as in the CLI)
+//!   according to the answer (an allow without `updatedInput` is an error, as in the CLI;
+//!   an allowed `Write` writes `content` to `file_path`, relative to the working directory)
 //! - `toolcancel NAME JSON`: asks, then withdraws the request with `control_cancel_request`
 //! - `slow N`: N text deltas 50 ms apart, stopping early on an `interrupt`
 //! - `flood N`: N text deltas as fast as possible (benchmarks)
@@ -343,6 +344,7 @@ impl Fake {
                 } else {
                     match self.wait_response(&rid) {
                         Some(r) if r["behavior"] == "allow" => match r.get("updatedInput") {
+                            Some(u) if name == "Write" => write_file(u),
                             Some(u) => (format!("ran with {u}"), false),
                             None => ("updatedInput is required".to_string(), true),
                         },
@@ -767,5 +769,17 @@ fn main() {
         } else {
             fake.handle_control(&v);
         }
+    }
+}
+
+/// What the CLI's Write tool does with an allowed input: the file written.
+fn write_file(input: &Value) -> (String, bool) {
+    let (Some(path), Some(content)) = (input["file_path"].as_str(), input["content"].as_str())
+    else {
+        return ("Write needs file_path and content".into(), true);
+    };
+    match std::fs::write(path, content) {
+        Ok(()) => (format!("wrote {path}"), false),
+        Err(e) => (format!("cannot write {path}: {e}"), true),
     }
 }

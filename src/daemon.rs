@@ -60,6 +60,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     };
 
     limit_malloc_arenas();
+    hide_from_same_user();
     crate::sys::reaper::start_if_init();
     // Every agent child runs under a guard started from this very binary, so nothing it
     // starts outlives the daemon, even a SIGKILLed one. /proc/self/exe works even when
@@ -148,5 +149,20 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only adjusts allocator tuning; called before the worker threads start.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Agents run as the same user as the daemon: without this they could read the node
+/// token and the bot tokens from `/proc/<daemon pid>/environ` or the daemon's memory.
+/// Not dumpable, those files belong to root (no core dumps either; children are
+/// dumpable again after their exec).
+fn hide_from_same_user() {
+    // SAFETY: prctl with valid arguments; it changes only this process's dumpable flag.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r != 0 {
+        crate::log_warn!(
+            "cannot make the daemon non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

@@ -111,6 +111,8 @@ pub enum Tick {
         session: String,
         seq: u64,
     },
+    /// The chat channels' second: streamed replies edited, typing indicators renewed.
+    Channels,
 }
 
 enum LinkState {
@@ -157,6 +159,8 @@ pub struct Hub {
     default_cwd: std::path::PathBuf,
     /// The chat channels (Telegram bots), when any runs.
     channels: Option<crate::channels::chats::Channels>,
+    /// A [`Tick::Channels`] is scheduled.
+    channel_tick: bool,
     /// What the capability probes found, once probed.
     probed: Option<crate::node::capabilities::Probed>,
     /// Where the agents' CLIs are configured.
@@ -229,6 +233,7 @@ impl Hub {
             default_cwd: cfg.cwd.clone(),
             probed: None,
             channels: None,
+            channel_tick: false,
             cli_paths: crate::node::capabilities::Paths {
                 claude: cfg.claude_path.clone(),
                 codex: cfg.codex_path.clone(),
@@ -422,6 +427,17 @@ impl Hub {
         };
         for cmd in cmds {
             self.handle_command(cmd);
+        }
+        self.schedule_channel_tick();
+    }
+
+    /// Tick the chat channels in a second if they have work and no tick is due yet
+    /// (an idle daemon schedules none).
+    fn schedule_channel_tick(&mut self) {
+        if !self.channel_tick && self.channels.as_ref().is_some_and(|c| c.wants_tick()) {
+            self.channel_tick = true;
+            self.timer
+                .at(Instant::now() + Duration::from_secs(1), Tick::Channels);
         }
     }
 
@@ -657,6 +673,13 @@ impl Hub {
                 if matches!(self.state, LinkState::Down) && conn == self.conn_seq {
                     self.connect();
                 }
+            }
+            Tick::Channels => {
+                self.channel_tick = false;
+                if let Some(ch) = self.channels.as_mut() {
+                    ch.on_tick();
+                }
+                self.schedule_channel_tick();
             }
             other => {
                 let mut out = Vec::new();
@@ -959,6 +982,7 @@ impl Hub {
     pub fn emit(&mut self, payload: Value) {
         if let Some(ch) = self.channels.as_mut() {
             ch.on_session_event(&payload);
+            self.schedule_channel_tick();
         }
         if envelope::is_durable(&payload) {
             let session_id = payload

@@ -5,12 +5,18 @@
 //! - An allowed message runs as a turn of the chat's one session (`tg-<bot>-<chat>`),
 //!   started on the first message and resumed after a daemon restart from the id kept in
 //!   `<config dir>/channels-state.json`. `/new` starts afresh, `/stop` interrupts,
-//!   `/status` and `/help` answer here.
+//!   `/status` and `/help` answer here. A message sent while a turn runs is queued
+//!   (the agent takes it when the turn ends) and the chat is told so.
 //! - Allow lists, the group prefix, the per-sender rate limit and the duplicate window
 //!   apply before anything runs; strangers are ignored.
-//! - The reply is one message edited about once a second as text arrives (plain text,
-//!   so Telegram cannot reject it as markup), split at 4096 characters; tool calls show
-//!   as short lines; each approval is a message with Allow / Deny buttons.
+//! - The reply is one message, created with the first text and edited about once a
+//!   second as more arrives (plain text, so Telegram cannot reject it as markup), split
+//!   at 4096 UTF-16 units; a typing indicator is repeated while the turn works; tool
+//!   calls show as short lines. The hub calls [`Channels::on_tick`] every second while
+//!   [`Channels::wants_tick`].
+//! - Each approval is a message with Allow / Deny buttons (AskUserQuestion: one button
+//!   per option). Buttons carry a number that only this run of the daemon handed out,
+//!   so a forged or stale press finds nothing and does nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -22,28 +28,150 @@ use serde_json::{Value, json};
 use crate::channels::config::Telegram;
 use crate::channels::runner::{Call, ChannelEvent, Tag};
 use crate::hub::commands::{Command, Kind, Resolve, Start, TurnCmd};
+use crate::node::media::Inline;
 
-/// Telegram's limit on one message.
+/// Telegram's limit on one message, in UTF-16 code units.
 pub const MAX_MESSAGE: usize = 4096;
 /// How often a streamed reply is edited at most.
 const EDIT_EVERY: Duration = Duration::from_millis(1000);
+/// How often the typing indicator is renewed (Telegram shows it for 5 s).
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+/// Tries at creating a reply message before its text is given up.
+const CREATE_TRIES: u32 = 3;
 
+/// One turn's reply: the message being edited and the text it should show.
 struct Reply {
-    /// Our turn counter (to match the answer that gives the message id).
+    /// Our number for this reply (matches the answer that gives the message id).
     turn: u64,
     message_id: Option<i64>,
-    /// Text of the message being edited (a tail of the reply).
+    /// A `sendMessage` for it is on its way.
+    waiting: bool,
+    failures: u32,
+    /// Text of the current message (earlier parts went out as full messages).
     text: String,
+    /// Length of `text` the message shows.
     shown: usize,
     last_edit: Instant,
 }
 
+impl Reply {
+    fn new(turn: u64) -> Reply {
+        Reply {
+            turn,
+            message_id: None,
+            waiting: false,
+            failures: 0,
+            text: String::new(),
+            shown: 0,
+            last_edit: Instant::now(),
+        }
+    }
+
+    /// Everything is shown (or given up).
+    fn settled(&self) -> bool {
+        !self.waiting && (self.shown == self.text.len() || self.failures >= CREATE_TRIES)
+    }
+
+    /// The calls that bring the message up to date: an edit (at most once a second
+    /// unless `force`), or a new message when there is none yet; text past the limit
+    /// goes on in a new message.
+    fn flush(&mut self, chat: i64, force: bool, out: &mut Vec<Call>) {
+        loop {
+            if self.waiting || self.shown == self.text.len() || self.failures >= CREATE_TRIES {
+                return;
+            }
+            let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
+            let (head, rest) = (head.to_string(), rest.to_string());
+            match self.message_id {
+                None => {
+                    out.push(Call {
+                        method: "sendMessage",
+                        body: json!({"chat_id": chat, "text": head}),
+                        tag: Some(Tag::Reply {
+                            chat,
+                            turn: self.turn,
+                        }),
+                    });
+                    self.waiting = true;
+                }
+                Some(id) => {
+                    if !force && self.last_edit.elapsed() < EDIT_EVERY {
+                        return;
+                    }
+                    out.push(Call {
+                        method: "editMessageText",
+                        body: json!({"chat_id": chat, "message_id": id, "text": head}),
+                        tag: None,
+                    });
+                }
+            }
+            self.last_edit = Instant::now();
+            self.shown = head.len();
+            if rest.is_empty() {
+                return;
+            }
+            // The message is full: it stays as it is; the rest starts the next one once
+            // this one's id is known (so the order holds).
+            if self.waiting {
+                return;
+            }
+            self.text = rest;
+            self.shown = 0;
+            self.message_id = None;
+        }
+    }
+
+    /// The answer to our `sendMessage`: its id, or a failure (tried again later).
+    fn created(&mut self, id: Option<i64>, chat: i64, out: &mut Vec<Call>) {
+        self.waiting = false;
+        match id {
+            Some(id) => {
+                self.message_id = Some(id);
+                let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
+                if !rest.is_empty() && self.shown == head.len() {
+                    // The message got a full head: the rest starts the next one.
+                    self.text = rest.to_string();
+                    self.shown = 0;
+                    self.message_id = None;
+                }
+            }
+            None => {
+                self.failures += 1;
+                self.shown = 0;
+            }
+        }
+        self.flush(chat, true, out);
+    }
+}
+
+/// An approval shown in a chat.
+struct Approval {
+    request_id: String,
+    message_id: Option<i64>,
+    /// What was asked (shown again with the decision).
+    summary: String,
+    /// AskUserQuestion: the questions and their option labels, and the picks so far.
+    questions: Vec<(String, Vec<String>)>,
+    picks: Vec<Option<String>>,
+}
+
 #[derive(Default)]
 struct Chat {
-    /// Approvals shown in this chat: request id → message id (once sent).
-    approvals: HashMap<String, Option<i64>>,
+    /// The hub session this chat runs now (`None`: the next message starts one).
+    key: Option<String>,
+    /// Sessions this chat started, to tell the key of each generation.
+    generation: u32,
+    /// Turns asked for and not yet answered.
+    pending: u32,
     reply: Option<Reply>,
-    running: bool,
+    /// Replies of finished turns still waiting for their message id.
+    finishing: Vec<Reply>,
+    approvals: HashMap<u64, Approval>,
+    last_typing: Option<Instant>,
+    /// What the session reported about itself (for `/status`).
+    provider: Option<String>,
+    model: Option<String>,
+    cwd: Option<String>,
 }
 
 struct Bot {
@@ -63,11 +191,22 @@ pub struct Channels {
     /// `"<bot>:<chat>"` → the agent's session id, for resuming after a restart.
     saved: HashMap<String, String>,
     state_path: PathBuf,
-    turns: u64,
+    /// Numbers for replies and approvals; starts from the clock so that a button of an
+    /// earlier run never matches one of this run.
+    next_number: u64,
 }
 
-fn session_key(bot: &str, chat: i64) -> String {
-    format!("tg-{bot}-{}", chat.to_string().replace('-', "m"))
+fn session_key(bot: &str, chat: i64, generation: u32) -> String {
+    let base = format!("tg-{bot}-{}", chat.to_string().replace('-', "m"));
+    if generation == 0 {
+        base
+    } else {
+        format!("{base}-{generation}")
+    }
+}
+
+fn saved_key(bot: &str, chat: i64) -> String {
+    format!("{bot}:{chat}")
 }
 
 impl Channels {
@@ -97,8 +236,13 @@ impl Channels {
                     cfg.instance_id
                 );
             }
-            let api = crate::channels::telegram::Api::new(&cfg.api_base, token, tls.clone());
-            match crate::channels::runner::start(&cfg.instance_id, api, events.clone()) {
+            let api = crate::channels::telegram::Api::new(
+                &cfg.api_base,
+                token,
+                tls.clone(),
+                cfg.poll_timeout_seconds,
+            );
+            match crate::channels::runner::start(&cfg, api, events.clone()) {
                 Ok(calls) => {
                     crate::log_info!("telegram {}: polling for messages", cfg.instance_id);
                     bots.insert(
@@ -129,12 +273,17 @@ impl Channels {
             owners: HashMap::new(),
             saved,
             state_path,
-            turns: 0,
+            next_number: crate::sys::timefmt::now_ms(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.bots.is_empty()
+    }
+
+    fn number(&mut self) -> u64 {
+        self.next_number += 1;
+        self.next_number
     }
 
     fn save(&self) {
@@ -144,25 +293,46 @@ impl Channels {
         }
     }
 
-    /// Queue a call on `bot`'s sender (never blocking the hub; a full queue drops it).
-    fn call(&self, bot: &str, method: &'static str, body: Value, tag: Option<Tag>) {
-        if let Some(b) = self.bots.get(bot)
-            && !b.stopped
-            && b.calls.try_send(Call { method, body, tag }).is_err()
-        {
-            crate::log_warn!("telegram {bot}: send queue full; {method} dropped");
+    /// Queue calls on `bot`'s sender (never blocking the hub; a full queue drops them).
+    fn send(&self, bot: &str, calls: Vec<Call>) {
+        let Some(b) = self.bots.get(bot).filter(|b| !b.stopped) else {
+            return;
+        };
+        for c in calls {
+            let method = c.method;
+            if b.calls.try_send(c).is_err() {
+                crate::log_warn!("telegram {bot}: send queue full; {method} dropped");
+            }
         }
     }
 
+    fn call(&self, bot: &str, method: &'static str, body: Value) {
+        self.send(
+            bot,
+            vec![Call {
+                method,
+                body,
+                tag: None,
+            }],
+        );
+    }
+
     fn say(&self, bot: &str, chat: i64, text: &str) {
-        for part in split(text) {
-            self.call(
-                bot,
-                "sendMessage",
-                json!({"chat_id": chat, "text": part}),
-                None,
-            );
-        }
+        let calls = split(text)
+            .into_iter()
+            .map(|part| Call {
+                method: "sendMessage",
+                body: json!({"chat_id": chat, "text": part}),
+                tag: None,
+            })
+            .collect();
+        self.send(bot, calls);
+    }
+
+    fn chat_mut(&mut self, bot: &str, chat: i64) -> Option<&mut Chat> {
+        self.bots
+            .get_mut(bot)
+            .map(|b| b.chats.entry(chat).or_default())
     }
 
     /// News from a bot's threads; the session commands it asks for.
@@ -172,7 +342,9 @@ impl Channels {
                 if let Some(b) = self.bots.get_mut(&instance) {
                     b.stopped = true;
                 }
-                crate::log_error!("telegram {instance} stopped: the token was refused ({reason})");
+                crate::log_error!(
+                    "telegram {instance} stopped: the token was refused ({reason}); the relay link and the other channels go on"
+                );
                 Vec::new()
             }
             ChannelEvent::Sent {
@@ -183,7 +355,11 @@ impl Channels {
                 self.on_sent(&instance, tag, result);
                 Vec::new()
             }
-            ChannelEvent::Update { instance, update } => self.on_update(&instance, &update),
+            ChannelEvent::Update {
+                instance,
+                update,
+                files,
+            } => self.on_update(&instance, &update, files),
         }
     }
 
@@ -191,36 +367,72 @@ impl Channels {
         let id = result
             .ok()
             .and_then(|r| r.get("message_id").and_then(Value::as_i64));
-        let mut edit = None;
-        if let Some(b) = self.bots.get_mut(bot) {
-            match tag {
-                Tag::Reply { chat, turn } => {
-                    if let Some(r) = b.chats.get_mut(&chat).and_then(|c| c.reply.as_mut())
-                        && r.turn == turn
-                    {
-                        r.message_id = id;
-                        if r.text.chars().count() != r.shown {
-                            edit = Some(chat);
-                        }
-                    }
-                }
-                Tag::Approval { chat, request_id } => {
-                    if let Some(slot) = b
-                        .chats
-                        .get_mut(&chat)
-                        .and_then(|c| c.approvals.get_mut(&request_id))
-                    {
-                        *slot = id;
+        let mut calls = Vec::new();
+        match tag {
+            Tag::Reply { chat, turn } => {
+                let Some(c) = self.bots.get_mut(bot).and_then(|b| b.chats.get_mut(&chat)) else {
+                    return;
+                };
+                if let Some(r) = c.reply.as_mut().filter(|r| r.turn == turn) {
+                    r.created(id, chat, &mut calls);
+                } else if let Some(i) = c.finishing.iter().position(|r| r.turn == turn) {
+                    c.finishing[i].created(id, chat, &mut calls);
+                    if c.finishing[i].settled() {
+                        c.finishing.remove(i);
                     }
                 }
             }
+            Tag::Approval { chat, number } => {
+                if let Some(a) = self
+                    .bots
+                    .get_mut(bot)
+                    .and_then(|b| b.chats.get_mut(&chat))
+                    .and_then(|c| c.approvals.get_mut(&number))
+                {
+                    a.message_id = id;
+                }
+            }
         }
-        if let Some(chat) = edit {
-            self.flush(bot, chat, true);
+        self.send(bot, calls);
+    }
+
+    /// Whether [`Channels::on_tick`] has work: a turn runs or a reply is not shown yet.
+    pub fn wants_tick(&self) -> bool {
+        self.bots.values().any(|b| {
+            b.chats
+                .values()
+                .any(|c| c.pending > 0 || c.reply.as_ref().is_some_and(|r| !r.settled()))
+        })
+    }
+
+    /// Every second while [`Channels::wants_tick`]: edit replies that have news and
+    /// renew the typing indicator of chats whose turn still works.
+    pub fn on_tick(&mut self) {
+        let mut all = Vec::new();
+        for (name, b) in &mut self.bots {
+            let mut calls = Vec::new();
+            for (chat, c) in &mut b.chats {
+                if let Some(r) = c.reply.as_mut() {
+                    r.flush(*chat, false, &mut calls);
+                }
+                if c.pending > 0 && c.last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY) {
+                    c.last_typing = Some(Instant::now());
+                    calls.push(typing(*chat));
+                }
+            }
+            all.push((name.clone(), calls));
+        }
+        for (bot, calls) in all {
+            self.send(&bot, calls);
         }
     }
 
-    fn on_update(&mut self, bot_id: &str, u: &Value) -> Vec<Command> {
+    fn on_update(
+        &mut self,
+        bot_id: &str,
+        u: &Value,
+        files: Vec<Result<Inline, String>>,
+    ) -> Vec<Command> {
         let Some(bot) = self.bots.get_mut(bot_id) else {
             return Vec::new();
         };
@@ -236,7 +448,7 @@ impl Channels {
         }
         if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
             if bot.seen.iter().any(|(s, _)| *s == id) {
-                crate::log_debug!("telegram {bot_id}: update {id} seen already");
+                crate::log_info!("telegram {bot_id}: update {id} seen already; ignored");
                 return Vec::new();
             }
             bot.seen.push_back((id, now));
@@ -255,10 +467,7 @@ impl Channels {
         let group = matches!(
             m.pointer("/chat/type").and_then(Value::as_str),
             Some("group" | "supergroup")
-        );
-        let Some(bot) = self.bots.get_mut(bot_id) else {
-            return Vec::new();
-        };
+        ) || chat < 0;
         if !bot.cfg.allowed_senders.contains(&from)
             || (group && !bot.cfg.allowed_groups.contains(&chat))
         {
@@ -277,12 +486,9 @@ impl Channels {
         let first = text.split_whitespace().next().unwrap_or("").to_string();
         let command = first
             .strip_prefix('/')
-            .map(|c| c.split('@').next().unwrap_or("").to_ascii_lowercase());
-        if group
-            && command
-                .as_deref()
-                .is_none_or(|c| !["new", "stop", "status", "help"].contains(&c))
-        {
+            .map(|c| c.split('@').next().unwrap_or("").to_ascii_lowercase())
+            .filter(|c| ["new", "stop", "status", "help", "start"].contains(&c.as_str()));
+        if group && command.is_none() {
             match bot.cfg.trigger_prefix.as_deref() {
                 Some(p) if text.starts_with(p) => text = text[p.len()..].trim_start().to_string(),
                 Some(_) => return Vec::new(),
@@ -299,6 +505,7 @@ impl Channels {
         }
         if times.len() >= bot.cfg.rate_limit_per_min as usize {
             let n = bot.cfg.rate_limit_per_min;
+            crate::log_info!("telegram {bot_id}: {from} is over the rate limit; message ignored");
             self.say(
                 bot_id,
                 chat,
@@ -307,89 +514,136 @@ impl Channels {
             return Vec::new();
         }
         times.push_back(now);
-        let key = session_key(bot_id, chat);
-        let live = self.owners.contains_key(&key);
-        match command.as_deref() {
-            Some("help") => {
-                self.say(bot_id, chat, HELP);
-                return Vec::new();
+        if let Some(c) = command {
+            return self.on_command(bot_id, chat, &c);
+        }
+        let mut inline = Vec::new();
+        for f in files {
+            match f {
+                Ok(f) => inline.push(f),
+                Err(e) => self.say(bot_id, chat, &format!("Could not fetch a file: {e}")),
             }
-            Some("status") => {
-                let running = self
-                    .bots
-                    .get(bot_id)
-                    .and_then(|b| b.chats.get(&chat))
-                    .is_some_and(|c| c.running);
+        }
+        if text.trim().is_empty() && inline.is_empty() {
+            return Vec::new(); // a blank message runs nothing
+        }
+        self.run_turn(bot_id, chat, text, inline)
+    }
+
+    fn on_command(&mut self, bot_id: &str, chat: i64, command: &str) -> Vec<Command> {
+        let Some(c) = self.chat_mut(bot_id, chat) else {
+            return Vec::new();
+        };
+        let key = c.key.clone();
+        match command {
+            "help" | "start" => self.say(bot_id, chat, HELP),
+            "status" => {
                 let cfg = &self.bots[bot_id].cfg;
-                self.say(
-                    bot_id,
-                    chat,
-                    &format!(
-                        "Provider: {}\nWorking directory: {}\nSession: {}\nTurn running: {}",
-                        cfg.default_provider,
-                        cfg.cwd.as_deref().unwrap_or("(the daemon's)"),
-                        self.saved
-                            .get(&format!("{bot_id}:{chat}"))
-                            .map(String::as_str)
-                            .unwrap_or("(none yet)"),
-                        if running { "yes" } else { "no" }
-                    ),
+                let c = &self.bots[bot_id].chats[&chat];
+                let text = format!(
+                    "Provider: {}\nModel: {}\nWorking directory: {}\nSession: {}\nTurn running: {}",
+                    c.provider.as_deref().unwrap_or(&cfg.default_provider),
+                    c.model
+                        .as_deref()
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or("(the agent's default)"),
+                    c.cwd
+                        .as_deref()
+                        .or(cfg.cwd.as_deref())
+                        .unwrap_or("(the daemon's)"),
+                    self.saved
+                        .get(&saved_key(bot_id, chat))
+                        .map(String::as_str)
+                        .unwrap_or("(none yet)"),
+                    if c.pending > 0 {
+                        format!("yes ({} queued)", c.pending - 1)
+                    } else {
+                        "no".into()
+                    }
                 );
-                return Vec::new();
+                self.say(bot_id, chat, &text);
             }
-            Some("stop") => {
-                if live {
+            "stop" => match key {
+                Some(key) if self.bots[bot_id].chats[&chat].pending > 0 => {
                     self.say(bot_id, chat, "Stopping…");
                     return vec![command_for(&key, Kind::SessionInterrupt)];
                 }
-                self.say(bot_id, chat, "Nothing is running.");
-                return Vec::new();
-            }
-            Some("new") => {
-                self.saved.remove(&format!("{bot_id}:{chat}"));
+                _ => self.say(bot_id, chat, "Nothing is running."),
+            },
+            "new" => {
+                self.saved.remove(&saved_key(bot_id, chat));
                 self.save();
+                if let Some(c) = self.chat_mut(bot_id, chat) {
+                    c.key = None;
+                    c.generation += 1;
+                    c.pending = 0;
+                    c.provider = None;
+                    c.model = None;
+                }
+                self.owners.retain(|_, (b, c)| !(b == bot_id && *c == chat));
                 self.say(
                     bot_id,
                     chat,
                     "A new conversation starts with your next message.",
                 );
-                if live {
-                    self.owners.retain(|_, (b, c)| !(b == bot_id && *c == chat));
+                if let Some(key) = key {
                     return vec![command_for(&key, Kind::SessionClose)];
                 }
-                return Vec::new();
             }
             _ => {}
         }
-        if text.trim().is_empty() {
-            return Vec::new(); // a blank message runs nothing
-        }
+        Vec::new()
+    }
+
+    fn run_turn(
+        &mut self,
+        bot_id: &str,
+        chat: i64,
+        prompt: String,
+        files: Vec<Inline>,
+    ) -> Vec<Command> {
         let turn = TurnCmd {
-            prompt: text,
+            prompt,
             images: None,
             attachments: None,
+            files,
             model: None,
             effort: None,
             mode: None,
             trace: None,
         };
-        let busy = self
-            .bots
-            .get(bot_id)
-            .and_then(|b| b.chats.get(&chat))
-            .is_some_and(|c| c.running);
-        if busy {
-            self.say(bot_id, chat, "Queued: it runs when the current turn ends.");
+        let Some(c) = self.chat_mut(bot_id, chat) else {
+            return Vec::new();
+        };
+        let queued = c.pending > 0;
+        c.pending += 1;
+        let existing = c.key.clone();
+        let key = existing
+            .clone()
+            .unwrap_or_else(|| session_key(bot_id, chat, c.generation));
+        c.key = Some(key.clone());
+        let typed = c.last_typing.is_some_and(|t| t.elapsed() < TYPING_EVERY);
+        if !typed {
+            c.last_typing = Some(Instant::now());
+        }
+        if queued {
+            self.say(
+                bot_id,
+                chat,
+                "Queued: the agent takes this message when the current turn ends.",
+            );
+        } else if !typed {
+            self.send(bot_id, vec![typing(chat)]);
         }
         self.owners.insert(key.clone(), (bot_id.to_string(), chat));
-        if live {
+        if existing.is_some() {
             return vec![command_for(&key, Kind::SessionSend(turn))];
         }
         let cfg = &self.bots[bot_id].cfg;
         let start = Start {
             provider: cfg.default_provider.clone(),
             cwd: cfg.cwd.clone(),
-            resume: self.saved.get(&format!("{bot_id}:{chat}")).cloned(),
+            resume: self.saved.get(&saved_key(bot_id, chat)).cloned(),
             turn,
         };
         vec![command_for(&key, Kind::SessionStart(start))]
@@ -408,7 +662,6 @@ impl Channels {
                 bot_id,
                 "answerCallbackQuery",
                 json!({"callback_query_id": qid, "text": text}),
-                None,
             );
         };
         let allowed = self
@@ -416,34 +669,65 @@ impl Channels {
             .get(bot_id)
             .is_some_and(|b| b.cfg.allowed_senders.contains(&from));
         if !allowed {
+            crate::log_info!("telegram {bot_id}: a button press from {from} refused (not allowed)");
             answer(self, "You are not allowed to answer this.");
             return Vec::new();
         }
-        let (allow, rid) = match data.split_once(':') {
-            Some(("a", r)) => (true, r.to_string()),
-            Some(("d", r)) => (false, r.to_string()),
-            _ => {
-                answer(self, "Unknown button.");
-                return Vec::new();
-            }
+        let Some(press) = Press::parse(data) else {
+            answer(self, "This request is settled already.");
+            return Vec::new();
         };
-        let pending = self
+        let Some(key) = self
             .bots
             .get(bot_id)
             .and_then(|b| b.chats.get(&chat))
-            .is_some_and(|c| c.approvals.contains_key(&rid));
-        if !pending {
+            .and_then(|c| c.key.clone())
+        else {
             answer(self, "This request is settled already.");
             return Vec::new();
-        }
+        };
+        let Some(a) = self
+            .bots
+            .get_mut(bot_id)
+            .and_then(|b| b.chats.get_mut(&chat))
+            .and_then(|c| c.approvals.get_mut(&press.number()))
+        else {
+            answer(self, "This request is settled already.");
+            return Vec::new();
+        };
+        let (allow, reply) = match press {
+            Press::Allow(_) => (true, None),
+            Press::Deny(_) => (false, None),
+            Press::Pick(_, qi, oi) => {
+                let Some(label) = a.questions.get(qi).and_then(|(_, o)| o.get(oi)).cloned() else {
+                    answer(self, "Unknown option.");
+                    return Vec::new();
+                };
+                a.picks[qi] = Some(label.clone());
+                if a.picks.iter().any(Option::is_none) {
+                    answer(
+                        self,
+                        &format!("Noted: {label}. Answer the other questions too."),
+                    );
+                    return Vec::new();
+                }
+                let answers: serde_json::Map<String, Value> = a
+                    .questions
+                    .iter()
+                    .zip(&a.picks)
+                    .map(|((q, _), p)| (q.clone(), json!(p.clone().unwrap_or_default())))
+                    .collect();
+                (true, Some(json!({"answers": answers})))
+            }
+        };
+        let request_id = a.request_id.clone();
         answer(self, if allow { "Allowed" } else { "Denied" });
-        let key = session_key(bot_id, chat);
         vec![command_for(
             &key,
             Kind::PermissionResolve(Resolve {
-                request_id: rid,
+                request_id,
                 allow,
-                answer: None,
+                answer: reply,
             }),
         )]
     }
@@ -457,182 +741,244 @@ impl Channels {
             return;
         };
         let name = e.get("event").and_then(Value::as_str).unwrap_or("");
+        let mut calls = Vec::new();
         match name {
+            "session.started" => {
+                if let Some(c) = self.chat_mut(&bot, chat) {
+                    let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+                    c.provider = text("provider");
+                    c.model = text("resolved_model")
+                        .filter(|m| !m.is_empty())
+                        .or_else(|| text("model"));
+                    c.cwd = text("cwd");
+                }
+            }
             "session.identified" => {
                 if let Some(real) = e.get("sdk_session_id").and_then(Value::as_str) {
                     self.owners.insert(real.to_string(), (bot.clone(), chat));
-                    self.saved.insert(format!("{bot}:{chat}"), real.to_string());
+                    self.saved.insert(saved_key(&bot, chat), real.to_string());
                     self.save();
                 }
             }
             "session.text_delta" => {
-                self.ensure_reply(&bot, chat);
-                if let Some(t) = e.get("text").and_then(Value::as_str) {
-                    self.append(&bot, chat, t);
-                }
+                let t = e.get("text").and_then(Value::as_str).unwrap_or("");
+                self.append(&bot, chat, t, &mut calls);
             }
             "session.tool_use" => {
-                self.ensure_reply(&bot, chat);
                 let tool = e.get("tool").and_then(Value::as_str).unwrap_or("tool");
-                let detail = tool_line(e.get("input"));
-                self.append(&bot, chat, &format!("\n🔧 {tool}{detail}\n"));
+                let line = format!("\n🔧 {tool}{}\n", tool_line(e.get("input")));
+                self.append(&bot, chat, &line, &mut calls);
             }
-            "permission.request" => {
-                let rid = e
-                    .get("request_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let tool = e.get("tool").and_then(Value::as_str).unwrap_or("A tool");
-                let text = format!("🔐 {tool} asks to run:{}", tool_line(e.get("input")));
-                if let Some(c) = self
-                    .bots
-                    .get_mut(&bot)
-                    .map(|b| b.chats.entry(chat).or_default())
-                {
-                    c.approvals.insert(rid.clone(), None);
-                }
-                let keyboard = json!({"inline_keyboard": [[
-                    {"text": "Allow", "callback_data": format!("a:{rid}")},
-                    {"text": "Deny", "callback_data": format!("d:{rid}")},
-                ]]});
-                let body = json!({"chat_id": chat, "text": clip(&text, MAX_MESSAGE), "reply_markup": keyboard});
-                self.call(
-                    &bot,
-                    "sendMessage",
-                    body,
-                    Some(Tag::Approval {
-                        chat,
-                        request_id: rid,
-                    }),
-                );
-            }
+            "permission.request" => self.show_approval(&bot, chat, e, &mut calls),
             "permission.resolved" => {
                 let rid = e.get("request_id").and_then(Value::as_str).unwrap_or("");
                 let decision = e.get("decision").and_then(Value::as_str).unwrap_or("deny");
                 let why = e.get("reason").and_then(Value::as_str).unwrap_or("");
-                let shown = match (decision, why) {
-                    ("allow", _) => "✅ Allowed".to_string(),
-                    (_, "timeout") => "⌛ No answer in time: denied".to_string(),
-                    ("cancelled", _) => "Withdrawn".to_string(),
-                    _ => "⛔ Denied".to_string(),
+                let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat)) else {
+                    return;
                 };
-                let msg = self
-                    .bots
-                    .get_mut(&bot)
-                    .and_then(|b| b.chats.get_mut(&chat))
-                    .and_then(|c| c.approvals.remove(rid))
-                    .flatten();
-                if let Some(id) = msg {
-                    self.call(&bot, "editMessageText", json!({"chat_id": chat, "message_id": id, "text": shown,
-                                                             "reply_markup": {"inline_keyboard": []}}), None);
+                let Some(n) = c
+                    .approvals
+                    .iter()
+                    .find(|(_, a)| a.request_id == rid)
+                    .map(|(n, _)| *n)
+                else {
+                    return;
+                };
+                let Some(a) = c.approvals.remove(&n) else {
+                    return;
+                };
+                let picked: Vec<String> = a.picks.iter().flatten().cloned().collect();
+                let shown = match (decision, why) {
+                    ("allow", _) if !picked.is_empty() => {
+                        format!("✅ Answered: {}\n{}", picked.join(", "), a.summary)
+                    }
+                    ("allow", _) => format!("✅ Allowed\n{}", a.summary),
+                    (_, "timeout") => format!("⌛ No answer in time: denied\n{}", a.summary),
+                    ("cancelled", _) => format!("Withdrawn\n{}", a.summary),
+                    _ => format!("⛔ Denied\n{}", a.summary),
+                };
+                if let Some(id) = a.message_id {
+                    calls.push(Call {
+                        method: "editMessageText",
+                        body: json!({"chat_id": chat, "message_id": id,
+                                     "text": clip_units(&shown, MAX_MESSAGE),
+                                     "reply_markup": {"inline_keyboard": []}}),
+                        tag: None,
+                    });
                 }
             }
             "session.result" | "session.error" => {
                 if name == "session.error" {
                     let m = e.get("message").and_then(Value::as_str).unwrap_or("error");
-                    self.ensure_reply(&bot, chat);
-                    self.append(&bot, chat, &format!("\n⚠️ {m}"));
+                    self.append(&bot, chat, &format!("\n⚠️ {m}"), &mut calls);
                 }
-                if let Some(r) = e.get("sdk_session_id").and_then(Value::as_str) {
-                    self.saved.insert(format!("{bot}:{chat}"), r.to_string());
+                if let Some(r) = e.get("sdk_session_id").and_then(Value::as_str)
+                    && self.saved.get(&saved_key(&bot, chat)).map(String::as_str) != Some(r)
+                {
+                    self.saved.insert(saved_key(&bot, chat), r.to_string());
+                    self.save();
                 }
-                self.flush(&bot, chat, true);
-                if let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat)) {
-                    c.reply = None;
-                    c.running = false;
+                let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat)) else {
+                    return;
+                };
+                c.pending = c.pending.saturating_sub(1);
+                if let Some(mut r) = c.reply.take() {
+                    r.flush(chat, true, &mut calls);
+                    if !r.settled() {
+                        c.finishing.push(r);
+                    }
+                }
+            }
+            "session.closed" => {
+                if let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat))
+                    && c.key.as_deref() == Some(sid)
+                {
+                    c.key = None;
+                    c.pending = 0;
                 }
             }
             _ => {}
         }
+        self.send(&bot, calls);
     }
 
-    /// A reply message for the running turn (sent now; edited as text arrives).
-    fn ensure_reply(&mut self, bot: &str, chat: i64) {
-        let Some(b) = self.bots.get_mut(bot) else {
-            return;
-        };
-        let c = b.chats.entry(chat).or_default();
-        c.running = true;
-        if c.reply.is_some() {
-            return;
-        }
-        self.turns += 1;
-        let turn = self.turns;
-        c.reply = Some(Reply {
-            turn,
-            message_id: None,
-            text: String::new(),
-            shown: 0,
-            last_edit: Instant::now(),
-        });
-        self.call(
-            bot,
-            "sendChatAction",
-            json!({"chat_id": chat, "action": "typing"}),
-            None,
-        );
-        self.call(
-            bot,
-            "sendMessage",
-            json!({"chat_id": chat, "text": "…"}),
-            Some(Tag::Reply { chat, turn }),
-        );
-    }
-
-    fn append(&mut self, bot: &str, chat: i64, text: &str) {
-        let Some(r) = self
-            .bots
-            .get_mut(bot)
-            .and_then(|b| b.chats.get_mut(&chat))
-            .and_then(|c| c.reply.as_mut())
-        else {
-            return;
-        };
-        r.text.push_str(text);
-        self.flush(bot, chat, false);
-    }
-
-    /// Edit the reply message with the text so far (at most once a second unless
-    /// `force`); text beyond 4096 characters continues in a new message.
-    fn flush(&mut self, bot: &str, chat: i64, force: bool) {
-        let mut calls = Vec::new();
-        {
-            let Some(b) = self.bots.get_mut(bot) else {
-                return;
-            };
-            let Some(r) = b.chats.get_mut(&chat).and_then(|c| c.reply.as_mut()) else {
-                return;
-            };
-            let Some(id) = r.message_id else { return };
-            if !force && r.last_edit.elapsed() < EDIT_EVERY {
-                return;
-            }
-            let count = r.text.chars().count();
-            if count == r.shown {
-                return;
-            }
-            let head: String = r.text.chars().take(MAX_MESSAGE).collect();
-            calls.push((
-                "editMessageText",
-                json!({"chat_id": chat, "message_id": id, "text": head}),
-            ));
-            r.shown = count.min(MAX_MESSAGE);
-            r.last_edit = Instant::now();
-            if count > MAX_MESSAGE {
-                // The rest goes on in a new message (a full one is never edited again).
-                let rest: String = r.text.chars().skip(MAX_MESSAGE).collect();
-                for part in split(&rest) {
-                    calls.push(("sendMessage", json!({"chat_id": chat, "text": part})));
+    fn show_approval(&mut self, bot: &str, chat: i64, e: &Value, calls: &mut Vec<Call>) {
+        let rid = e
+            .get("request_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let tool = e.get("tool").and_then(Value::as_str).unwrap_or("A tool");
+        let input = e.get("input");
+        let questions: Vec<(String, Vec<String>)> = input
+            .and_then(|i| i.get("questions"))
+            .and_then(Value::as_array)
+            .map(|qs| {
+                qs.iter()
+                    .take(4)
+                    .map(|q| {
+                        let text = q.get("question").and_then(Value::as_str).unwrap_or("");
+                        let options = q
+                            .get("options")
+                            .and_then(Value::as_array)
+                            .map(|o| {
+                                o.iter()
+                                    .take(8)
+                                    .filter_map(|o| o.get("label").and_then(Value::as_str))
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (text.to_string(), options)
+                    })
+                    .filter(|(_, o): &(String, Vec<String>)| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = self.number();
+        let mut rows = Vec::new();
+        let (text, summary) = if tool == "AskUserQuestion" && !questions.is_empty() {
+            let mut text = String::from("❓ The agent asks:");
+            for (qi, (q, options)) in questions.iter().enumerate() {
+                text.push_str(&format!("\n\n{q}"));
+                for (oi, label) in options.iter().enumerate() {
+                    let shown = if questions.len() > 1 {
+                        format!("{}. {}", qi + 1, clip_units(label, 40))
+                    } else {
+                        clip_units(label, 48)
+                    };
+                    rows.push(
+                        json!([{"text": shown, "callback_data": format!("q:{n}:{qi}:{oi}")}]),
+                    );
                 }
-                r.text.clear();
-                r.shown = 0;
-                r.message_id = None;
             }
+            rows.push(json!([{"text": "Dismiss", "callback_data": format!("d:{n}")}]));
+            let summary = questions
+                .iter()
+                .map(|(q, _)| q.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            (text, summary)
+        } else {
+            rows.push(json!([
+                {"text": "Allow", "callback_data": format!("a:{n}")},
+                {"text": "Deny", "callback_data": format!("d:{n}")},
+            ]));
+            let summary = format!("{tool}{}", tool_line(input));
+            (format!("🔐 Approve {summary}?"), summary)
+        };
+        let picks = vec![None; questions.len()];
+        let approval = Approval {
+            request_id: rid,
+            message_id: None,
+            summary: clip_units(&summary, 1000),
+            questions,
+            picks,
+        };
+        if let Some(c) = self.chat_mut(bot, chat) {
+            // Anything the chat showed so far comes before the question.
+            if let Some(r) = c.reply.as_mut() {
+                r.flush(chat, true, calls);
+            }
+            c.approvals.insert(n, approval);
         }
-        for (m, body) in calls {
-            self.call(bot, m, body, None);
+        calls.push(Call {
+            method: "sendMessage",
+            body: json!({"chat_id": chat, "text": clip_units(&text, MAX_MESSAGE),
+                         "reply_markup": {"inline_keyboard": rows}}),
+            tag: Some(Tag::Approval { chat, number: n }),
+        });
+    }
+
+    /// Add streamed text to the chat's reply (one per turn, started here).
+    fn append(&mut self, bot: &str, chat: i64, text: &str, calls: &mut Vec<Call>) {
+        if text.is_empty() {
+            return;
         }
+        let n = self.number();
+        let Some(c) = self.chat_mut(bot, chat) else {
+            return;
+        };
+        let r = c.reply.get_or_insert_with(|| Reply::new(n));
+        r.text.push_str(text);
+        r.flush(chat, false, calls);
+    }
+}
+
+/// A button press: `a:<n>` allow, `d:<n>` deny, `q:<n>:<question>:<option>` a pick.
+enum Press {
+    Allow(u64),
+    Deny(u64),
+    Pick(u64, usize, usize),
+}
+
+impl Press {
+    fn parse(data: &str) -> Option<Press> {
+        let mut parts = data.split(':');
+        let kind = parts.next()?;
+        let n = parts.next()?.parse().ok()?;
+        let press = match kind {
+            "a" => Press::Allow(n),
+            "d" => Press::Deny(n),
+            "q" => Press::Pick(n, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?),
+            _ => return None,
+        };
+        parts.next().is_none().then_some(press)
+    }
+
+    fn number(&self) -> u64 {
+        match self {
+            Press::Allow(n) | Press::Deny(n) | Press::Pick(n, ..) => *n,
+        }
+    }
+}
+
+fn typing(chat: i64) -> Call {
+    Call {
+        method: "sendChatAction",
+        body: json!({"chat_id": chat, "action": "typing"}),
+        tag: None,
     }
 }
 
@@ -656,29 +1002,42 @@ fn tool_line(input: Option<&Value>) -> String {
     if detail.is_empty() {
         String::new()
     } else {
-        format!(" {}", clip(&detail, 200))
+        format!(" {}", clip_units(&detail, 200))
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+/// `s` cut to `max` UTF-16 units (Telegram's measure), with an ellipsis when cut.
+fn clip_units(s: &str, max: usize) -> String {
+    let (head, rest) = split_at_units(s, max);
+    if rest.is_empty() {
         return s.to_string();
     }
-    let mut t: String = s.chars().take(max - 1).collect();
-    t.push('…');
-    t
+    let (head, _) = split_at_units(head, max.saturating_sub(1));
+    format!("{head}…")
 }
 
-/// `text` in pieces Telegram takes (at most 4096 characters each).
-pub fn split(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.is_empty() {
-        return Vec::new();
+/// `s` split after at most `max` UTF-16 units, on a character boundary.
+fn split_at_units(s: &str, max: usize) -> (&str, &str) {
+    let mut units = 0;
+    for (i, ch) in s.char_indices() {
+        units += ch.len_utf16();
+        if units > max {
+            return s.split_at(i);
+        }
     }
-    chars
-        .chunks(MAX_MESSAGE)
-        .map(|c| c.iter().collect())
-        .collect()
+    (s, "")
+}
+
+/// `text` in pieces Telegram takes (at most 4096 UTF-16 units each).
+pub fn split(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (head, tail) = split_at_units(rest, MAX_MESSAGE);
+        out.push(head.to_string());
+        rest = tail;
+    }
+    out
 }
 
 const HELP: &str = "Send a message to talk to the agent; the conversation goes on across messages.\n\
@@ -690,16 +1049,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_text_splits_at_4096() {
+    fn long_text_splits_at_4096_units() {
         let t = "é".repeat(9000);
         let parts = split(&t);
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].chars().count(), 4096);
         assert_eq!(parts[2].chars().count(), 9000 - 8192);
         assert!(split("").is_empty());
-        assert_eq!(session_key("main", -100123), "tg-main-m100123");
+        // An emoji is two units: never cut in half, never over the limit.
+        let t = format!("a{}", "😀".repeat(3000));
+        let parts = split(&t);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.encode_utf16().count() <= MAX_MESSAGE)
+        );
+        assert_eq!(parts.concat(), t);
+        assert_eq!(clip_units("abcdef", 4), "abc…");
+        assert_eq!(clip_units("abc", 4), "abc");
+        assert_eq!(session_key("main", -100123, 0), "tg-main-m100123");
+        assert_eq!(session_key("main", 5, 2), "tg-main-5-2");
         assert!(crate::hub::sessions::valid_id(&session_key(
-            "main", -100123
+            "main", -100123, 3
         )));
+    }
+
+    #[test]
+    fn presses_parse_strictly() {
+        assert!(matches!(Press::parse("a:12"), Some(Press::Allow(12))));
+        assert!(matches!(
+            Press::parse("q:12:1:3"),
+            Some(Press::Pick(12, 1, 3))
+        ));
+        for bad in ["a:forged-request", "a:1:2", "x:1", "", "q:1:2", "d:"] {
+            assert!(Press::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reply_streams_into_one_message_and_overflows_into_the_next() {
+        let mut r = Reply::new(7);
+        let mut calls = Vec::new();
+        r.text.push_str("hello");
+        r.flush(1, false, &mut calls);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].method, "sendMessage");
+        // While the message id is unknown nothing else goes out.
+        r.text.push_str(" world");
+        r.flush(1, true, &mut calls);
+        assert_eq!(calls.len(), 1);
+        r.created(Some(42), 1, &mut calls);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].method, "editMessageText");
+        assert_eq!(calls[1].body["text"], "hello world");
+        assert!(r.settled());
+        // Past the limit: the message is filled, the rest starts a new one.
+        r.text.push_str(&"x".repeat(5000));
+        r.flush(1, true, &mut calls);
+        assert_eq!(calls[2].body["text"].as_str().unwrap().len(), MAX_MESSAGE);
+        assert_eq!(calls[3].method, "sendMessage");
+        assert_eq!(
+            calls[3].body["text"].as_str().unwrap().len(),
+            5011 - MAX_MESSAGE
+        );
+        // A failed creation is tried again, then given up.
+        for _ in 0..CREATE_TRIES {
+            assert!(!r.settled());
+            r.created(None, 1, &mut calls);
+        }
+        assert!(r.settled());
     }
 }

@@ -37,6 +37,8 @@ pub struct Telegram {
     pub allowed_groups: Vec<i64>,
     pub rate_limit_per_min: u32,
     pub dedup_window_seconds: u64,
+    /// How long one `getUpdates` long poll waits for news (Telegram allows up to 50).
+    pub poll_timeout_seconds: u64,
 }
 
 /// Where the bot token comes from (never the config file itself).
@@ -197,6 +199,7 @@ fn telegram(first: usize, keys: &[Key]) -> Result<Telegram, ConfigError> {
         "allowed_groups",
         "rate_limit_per_min",
         "dedup_window_seconds",
+        "poll_timeout_seconds",
     ];
     for (n, k, _) in keys {
         if k == "token" || k == "bot_token" {
@@ -254,6 +257,7 @@ fn telegram(first: usize, keys: &[Key]) -> Result<Telegram, ConfigError> {
         allowed_groups: ids("allowed_groups")?,
         rate_limit_per_min: int("rate_limit_per_min", 20, 1, 10_000)? as u32,
         dedup_window_seconds: int("dedup_window_seconds", 600, 0, 86_400)? as u64,
+        poll_timeout_seconds: int("poll_timeout_seconds", 25, 1, 50)? as u64,
     })
 }
 
@@ -391,6 +395,8 @@ allowed_groups = []
 trigger_prefix = "/ask"
 rate_limit_per_min = 20
 dedup_window_seconds = 600
+# How long one long poll waits for news, in seconds (1–50).
+# poll_timeout_seconds = 25
 # api_base = "https://api.telegram.org"
 "#;
 

@@ -1,6 +1,7 @@
 //! The threads of one Telegram bot, feeding the hub:
 //! - **poller** (`tg-<id>-poll`): long-polls `getUpdates` and hands every update to the
-//!   hub as [`ChannelEvent::Update`]; backs off on network errors and 5xx (1 s doubling to
+//!   hub as [`ChannelEvent::Update`], with the photo or document of an allowed sender's
+//!   message fetched first (bounded; strangers' files are never downloaded); backs off on network errors and 5xx (1 s doubling to
 //!   60 s), waits out a 429, clears a webhook on a 409 (`deleteWebhook`), and stops the
 //!   channel on a refused token (401/404) with [`ChannelEvent::Stopped`], no tight loop.
 //! - **sender** (`tg-<id>-send`): makes the calls the hub queues ([`Call`]) one at a
@@ -16,7 +17,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
 
-use crate::channels::telegram::{Api, ApiError, POLL_SECONDS};
+use crate::channels::config::Telegram;
+use crate::channels::telegram::{Api, ApiError, MAX_FILE};
+use crate::node::media::{Inline, MAX_IMAGE_BYTES};
 
 /// Calls queued for one bot's sender.
 pub const SEND_QUEUE: usize = 256;
@@ -27,6 +30,8 @@ pub enum ChannelEvent {
     Update {
         instance: String,
         update: Value,
+        /// The message's photo or document, fetched (or why it could not be).
+        files: Vec<Result<Inline, String>>,
     },
     /// An answer the hub asked to hear about (`tag`): the `result`, or why it failed.
     Sent {
@@ -35,10 +40,7 @@ pub enum ChannelEvent {
         result: Result<Value, String>,
     },
     /// The channel stopped for good (the token was refused).
-    Stopped {
-        instance: String,
-        reason: String,
-    },
+    Stopped { instance: String, reason: String },
 }
 
 /// What an answer is for.
@@ -46,8 +48,8 @@ pub enum ChannelEvent {
 pub enum Tag {
     /// The message that will hold a chat's streamed reply.
     Reply { chat: i64, turn: u64 },
-    /// The message showing approval `request_id`.
-    Approval { chat: i64, request_id: String },
+    /// The message showing approval number `number`.
+    Approval { chat: i64, number: u64 },
 }
 
 /// One Bot API call for the sender.
@@ -59,21 +61,35 @@ pub struct Call {
     pub tag: Option<Tag>,
 }
 
+/// What the poller needs to know of its bot's config.
+struct Poll {
+    instance: String,
+    wait: u64,
+    senders: Vec<i64>,
+    groups: Vec<i64>,
+}
+
 /// Start the poller and the sender of one bot; the hub keeps the returned sender.
 pub fn start(
-    instance: &str,
+    cfg: &Telegram,
     api: Api,
     events: Sender<ChannelEvent>,
 ) -> std::io::Result<Sender<Call>> {
+    let instance = cfg.instance_id.clone();
     let (call_tx, call_rx) = crossbeam_channel::bounded(SEND_QUEUE);
     {
-        let (api, events, instance) = (api.clone(), events.clone(), instance.to_string());
+        let (api, events) = (api.clone(), events.clone());
+        let p = Poll {
+            instance: instance.clone(),
+            wait: cfg.poll_timeout_seconds,
+            senders: cfg.allowed_senders.clone(),
+            groups: cfg.allowed_groups.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("tg-{instance}-poll"))
-            .spawn(move || poll(&instance, &api, &events))?;
+            .spawn(move || poll(&p, &api, &events))?;
     }
     {
-        let instance = instance.to_string();
         std::thread::Builder::new()
             .name(format!("tg-{instance}-send"))
             .spawn(move || send(&instance, &api, &call_rx, &events))?;
@@ -81,20 +97,23 @@ pub fn start(
     Ok(call_tx)
 }
 
-fn poll(instance: &str, api: &Api, events: &Sender<ChannelEvent>) {
+fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
+    let instance = p.instance.as_str();
     let mut offset: i64 = 0;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match api.get_updates(offset, POLL_SECONDS) {
+        match api.get_updates(offset, p.wait) {
             Ok(updates) => {
                 backoff = Duration::from_secs(1);
                 for u in updates {
                     if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
                         offset = offset.max(id + 1);
                     }
+                    let files = fetch_files(p, api, &u);
                     let ev = ChannelEvent::Update {
                         instance: instance.to_string(),
                         update: u,
+                        files,
                     };
                     if events.send(ev).is_err() {
                         return; // the daemon is stopping
@@ -130,6 +149,58 @@ fn poll(instance: &str, api: &Api, events: &Sender<ChannelEvent>) {
             }
         }
     }
+}
+
+/// The photo (its largest size) or document of an allowed sender's message, fetched.
+fn fetch_files(p: &Poll, api: &Api, u: &Value) -> Vec<Result<Inline, String>> {
+    let Some(m) = u.get("message") else {
+        return Vec::new();
+    };
+    let from = m.pointer("/from/id").and_then(Value::as_i64).unwrap_or(0);
+    let chat = m.pointer("/chat/id").and_then(Value::as_i64).unwrap_or(0);
+    let group = chat < 0;
+    if !p.senders.contains(&from) || (group && !p.groups.contains(&chat)) {
+        return Vec::new();
+    }
+    let mut wanted = Vec::new();
+    if let Some(sizes) = m.get("photo").and_then(Value::as_array) {
+        // Sizes come smallest first; the largest that fits an image.
+        let best = sizes.iter().rfind(|s| {
+            s.get("file_size").and_then(Value::as_u64).unwrap_or(0) <= MAX_IMAGE_BYTES as u64
+        });
+        if let Some(id) = best.and_then(|s| s.get("file_id")).and_then(Value::as_str) {
+            wanted.push((
+                id.to_string(),
+                "photo.jpg".to_string(),
+                true,
+                MAX_IMAGE_BYTES as u64,
+            ));
+        }
+    }
+    if let Some(d) = m.get("document")
+        && let Some(id) = d.get("file_id").and_then(Value::as_str)
+    {
+        let name = d
+            .get("file_name")
+            .and_then(Value::as_str)
+            .unwrap_or("document");
+        wanted.push((id.to_string(), name.to_string(), false, MAX_FILE));
+    }
+    wanted
+        .into_iter()
+        .map(|(id, name, image, max)| {
+            api.download(&id, max)
+                .map(|bytes| Inline {
+                    name: name.clone(),
+                    bytes,
+                    image,
+                })
+                .map_err(|e| {
+                    crate::log_warn!("telegram {}: cannot fetch {name}: {e}", p.instance);
+                    format!("{name}: {e}")
+                })
+        })
+        .collect()
 }
 
 fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<ChannelEvent>) {

@@ -18,8 +18,11 @@ use crate::sys::secret::Secret;
 
 /// Largest Bot API answer read.
 const MAX_BODY: u64 = 8 << 20;
-/// Long-polling wait asked of `getUpdates` (the HTTP timeout is a little longer).
-pub const POLL_SECONDS: u64 = 25;
+/// How long any other call may take at most (less when the long poll is short: a
+/// bot configured for quick polls wants hung calls noticed quickly too).
+const CALL_TIMEOUT: u64 = 20;
+/// Largest file fetched from a chat (the Bot API serves bots files up to 20 MB).
+pub const MAX_FILE: u64 = 20 << 20;
 
 /// Read the bot token from where the config says (a variable or a file), trimmed.
 pub fn token(source: &TokenSource, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
@@ -75,14 +78,17 @@ pub struct Api {
     agent: ureq::Agent,
     base: String,
     token: Secret,
+    /// How long a call other than the long poll may take.
+    call_timeout: Duration,
 }
 
 impl Api {
-    pub fn new(api_base: &str, token: Secret, tls: ureq::tls::TlsConfig) -> Api {
+    /// `poll_seconds`: the long poll's wait; calls time out 10 s after it (at most 20 s
+    /// for calls other than the poll).
+    pub fn new(api_base: &str, token: Secret, tls: ureq::tls::TlsConfig, poll_seconds: u64) -> Api {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(POLL_SECONDS + 15)))
             .max_redirects(0)
             .user_agent(concat!("coding-bridge-agent/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls)
@@ -92,18 +98,35 @@ impl Api {
             agent,
             base: api_base.trim_end_matches('/').to_string(),
             token,
+            call_timeout: Duration::from_secs((poll_seconds + 10).min(CALL_TIMEOUT)),
         }
+    }
+
+    fn redact(&self, e: String) -> String {
+        crate::sys::logging::redact(&e, &[self.token.expose().to_string()])
     }
 
     /// Call `method` with a JSON body; the `result` on success.
     pub fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call_within(method, body, self.call_timeout)
+    }
+
+    /// [`Api::call`], giving up after `timeout` (a hung request counts as transient).
+    fn call_within(
+        &self,
+        method: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
-        let redact =
-            |e: String| crate::sys::logging::redact(&e, &[self.token.expose().to_string()]);
+        let redact = |e: String| self.redact(e);
         let mut resp = self
             .agent
             .post(&url)
             .header("content-type", "application/json")
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .send(body.to_string())
             .map_err(|e| ApiError::Transient(redact(format!("{method}: {e}"))))?;
         let status = resp.status().as_u16();
@@ -142,13 +165,50 @@ impl Api {
         self.call("getMe", &json!({}))
     }
 
-    /// Long-poll for updates after `offset`.
+    /// Long-poll for updates after `offset`, waiting up to `wait` seconds for news.
     pub fn get_updates(&self, offset: i64, wait: u64) -> Result<Vec<Value>, ApiError> {
-        let r = self.call(
+        let r = self.call_within(
             "getUpdates",
             &json!({"offset": offset, "timeout": wait, "allowed_updates": ["message", "callback_query"]}),
+            Duration::from_secs(wait + 10),
         )?;
         Ok(r.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Fetch a file a chat sent (`getFile`, then its bytes), at most `max` bytes.
+    pub fn download(&self, file_id: &str, max: u64) -> Result<Vec<u8>, String> {
+        let f = self
+            .call("getFile", &json!({"file_id": file_id}))
+            .map_err(|e| e.to_string())?;
+        if f.get("file_size").and_then(Value::as_u64).unwrap_or(0) > max {
+            return Err(format!("larger than {} MiB", max >> 20));
+        }
+        let path = f
+            .get("file_path")
+            .and_then(Value::as_str)
+            .ok_or("Telegram gave no file path")?;
+        let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
+        let mut resp = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .call()
+            .map_err(|e| self.redact(format!("download: {e}")))?;
+        if resp.status().as_u16() != 200 {
+            return Err(format!("download: HTTP {}", resp.status().as_u16()));
+        }
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.redact(format!("download: {e}")))?;
+        if bytes.len() as u64 > max {
+            return Err(format!("larger than {} MiB", max >> 20));
+        }
+        Ok(bytes)
     }
 }
 
@@ -181,7 +241,7 @@ pub fn doctor(
             ch.instance_id
         );
     }
-    match Api::new(&ch.api_base, token, tls.clone()).get_me() {
+    match Api::new(&ch.api_base, token, tls.clone(), ch.poll_timeout_seconds).get_me() {
         Ok(me) => Report {
             ok: true,
             bot: me

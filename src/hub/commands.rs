@@ -88,6 +88,8 @@ pub struct TurnCmd {
     pub prompt: String,
     pub images: Option<Value>,
     pub attachments: Option<Value>,
+    /// Files given as bytes (from a chat channel; the browser sends URLs and base64).
+    pub files: Vec<crate::node::media::Inline>,
     pub model: Override,
     pub effort: Override,
     pub mode: Override,
@@ -96,7 +98,7 @@ pub struct TurnCmd {
 
 impl TurnCmd {
     pub fn has_media(&self) -> bool {
-        self.images.is_some() || self.attachments.is_some()
+        self.images.is_some() || self.attachments.is_some() || !self.files.is_empty()
     }
 
     pub fn has_prompt(&self) -> bool {
@@ -141,6 +143,7 @@ fn turn(cmd: &mut Map<String, Value>, trace: Option<Value>) -> Result<TurnCmd, S
             .to_string(),
         images,
         attachments,
+        files: Vec::new(),
         model: override_field(cmd, "model"),
         effort: override_field(cmd, "effort"),
         mode: override_field(cmd, "permission_mode"),

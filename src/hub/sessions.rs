@@ -384,6 +384,7 @@ impl Sessions {
         let media = self.settings.media.clone();
         let owner = key.to_string();
         let (images, attachments) = (t.images.take(), t.attachments.take());
+        let files = std::mem::take(&mut t.files);
         let started = self.workers.run("media", move || Work::Prepared {
             session: owner,
             turn: turn_id,
@@ -392,6 +393,7 @@ impl Sessions {
                 &sid,
                 images.as_ref(),
                 attachments.as_ref(),
+                files,
                 &media,
             ),
         });

@@ -56,12 +56,29 @@ impl Prepared {
     }
 }
 
+/// A file that came with a turn as bytes (a photo or document sent to a chat bot).
+#[derive(Clone)]
+pub struct Inline {
+    /// The name the sender gave it (reduced to a safe base name when saved).
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// Saved with the images (else with the attachments).
+    pub image: bool,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Inline({:?}, {} bytes)", self.name, self.bytes.len())
+    }
+}
+
 /// Save the images and download the attachments of one turn.
 pub fn prepare(
     cwd: &Path,
     session: &str,
     images: Option<&Value>,
     attachments: Option<&Value>,
+    files: Vec<Inline>,
     settings: &Settings,
 ) -> Prepared {
     let mut out = Prepared::default();
@@ -116,6 +133,19 @@ pub fn prepare(
                     .notices
                     .push(format!("attachment {} skipped: {e}", i + 1)),
             }
+        }
+    }
+    for (i, f) in files.into_iter().enumerate() {
+        let kind = if f.image { "images" } else { "attachments" };
+        let dir = cwd.join(".tmp").join(kind).join(&stamp);
+        let fallback = format!("file-{}", i + 1);
+        let name = safe_name(&f.name, &fallback);
+        let saved = unique(&dir, &name).and_then(|p| write_new(&p, &f.bytes).map(|()| p));
+        match saved {
+            Ok(p) => out.saved.push((p, format!("{} bytes", f.bytes.len()))),
+            Err(e) => out
+                .notices
+                .push(format!("{name} skipped: cannot save it: {e}")),
         }
     }
     out
@@ -457,7 +487,7 @@ mod tests {
         };
         let big = "A".repeat((MAX_IMAGE_BYTES / 3 * 4) + 4096);
         let images = serde_json::json!([{"data": big}, "data:image/png,notbase64", {"url": "https://x/y.png"}]);
-        let p = prepare(&dir, "s/../x", Some(&images), None, &settings);
+        let p = prepare(&dir, "s/../x", Some(&images), None, Vec::new(), &settings);
         assert!(p.saved.is_empty());
         assert_eq!(p.notices.len(), 3, "{:?}", p.notices);
         assert!(p.notices[0].contains("larger than 12 MiB"));
@@ -471,6 +501,7 @@ mod tests {
             "s",
             Some(&serde_json::json!([just_over])),
             None,
+            Vec::new(),
             &settings,
         );
         assert!(
@@ -478,6 +509,35 @@ mod tests {
             "{:?}",
             p.notices
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn inline_files_stay_in_their_directory() {
+        let dir = std::env::temp_dir().join(format!("cba-inline-{}", std::process::id()));
+        let settings = Settings {
+            allowed_hosts: vec![],
+            tls: ureq::tls::TlsConfig::default(),
+        };
+        let files = vec![
+            Inline {
+                name: "../../escape.txt".into(),
+                bytes: b"doc".to_vec(),
+                image: false,
+            },
+            Inline {
+                name: "/etc/passwd".into(),
+                bytes: b"img".to_vec(),
+                image: true,
+            },
+        ];
+        let p = prepare(&dir, "tg-x", None, None, files, &settings);
+        assert_eq!(p.saved.len(), 2, "{:?}", p.notices);
+        assert!(p.saved[0].0.starts_with(dir.join(".tmp/attachments")));
+        assert!(p.saved[0].0.ends_with("escape.txt"));
+        assert!(p.saved[1].0.starts_with(dir.join(".tmp/images")));
+        assert!(p.saved[1].0.ends_with("passwd"));
+        assert_eq!(std::fs::read(&p.saved[0].0).unwrap(), b"doc");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,820 @@
+//! Issue 12: driving sessions from Telegram, against a fake Bot API on loopback (long
+//! polling served from a queue of updates, files served by `getFile`, every call
+//! recorded, faults scripted per method) and the scripted fake Claude Code CLI.
+
+mod support;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::http;
+use support::node::Node;
+use support::*;
+
+const TOKEN: &str = "4242:fake-bot-token-never-leaks";
+const ME: i64 = 111;
+const GROUP: i64 = -500;
+
+/// A scripted answer for the next call of a method.
+enum Fault {
+    Status(&'static str, &'static str),
+    Hang(Duration),
+}
+
+#[derive(Default)]
+struct BotState {
+    updates: VecDeque<Value>,
+    calls: Vec<(String, Value)>,
+    next_update: i64,
+    next_message: i64,
+    refuse_token: bool,
+    faults: HashMap<String, VecDeque<Fault>>,
+    /// file_id → bytes, served by getFile and /file/bot<token>/<path>.
+    files: HashMap<String, Vec<u8>>,
+}
+
+/// The fake Bot API: `getUpdates` hands out queued updates (waiting up to 1 s when none
+/// is queued); every other call is recorded (a sent message's id as `_id`) and answered
+/// like Telegram would.
+#[derive(Clone)]
+struct FakeBot {
+    state: Arc<(Mutex<BotState>, Condvar)>,
+    port: u16,
+}
+
+const UNAUTHORIZED: &str = r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#;
+
+impl FakeBot {
+    fn start() -> FakeBot {
+        let state: Arc<(Mutex<BotState>, Condvar)> = Arc::default();
+        let st = state.clone();
+        let port = http::serve(move |mut s| {
+            let Ok(Some(req)) = http::read_request(&mut s) else {
+                return;
+            };
+            let path = req.line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (lock, cv) = &*st;
+            if let Some(file) = path.strip_prefix(&format!("/file/bot{TOKEN}/")) {
+                let bytes = lock.lock().unwrap().files.get(file).cloned();
+                let _ = match bytes {
+                    Some(b) => std::io::Write::write_all(
+                        &mut s,
+                        &[format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len()).into_bytes(), b].concat(),
+                    ),
+                    None => http::json_reply(&mut s, "404 Not Found", "{}"),
+                };
+                return;
+            }
+            let Some(method) = path
+                .strip_prefix(&format!("/bot{TOKEN}/"))
+                .map(str::to_string)
+            else {
+                let _ = http::json_reply(&mut s, "401 Unauthorized", UNAUTHORIZED);
+                return;
+            };
+            let mut g = lock.lock().unwrap();
+            if g.refuse_token {
+                drop(g);
+                let _ = http::json_reply(&mut s, "401 Unauthorized", UNAUTHORIZED);
+                return;
+            }
+            let fault = g.faults.get_mut(&method).and_then(VecDeque::pop_front);
+            if let Some(f) = fault {
+                g.calls.push((format!("{method}!"), req.body.clone()));
+                cv.notify_all();
+                drop(g);
+                match f {
+                    Fault::Status(status, body) => {
+                        let _ = http::json_reply(&mut s, status, body);
+                    }
+                    Fault::Hang(d) => std::thread::sleep(d),
+                }
+                return;
+            }
+            let result = match method.as_str() {
+                "getUpdates" => {
+                    let offset = req.body["offset"].as_i64().unwrap_or(0);
+                    g.updates
+                        .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+                    if g.updates.is_empty() {
+                        g = cv.wait_timeout(g, Duration::from_secs(1)).unwrap().0;
+                    }
+                    json!(g.updates.iter().cloned().collect::<Vec<_>>())
+                }
+                "getFile" => {
+                    let id = req.body["file_id"].as_str().unwrap_or("").to_string();
+                    let size = g.files.get(&id).map(Vec::len);
+                    g.calls.push((method.clone(), req.body.clone()));
+                    json!({"file_id": id, "file_size": size, "file_path": id})
+                }
+                "sendMessage" => {
+                    g.next_message += 1;
+                    let id = g.next_message;
+                    let mut body = req.body.clone();
+                    body["_id"] = json!(id);
+                    g.calls.push((method.clone(), body));
+                    cv.notify_all();
+                    json!({"message_id": id, "chat": {"id": req.body["chat_id"]}, "text": req.body["text"]})
+                }
+                _ => {
+                    g.calls.push((method.clone(), req.body.clone()));
+                    cv.notify_all();
+                    json!(true)
+                }
+            };
+            drop(g);
+            let _ = http::json_reply(
+                &mut s,
+                "200 OK",
+                &json!({"ok": true, "result": result}).to_string(),
+            );
+        });
+        FakeBot { state, port }
+    }
+
+    fn fault(&self, method: &str, f: Fault) {
+        self.state
+            .0
+            .lock()
+            .unwrap()
+            .faults
+            .entry(method.into())
+            .or_default()
+            .push_back(f);
+    }
+
+    /// Queue an update (a fresh `update_id`, returned).
+    fn push(&self, mut update: Value) -> i64 {
+        let (lock, cv) = &*self.state;
+        let mut g = lock.lock().unwrap();
+        g.next_update += 1;
+        let id = g.next_update;
+        update["update_id"] = json!(id);
+        g.updates.push_back(update);
+        cv.notify_all();
+        id
+    }
+
+    /// Deliver an update again with the same id (Telegram may, after a restart of ours).
+    fn redeliver(&self, update: Value) {
+        let (lock, cv) = &*self.state;
+        lock.lock().unwrap().updates.push_back(update);
+        cv.notify_all();
+    }
+
+    fn message_update(from: i64, chat: i64, text: &str) -> Value {
+        json!({"message": {"message_id": 1, "from": {"id": from, "is_bot": false},
+            "chat": {"id": chat, "type": if chat < 0 { "group" } else { "private" }}, "text": text}})
+    }
+
+    fn message(&self, from: i64, chat: i64, text: &str) -> i64 {
+        self.push(Self::message_update(from, chat, text))
+    }
+
+    fn press(&self, from: i64, chat: i64, data: &str) {
+        self.push(
+            json!({"callback_query": {"id": format!("cq-{data}"), "from": {"id": from},
+            "message": {"message_id": 9, "chat": {"id": chat}}, "data": data}}),
+        );
+    }
+
+    /// Wait until a recorded call matches.
+    fn wait(&self, what: &str, f: impl Fn(&str, &Value) -> bool) -> (String, Value) {
+        let (lock, cv) = &*self.state;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut g = lock.lock().unwrap();
+        loop {
+            if let Some(c) = g.calls.iter().find(|(m, b)| f(m, b)) {
+                return c.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "no {what}; calls: {:?}", g.calls);
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    fn calls(&self) -> Vec<(String, Value)> {
+        self.state.0.lock().unwrap().calls.clone()
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.calls().iter().filter(|(m, _)| m == method).count()
+    }
+
+    fn forget_calls(&self) {
+        self.state.0.lock().unwrap().calls.clear();
+    }
+
+    /// What chat `chat` shows now: each message's latest text, in order.
+    fn shown(&self, chat: i64) -> Vec<String> {
+        let mut order = Vec::new();
+        let mut text: HashMap<i64, String> = HashMap::new();
+        for (m, b) in self.calls() {
+            if b["chat_id"] != chat {
+                continue;
+            }
+            let t = b["text"].as_str().unwrap_or("").to_string();
+            match m.as_str() {
+                "sendMessage" => {
+                    let id = b["_id"].as_i64().unwrap();
+                    order.push(id);
+                    text.insert(id, t);
+                }
+                "editMessageText" => {
+                    text.insert(b["message_id"].as_i64().unwrap(), t);
+                }
+                _ => {}
+            }
+        }
+        order.iter().map(|id| text[id].clone()).collect()
+    }
+
+    /// Wait until one message of `chat` shows exactly `text`.
+    fn wait_shown(&self, chat: i64, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(t) = self.shown(chat).into_iter().find(|t| f(t)) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; chat shows {:?}",
+                self.shown(chat)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Write the channel config and start the node with the token in its environment.
+fn start_node(bot: &FakeBot, home: TempDir, extra: &str) -> Node {
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::create_dir_all(home.join("work")).unwrap();
+    std::fs::write(
+        home.join("cfg/channels.toml"),
+        format!(
+            "[[channels.telegram]]\ninstance_id = \"main\"\nenabled = true\napi_base = \"http://127.0.0.1:{}\"\n\
+             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\nallowed_groups = [{GROUP}]\n\
+             trigger_prefix = \"/ask\"\ncwd = \"{}\"\npoll_timeout_seconds = 1\n{extra}",
+            bot.port,
+            home.join("work").display()
+        ),
+    )
+    .unwrap();
+    Node::start_in(home, &[("TG_TOKEN", TOKEN)])
+}
+
+/// The first approval message among the calls recorded, with its buttons.
+fn approval(bot: &FakeBot) -> (String, Vec<(String, String)>) {
+    let (_, ask) = bot.wait("an approval", |m, b| {
+        m == "sendMessage" && b.get("reply_markup").is_some()
+    });
+    let buttons = ask["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter())
+        .map(|b| {
+            (
+                b["text"].as_str().unwrap().to_string(),
+                b["callback_data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (ask["text"].as_str().unwrap().to_string(), buttons)
+}
+
+fn button<'a>(buttons: &'a [(String, String)], label: &str) -> &'a str {
+    &buttons
+        .iter()
+        .find(|(t, _)| t == label)
+        .unwrap_or_else(|| panic!("no {label} in {buttons:?}"))
+        .1
+}
+
+fn every_file_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            every_file_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn a_chat_drives_one_session_with_approvals_as_buttons() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-main"), "");
+    let work = n.home.join("work");
+
+    // A text turn, then a follow-up in the same session (the fake CLI recalls the first).
+    bot.message(ME, ME, "say hello from the agent");
+    bot.wait_shown(ME, "the reply", |t| t == "hello from the agent");
+    bot.message(ME, ME, "recall");
+    bot.wait_shown(ME, "the follow-up", |t| {
+        t == "first prompt was: say hello from the agent"
+    });
+    assert_eq!(n.starts().len(), 1, "one session, one CLI");
+    assert_eq!(
+        n.starts()[0]["cwd"],
+        work.to_str().unwrap(),
+        "the channel's cwd"
+    );
+    assert!(bot.count("sendChatAction") >= 1, "a typing indicator");
+
+    // Strangers are ignored: a private chat, a group the bot does not serve, and in the
+    // served group a message without the prefix.
+    bot.forget_calls();
+    bot.message(999, 999, "say hi");
+    bot.message(ME, -777, "/ask say hi");
+    bot.message(ME, GROUP, "say no prefix");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        bot.calls()
+            .iter()
+            .all(|(m, _)| m != "sendMessage" && m != "sendChatAction"),
+        "{:?}",
+        bot.calls()
+    );
+    assert_eq!(n.stdin_of("user").len(), 2, "no turn ran");
+    // With the prefix, the group gets its own session; the text arrives without it.
+    bot.message(ME, GROUP, "/ask say in the group");
+    bot.wait_shown(GROUP, "the group's reply", |t| t == "in the group");
+    let prompts = n.stdin_of("user");
+    assert_eq!(
+        prompts.last().unwrap()["message"]["content"],
+        "say in the group",
+        "{prompts:?}"
+    );
+
+    // An approval by button: a stranger's press is refused, a forged one finds nothing,
+    // ours allows it and the file is written; pressing again is stale.
+    bot.forget_calls();
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "allowed.txt", "content": "yes"}"#,
+    );
+    let (text, buttons) = approval(&bot);
+    assert!(text.contains("Write allowed.txt"), "{text}");
+    let allow = button(&buttons, "Allow").to_string();
+    bot.press(999, ME, &allow);
+    bot.wait("the refusal", |m, b| {
+        m == "answerCallbackQuery" && b["text"].as_str().unwrap_or("").contains("not allowed")
+    });
+    bot.press(ME, ME, "a:1");
+    bot.wait("a forged press answered", |m, b| {
+        m == "answerCallbackQuery"
+            && b["callback_query_id"] == "cq-a:1"
+            && b["text"].as_str().unwrap_or("").contains("settled")
+    });
+    assert!(!work.join("allowed.txt").exists(), "nothing ran yet");
+    bot.press(ME, ME, &allow);
+    bot.wait("the decision shown", |m, b| {
+        m == "editMessageText"
+            && b["text"].as_str().unwrap_or("").starts_with("✅ Allowed")
+            && b["reply_markup"]["inline_keyboard"] == json!([])
+    });
+    bot.wait_shown(ME, "the reply after the tool", |t| t.contains("after tool"));
+    assert_eq!(
+        std::fs::read_to_string(work.join("allowed.txt")).unwrap(),
+        "yes"
+    );
+    let pressed = bot.count("answerCallbackQuery");
+    bot.press(ME, ME, &allow);
+    bot.wait("the stale press answered", |m, b| {
+        m == "answerCallbackQuery"
+            && b["text"].as_str().unwrap_or("").contains("settled")
+            && b["callback_query_id"] == format!("cq-{allow}")
+    });
+    assert_eq!(bot.count("answerCallbackQuery"), pressed + 1);
+
+    // Deny: the file is not written.
+    bot.forget_calls();
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "denied.txt", "content": "no"}"#,
+    );
+    let (_, buttons) = approval(&bot);
+    bot.press(ME, ME, button(&buttons, "Deny"));
+    bot.wait("the denial shown", |m, b| {
+        m == "editMessageText" && b["text"].as_str().unwrap_or("").starts_with("⛔ Denied")
+    });
+    bot.wait_shown(ME, "the reply after the denial", |t| {
+        t.contains("after tool")
+    });
+    assert!(!work.join("denied.txt").exists());
+
+    // AskUserQuestion: one button per option; the pick is the answer.
+    bot.forget_calls();
+    bot.message(
+        ME,
+        ME,
+        r#"tool AskUserQuestion {"questions": [{"question": "Which color?", "header": "Color", "multiSelect": false, "options": [{"label": "Red", "description": "warm"}, {"label": "Blue", "description": "cool"}]}]}"#,
+    );
+    let (text, buttons) = approval(&bot);
+    assert!(text.contains("Which color?"), "{text}");
+    assert_eq!(
+        buttons.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["Red", "Blue", "Dismiss"]
+    );
+    bot.press(ME, ME, button(&buttons, "Blue"));
+    bot.wait("the answer shown", |m, b| {
+        m == "editMessageText"
+            && b["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("✅ Answered: Blue")
+    });
+    bot.wait_shown(ME, "the reply after the question", |t| {
+        t.contains("after tool")
+    });
+    let answer = n.stdin_of("control_response").last().unwrap().clone();
+    assert_eq!(
+        answer["response"]["response"]["updatedInput"]["answers"]["Which color?"], "Blue",
+        "{answer}"
+    );
+
+    // /help and /status (also as /cmd@botname) answer in the chat.
+    bot.message(ME, ME, "/help");
+    bot.wait_shown(ME, "help", |t| t.contains("/stop") && t.contains("/new"));
+    bot.message(ME, ME, "/status@fakebot");
+    let status = bot.wait_shown(ME, "status", |t| t.contains("Provider: claude"));
+    assert!(
+        status.contains(work.to_str().unwrap())
+            && status.contains("Model:")
+            && status.contains("Turn running: no"),
+        "{status}"
+    );
+
+    // The token is nowhere an agent or a log could show it: the agent's environment
+    // (recorded by the fake CLI at each start), the daemon's log and command line, and
+    // every file the daemon and the agent wrote.
+    let pid = n.starts()[0]["start"].as_u64().unwrap();
+    let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+        .into_owned();
+    assert!(environ.contains("PATH="), "the agent is alive");
+    assert!(
+        !environ.contains("fake-bot-token") && !environ.contains("TG_TOKEN"),
+        "the agent's environment"
+    );
+    assert!(!n.daemon.stderr().contains("fake-bot-token"), "the log");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", n.daemon.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("fake-bot-token"));
+    let mut files = Vec::new();
+    every_file_under(n.home.path(), &mut files);
+    assert!(files.len() > 3);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("fake-bot-token"),
+            "{}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn turns_queue_stop_and_start_afresh() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-turns"), "");
+
+    // A slow turn: the typing indicator is renewed while it works, the reply is edited
+    // as it grows (about once a second), and a message sent meanwhile is queued.
+    bot.message(ME, ME, "slow 120");
+    bot.wait_shown(ME, "the first part", |t| t.starts_with("0 1"));
+    bot.message(ME, ME, "say the queued one");
+    bot.wait_shown(ME, "the queued notice", |t| t.starts_with("Queued"));
+    bot.wait_shown(ME, "the queued turn's reply", |t| t == "the queued one");
+    assert!(
+        bot.count("sendChatAction") >= 2,
+        "typing renewed: {:?}",
+        bot.calls()
+    );
+    let edits = bot.count("editMessageText");
+    assert!(
+        (2..=12).contains(&edits),
+        "edited about once a second, not per delta: {edits}"
+    );
+    assert_eq!(
+        n.stdin_of("user").len(),
+        2,
+        "both messages reached the agent"
+    );
+
+    // A blank message runs nothing.
+    let before = n.stdin_of("user").len();
+    bot.message(ME, ME, "   ");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(n.stdin_of("user").len(), before);
+
+    // /stop interrupts the running turn.
+    bot.message(ME, ME, "slow 400");
+    bot.wait_shown(ME, "the slow turn", |t| {
+        t.starts_with("0 1") && t.len() > 10
+    });
+    bot.message(ME, ME, "/stop");
+    bot.wait_shown(ME, "stopping", |t| t == "Stopping…");
+    wait_until(Duration::from_secs(10), || {
+        !n.stdin_of("interrupt").is_empty()
+    });
+    assert!(
+        !n.stdin_of("interrupt").is_empty(),
+        "an interrupt reached the CLI"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    bot.message(ME, ME, "/stop");
+    bot.wait_shown(ME, "nothing to stop", |t| t == "Nothing is running.");
+
+    // /new: the next message starts a fresh conversation.
+    bot.message(ME, ME, "/new");
+    bot.wait_shown(ME, "new", |t| t.starts_with("A new conversation"));
+    bot.message(ME, ME, "recall");
+    bot.wait_shown(ME, "a fresh conversation", |t| {
+        t == "first prompt was: recall"
+    });
+}
+
+#[test]
+fn long_replies_markup_and_files() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-long"), "");
+    let work = n.home.join("work");
+
+    // A long reply full of what Telegram would take as markup: split at 4096, sent as
+    // plain text (no parse_mode), nothing lost.
+    let long: String = (0..700)
+        .map(|i| format!("<b>{i}</b>*_[x](y)`😀 "))
+        .collect();
+    bot.message(ME, ME, &format!("say {long}"));
+    wait_until(Duration::from_secs(30), || bot.shown(ME).concat() == long);
+    let shown = bot.shown(ME);
+    assert_eq!(shown.concat(), long, "the whole reply, in order");
+    assert!(shown.len() >= 4, "{} messages", shown.len());
+    assert!(shown.iter().all(|t| t.encode_utf16().count() <= 4096));
+    assert!(
+        bot.calls()
+            .iter()
+            .all(|(_, b)| b.get("parse_mode").is_none())
+    );
+
+    // A document and a photo become the turn's attachments, saved inside the session's
+    // working directory whatever name the sender gave.
+    {
+        let mut g = bot.state.0.lock().unwrap();
+        g.files.insert("doc1".into(), b"document bytes".to_vec());
+        g.files.insert("ph-small".into(), b"tiny".to_vec());
+        g.files
+            .insert("ph-big".into(), b"\xff\xd8\xffbig photo".to_vec());
+    }
+    bot.push(json!({"message": {"message_id": 5, "from": {"id": ME}, "chat": {"id": ME, "type": "private"},
+        "caption": "say got the file", "document": {"file_id": "doc1", "file_name": "../../escape.txt", "file_size": 14}}}));
+    bot.wait_shown(ME, "the reply", |t| t.starts_with("got the file"));
+    bot.push(json!({"message": {"message_id": 6, "from": {"id": ME}, "chat": {"id": ME, "type": "private"},
+        "photo": [{"file_id": "ph-small", "file_size": 4, "width": 90, "height": 90},
+                  {"file_id": "ph-big", "file_size": 12, "width": 800, "height": 800}]}}));
+    wait_until(Duration::from_secs(10), || n.stdin_of("user").len() == 3);
+    let prompts: Vec<String> = n
+        .stdin_of("user")
+        .iter()
+        .map(|u| u["message"]["content"].to_string())
+        .collect();
+    let mut saved = Vec::new();
+    every_file_under(&work.join(".tmp"), &mut saved);
+    let doc = saved
+        .iter()
+        .find(|p| p.ends_with("escape.txt"))
+        .expect("the document saved");
+    assert!(
+        doc.starts_with(work.join(".tmp/attachments")),
+        "{}",
+        doc.display()
+    );
+    assert_eq!(std::fs::read(doc).unwrap(), b"document bytes");
+    assert!(
+        prompts[1].contains("got the file") && prompts[1].contains(doc.to_str().unwrap()),
+        "{}",
+        prompts[1]
+    );
+    let photo = saved
+        .iter()
+        .find(|p| p.starts_with(work.join(".tmp/images")))
+        .expect("the photo saved");
+    assert_eq!(
+        std::fs::read(photo).unwrap(),
+        b"\xff\xd8\xffbig photo",
+        "the largest size"
+    );
+    assert!(
+        prompts[2].contains(photo.to_str().unwrap()),
+        "{}",
+        prompts[2]
+    );
+    assert!(!n.home.join("escape.txt").exists() && !work.join("escape.txt").exists());
+}
+
+#[test]
+fn rate_limit_and_duplicates_apply_before_any_turn() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-limit"), "rate_limit_per_min = 3\n");
+    let first = FakeBot::message_update(ME, ME, "say one");
+    let id = bot.push(first.clone());
+    bot.wait_shown(ME, "one", |t| t == "one");
+    // The same update again (same id): ignored.
+    let mut again = first;
+    again["update_id"] = json!(id);
+    bot.redeliver(again);
+    bot.message(ME, ME, "say two");
+    bot.wait_shown(ME, "two", |t| t == "two");
+    bot.message(ME, ME, "say three");
+    bot.wait_shown(ME, "three", |t| t == "three");
+    bot.message(ME, ME, "say four");
+    bot.wait_shown(ME, "the limit", |t| {
+        t.starts_with("Too many messages: at most 3 a minute")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let prompts: Vec<Value> = n
+        .stdin_of("user")
+        .iter()
+        .map(|u| u["message"]["content"].clone())
+        .collect();
+    assert_eq!(
+        prompts,
+        [json!("say one"), json!("say two"), json!("say three")]
+    );
+    assert!(
+        n.daemon.stderr().contains("seen already"),
+        "the duplicate was noticed"
+    );
+}
+
+#[test]
+fn server_errors_hangs_and_failed_sends_are_survived() {
+    let bot = FakeBot::start();
+    // Before the first poll: two 5xx answers, a webhook conflict, then a poll that hangs
+    // (the client gives up after poll_timeout_seconds + 10 s).
+    bot.fault(
+        "getUpdates",
+        Fault::Status("502 Bad Gateway", "<html>bad gateway</html>"),
+    );
+    bot.fault(
+        "getUpdates",
+        Fault::Status(
+            "500 Internal Server Error",
+            r#"{"ok":false,"error_code":500}"#,
+        ),
+    );
+    bot.fault(
+        "getUpdates",
+        Fault::Status("409 Conflict", r#"{"ok":false,"error_code":409,"description":"Conflict: can't use getUpdates method while webhook is active"}"#),
+    );
+    bot.fault("getUpdates", Fault::Hang(Duration::from_secs(60)));
+    // The first reply's message fails twice (500, then a hang), then goes through.
+    bot.fault(
+        "sendMessage",
+        Fault::Status(
+            "500 Internal Server Error",
+            r#"{"ok":false,"error_code":500}"#,
+        ),
+    );
+    bot.fault("sendMessage", Fault::Hang(Duration::from_secs(60)));
+    let n = start_node(&bot, TempDir::new("tg-faults"), "");
+    bot.wait("the webhook removed", |m, _| m == "deleteWebhook");
+    bot.message(ME, ME, "say made it");
+    let t0 = Instant::now();
+    bot.wait_shown(ME, "the reply after the faults", |t| t == "made it");
+    assert!(t0.elapsed() < Duration::from_secs(28), "{:?}", t0.elapsed());
+    assert_eq!(
+        bot.count("getUpdates!"),
+        4,
+        "every scripted poll fault was met"
+    );
+    assert_eq!(
+        bot.count("sendMessage!"),
+        2,
+        "the failed sends were tried again"
+    );
+    // The relay link stayed up throughout.
+    n.cmd(json!({"action": "ping"}));
+    n.until("pong");
+}
+
+#[test]
+fn a_chat_resumes_its_conversation_after_a_daemon_restart() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-restart"), "");
+    bot.message(ME, ME, "say before the restart");
+    bot.wait_shown(ME, "the reply", |t| t == "before the restart");
+    wait_until(Duration::from_secs(5), || {
+        n.home.join("cfg/channels-state.json").exists()
+    });
+    let Node {
+        home,
+        daemon,
+        relay,
+    } = n;
+    drop(daemon);
+    drop(relay);
+    bot.forget_calls();
+    let n = Node::start_in(home, &[("TG_TOKEN", TOKEN)]);
+    bot.message(ME, ME, "recall");
+    bot.wait_shown(ME, "the follow-up", |t| {
+        t == "first prompt was: say before the restart"
+    });
+    let starts = n.starts();
+    let argv = starts.last().unwrap()["argv"].to_string();
+    assert!(argv.contains("--resume"), "{argv}");
+}
+
+#[test]
+fn approvals_answered_in_the_browser_or_timed_out_update_the_chat() {
+    let bot = FakeBot::start();
+    let home = TempDir::new("tg-elsewhere");
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::create_dir_all(home.join("work")).unwrap();
+    std::fs::write(
+        home.join("cfg/channels.toml"),
+        format!(
+            "[[channels.telegram]]\ninstance_id = \"main\"\napi_base = \"http://127.0.0.1:{}\"\n\
+             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\ncwd = \"{}\"\npoll_timeout_seconds = 1\n",
+            bot.port,
+            home.join("work").display()
+        ),
+    )
+    .unwrap();
+    let n = Node::start_in(
+        home,
+        &[
+            ("TG_TOKEN", TOKEN),
+            ("CODING_BRIDGE_PERMISSION_TIMEOUT", "3"),
+        ],
+    );
+
+    // The browser allows what the chat was asked: the chat's message shows it, and the
+    // buttons are gone.
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "from-browser.txt", "content": "b"}"#,
+    );
+    let (_, buttons) = approval(&bot);
+    let req = n.until("permission.request").pop().unwrap();
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    bot.wait("the browser's decision shown", |m, b| {
+        m == "editMessageText"
+            && b["text"].as_str().unwrap_or("").starts_with("✅ Allowed")
+            && b["reply_markup"]["inline_keyboard"] == json!([])
+    });
+    bot.wait_shown(ME, "the reply", |t| t.contains("after tool"));
+    assert!(n.home.join("work/from-browser.txt").exists());
+    // A press on those buttons now is stale.
+    bot.press(ME, ME, button(&buttons, "Deny"));
+    bot.wait("the stale press", |m, b| {
+        m == "answerCallbackQuery" && b["text"].as_str().unwrap_or("").contains("settled")
+    });
+
+    // Nobody answers: the timeout shows as denied and nothing is written.
+    bot.forget_calls();
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "late.txt", "content": "l"}"#,
+    );
+    approval(&bot);
+    bot.wait("the timeout shown", |m, b| {
+        m == "editMessageText"
+            && b["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("⌛ No answer in time: denied")
+    });
+    bot.wait_shown(ME, "the reply", |t| t.contains("after tool"));
+    assert!(!n.home.join("work/late.txt").exists());
+}
+
+#[test]
+fn a_refused_token_stops_the_channel_but_not_the_node() {
+    let bot = FakeBot::start();
+    bot.state.0.lock().unwrap().refuse_token = true;
+    let n = start_node(&bot, TempDir::new("tg-401"), "");
+    assert!(
+        n.daemon
+            .wait_for_log("this channel stops", Duration::from_secs(20)),
+        "{}",
+        n.daemon.stderr()
+    );
+    // The relay link is up and serving.
+    n.cmd(json!({"action": "ping"}));
+    n.until("pong");
+    // No tight loop: the poller stopped.
+    let before = n.daemon.stderr().matches("getUpdates").count();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(n.daemon.stderr().matches("getUpdates").count(), before);
+    assert!(!n.daemon.stderr().contains("fake-bot-token"));
+}
