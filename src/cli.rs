@@ -11,3 +11,5 @@ pub mod credentials;
 pub mod lock;
 pub mod pairing;
 pub mod qr;
+pub mod service;
+pub mod units;

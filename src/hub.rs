@@ -255,6 +255,7 @@ impl Hub {
 
     /// Run until a signal or a fatal link error; returns the exit code.
     pub fn run(mut self, inputs: Inputs) -> i32 {
+        self.record_state(false, None);
         self.connect();
         loop {
             let step = if self.paused() {
@@ -413,6 +414,19 @@ impl Hub {
         self.emit_all(out);
     }
 
+    /// Tell `status` (through the config dir) whether the link is up and what failed.
+    fn record_state(&self, connected: bool, last_error: Option<String>) {
+        crate::node::runstate::write(
+            &self.config_dir,
+            &crate::node::runstate::RunState {
+                pid: std::process::id(),
+                connected,
+                since_ms: now_ms(),
+                last_error,
+            },
+        );
+    }
+
     /// Run these chat channels from now on.
     pub fn set_channels(&mut self, channels: crate::channels::chats::Channels) {
         self.channels = Some(channels);
@@ -471,6 +485,7 @@ impl Hub {
                     return;
                 }
                 crate::log_info!("connected to the relay at {}", self.target.display);
+                self.record_state(true, None);
                 let now = Instant::now();
                 self.state = LinkState::Up {
                     conn,
@@ -615,6 +630,12 @@ impl Hub {
         };
         self.state = LinkState::Down;
         self.outq.clear();
+        let text = match &why {
+            Down::Rejected(m) => format!("the relay rejected this node's token ({m})"),
+            Down::Lost(m) => m.clone(),
+            Down::TooLarge { .. } => "a message too large".to_string(),
+        };
+        self.record_state(false, Some(text));
         match why {
             Down::Rejected(msg) => {
                 crate::log_error!(

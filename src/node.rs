@@ -9,4 +9,5 @@ pub mod fslist;
 pub mod history;
 pub mod media;
 pub mod reads;
+pub mod runstate;
 pub mod sidecar;

@@ -3,6 +3,7 @@
 //! PID 1 ([`reaper`]), private files ([`fsutil`]), the logger ([`logging`]), random ids
 //! ([`ids`]), timestamps ([`timefmt`]) and secrets that never print ([`secret`]).
 
+pub mod account;
 pub mod child;
 pub mod fsutil;
 pub mod guard;

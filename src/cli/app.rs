@@ -78,6 +78,24 @@ pub fn main() -> i32 {
                 _ => channels_doctor(&cfg),
             }
         }
+        Command::Service => {
+            logging::init(cfg.log_level, None);
+            let verb = cli
+                .flags
+                .sub
+                .as_deref()
+                .and_then(crate::cli::service::Verb::parse)
+                .unwrap_or(crate::cli::service::Verb::Status);
+            let o = crate::cli::service::Options {
+                system: cli.flags.system,
+                force: cli.flags.force,
+                dry_run: cli.flags.dry_run,
+                json: cli.flags.json,
+                config_dir_given: cli.flags.config_dir.is_some()
+                    || env("CODING_BRIDGE_CONFIG_DIR").is_some_and(|d| !d.is_empty()),
+            };
+            crate::cli::service::main(&cfg, verb, o, &env)
+        }
         Command::Pair => {
             logging::init(cfg.log_level, Some(&cfg.log_dir));
             let signals = match crate::daemon::signal_channel() {
@@ -178,7 +196,7 @@ fn channels_doctor(cfg: &Config) -> i32 {
     if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     say(format_args!("{v}"));
 }
 

@@ -15,6 +15,8 @@ pub enum Command {
     Logout,
     /// `channels init` / `channels doctor`.
     Channels,
+    /// `service install|start|stop|restart|status|uninstall`.
+    Service,
 }
 
 impl Command {
@@ -26,6 +28,7 @@ impl Command {
             Command::Status => "status",
             Command::Logout => "logout",
             Command::Channels => "channels",
+            Command::Service => "service",
         }
     }
 
@@ -37,6 +40,7 @@ impl Command {
             "status" => Command::Status,
             "logout" => Command::Logout,
             "channels" => Command::Channels,
+            "service" => Command::Service,
             _ => return None,
         })
     }
@@ -56,6 +60,7 @@ impl Command {
             Command::Run => RUN.contains(&flag),
             Command::Pair => PAIR.contains(&flag),
             Command::Status | Command::Logout | Command::Channels => flag == "json",
+            Command::Service => ["json", "system", "force", "dry-run"].contains(&flag),
         }
     }
 }
@@ -86,8 +91,12 @@ pub struct Flags {
     /// `Some(true)` for `--qr`, `Some(false)` for `--no-qr`.
     pub qr: Option<bool>,
     pub timeout: Option<String>,
-    /// The subcommand of `channels` (`init`, `doctor`).
+    /// The subcommand of `channels` (`init`, `doctor`) or `service` (`install`, ...).
     pub sub: Option<String>,
+    /// `service`: the system scope, rewrite an installed unit, only show what it would do.
+    pub system: bool,
+    pub force: bool,
+    pub dry_run: bool,
 }
 
 #[derive(Debug)]
@@ -171,6 +180,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
                 specific.push("no-qr");
                 flags.qr = Some(false);
             }
+            Long("system") => {
+                specific.push("system");
+                flags.system = true;
+            }
+            Long("force") => {
+                specific.push("force");
+                flags.force = true;
+            }
+            Long("dry-run") => {
+                specific.push("dry-run");
+                flags.dry_run = true;
+            }
             Long("timeout") => {
                 specific.push("timeout");
                 flags.timeout = Some(text(parser.value()?, "timeout")?);
@@ -187,13 +208,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
                 } else if command.is_none() {
                     command = Some(Command::from_name(&v).ok_or_else(|| {
                         UsageError(format!(
-                            "unknown command {v:?} (expected up, pair, run, status, logout or channels)"
+                            "unknown command {v:?} (expected up, pair, run, status, logout, channels or service)"
                         ))
                     })?);
                 } else if command == Some(Command::Channels) && flags.sub.is_none() {
                     if v != "init" && v != "doctor" {
                         return Err(UsageError(format!(
                             "unknown channels command {v:?} (expected init or doctor)"
+                        )));
+                    }
+                    flags.sub = Some(v);
+                } else if command == Some(Command::Service) && flags.sub.is_none() {
+                    if crate::cli::service::Verb::parse(&v).is_none() {
+                        return Err(UsageError(format!(
+                            "unknown service command {v:?} (expected install, start, stop, restart, status or uninstall)"
                         )));
                     }
                     flags.sub = Some(v);
@@ -222,6 +250,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
         return Err(UsageError(
             "`channels` needs a command: init (write a skeleton channels.toml) or doctor (check it)".into(),
         ));
+    }
+    if command == Command::Service {
+        let sub = flags.sub.as_deref().ok_or_else(|| {
+            UsageError(
+                "`service` needs a command: install, start, stop, restart, status or uninstall"
+                    .into(),
+            )
+        })?;
+        let allowed: &[&str] = match sub {
+            "install" => &["system", "force", "dry-run"],
+            "uninstall" => &["system", "dry-run"],
+            "status" => &["system", "json"],
+            _ => &["system"],
+        };
+        if let Some(bad) = specific.iter().find(|f| !allowed.contains(f)) {
+            return Err(UsageError(format!(
+                "--{bad} is not an option of `service {sub}`"
+            )));
+        }
     }
     if let Some(bad) = specific.iter().find(|f| !command.accepts(f)) {
         return Err(UsageError(format!(
@@ -283,6 +330,7 @@ Commands:
   status    show configuration, pairing and whether a daemon is running
   logout    remove the stored credentials
   channels  init: write a skeleton channels.toml; doctor: check it and reach each bot
+  service   install, start, stop, restart, status or uninstall the daemon as a service
   help      show help for a command
 
 {GLOBAL_OPTIONS}
@@ -338,6 +386,39 @@ Usage: coding-bridge-agent channels init      write a commented skeleton (0600),
 
 {exit_codes}"
         ),
+        Some(Command::Service) => format!(
+            "Keep the daemon running with the host's service manager (systemd, or OpenRC).
+
+Usage: coding-bridge-agent service install [--system] [--force] [--dry-run]
+       coding-bridge-agent service start|stop|restart [--system]
+       coding-bridge-agent service status [--system] [--json]
+       coding-bridge-agent service uninstall [--system] [--dry-run]
+
+install writes the unit (a user unit in $XDG_CONFIG_HOME/systemd/user/ by default; with
+--system a system unit running as the invoking account, which needs root; an OpenRC
+script in /etc/init.d on OpenRC hosts, which needs root), with this binary's absolute
+path, the config dir and a PATH holding the directories where the agents' CLIs are found
+now; then enables and starts it. It refuses when this machine is not paired, when the
+unit exists (unless --force), or when a daemon runs for this config dir outside the
+service. uninstall stops, disables and removes it; the credentials are kept.
+
+      --system                  the system service (default: the user service)
+      --force                   install: write the unit again although it exists
+      --dry-run                 install/uninstall: print what would be written and run;
+                                change nothing
+      --json                    status: one JSON object
+
+Exit codes:
+  0  done
+  1  refused or failed: not paired; the unit exists; a daemon runs outside the service;
+     root needed; not installed; a manager command failed
+  2  no service manager here (a container), or a usage error
+
+Environment: CODING_BRIDGE_SERVICE_MANAGER (systemd, openrc or none) overrides the
+detection; CODING_BRIDGE_SERVICE_DIR, where a system unit or OpenRC script goes.
+
+{GLOBAL_OPTIONS}"
+        ),
         Some(Command::Status) => format!(
             "Show the bridge URL, node name, config dir, whether this machine is paired and
 whether a daemon is running for this config dir.
@@ -392,6 +473,16 @@ mod tests {
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["status", "extra"]).is_err());
+        assert!(p(&["service"]).is_err());
+        assert!(p(&["service", "reboot"]).is_err());
+        assert!(p(&["service", "start", "--force"]).is_err());
+        assert!(p(&["service", "status", "--dry-run"]).is_err());
+        assert!(p(&["service", "install", "--json"]).is_err());
+        assert!(p(&["run", "--system"]).is_err());
+        let c = p(&["service", "install", "--system", "--force", "--dry-run"]).unwrap();
+        assert!(matches!(c.action, Action::Exec(Command::Service)));
+        assert!(c.flags.system && c.flags.force && c.flags.dry_run);
+        assert_eq!(c.flags.sub.as_deref(), Some("install"));
     }
 
     #[test]

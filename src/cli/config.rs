@@ -50,6 +50,8 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_CLAUDE_ENTRYPOINT",
     "CODING_BRIDGE_LOG_FORWARD",
     "CODING_BRIDGE_CODEX_PATH",
+    "CODING_BRIDGE_SERVICE_MANAGER",
+    "CODING_BRIDGE_SERVICE_DIR",
 ];
 
 /// The validated configuration.
