@@ -77,8 +77,22 @@ impl FakeBot {
             };
             let mut g = lock.lock().unwrap();
             if g.refuse_token {
+                g.calls.push((format!("{method}!"), req.body.clone()));
                 drop(g);
                 let _ = http::json_reply(&mut s, "401 Unauthorized", UNAUTHORIZED);
+                return;
+            }
+            // Like Telegram: no empty text, nothing over 4096 UTF-16 units.
+            if let Some(t) = req.body.get("text").and_then(Value::as_str)
+                && (t.trim().is_empty() || t.encode_utf16().count() > 4096)
+            {
+                g.calls.push((format!("{method}!"), req.body.clone()));
+                drop(g);
+                let _ = http::json_reply(
+                    &mut s,
+                    "400 Bad Request",
+                    r#"{"ok":false,"error_code":400,"description":"Bad Request: message text is empty or too long"}"#,
+                );
                 return;
             }
             let fault = g.faults.get_mut(&method).and_then(VecDeque::pop_front);
@@ -104,6 +118,7 @@ impl FakeBot {
                     }
                     json!(g.updates.iter().cloned().collect::<Vec<_>>())
                 }
+                "getMe" => json!({"id": 4242, "is_bot": true, "username": "FakeBot"}),
                 "getFile" => {
                     let id = req.body["file_id"].as_str().unwrap_or("").to_string();
                     let size = g.files.get(&id).map(Vec::len);
@@ -687,9 +702,18 @@ fn server_errors_hangs_and_failed_sends_are_survived() {
     let n = start_node(&bot, TempDir::new("tg-faults"), "");
     bot.wait("the webhook removed", |m, _| m == "deleteWebhook");
     bot.message(ME, ME, "say made it");
+    // The poll faults cost 1 + 2 + 4 s of back-off and an 11 s hang; the send faults a
+    // short retry and another 11 s hang.
     let t0 = Instant::now();
-    bot.wait_shown(ME, "the reply after the faults", |t| t == "made it");
-    assert!(t0.elapsed() < Duration::from_secs(28), "{:?}", t0.elapsed());
+    assert!(
+        wait_until(Duration::from_secs(50), || bot
+            .shown(ME)
+            .iter()
+            .any(|t| t == "made it")),
+        "chat shows {:?}",
+        bot.shown(ME)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(45), "{:?}", t0.elapsed());
     assert_eq!(
         bot.count("getUpdates!"),
         4,
@@ -812,9 +836,145 @@ fn a_refused_token_stops_the_channel_but_not_the_node() {
     // The relay link is up and serving.
     n.cmd(json!({"action": "ping"}));
     n.until("pong");
-    // No tight loop: the poller stopped.
-    let before = n.daemon.stderr().matches("getUpdates").count();
+    // No tight loop: one refused call, then nothing.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(n.daemon.stderr().matches("getUpdates").count(), before);
+    let refused: Vec<String> = bot.calls().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(refused, ["getMe!"], "{refused:?}");
     assert!(!n.daemon.stderr().contains("fake-bot-token"));
+}
+
+#[test]
+fn a_conflicting_poller_is_backed_off_not_spun() {
+    let bot = FakeBot::start();
+    for _ in 0..1000 {
+        bot.fault(
+            "getUpdates",
+            Fault::Status("409 Conflict", r#"{"ok":false,"error_code":409,"description":"Conflict: terminated by other getUpdates request"}"#),
+        );
+    }
+    let _n = start_node(&bot, TempDir::new("tg-409"), "");
+    bot.wait("the webhook removal", |m, _| m == "deleteWebhook");
+    std::thread::sleep(Duration::from_secs(4));
+    let polls = bot.count("getUpdates!");
+    assert!(
+        (2..=5).contains(&polls),
+        "{polls} polls in about 4 s: backed off 1, 2, 4 s"
+    );
+}
+
+#[test]
+fn new_during_a_turn_leaves_the_old_reply_and_starts_clean() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-newturn"), "");
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "never.txt", "content": "x"}"#,
+    );
+    approval(&bot);
+    bot.message(ME, ME, "/new");
+    bot.wait("the question withdrawn", |m, b| {
+        m == "editMessageText"
+            && b["text"].as_str().unwrap_or("").starts_with("Withdrawn")
+            && b["reply_markup"]["inline_keyboard"] == json!([])
+    });
+    bot.message(ME, ME, "say fresh reply");
+    bot.wait_shown(ME, "the new conversation's reply", |t| t == "fresh reply");
+    let shown = bot.shown(ME);
+    assert!(
+        shown
+            .iter()
+            .all(|t| !t.contains("fresh reply") || t == "fresh reply"),
+        "{shown:?}"
+    );
+    assert!(!n.home.join("work/never.txt").exists());
+    assert_eq!(n.starts().len(), 2, "a second CLI for the new conversation");
+}
+
+#[test]
+fn an_approval_decided_before_its_message_is_known_is_still_shown() {
+    let bot = FakeBot::start();
+    let home = TempDir::new("tg-race");
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::create_dir_all(home.join("work")).unwrap();
+    std::fs::write(
+        home.join("cfg/channels.toml"),
+        format!(
+            "[[channels.telegram]]\ninstance_id = \"main\"\napi_base = \"http://127.0.0.1:{}\"\n\
+             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\ncwd = \"{}\"\npoll_timeout_seconds = 1\n",
+            bot.port,
+            home.join("work").display()
+        ),
+    )
+    .unwrap();
+    // The sender is held up by a slow call, so the approval times out (1 s) before the
+    // answer carrying its message id comes back.
+    bot.fault("sendChatAction", Fault::Hang(Duration::from_secs(3)));
+    let _n = Node::start_in(
+        home,
+        &[
+            ("TG_TOKEN", TOKEN),
+            ("CODING_BRIDGE_PERMISSION_TIMEOUT", "1"),
+        ],
+    );
+    bot.message(
+        ME,
+        ME,
+        r#"tool Write {"file_path": "late.txt", "content": "l"}"#,
+    );
+    approval(&bot);
+    bot.wait("the timeout shown", |m, b| {
+        m == "editMessageText" && b["text"].as_str().unwrap_or("").starts_with("⌛")
+    });
+}
+
+#[test]
+fn commands_for_another_bot_are_not_ours_and_updates_do_not_rerun_after_a_restart() {
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-other"), "");
+    bot.message(ME, GROUP, "/help@someotherbot");
+    bot.message(ME, GROUP, "/help@FakeBot");
+    bot.wait_shown(GROUP, "our help", |t| t.contains("/stop"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        bot.shown(GROUP).len(),
+        1,
+        "only the command addressed to us: {:?}",
+        bot.shown(GROUP)
+    );
+    // Handled updates are not handled again after a restart, even when Telegram hands
+    // them out again (it does until a poll confirms them).
+    bot.message(ME, ME, "say once");
+    bot.wait_shown(ME, "the reply", |t| t == "once");
+    let Node {
+        home,
+        daemon,
+        relay,
+    } = n;
+    drop(daemon);
+    drop(relay);
+    {
+        let mut g = bot.state.0.lock().unwrap();
+        let all: Vec<Value> = (1..=g.next_update)
+            .map(|id| {
+                let mut u = FakeBot::message_update(ME, ME, "say once");
+                u["update_id"] = json!(id);
+                u
+            })
+            .collect();
+        g.updates = all.into();
+    }
+    let n = Node::start_in(home, &[("TG_TOKEN", TOKEN)]);
+    bot.message(ME, ME, "say after");
+    bot.wait_shown(ME, "the new message", |t| t == "after");
+    let prompts: Vec<Value> = n
+        .stdin_of("user")
+        .iter()
+        .map(|u| u["message"]["content"].clone())
+        .collect();
+    assert_eq!(
+        prompts,
+        [json!("say once"), json!("say after")],
+        "nothing ran twice"
+    );
 }

@@ -67,9 +67,16 @@ impl Reply {
         }
     }
 
+    /// Text not shown yet (whitespace alone is not worth a message or an edit).
+    fn unshown(&self) -> bool {
+        !self.text[self.shown.min(self.text.len())..]
+            .trim()
+            .is_empty()
+    }
+
     /// Everything is shown (or given up).
     fn settled(&self) -> bool {
-        !self.waiting && (self.shown == self.text.len() || self.failures >= CREATE_TRIES)
+        !self.waiting && (!self.unshown() || self.failures >= CREATE_TRIES)
     }
 
     /// The calls that bring the message up to date: an edit (at most once a second
@@ -77,7 +84,7 @@ impl Reply {
     /// goes on in a new message.
     fn flush(&mut self, chat: i64, force: bool, out: &mut Vec<Call>) {
         loop {
-            if self.waiting || self.shown == self.text.len() || self.failures >= CREATE_TRIES {
+            if self.waiting || !self.unshown() || self.failures >= CREATE_TRIES {
                 return;
             }
             let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
@@ -101,7 +108,10 @@ impl Reply {
                     out.push(Call {
                         method: "editMessageText",
                         body: json!({"chat_id": chat, "message_id": id, "text": head}),
-                        tag: None,
+                        tag: Some(Tag::Edit {
+                            chat,
+                            turn: self.turn,
+                        }),
                     });
                 }
             }
@@ -121,7 +131,8 @@ impl Reply {
         }
     }
 
-    /// The answer to our `sendMessage`: its id, or a failure (tried again later).
+    /// The answer to our `sendMessage`: its id (and what came since is shown), or a
+    /// failure (tried again on the next tick, a few times).
     fn created(&mut self, id: Option<i64>, chat: i64, out: &mut Vec<Call>) {
         self.waiting = false;
         match id {
@@ -134,13 +145,19 @@ impl Reply {
                     self.shown = 0;
                     self.message_id = None;
                 }
+                self.flush(chat, true, out);
             }
             None => {
                 self.failures += 1;
                 self.shown = 0;
             }
         }
-        self.flush(chat, true, out);
+    }
+
+    /// An edit failed: show the whole text again on the next tick (a few times).
+    fn edit_failed(&mut self) {
+        self.failures += 1;
+        self.shown = 0;
     }
 }
 
@@ -148,6 +165,11 @@ impl Reply {
 struct Approval {
     request_id: String,
     message_id: Option<i64>,
+    /// The message as sent (sent again when sending failed).
+    body: Value,
+    tries: u32,
+    /// Decided before its message id was known: shown once it is.
+    outcome: Option<String>,
     /// What was asked (shown again with the decision).
     summary: String,
     /// AskUserQuestion: the questions and their option labels, and the picks so far.
@@ -178,9 +200,22 @@ struct Bot {
     cfg: Telegram,
     calls: Sender<Call>,
     stopped: bool,
+    /// The bot's username (`/cmd@other` in a group is not for us).
+    username: Option<String>,
     chats: HashMap<i64, Chat>,
     seen: VecDeque<(i64, Instant)>,
     rate: HashMap<i64, VecDeque<Instant>>,
+}
+
+/// What survives a restart (`<config dir>/channels-state.json`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    /// `"<bot>:<chat>"` → the agent's session id, for resuming.
+    #[serde(default)]
+    sessions: HashMap<String, String>,
+    /// Bot → the first update not handled yet (no update runs twice after a restart).
+    #[serde(default)]
+    offsets: HashMap<String, i64>,
 }
 
 /// Every bot and every chat's session.
@@ -188,11 +223,10 @@ pub struct Channels {
     bots: HashMap<String, Bot>,
     /// Session ids (the chat's own, and the agent's once known) → (bot, chat).
     owners: HashMap<String, (String, i64)>,
-    /// `"<bot>:<chat>"` → the agent's session id, for resuming after a restart.
-    saved: HashMap<String, String>,
+    saved: Saved,
     state_path: PathBuf,
-    /// Numbers for replies and approvals; starts from the clock so that a button of an
-    /// earlier run never matches one of this run.
+    /// Numbers for replies and approvals; starts at random so that a button of an
+    /// earlier run does not match one of this run.
     next_number: u64,
 }
 
@@ -218,6 +252,11 @@ impl Channels {
         env: &dyn Fn(&str) -> Option<String>,
         events: &Sender<ChannelEvent>,
     ) -> Channels {
+        let state_path = config_dir.join("channels-state.json");
+        let saved: Saved = std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let mut bots = HashMap::new();
         for cfg in configs.into_iter().filter(|c| c.enabled) {
             let token = match crate::channels::telegram::token(&cfg.token, env) {
@@ -242,7 +281,8 @@ impl Channels {
                 tls.clone(),
                 cfg.poll_timeout_seconds,
             );
-            match crate::channels::runner::start(&cfg, api, events.clone()) {
+            let offset = saved.offsets.get(&cfg.instance_id).copied().unwrap_or(0);
+            match crate::channels::runner::start(&cfg, api, events.clone(), offset) {
                 Ok(calls) => {
                     crate::log_info!("telegram {}: polling for messages", cfg.instance_id);
                     bots.insert(
@@ -251,6 +291,7 @@ impl Channels {
                             cfg,
                             calls,
                             stopped: false,
+                            username: None,
                             chats: HashMap::new(),
                             seen: VecDeque::new(),
                             rate: HashMap::new(),
@@ -263,17 +304,15 @@ impl Channels {
                 ),
             }
         }
-        let state_path = config_dir.join("channels-state.json");
-        let saved = std::fs::read(&state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<HashMap<String, String>>(&b).ok())
-            .unwrap_or_default();
+        let mut seed = [0u8; 8];
+        crate::sys::ids::fill_random(&mut seed);
         Channels {
             bots,
             owners: HashMap::new(),
             saved,
             state_path,
-            next_number: crate::sys::timefmt::now_ms(),
+            // 52 bits: room to count up, and short in callback data.
+            next_number: u64::from_le_bytes(seed) >> 12,
         }
     }
 
@@ -293,20 +332,26 @@ impl Channels {
         }
     }
 
-    /// Queue calls on `bot`'s sender (never blocking the hub; a full queue drops them).
-    fn send(&self, bot: &str, calls: Vec<Call>) {
+    /// Queue calls on `bot`'s sender (never blocking the hub). A full queue drops a call;
+    /// one whose answer we wait for is failed at once, so its owner tries again.
+    fn send(&mut self, bot: &str, calls: Vec<Call>) {
         let Some(b) = self.bots.get(bot).filter(|b| !b.stopped) else {
             return;
         };
+        let mut dropped = Vec::new();
         for c in calls {
             let method = c.method;
-            if b.calls.try_send(c).is_err() {
+            if let Err(e) = b.calls.try_send(c) {
                 crate::log_warn!("telegram {bot}: send queue full; {method} dropped");
+                dropped.extend(e.into_inner().tag);
             }
+        }
+        for tag in dropped {
+            self.on_sent(bot, tag, Err("the send queue is full".into()));
         }
     }
 
-    fn call(&self, bot: &str, method: &'static str, body: Value) {
+    fn call(&mut self, bot: &str, method: &'static str, body: Value) {
         self.send(
             bot,
             vec![Call {
@@ -317,7 +362,7 @@ impl Channels {
         );
     }
 
-    fn say(&self, bot: &str, chat: i64, text: &str) {
+    fn say(&mut self, bot: &str, chat: i64, text: &str) {
         let calls = split(text)
             .into_iter()
             .map(|part| Call {
@@ -338,6 +383,12 @@ impl Channels {
     /// News from a bot's threads; the session commands it asks for.
     pub fn on_event(&mut self, ev: ChannelEvent) -> Vec<Command> {
         match ev {
+            ChannelEvent::Ready { instance, username } => {
+                if let Some(b) = self.bots.get_mut(&instance) {
+                    b.username = username;
+                }
+                Vec::new()
+            }
             ChannelEvent::Stopped { instance, reason } => {
                 if let Some(b) = self.bots.get_mut(&instance) {
                     b.stopped = true;
@@ -364,32 +415,65 @@ impl Channels {
     }
 
     fn on_sent(&mut self, bot: &str, tag: Tag, result: Result<Value, String>) {
+        let ok = result.is_ok();
         let id = result
             .ok()
             .and_then(|r| r.get("message_id").and_then(Value::as_i64));
         let mut calls = Vec::new();
+        let Some(b) = self.bots.get_mut(bot) else {
+            return;
+        };
         match tag {
-            Tag::Reply { chat, turn } => {
-                let Some(c) = self.bots.get_mut(bot).and_then(|b| b.chats.get_mut(&chat)) else {
+            Tag::Reply { chat, turn } | Tag::Edit { chat, turn } => {
+                let edit = matches!(tag, Tag::Edit { .. });
+                let Some(c) = b.chats.get_mut(&chat) else {
                     return;
                 };
-                if let Some(r) = c.reply.as_mut().filter(|r| r.turn == turn) {
-                    r.created(id, chat, &mut calls);
-                } else if let Some(i) = c.finishing.iter().position(|r| r.turn == turn) {
-                    c.finishing[i].created(id, chat, &mut calls);
-                    if c.finishing[i].settled() {
-                        c.finishing.remove(i);
-                    }
+                let finishing = c.finishing.iter().position(|r| r.turn == turn);
+                let r = match (c.reply.as_mut().filter(|r| r.turn == turn), finishing) {
+                    (Some(r), _) => r,
+                    (None, Some(i)) => &mut c.finishing[i],
+                    (None, None) => return,
+                };
+                match (edit, ok) {
+                    (false, _) => r.created(id, chat, &mut calls),
+                    (true, true) => {}
+                    (true, false) => r.edit_failed(),
+                }
+                if let Some(i) = finishing
+                    && c.finishing.get(i).is_some_and(Reply::settled)
+                {
+                    c.finishing.remove(i);
                 }
             }
             Tag::Approval { chat, number } => {
-                if let Some(a) = self
-                    .bots
-                    .get_mut(bot)
-                    .and_then(|b| b.chats.get_mut(&chat))
-                    .and_then(|c| c.approvals.get_mut(&number))
-                {
-                    a.message_id = id;
+                let Some(c) = b.chats.get_mut(&chat) else {
+                    return;
+                };
+                let Some(a) = c.approvals.get_mut(&number) else {
+                    return;
+                };
+                match (id, a.outcome.clone()) {
+                    (Some(id), None) => a.message_id = Some(id),
+                    (Some(id), Some(text)) => {
+                        calls.push(decision_edit(chat, id, &text));
+                        c.approvals.remove(&number);
+                    }
+                    (None, outcome) => {
+                        a.tries += 1;
+                        if outcome.is_none() && a.tries < CREATE_TRIES {
+                            calls.push(Call {
+                                method: "sendMessage",
+                                body: a.body.clone(),
+                                tag: Some(Tag::Approval { chat, number }),
+                            });
+                        } else {
+                            crate::log_warn!(
+                                "telegram {bot}: an approval could not be shown in chat {chat}"
+                            );
+                            c.approvals.remove(&number);
+                        }
+                    }
                 }
             }
         }
@@ -399,9 +483,11 @@ impl Channels {
     /// Whether [`Channels::on_tick`] has work: a turn runs or a reply is not shown yet.
     pub fn wants_tick(&self) -> bool {
         self.bots.values().any(|b| {
-            b.chats
-                .values()
-                .any(|c| c.pending > 0 || c.reply.as_ref().is_some_and(|r| !r.settled()))
+            b.chats.values().any(|c| {
+                c.pending > 0
+                    || c.reply.as_ref().is_some_and(|r| !r.settled())
+                    || !c.finishing.is_empty()
+            })
         })
     }
 
@@ -415,6 +501,10 @@ impl Channels {
                 if let Some(r) = c.reply.as_mut() {
                     r.flush(*chat, false, &mut calls);
                 }
+                for r in &mut c.finishing {
+                    r.flush(*chat, true, &mut calls);
+                }
+                c.finishing.retain(|r| !r.settled());
                 if c.pending > 0 && c.last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY) {
                     c.last_typing = Some(Instant::now());
                     calls.push(typing(*chat));
@@ -455,7 +545,16 @@ impl Channels {
             if bot.seen.len() > 10_000 {
                 bot.seen.pop_front();
             }
+            // Handled from here on: after a restart, polling starts past it.
+            let next = self.saved.offsets.entry(bot_id.to_string()).or_default();
+            if id >= *next {
+                *next = id + 1;
+                self.save();
+            }
         }
+        let Some(bot) = self.bots.get_mut(bot_id) else {
+            return Vec::new();
+        };
         if let Some(q) = u.get("callback_query") {
             return self.on_button(bot_id, q);
         }
@@ -484,10 +583,18 @@ impl Channels {
             .to_string();
         // Commands, also as /cmd@botname in groups.
         let first = text.split_whitespace().next().unwrap_or("").to_string();
-        let command = first
-            .strip_prefix('/')
-            .map(|c| c.split('@').next().unwrap_or("").to_ascii_lowercase())
-            .filter(|c| ["new", "stop", "status", "help", "start"].contains(&c.as_str()));
+        let command = first.strip_prefix('/').and_then(|c| {
+            let (name, to) = c.split_once('@').unwrap_or((c, ""));
+            // `/cmd@otherbot` is for another bot.
+            let ours = to.is_empty()
+                || bot
+                    .username
+                    .as_deref()
+                    .is_none_or(|u| u.eq_ignore_ascii_case(to));
+            let name = name.to_ascii_lowercase();
+            (ours && ["new", "stop", "status", "help", "start"].contains(&name.as_str()))
+                .then_some(name)
+        });
         if group && command.is_none() {
             match bot.cfg.trigger_prefix.as_deref() {
                 Some(p) if text.starts_with(p) => text = text[p.len()..].trim_start().to_string(),
@@ -552,6 +659,7 @@ impl Channels {
                         .or(cfg.cwd.as_deref())
                         .unwrap_or("(the daemon's)"),
                     self.saved
+                        .sessions
                         .get(&saved_key(bot_id, chat))
                         .map(String::as_str)
                         .unwrap_or("(none yet)"),
@@ -571,15 +679,32 @@ impl Channels {
                 _ => self.say(bot_id, chat, "Nothing is running."),
             },
             "new" => {
-                self.saved.remove(&saved_key(bot_id, chat));
+                self.saved.sessions.remove(&saved_key(bot_id, chat));
                 self.save();
+                let mut calls = Vec::new();
                 if let Some(c) = self.chat_mut(bot_id, chat) {
                     c.key = None;
                     c.generation += 1;
                     c.pending = 0;
                     c.provider = None;
                     c.model = None;
+                    // What the old conversation showed stays as it is; its open
+                    // questions are withdrawn (closing the session cancels them).
+                    if let Some(mut r) = c.reply.take() {
+                        r.flush(chat, true, &mut calls);
+                        if !r.settled() {
+                            c.finishing.push(r);
+                        }
+                    }
+                    for (_, a) in c.approvals.drain() {
+                        if let Some(id) = a.message_id {
+                            let text =
+                                format!("Withdrawn: a new conversation started\n{}", a.summary);
+                            calls.push(decision_edit(chat, id, &text));
+                        }
+                    }
                 }
+                self.send(bot_id, calls);
                 self.owners.retain(|_, (b, c)| !(b == bot_id && *c == chat));
                 self.say(
                     bot_id,
@@ -643,7 +768,7 @@ impl Channels {
         let start = Start {
             provider: cfg.default_provider.clone(),
             cwd: cfg.cwd.clone(),
-            resume: self.saved.get(&saved_key(bot_id, chat)).cloned(),
+            resume: self.saved.sessions.get(&saved_key(bot_id, chat)).cloned(),
             turn,
         };
         vec![command_for(&key, Kind::SessionStart(start))]
@@ -657,7 +782,7 @@ impl Channels {
             .and_then(Value::as_i64)
             .unwrap_or(0);
         let data = q.get("data").and_then(Value::as_str).unwrap_or("");
-        let answer = |this: &Self, text: &str| {
+        let answer = |this: &mut Self, text: &str| {
             this.call(
                 bot_id,
                 "answerCallbackQuery",
@@ -691,6 +816,7 @@ impl Channels {
             .get_mut(bot_id)
             .and_then(|b| b.chats.get_mut(&chat))
             .and_then(|c| c.approvals.get_mut(&press.number()))
+            .filter(|a| a.outcome.is_none())
         else {
             answer(self, "This request is settled already.");
             return Vec::new();
@@ -756,7 +882,9 @@ impl Channels {
             "session.identified" => {
                 if let Some(real) = e.get("sdk_session_id").and_then(Value::as_str) {
                     self.owners.insert(real.to_string(), (bot.clone(), chat));
-                    self.saved.insert(saved_key(&bot, chat), real.to_string());
+                    self.saved
+                        .sessions
+                        .insert(saved_key(&bot, chat), real.to_string());
                     self.save();
                 }
             }
@@ -785,7 +913,7 @@ impl Channels {
                 else {
                     return;
                 };
-                let Some(a) = c.approvals.remove(&n) else {
+                let Some(a) = c.approvals.get_mut(&n) else {
                     return;
                 };
                 let picked: Vec<String> = a.picks.iter().flatten().cloned().collect();
@@ -798,14 +926,13 @@ impl Channels {
                     ("cancelled", _) => format!("Withdrawn\n{}", a.summary),
                     _ => format!("⛔ Denied\n{}", a.summary),
                 };
-                if let Some(id) = a.message_id {
-                    calls.push(Call {
-                        method: "editMessageText",
-                        body: json!({"chat_id": chat, "message_id": id,
-                                     "text": clip_units(&shown, MAX_MESSAGE),
-                                     "reply_markup": {"inline_keyboard": []}}),
-                        tag: None,
-                    });
+                match a.message_id {
+                    Some(id) => {
+                        calls.push(decision_edit(chat, id, &shown));
+                        c.approvals.remove(&n);
+                    }
+                    // Its message is on the way: edited when its id is known.
+                    None => a.outcome = Some(shown),
                 }
             }
             "session.result" | "session.error" => {
@@ -814,9 +941,16 @@ impl Channels {
                     self.append(&bot, chat, &format!("\n⚠️ {m}"), &mut calls);
                 }
                 if let Some(r) = e.get("sdk_session_id").and_then(Value::as_str)
-                    && self.saved.get(&saved_key(&bot, chat)).map(String::as_str) != Some(r)
+                    && self
+                        .saved
+                        .sessions
+                        .get(&saved_key(&bot, chat))
+                        .map(String::as_str)
+                        != Some(r)
                 {
-                    self.saved.insert(saved_key(&bot, chat), r.to_string());
+                    self.saved
+                        .sessions
+                        .insert(saved_key(&bot, chat), r.to_string());
                     self.save();
                 }
                 let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat)) else {
@@ -909,9 +1043,14 @@ impl Channels {
             (format!("🔐 Approve {summary}?"), summary)
         };
         let picks = vec![None; questions.len()];
+        let body = json!({"chat_id": chat, "text": clip_units(&text, MAX_MESSAGE),
+                          "reply_markup": {"inline_keyboard": rows}});
         let approval = Approval {
             request_id: rid,
             message_id: None,
+            body: body.clone(),
+            tries: 0,
+            outcome: None,
             summary: clip_units(&summary, 1000),
             questions,
             picks,
@@ -925,8 +1064,7 @@ impl Channels {
         }
         calls.push(Call {
             method: "sendMessage",
-            body: json!({"chat_id": chat, "text": clip_units(&text, MAX_MESSAGE),
-                         "reply_markup": {"inline_keyboard": rows}}),
+            body,
             tag: Some(Tag::Approval { chat, number: n }),
         });
     }
@@ -936,11 +1074,18 @@ impl Channels {
         if text.is_empty() {
             return;
         }
-        let n = self.number();
+        let fresh = self
+            .bots
+            .get(bot)
+            .and_then(|b| b.chats.get(&chat))
+            .is_none_or(|c| c.reply.is_none());
+        let n = if fresh { self.number() } else { 0 };
         let Some(c) = self.chat_mut(bot, chat) else {
             return;
         };
         let r = c.reply.get_or_insert_with(|| Reply::new(n));
+        // New text: earlier failures do not stop it from being shown.
+        r.failures = 0;
         r.text.push_str(text);
         r.flush(chat, false, calls);
     }
@@ -971,6 +1116,17 @@ impl Press {
         match self {
             Press::Allow(n) | Press::Deny(n) | Press::Pick(n, ..) => *n,
         }
+    }
+}
+
+/// The edit that shows an approval's outcome and removes its buttons.
+fn decision_edit(chat: i64, message_id: i64, text: &str) -> Call {
+    Call {
+        method: "editMessageText",
+        body: json!({"chat_id": chat, "message_id": message_id,
+                     "text": clip_units(text, MAX_MESSAGE),
+                     "reply_markup": {"inline_keyboard": []}}),
+        tag: None,
     }
 }
 

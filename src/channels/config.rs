@@ -97,9 +97,27 @@ pub fn load(config_dir: &Path) -> Result<Vec<Telegram>, ConfigError> {
 pub fn parse(text: &str) -> Result<Vec<Telegram>, ConfigError> {
     // Each [[channels.telegram]] table: its first line and its keys with their lines.
     let mut tables: Vec<(usize, Vec<Key>)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate();
+    while let Some((i, raw)) = lines.next() {
         let n = i + 1;
-        let line = strip_comment(raw).trim().to_string();
+        let mut line = strip_comment(raw).trim().to_string();
+        // An array may go on over the next lines until its `]`.
+        if line
+            .split_once('=')
+            .is_some_and(|(_, v)| v.trim().starts_with('['))
+            && !line.ends_with(']')
+        {
+            loop {
+                let Some((_, more)) = lines.next() else {
+                    return Err(err(n, "an array that never closes (no `]`)"));
+                };
+                line.push(' ');
+                line.push_str(strip_comment(more).trim());
+                if line.ends_with(']') {
+                    break;
+                }
+            }
+        }
         if line.is_empty() {
             continue;
         }
@@ -288,7 +306,7 @@ fn parse_value(v: &str) -> Result<Val, String> {
     if let Some(inner) = v.strip_prefix('[') {
         let inner = inner
             .strip_suffix(']')
-            .ok_or("an array must close on the same line")?;
+            .ok_or("an array must end with `]`")?;
         let mut items = Vec::new();
         for part in split_top(inner) {
             let part = part.trim();
@@ -437,6 +455,19 @@ dedup_window_seconds = 60
     }
 
     #[test]
+    fn arrays_may_span_lines() {
+        let t = parse(
+            "[[channels.telegram]]\ntoken_env = \"T\"\nallowed_senders = [\n  111,  # me\n  222,\n]\nallowed_groups = [-5]\n",
+        )
+        .unwrap();
+        assert_eq!(t[0].allowed_senders, [111, 222]);
+        assert_eq!(t[0].allowed_groups, [-5]);
+        let e = parse("[[channels.telegram]]\ntoken_env = \"T\"\nallowed_senders = [\n  111,\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_line() {
         for (text, line, needle) in [
             (
@@ -447,7 +478,7 @@ dedup_window_seconds = 60
             (
                 "[[channels.telegram]]\ntoken_env = \"X\"\nallowed_senders = [1, \n",
                 3,
-                "close on the same line",
+                "never closes",
             ),
             (
                 "[[channels.telegram]]\ntoken_env = \"X\"\nnope = 1\n",

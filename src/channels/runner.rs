@@ -39,6 +39,11 @@ pub enum ChannelEvent {
         tag: Tag,
         result: Result<Value, String>,
     },
+    /// The bot's own username (from `getMe`), so `/cmd@otherbot` is not taken as ours.
+    Ready {
+        instance: String,
+        username: Option<String>,
+    },
     /// The channel stopped for good (the token was refused).
     Stopped { instance: String, reason: String },
 }
@@ -48,6 +53,8 @@ pub enum ChannelEvent {
 pub enum Tag {
     /// The message that will hold a chat's streamed reply.
     Reply { chat: i64, turn: u64 },
+    /// An edit of that reply's message.
+    Edit { chat: i64, turn: u64 },
     /// The message showing approval number `number`.
     Approval { chat: i64, number: u64 },
 }
@@ -67,13 +74,18 @@ struct Poll {
     wait: u64,
     senders: Vec<i64>,
     groups: Vec<i64>,
+    prefix: Option<String>,
+    /// The first update not handled yet (kept across restarts by the hub).
+    offset: i64,
 }
 
-/// Start the poller and the sender of one bot; the hub keeps the returned sender.
+/// Start the poller and the sender of one bot, polling from update `offset`; the hub
+/// keeps the returned sender.
 pub fn start(
     cfg: &Telegram,
     api: Api,
     events: Sender<ChannelEvent>,
+    offset: i64,
 ) -> std::io::Result<Sender<Call>> {
     let instance = cfg.instance_id.clone();
     let (call_tx, call_rx) = crossbeam_channel::bounded(SEND_QUEUE);
@@ -84,6 +96,8 @@ pub fn start(
             wait: cfg.poll_timeout_seconds,
             senders: cfg.allowed_senders.clone(),
             groups: cfg.allowed_groups.clone(),
+            prefix: cfg.trigger_prefix.clone(),
+            offset,
         };
         std::thread::Builder::new()
             .name(format!("tg-{instance}-poll"))
@@ -97,9 +111,57 @@ pub fn start(
     Ok(call_tx)
 }
 
+/// Ask the bot's username (until it answers); `false` when the token is refused.
+fn hello(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) -> bool {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match api.get_me() {
+            Ok(me) => {
+                let username = me
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let _ = events.send(ChannelEvent::Ready {
+                    instance: p.instance.clone(),
+                    username,
+                });
+                return true;
+            }
+            Err(ApiError::Unauthorized(m)) => {
+                refused(p, events, m);
+                return false;
+            }
+            Err(ApiError::TooMany(s)) => std::thread::sleep(Duration::from_secs(s.clamp(1, 300))),
+            Err(e) => {
+                crate::log_warn!(
+                    "telegram {}: getMe failed: {e}; retrying in {} s",
+                    p.instance,
+                    backoff.as_secs()
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+fn refused(p: &Poll, events: &Sender<ChannelEvent>, m: String) {
+    crate::log_error!(
+        "telegram {}: the bot token was refused ({m}); this channel stops. Check token_env / token_file, then restart the daemon.",
+        p.instance
+    );
+    let _ = events.send(ChannelEvent::Stopped {
+        instance: p.instance.clone(),
+        reason: m,
+    });
+}
+
 fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
     let instance = p.instance.as_str();
-    let mut offset: i64 = 0;
+    if !hello(p, api, events) {
+        return;
+    }
+    let mut offset: i64 = p.offset;
     let mut backoff = Duration::from_secs(1);
     loop {
         match api.get_updates(offset, p.wait) {
@@ -121,24 +183,20 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
                 }
             }
             Err(ApiError::Unauthorized(m)) => {
-                crate::log_error!(
-                    "telegram {instance}: the bot token was refused ({m}); this channel stops. Check token_env / token_file, then restart the daemon."
-                );
-                let _ = events.send(ChannelEvent::Stopped {
-                    instance: instance.to_string(),
-                    reason: m,
-                });
+                refused(p, events, m);
                 return;
             }
             Err(ApiError::Conflict(m)) => {
-                crate::log_warn!("telegram {instance}: {m}; removing the webhook to poll instead");
+                // A webhook is set (removed now), or another poller uses this token (it
+                // goes on conflicting: back off so the two do not spin).
+                crate::log_warn!("telegram {instance}: {m}; removing any webhook to poll instead");
                 if let Err(e) = api.call("deleteWebhook", &json!({"drop_pending_updates": false})) {
                     crate::log_warn!("telegram {instance}: deleteWebhook failed: {e}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
-            Err(ApiError::TooMany(s)) => std::thread::sleep(Duration::from_secs(s.min(300))),
+            Err(ApiError::TooMany(s)) => std::thread::sleep(Duration::from_secs(s.clamp(1, 300))),
             Err(e) => {
                 crate::log_warn!(
                     "telegram {instance}: getUpdates failed: {e}; retrying in {} s",
@@ -160,6 +218,15 @@ fn fetch_files(p: &Poll, api: &Api, u: &Value) -> Vec<Result<Inline, String>> {
     let chat = m.pointer("/chat/id").and_then(Value::as_i64).unwrap_or(0);
     let group = chat < 0;
     if !p.senders.contains(&from) || (group && !p.groups.contains(&chat)) {
+        return Vec::new();
+    }
+    // A group message without the prefix runs nothing: its files are not fetched.
+    let caption = m.get("caption").and_then(Value::as_str).unwrap_or("");
+    if group
+        && p.prefix
+            .as_deref()
+            .is_some_and(|px| !caption.starts_with(px))
+    {
         return Vec::new();
     }
     let mut wanted = Vec::new();
@@ -211,7 +278,13 @@ fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<Chann
             match api.call(call.method, &call.body) {
                 Ok(v) => break Ok(v),
                 Err(ApiError::TooMany(s)) if attempt <= 3 => {
-                    std::thread::sleep(Duration::from_secs(s.min(60)));
+                    std::thread::sleep(Duration::from_secs(s.clamp(1, 60)));
+                }
+                // The edit was made already (an answer lost on the way): done.
+                Err(ApiError::Rejected(m))
+                    if call.method == "editMessageText" && m.contains("not modified") =>
+                {
+                    break Ok(Value::Bool(true));
                 }
                 Err(ApiError::Transient(e)) if attempt <= 3 => {
                     crate::log_debug!("telegram {instance}: {e}; trying again");
