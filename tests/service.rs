@@ -22,7 +22,8 @@ struct Host {
 }
 
 impl Host {
-    /// A home with stand-in managers, a fake `claude` in `tools/`, paired or not.
+    /// A home with stand-in managers, a fake `codex` in `tools/` (on PATH) and a fake
+    /// `claude` in `agents/` (configured by CODING_BRIDGE_CLAUDE_PATH), paired or not.
     fn new(tag: &str, paired: bool) -> Host {
         let home = TempDir::new(tag);
         let bin = home.join("bin");
@@ -35,9 +36,10 @@ echo "{name} $*" >> '{log}'
 case "{name} $*" in
   *"--property=MainPID --value"*) echo "${{FAKE_MAINPID:-0}}" ;;
   *"show --property=LoadState"*) printf 'LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=4242\nUnitFileState=enabled\n' ;;
-  "loginctl show-user"*) echo no ;;
+  "loginctl show-user"*) echo "${{FAKE_LINGER:-no}}" ;;
   "rc-service coding-bridge-agent status") echo " * status: started" ;;
 esac
+case " $* " in *" ${{FAKE_FAIL:-none}} "*) echo "Failed to $FAKE_FAIL: no bus" >&2; exit 1 ;; esac
 exit "${{FAKE_EXIT:-0}}"
 "#,
                 log = log.display()
@@ -46,11 +48,13 @@ exit "${{FAKE_EXIT:-0}}"
             std::fs::write(&p, script).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let tools = home.join("tools");
-        std::fs::create_dir_all(&tools).unwrap();
-        let claude = tools.join("claude");
-        std::fs::write(&claude, "#!/bin/sh\necho 2.1.0\n").unwrap();
-        std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (dir, name) in [("tools", "codex"), ("agents", "claude")] {
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+            let p = home.join(dir).join(name);
+            std::fs::write(&p, "#!/bin/sh\necho 1.0\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::create_dir_all(home.join("junk")).unwrap();
         if paired {
             let cfg = home.join("cfg");
             std::fs::create_dir_all(&cfg).unwrap();
@@ -71,11 +75,13 @@ exit "${{FAKE_EXIT:-0}}"
         c.env(
             "PATH",
             format!(
-                "{}:{}:/usr/bin:/bin",
+                "{}:{}:{}:/usr/bin:/bin",
                 self.bin.display(),
-                self.home.join("tools").display()
+                self.home.join("tools").display(),
+                self.home.join("junk").display()
             ),
         )
+        .env("CODING_BRIDGE_CLAUDE_PATH", self.home.join("agents/claude"))
         .env("XDG_CONFIG_HOME", self.home.join("xdg"))
         .env("CODING_BRIDGE_SERVICE_MANAGER", manager)
         .env("CODING_BRIDGE_SERVICE_DIR", self.home.join("etc"))
@@ -180,11 +186,29 @@ fn a_user_service_is_installed_controlled_and_removed() {
         .lines()
         .find(|l| l.starts_with("Environment=\"PATH="))
         .unwrap();
+    let dirs: Vec<&str> = path_line
+        .trim_start_matches("Environment=\"PATH=")
+        .trim_end_matches('"')
+        .split(':')
+        .collect();
+    let has = |d: &str| dirs.contains(&h.home.join(d).to_str().unwrap());
     assert!(
-        path_line.contains(&format!("{}:", h.home.join("tools").display())),
-        "claude's dir: {path_line}"
+        has("agents") && has("tools"),
+        "claude's and codex's dirs: {path_line}"
     );
-    assert!(path_line.contains("/usr/bin"), "{path_line}");
+    assert!(
+        !has("junk") && !has("bin"),
+        "only where agents were found: {path_line}"
+    );
+    assert!(dirs.contains(&"/usr/bin"), "{path_line}");
+    let carried = format!(
+        "Environment=\"CODING_BRIDGE_CLAUDE_PATH={}\"",
+        h.home.join("agents/claude").display()
+    );
+    assert!(
+        unit.contains(&carried),
+        "the configured claude is carried over: {unit}"
+    );
     assert!(unit.contains("WantedBy=default.target"));
     assert!(unit.contains("Restart=on-failure"));
     assert_eq!(
@@ -212,7 +236,9 @@ fn a_user_service_is_installed_controlled_and_removed() {
     );
     verify(&h.user_unit());
 
-    // A second install refuses; --force writes it again.
+    // A second install refuses and leaves the unit as it is; --force writes it again
+    // (lingering on: no advice).
+    std::fs::write(h.user_unit(), "# edited by hand\n").unwrap();
     let o = h.run("systemd", &["install"]);
     assert_eq!(code(&o), 1);
     assert!(
@@ -221,9 +247,41 @@ fn a_user_service_is_installed_controlled_and_removed() {
         stderr(&o)
     );
     assert!(h.commands().is_empty());
-    let o = h.run("systemd", &["install", "--force"]);
+    assert_eq!(
+        std::fs::read_to_string(h.user_unit()).unwrap(),
+        "# edited by hand\n"
+    );
+    let o = run(h
+        .cmd("systemd", &["install", "--force"])
+        .env("FAKE_LINGER", "yes"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(h.commands().len(), 4);
+    assert!(!stdout(&o).contains("enable-linger"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(h.user_unit()).unwrap(), unit);
+
+    // A manager command that fails after the unit is written: exit 1, saying what stays
+    // and what to do.
+    let o = run(h
+        .cmd("systemd", &["install", "--force"])
+        .env("FAKE_FAIL", "enable"));
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("`systemctl --user enable coding-bridge-agent.service` failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("enable-linger") && err.contains("stays at") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        h.commands(),
+        [
+            "systemctl --user daemon-reload".to_string(),
+            format!("systemctl --user enable {UNIT}")
+        ],
+        "nothing after the failure"
+    );
 
     // start / stop / restart: the manager's own commands.
     for verb in ["start", "stop", "restart"] {
@@ -361,7 +419,42 @@ fn every_refusal_has_its_exit_code_and_a_dry_run_touches_nothing() {
         .cmd("systemd", &["install", "--force"])
         .env("FAKE_MAINPID", "999"));
     assert_eq!(code(&o), 1, "another daemon than the service's");
+    // A dry run says the same (it asks the manager, read-only).
+    let o = run(h
+        .cmd("systemd", &["install", "--force", "--dry-run"])
+        .env("FAKE_MAINPID", "999"));
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stderr(&o).contains("already runs"));
     drop(lock);
+    h.commands();
+
+    // Through sudo: a user service would be root's, so it is refused; a system service
+    // runs as the account that ran sudo, which must own the credentials.
+    if me() == "root" {
+        let o = run(h.cmd("systemd", &["install"]).env("SUDO_USER", "nobody"));
+        assert_eq!(code(&o), 1);
+        assert!(
+            stderr(&o).contains("root's user service") && stderr(&o).contains("--system"),
+            "{}",
+            stderr(&o)
+        );
+        let o = run(h
+            .cmd("systemd", &["install", "--system"])
+            .env("SUDO_USER", "nobody"));
+        assert_eq!(code(&o), 1);
+        assert!(
+            stderr(&o).contains("another account than nobody"),
+            "{}",
+            stderr(&o)
+        );
+        let o = run(h
+            .cmd("systemd", &["install", "--system"])
+            .env("DOAS_USER", "no-such-user-x"));
+        assert_eq!(code(&o), 1);
+        assert!(stderr(&o).contains("DOAS_USER names"), "{}", stderr(&o));
+        assert!(!h.home.join("etc").exists());
+        assert!(h.commands().is_empty());
+    }
 
     // The system scope needs root: 1 (checked as an unprivileged account where we can).
     if Command::new("setpriv").arg("--version").output().is_ok() && me() == "root" {
@@ -472,6 +565,66 @@ fn system_units_and_openrc_scripts() {
         ]
     );
     assert!(!script.exists());
+}
+
+#[test]
+fn odd_paths_survive_quoting_and_status_finds_the_units_config_dir() {
+    let h = Host::new("svc-odd", false);
+    // A binary and a config dir with spaces, `$`, `%` and a quote in their names.
+    let dir = h.home.join("my $HOME %h");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("coding-bridge-agent");
+    std::fs::copy(bin(), &exe).unwrap();
+    let cfg = h.home.join("cfg $USER %n it's");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let creds = cfg.join("credentials.json");
+    std::fs::write(
+        &creds,
+        json!({"node_token": "t", "node_name": "n", "bridge_url": "http://x"}).to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = h.cmd("systemd", &["install"]);
+    let mut odd = Command::new(&exe);
+    odd.args(c.get_args()).env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            odd.env(k, v);
+        }
+    }
+    odd.env("CODING_BRIDGE_CONFIG_DIR", &cfg);
+    let o = run(&mut odd);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let unit = std::fs::read_to_string(h.user_unit()).unwrap();
+    assert!(
+        unit.contains("/my $HOME %%h/") && unit.contains("$$USER %%n it's"),
+        "{unit}"
+    );
+    verify(&h.user_unit());
+    // A binary whose path systemd would refuse is refused here first.
+    let quoted = h.home.join("it's");
+    std::fs::create_dir_all(&quoted).unwrap();
+    std::fs::copy(bin(), quoted.join("coding-bridge-agent")).unwrap();
+    let mut q = Command::new(quoted.join("coding-bridge-agent"));
+    q.args(odd.get_args()).env_clear();
+    for (k, v) in odd.get_envs() {
+        if let Some(v) = v {
+            q.env(k, v);
+        }
+    }
+    q.arg("--force");
+    let o = run(&mut q);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("quotes or backslashes"),
+        "{}",
+        stderr(&o)
+    );
+    // status from a shell with another config dir reads the unit's.
+    let o = h.run("systemd", &["status", "--json"]);
+    let s: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(s["config_dir"], cfg.to_str().unwrap(), "{s}");
+    assert_eq!(s["paired"], true);
 }
 
 #[test]

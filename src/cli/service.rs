@@ -236,8 +236,10 @@ fn installed(o: Options, env: Env) -> Result<Option<Target>, Refusal> {
     if o.system || manager == Manager::OpenRc {
         return Ok(system.file.exists().then_some(system));
     }
-    let user = target_for(manager, Scope::User, env)?;
-    if user.file.exists() {
+    // Without a HOME there is no user unit to look at.
+    if let Ok(user) = target_for(manager, Scope::User, env)
+        && user.file.exists()
+    {
         return Ok(Some(user));
     }
     Ok(system.file.exists().then_some(system))
@@ -305,13 +307,12 @@ fn say(s: &str) {
 /// account that ran sudo; otherwise this process's.
 fn service_account(scope: Scope, env: Env) -> Result<Account, Refusal> {
     if scope == Scope::System
-        && account::is_root()
-        && let Some(name) = env("SUDO_USER").filter(|n| !n.is_empty() && n != "root")
+        && let Some((var, name)) = invoker(env)
     {
         return account::by_name(&name).ok_or_else(|| {
             Refusal(
                 EXIT_FAILED,
-                format!("SUDO_USER names {name:?}, an unknown account"),
+                format!("{var} names {name:?}, an unknown account"),
             )
         });
     }
@@ -323,9 +324,21 @@ fn service_account(scope: Scope, env: Env) -> Result<Account, Refusal> {
     })
 }
 
+/// Who ran `sudo` or `doas` to make this process root (the variable and the name).
+fn invoker(env: Env) -> Option<(&'static str, String)> {
+    if !account::is_root() {
+        return None;
+    }
+    ["SUDO_USER", "DOAS_USER"].into_iter().find_map(|var| {
+        env(var)
+            .filter(|n| !n.is_empty() && n != "root")
+            .map(|n| (var, n))
+    })
+}
+
 /// The service's PATH: the directories where the agents' CLIs (and `node`, which npm
 /// installs need) are found now, then `~/.local/bin` and the usual system dirs.
-fn service_path(cfg: &Config, home: &Path, env: Env) -> String {
+fn service_path(cfg: &Config, config_dir: &Path, home: &Path, env: Env) -> String {
     let path_env = env("PATH").map(std::ffi::OsString::from);
     let mut found: Vec<PathBuf> = Vec::new();
     found.extend(crate::providers::claude::resolve(
@@ -338,7 +351,7 @@ fn service_path(cfg: &Config, home: &Path, env: Env) -> String {
         path_env.clone(),
         Some(home),
     ));
-    for a in crate::providers::acp::agents(&cfg.config_dir, env) {
+    for a in crate::providers::acp::agents(config_dir, env) {
         found.extend(crate::providers::acp::resolve(
             &a.command,
             path_env.clone(),
@@ -382,22 +395,62 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
     } else {
         Scope::User
     };
+    if scope == Scope::User
+        && let Some((_, name)) = invoker(env)
+    {
+        return Err(Refusal(
+            EXIT_FAILED,
+            format!(
+                "this would install root's user service, not {name}'s. For your own user service run it without sudo; for a system service running as {name} add --system"
+            ),
+        ));
+    }
     let t = target_for(manager, scope, env)?;
     need_root(&t, Verb::Install)?;
     let acct = service_account(t.scope, env)?;
-    let config_dir = if t.scope == Scope::System && !o.config_dir_given {
+    let config_dir = if t.scope == Scope::System && !o.config_dir_given && invoker(env).is_some() {
         // Under sudo, HOME may be root's: the service account's own default.
-        match env("SUDO_USER") {
-            Some(_) => PathBuf::from(&acct.home).join(".ace-bridge"),
-            None => cfg.config_dir.clone(),
-        }
+        PathBuf::from(&acct.home).join(".ace-bridge")
     } else {
         cfg.config_dir.clone()
     };
+    let text_of = |p: &Path, what: &str| -> Result<String, Refusal> {
+        p.to_str()
+            .filter(|s| units::printable(s))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Refusal(
+                    EXIT_FAILED,
+                    format!(
+                        "the {what} {} has a name a unit file cannot hold (not UTF-8, or control characters); move it",
+                        p.display()
+                    ),
+                )
+            })
+    };
+    let config_text = text_of(&config_dir, "config dir")?;
 
     // Refusals, before anything is written.
-    match crate::cli::credentials::load_file(&config_dir.join("credentials.json")) {
-        crate::cli::credentials::Loaded::Found(..) => {}
+    let creds = config_dir.join("credentials.json");
+    match crate::cli::credentials::load_file(&creds) {
+        crate::cli::credentials::Loaded::Found(..) => {
+            // The service runs as the account: it must own what it reads and writes.
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(&creds)
+                .map(|m| m.uid())
+                .unwrap_or(acct.uid);
+            if owner != acct.uid && acct.uid != 0 {
+                return Err(Refusal(
+                    EXIT_FAILED,
+                    format!(
+                        "{} belongs to another account than {}, whom the service runs as; pair as {1} (`sudo -u {1} coding-bridge-agent pair`) or `chown -R {1}: {}`",
+                        creds.display(),
+                        acct.name,
+                        config_dir.display()
+                    ),
+                ));
+            }
+        }
         crate::cli::credentials::Loaded::Missing => {
             return Err(Refusal(
                 EXIT_FAILED,
@@ -435,8 +488,9 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
     if let crate::cli::lock::Probe::Running { pid } =
         crate::cli::lock::probe(&config_dir.join("agent.lock"))
     {
-        let ours = exists && !o.dry_run && is_service_pid(&t, pid);
-        if !(ours || exists && o.dry_run) {
+        // Read-only, so a dry run asks too and refuses the same way.
+        let ours = exists && is_service_pid(&t, pid, &config_dir);
+        if !ours {
             return Err(Refusal(
                 EXIT_FAILED,
                 format!(
@@ -456,23 +510,41 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
                 format!("cannot tell where this binary is: {e}"),
             )
         })?;
-    let mut carried = Vec::new();
-    if let Some(p) = &cfg.claude_path {
-        carried.push((
-            "CODING_BRIDGE_CLAUDE_PATH".to_string(),
-            p.display().to_string(),
-        ));
+    // Where the agents' CLIs were configured (--claude-path, CODING_BRIDGE_<NAME>_PATH).
+    let mut carried: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, v)| {
+            k.starts_with("CODING_BRIDGE_") && k.ends_with("_PATH") && units::printable(v)
+        })
+        .collect();
+    for (k, p) in [
+        ("CODING_BRIDGE_CLAUDE_PATH", &cfg.claude_path),
+        ("CODING_BRIDGE_CODEX_PATH", &cfg.codex_path),
+    ] {
+        if let Some(v) = p
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .filter(|v| units::printable(v))
+            && !carried.iter().any(|(c, _)| c == k)
+        {
+            carried.push((k.to_string(), v.to_string()));
+        }
     }
-    if let Some(p) = &cfg.codex_path {
-        carried.push((
-            "CODING_BRIDGE_CODEX_PATH".to_string(),
-            p.display().to_string(),
+    carried.sort();
+    let exe_text = text_of(&exe, "binary")?;
+    if manager == Manager::Systemd && exe_text.contains(['\'', '"', '\\']) {
+        // systemd refuses quotes and backslashes in an executable's name.
+        return Err(Refusal(
+            EXIT_FAILED,
+            format!(
+                "systemd cannot run a binary whose path has quotes or backslashes ({}); move it, e.g. to ~/.local/bin",
+                exe.display()
+            ),
         ));
     }
     let params = Params {
-        exe: exe.display().to_string(),
-        config_dir: Some(config_dir.display().to_string()),
-        path: service_path(cfg, Path::new(&acct.home), env),
+        exe: exe_text,
+        config_dir: Some(config_text),
+        path: service_path(cfg, &config_dir, Path::new(&acct.home), env),
         user: acct.name.clone(),
         group: acct.group.clone(),
         home: acct.home.clone(),
@@ -507,10 +579,24 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
     }
     write_file(&t.file, &text, mode)?;
     say(&format!("Wrote {}", t.file.display()));
+    let user_systemd = t.manager == Manager::Systemd && t.scope == Scope::User;
     for c in &commands {
-        run(c)?;
+        if let Err(Refusal(code, m)) = run(c) {
+            let hint = if user_systemd {
+                " (no user manager? Log in on a console or run `sudo loginctl enable-linger $USER`, then try again)"
+            } else {
+                ""
+            };
+            return Err(Refusal(
+                code,
+                format!(
+                    "{m}{hint}. The unit stays at {}: once the problem is fixed, run `coding-bridge-agent service install --force`, or `service uninstall` to remove it",
+                    t.file.display()
+                ),
+            ));
+        }
     }
-    if t.manager == Manager::Systemd && t.scope == Scope::User {
+    if user_systemd {
         let (linger, _) = query(&argv(&[
             "loginctl",
             "show-user",
@@ -534,15 +620,28 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
 }
 
 /// Whether `pid` is the service's main process.
-fn is_service_pid(t: &Target, pid: Option<u32>) -> bool {
+fn is_service_pid(t: &Target, pid: Option<u32>, config_dir: &Path) -> bool {
+    // A daemon that is just starting may not have written its pid yet.
+    let pid = pid.or_else(|| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        match crate::cli::lock::probe(&config_dir.join("agent.lock")) {
+            crate::cli::lock::Probe::Running { pid } => pid,
+            crate::cli::lock::Probe::NotRunning => None,
+        }
+    });
     let Some(pid) = pid else { return false };
     match t.manager {
         Manager::Systemd => {
             let (out, ok) = query(&t.systemctl(&["show", "--property=MainPID", "--value"]));
             ok && out.trim().parse::<u32>().ok() == Some(pid)
         }
-        // supervise-daemon does not say its child's pid; a started service owns the lock.
-        Manager::OpenRc => query(&t.verb("status")).1,
+        // supervise-daemon records the pid of the process it supervises.
+        Manager::OpenRc => {
+            std::fs::read_to_string(format!("/run/openrc/options/{NAME}/child_pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                == Some(pid)
+        }
     }
 }
 
@@ -649,15 +748,26 @@ fn status(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
             }
         };
     }
+    // The config dir the installed service uses (it may not be this shell's).
+    let config_dir = t
+        .as_ref()
+        .and_then(|t| std::fs::read_to_string(&t.file).ok())
+        .and_then(|text| units::config_dir_of(&text))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cfg.config_dir.clone());
     let paired = matches!(
-        crate::cli::credentials::load_file(&cfg.credentials_path()),
+        crate::cli::credentials::load_file(&config_dir.join("credentials.json")),
         crate::cli::credentials::Loaded::Found(..)
     );
-    let (running, pid) = match crate::cli::lock::probe(&cfg.lock_path()) {
+    let (running, pid) = match crate::cli::lock::probe(&config_dir.join("agent.lock")) {
         crate::cli::lock::Probe::Running { pid } => (true, pid),
         crate::cli::lock::Probe::NotRunning => (false, None),
     };
-    let state = pid.and_then(|p| crate::node::runstate::read(&cfg.config_dir, p));
+    let state = pid.and_then(|p| crate::node::runstate::read(&config_dir, p));
+    // Not running: what the last run said before it ended (e.g. a refused token).
+    let last_run = (!running)
+        .then(|| crate::node::runstate::read_last(&config_dir))
+        .flatten();
     if o.json {
         crate::cli::app::print_json(&json!({
             "installed": t.is_some(),
@@ -665,12 +775,12 @@ fn status(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
             "scope": t.as_ref().map(Target::scope_word),
             "unit_file": t.as_ref().map(|t| t.file.display().to_string()),
             "service": manager_state,
-            "config_dir": cfg.config_dir,
+            "config_dir": config_dir,
             "paired": paired,
             "daemon_running": running,
             "daemon_pid": pid,
             "connected": state.as_ref().map(|s| s.connected),
-            "last_error": state.as_ref().and_then(|s| s.last_error.clone()),
+            "last_error": state.as_ref().or(last_run.as_ref()).and_then(|s| s.last_error.clone()),
         }));
         return Ok(EXIT_OK);
     }
@@ -696,7 +806,7 @@ fn status(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
         }
         None => say("Service:     not installed (`coding-bridge-agent service install`)"),
     }
-    say(&format!("Config dir:  {}", cfg.config_dir.display()));
+    say(&format!("Config dir:  {}", config_dir.display()));
     say(&format!(
         "Paired:      {}",
         if paired { "yes" } else { "no" }
@@ -714,7 +824,10 @@ fn status(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
         ),
         (true, Some(p), None) => format!("running (pid {p})"),
         (true, None, _) => "running".to_string(),
-        _ => "not running".to_string(),
+        _ => match last_run.and_then(|s| s.last_error) {
+            Some(e) => format!("not running; its last run reported: {e}"),
+            None => "not running".to_string(),
+        },
     };
     say(&format!("Daemon:      {daemon}"));
     Ok(EXIT_OK)

@@ -33,7 +33,19 @@ pub struct Params {
 }
 
 /// A word for a systemd command line: `%` escaped, quoted when it has spaces or quotes.
+/// (`$` is doubled in arguments, where systemd expands `$VAR`, not in the executable,
+/// where it does not. Paths with control characters are refused before rendering, see
+/// [`printable`].)
 fn systemd_word(s: &str) -> String {
+    quote_systemd(&s.replace('$', "$$"))
+}
+
+/// The executable of a command line.
+fn systemd_exe(s: &str) -> String {
+    quote_systemd(s)
+}
+
+fn quote_systemd(s: &str) -> String {
     let s = s.replace('%', "%%");
     if s.chars()
         .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\' || c == ';')
@@ -81,7 +93,7 @@ pub fn systemd(scope: Scope, p: &Params) -> String {
     let exe = if p.exe.starts_with("%h/") {
         p.exe.clone()
     } else {
-        systemd_word(&p.exe)
+        systemd_exe(&p.exe)
     };
     let path_env = if p.path.starts_with("%h/") {
         format!("Environment=PATH={}\n", p.path)
@@ -238,11 +250,18 @@ depend() {{
 \tafter firewall
 }}
 ",
-        exe = sh_quoted(&p.exe),
+        // openrc-run passes these through `eval` unquoted: the inner quotes keep a path
+        // with spaces one word.
+        exe = sh_quoted(&shell_word(&p.exe)),
         args = sh_quoted(&args),
         user = sh_quoted(&format!("{}:{}", p.user, p.group)),
-        home = sh_quoted(&p.home),
+        home = sh_quoted(&shell_word(&p.home)),
     )
+}
+
+/// Whether `s` can go into a unit or script as it is (no control characters).
+pub fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
 }
 
 /// A word inside OpenRC's `command_args` (split by the shell): single-quoted if needed.
@@ -254,6 +273,61 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// The `--config-dir` an installed unit or script passes (as `status` needs it).
+pub fn config_dir_of(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ExecStart=") || l.starts_with("command_args="))?;
+    let exec = line.starts_with("ExecStart=");
+    // command_args="…": undo the shell's double-quote escapes first.
+    let body = match line.strip_prefix("command_args=") {
+        Some(v) => {
+            let v = v.strip_prefix('"')?.strip_suffix('"')?;
+            let mut out = String::new();
+            let mut it = v.chars();
+            while let Some(c) = it.next() {
+                match c {
+                    '\\' => out.extend(it.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => line.to_string(),
+    };
+    let rest = &body[body.find("--config-dir ")? + "--config-dir ".len()..];
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    match chars.peek() {
+        Some('"') => {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    '"' => break,
+                    c => out.push(c),
+                }
+            }
+        }
+        Some('\'') => {
+            chars.next();
+            // `'…'\''…'` (a quote inside) is the only escape shell_word makes.
+            let inner: String = chars.collect();
+            let inner = inner.replace("'\\''", "\u{0}");
+            out = inner.split('\'').next().unwrap_or("").replace('\u{0}', "'");
+        }
+        _ => {
+            out = chars
+                .take_while(|c| !c.is_whitespace() && *c != '"')
+                .collect()
+        }
+    }
+    if exec {
+        out = out.replace("%%", "%").replace("$$", "$");
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// The files of `contrib/`: each service definition with generic parameters.
@@ -293,6 +367,9 @@ mod tests {
     fn odd_paths_are_quoted() {
         assert_eq!(systemd_word("/opt/x/bin"), "/opt/x/bin");
         assert_eq!(systemd_word("/opt/my dir/a%b"), "\"/opt/my dir/a%%b\"");
+        assert_eq!(systemd_word("/opt/$HOME/x"), "/opt/$$HOME/x");
+        assert_eq!(systemd_exe("/opt/$HOME/x"), "/opt/$HOME/x");
+        assert!(!printable("/a\nb") && printable("/a b"));
         assert_eq!(
             systemd_env("PATH", "/a b:/c\"d"),
             "Environment=\"PATH=/a b:/c\\\"d\"\n"
@@ -315,8 +392,26 @@ mod tests {
         ));
         assert!(unit.contains("Environment=\"PATH=/home/u/.npm/bin:/usr/bin\"\n"));
         assert!(unit.contains("Environment=\"CODING_BRIDGE_CLAUDE_PATH=/x/claude\"\n"));
+        assert_eq!(config_dir_of(&unit).as_deref(), Some("/home/u/my cfg"));
+        for odd in ["/h/a%b$c d", "/h/it's", "/h/plain", "/h/q\"uote"] {
+            let q = Params {
+                config_dir: Some(odd.into()),
+                ..p.clone()
+            };
+            assert_eq!(
+                config_dir_of(&systemd(Scope::System, &q)).as_deref(),
+                Some(odd)
+            );
+            assert_eq!(
+                config_dir_of(&openrc(&q)).as_deref(),
+                Some(odd),
+                "{}",
+                openrc(&q)
+            );
+        }
         let script = openrc(&p);
-        assert!(script.contains("command=\"/opt/my dir/coding-bridge-agent\"\n"));
+        assert!(script.contains("command=\"'/opt/my dir/coding-bridge-agent'\"\n"));
+        assert!(script.contains("directory=\"/home/u\"\n"));
         assert!(script.contains("command_args=\"--config-dir '/home/u/my cfg' run\"\n"));
         assert!(script.contains("command_user=\"u:u\"\n"));
     }

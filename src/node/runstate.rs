@@ -1,8 +1,9 @@
 //! What a running daemon says about itself for `status` and `service status`:
 //! `<config dir>/daemon-state.json` with its pid, whether the relay link is up (since
 //! when) and the last link error. Written by the hub thread when the link comes up or
-//! goes down (a few hundred bytes, atomically), read by the CLI, which trusts it only
-//! while the lock says that pid still runs.
+//! goes down (a few hundred bytes, replaced atomically by a rename, not synced: losing
+//! it in a power cut costs nothing, and an fsync on an SD card could stall the hub),
+//! read by the CLI, which trusts it as current only while the lock says that pid runs.
 
 use std::path::{Path, PathBuf};
 
@@ -24,10 +25,28 @@ fn path(config_dir: &Path) -> PathBuf {
 
 /// Record the daemon's state (a failure is logged; it never stops the daemon).
 pub fn write(config_dir: &Path, state: &RunState) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let bytes = serde_json::to_vec(state).unwrap_or_default();
-    if let Err(e) = crate::sys::fsutil::write_private_file(&path(config_dir), &bytes) {
+    let tmp = config_dir.join(format!(".daemon-state.{}.tmp", state.pid));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|()| std::fs::rename(&tmp, path(config_dir)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
         crate::log_debug!("cannot write the daemon state file: {e}");
     }
+}
+
+/// The state the last daemon recorded, whoever it was (for "the last run ended with").
+pub fn read_last(config_dir: &Path) -> Option<RunState> {
+    let bytes = std::fs::read(path(config_dir)).ok()?;
+    serde_json::from_slice::<RunState>(&bytes).ok()
 }
 
 /// The state the daemon `pid` last recorded (`None`: none, another pid's, or unreadable).
@@ -56,6 +75,7 @@ mod tests {
         write(&dir, &s);
         assert_eq!(read(&dir, 42), Some(s));
         assert_eq!(read(&dir, 43), None, "another daemon's state is not ours");
+        assert_eq!(read_last(&dir).map(|s| s.pid), Some(42));
         std::fs::write(path(&dir), b"{garbage").unwrap();
         assert_eq!(read(&dir, 42), None);
         std::fs::remove_dir_all(&dir).unwrap();
