@@ -893,13 +893,7 @@ fn unread_marks_have_a_baseline_a_rising_watermark_and_survive_bad_files() {
     );
 
     // Marks and baseline survive a restart.
-    let Node {
-        home,
-        daemon,
-        relay,
-    } = n;
-    drop(daemon);
-    drop(relay);
+    let home = n.stop();
     set_mtime_ms(&paths[21], t2);
     let n = Node::start_in(home, &[]);
     let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
@@ -912,13 +906,7 @@ fn unread_marks_have_a_baseline_a_rising_watermark_and_survive_bad_files() {
 
     // An unreadable reads.json (here a directory) breaks neither listing nor marking,
     // and is not replaced while it cannot be read.
-    let Node {
-        home,
-        daemon,
-        relay,
-    } = n;
-    drop(daemon);
-    drop(relay);
+    let home = n.stop();
     let kept = fs::read(&reads).unwrap();
     fs::rename(&reads, home.join("cfg/reads.keep")).unwrap();
     fs::create_dir(&reads).unwrap();
@@ -943,13 +931,7 @@ fn unread_marks_have_a_baseline_a_rising_watermark_and_survive_bad_files() {
     }
 
     // A corrupt file is set aside (kept), the listing still works.
-    let Node {
-        home,
-        daemon,
-        relay,
-    } = n;
-    drop(daemon);
-    drop(relay);
+    let home = n.stop();
     fs::write(&reads, b"{\"baseline\": tru").unwrap();
     let n = Node::start_in(home, &[]);
     let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");

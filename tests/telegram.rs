@@ -266,6 +266,11 @@ impl FakeBot {
 
 /// Write the channel config and start the node with the token in its environment.
 fn start_node(bot: &FakeBot, home: TempDir, extra: &str) -> Node {
+    start_node_env(bot, home, extra, &[])
+}
+
+/// [`start_node`] with more variables for the daemon.
+fn start_node_env(bot: &FakeBot, home: TempDir, extra: &str, env: &[(&str, &str)]) -> Node {
     std::fs::create_dir_all(home.join("cfg")).unwrap();
     std::fs::create_dir_all(home.join("work")).unwrap();
     std::fs::write(
@@ -279,7 +284,9 @@ fn start_node(bot: &FakeBot, home: TempDir, extra: &str) -> Node {
         ),
     )
     .unwrap();
-    Node::start_in(home, &[("TG_TOKEN", TOKEN)])
+    let mut all = vec![("TG_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    Node::start_in(home, &all)
 }
 
 /// The first approval message among the calls recorded, with its buttons.
@@ -738,13 +745,7 @@ fn a_chat_resumes_its_conversation_after_a_daemon_restart() {
     wait_until(Duration::from_secs(5), || {
         n.home.join("cfg/channels-state.json").exists()
     });
-    let Node {
-        home,
-        daemon,
-        relay,
-    } = n;
-    drop(daemon);
-    drop(relay);
+    let home = n.stop();
     bot.forget_calls();
     let n = Node::start_in(home, &[("TG_TOKEN", TOKEN)]);
     bot.message(ME, ME, "recall");
@@ -760,25 +761,7 @@ fn a_chat_resumes_its_conversation_after_a_daemon_restart() {
 fn approvals_answered_in_the_browser_or_timed_out_update_the_chat() {
     let bot = FakeBot::start();
     let home = TempDir::new("tg-elsewhere");
-    std::fs::create_dir_all(home.join("cfg")).unwrap();
-    std::fs::create_dir_all(home.join("work")).unwrap();
-    std::fs::write(
-        home.join("cfg/channels.toml"),
-        format!(
-            "[[channels.telegram]]\ninstance_id = \"main\"\napi_base = \"http://127.0.0.1:{}\"\n\
-             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\ncwd = \"{}\"\npoll_timeout_seconds = 1\n",
-            bot.port,
-            home.join("work").display()
-        ),
-    )
-    .unwrap();
-    let n = Node::start_in(
-        home,
-        &[
-            ("TG_TOKEN", TOKEN),
-            ("CODING_BRIDGE_PERMISSION_TIMEOUT", "3"),
-        ],
-    );
+    let n = start_node_env(&bot, home, "", &[("CODING_BRIDGE_PERMISSION_TIMEOUT", "3")]);
 
     // The browser allows what the chat was asked: the chat's message shows it, and the
     // buttons are gone.
@@ -895,28 +878,10 @@ fn new_during_a_turn_leaves_the_old_reply_and_starts_clean() {
 fn an_approval_decided_before_its_message_is_known_is_still_shown() {
     let bot = FakeBot::start();
     let home = TempDir::new("tg-race");
-    std::fs::create_dir_all(home.join("cfg")).unwrap();
-    std::fs::create_dir_all(home.join("work")).unwrap();
-    std::fs::write(
-        home.join("cfg/channels.toml"),
-        format!(
-            "[[channels.telegram]]\ninstance_id = \"main\"\napi_base = \"http://127.0.0.1:{}\"\n\
-             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\ncwd = \"{}\"\npoll_timeout_seconds = 1\n",
-            bot.port,
-            home.join("work").display()
-        ),
-    )
-    .unwrap();
     // The sender is held up by a slow call, so the approval times out (1 s) before the
     // answer carrying its message id comes back.
     bot.fault("sendChatAction", Fault::Hang(Duration::from_secs(3)));
-    let _n = Node::start_in(
-        home,
-        &[
-            ("TG_TOKEN", TOKEN),
-            ("CODING_BRIDGE_PERMISSION_TIMEOUT", "1"),
-        ],
-    );
+    let _n = start_node_env(&bot, home, "", &[("CODING_BRIDGE_PERMISSION_TIMEOUT", "1")]);
     bot.message(
         ME,
         ME,
@@ -946,13 +911,7 @@ fn commands_for_another_bot_are_not_ours_and_updates_do_not_rerun_after_a_restar
     // them out again (it does until a poll confirms them).
     bot.message(ME, ME, "say once");
     bot.wait_shown(ME, "the reply", |t| t == "once");
-    let Node {
-        home,
-        daemon,
-        relay,
-    } = n;
-    drop(daemon);
-    drop(relay);
+    let home = n.stop();
     {
         let mut g = bot.state.0.lock().unwrap();
         let all: Vec<Value> = (1..=g.next_update)

@@ -109,6 +109,18 @@ impl Node {
         }
     }
 
+    /// Stop the daemon and the relay; the home stays for a restart.
+    pub fn stop(self) -> TempDir {
+        let Node {
+            relay,
+            home,
+            daemon,
+        } = self;
+        drop(daemon);
+        drop(relay);
+        home
+    }
+
     /// Send a browser command.
     pub fn cmd(&self, payload: Value) {
         static N: AtomicU32 = AtomicU32::new(0);
