@@ -2,7 +2,8 @@
 //! told. [`app`] dispatches a command (the only place that prints for people), [`args`]
 //! parses argv, [`config`] merges flags and environment into a checked
 //! [`config::Config`], [`credentials`] and [`pairing`] get and keep the node token,
-//! [`lock`] keeps one daemon per config dir, [`qr`] draws the claim link.
+//! [`lock`] keeps one daemon per config dir, [`qr`] draws the claim link, [`service`]
+//! installs and drives the daemon as a service with the units [`units`] renders.
 
 pub mod app;
 pub mod args;

@@ -6,7 +6,8 @@
 //!   link reader ──LinkEvent──▶ ┌─────┐ ──Outbound──▶ link writer ──▶ relay
 //!   child stdout ─ChildEvent─▶ │     │ ──ChildInput──▶ child supervisor ──▶ claude stdin
 //!   timer ───────Tick────────▶ │ hub │ ──(deadline, Tick)──▶ timer
-//!   signals ─────signal no.──▶ └─────┘
+//!   signals ─────signal no.──▶ │     │
+//!   bot poller ─ChannelEvent─▶ └─────┘ ──Call──▶ bot sender ──▶ Telegram Bot API
 //! ```
 //!
 //! - **link reader** ([`crate::relay::link`]): one per connection; connects, then blocks in
@@ -18,6 +19,9 @@
 //! - **timer** ([`crate::hub::timer`]): heartbeats, reconnect backoff, permission timeouts,
 //!   crash retries.
 //! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
+//! - **bot poller / bot sender** ([`crate::channels::runner`]): per Telegram bot; the
+//!   chats' side is [`crate::channels::chats`], called from the hub, which also ticks it
+//!   once a second while a chat has a turn running or a reply to show.
 //!
 //! The hub `select!`s over its inputs and never blocks on I/O. When the writer's queue is
 //! full (the relay reads slower than the agents write), the hub stops taking the

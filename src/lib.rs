@@ -16,7 +16,8 @@
 //! - [`node`]: the other services the browser asks for (capabilities, the directory
 //!   picker, media, unread marks, per-session settings).
 //! - [`channels`]: chat channels (Telegram) that drive sessions like the browser does.
-//! - [`cli`]: the command line, configuration, pairing and credentials.
+//! - [`cli`]: the command line, configuration, pairing, credentials and the `service`
+//!   command (systemd units and OpenRC scripts).
 //! - [`sys`]: processes, files, logging, ids, time.
 
 pub mod channels;
