@@ -7,7 +7,7 @@
 //! - [`acp`]: any agent speaking the Agent Client Protocol (GitHub Copilot, Gemini CLI,
 //!   and agents declared in `<config dir>/agents.json`).
 //!
-//! A session's [`crate::hub::session::Agent`] says which one drives it; the session
+//! A session's `crate::hub::session::Agent` says which one drives it; the session
 //! commands in [`crate::hub::sessions`] dispatch on it where the agents differ (starting
 //! the child, writing a turn, reading its lines, interrupting, answering an approval).
 

@@ -6,7 +6,7 @@
 //!   waits, then SIGTERMs and finally SIGKILLs the child's whole process group, and
 //!   reports [`ChildEvent::Exited`] with the exit status and the stderr tail.
 //! - **stdout reader** (`child-N-out`): reads stdout line by line (each line bounded by
-//!   [`MAX_LINE`]), parses JSON and sends [`ChildEvent::Line`] to the hub. A line that is
+//!   [`MAX_LINE`]), parses JSON and sends `ChildEvent::Line` to the hub. A line that is
 //!   too long or not JSON is skipped with a log line. The bounded hub channel gives
 //!   backpressure: a flooding child waits for the hub.
 //! - **stderr reader** (`child-N-err`): keeps a bounded tail of stderr behind a short lock

@@ -5,7 +5,7 @@
 //! When this process is PID 1, a small `reaper` thread wakes on SIGCHLD, finds its
 //! zombie children in `/proc`, and reaps every one that is not a Claude Code child the
 //! daemon spawned itself: those are waited for by their supervisor thread
-//! ([`crate::sys::child`]), which records them here with [`own`] and [`disown`] (a short lock,
+//! ([`crate::sys::child`]), which records them here with `own` and `disown` (a short lock,
 //! also held across the spawn so no child can be reaped before it is recorded).
 
 use std::collections::HashSet;

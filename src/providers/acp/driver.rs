@@ -4,7 +4,7 @@
 //! events, and every `session/request_permission` put before the browser (or answered
 //! here when the permission mode says so). Same shape as the Codex driver: the state is
 //! taken out of the session while a line is handled, and daemon-wide follow-ups come
-//! back as a [`Next`].
+//! back as a `Next`.
 
 use std::time::{Duration, Instant};
 

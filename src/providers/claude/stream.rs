@@ -2,7 +2,7 @@
 //! blocks as text deltas and texts (repaired when the assembled message differs),
 //! thinking, tool uses and results, the replay guard, and the control requests that
 //! keep the CLI's model and mode in step with the session. Pure functions over a
-//! [`Session`], called by [`crate::providers::claude::driver`] on the hub thread.
+//! `Session`, called by [`crate::providers::claude::driver`] on the hub thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -4,10 +4,10 @@
 //! command and patch approval through the daemon's approval table, so the browser
 //! allows or denies each one.
 //!
-//! The Codex state of a session ([`State`]) lives in the session's [`Agent`]; while a
-//! line is handled it is taken out ([`Sessions::with_codex`]) so the session and the
+//! The Codex state of a session ([`State`]) lives in the session's `Agent`; while a
+//! line is handled it is taken out (`Sessions::with_codex`) so the session and the
 //! state can be changed side by side, and whatever needs the whole daemon (re-keying,
-//! approvals, the next turn) is returned as a [`Next`] and done afterwards.
+//! approvals, the next turn) is returned as a `Next` and done afterwards.
 
 use serde_json::{Value, json};
 
