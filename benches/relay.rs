@@ -61,8 +61,10 @@ fn spawn_setup(
     setup(&home);
     // `BENCH_BINARY=dist/coding-bridge-agent-x86_64-unknown-linux-musl` measures a
     // static release build instead of this glibc one.
+    // A relative path is taken from the project root (the daemon runs in a temp dir).
     let binary = std::env::var("BENCH_BINARY")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_coding-bridge-agent").to_string());
+        .map(|b| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(b))
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_coding-bridge-agent").into());
     let child = Command::new(binary)
         .env_clear()
         .env("HOME", &home)
