@@ -937,3 +937,61 @@ fn commands_for_another_bot_are_not_ours_and_updates_do_not_rerun_after_a_restar
         "nothing ran twice"
     );
 }
+
+/// An example binary built next to the daemon (`cargo build --examples`).
+fn example(name: &str) -> std::path::PathBuf {
+    let p = Path::new(bin())
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(p.exists(), "build the examples: cargo build --examples");
+    p
+}
+
+#[test]
+fn a_chat_runs_any_provider_with_its_approvals_as_buttons() {
+    // Codex (a scripted app-server): the chat's session is a Codex thread.
+    let bot = FakeBot::start();
+    let codex = example("fake_codex");
+    let n = start_node_env(
+        &bot,
+        TempDir::new("tg-codex"),
+        "default_provider = \"codex\"\n",
+        &[("CODING_BRIDGE_CODEX_PATH", codex.to_str().unwrap())],
+    );
+    bot.message(ME, ME, "hello codex");
+    bot.wait_shown(ME, "codex's reply", |t| t == "echo: hello codex");
+    bot.message(ME, ME, "/status");
+    bot.wait_shown(ME, "status", |t| t.contains("Provider: codex"));
+    drop(n);
+
+    // An ACP agent declared in agents.json: its permission request comes as buttons and
+    // the press picks the agent's allow option.
+    let bot = FakeBot::start();
+    let home = TempDir::new("tg-acp");
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    let log = home.join("acp.log");
+    std::fs::write(
+        home.join("cfg/agents.json"),
+        json!({"agents": [{"name": "fakeacp", "label": "Fake ACP agent",
+                           "command": example("fake_acp"), "env": {"FAKE_ACP_LOG": log}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let _n = start_node(&bot, home, "default_provider = \"fakeacp\"\n");
+    bot.message(ME, ME, "ask");
+    let (text, buttons) = approval(&bot);
+    assert!(text.contains("touch x"), "{text}");
+    bot.press(ME, ME, button(&buttons, "Allow"));
+    bot.wait("the decision shown", |m, b| {
+        m == "editMessageText" && b["text"].as_str().unwrap_or("").starts_with("✅ Allowed")
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"optionId\":\"yes\"")),
+        "the agent got its allow option: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

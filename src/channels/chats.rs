@@ -327,7 +327,8 @@ impl Channels {
 
     fn save(&self) {
         let bytes = serde_json::to_vec(&self.saved).unwrap_or_default();
-        if let Err(e) = crate::sys::fsutil::write_private_file(&self.state_path, &bytes) {
+        // On the hub thread, once per handled update: replaced atomically, not synced.
+        if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&self.state_path, &bytes) {
             crate::log_warn!("cannot save {}: {e}", self.state_path.display());
         }
     }

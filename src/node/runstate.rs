@@ -25,20 +25,8 @@ fn path(config_dir: &Path) -> PathBuf {
 
 /// Record the daemon's state (a failure is logged; it never stops the daemon).
 pub fn write(config_dir: &Path, state: &RunState) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let bytes = serde_json::to_vec(state).unwrap_or_default();
-    let tmp = config_dir.join(format!(".daemon-state.{}.tmp", state.pid));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(&bytes))
-        .and_then(|()| std::fs::rename(&tmp, path(config_dir)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&path(config_dir), &bytes) {
         crate::log_debug!("cannot write the daemon state file: {e}");
     }
 }

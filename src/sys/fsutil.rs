@@ -51,6 +51,21 @@ pub fn write_private_file_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    replace(path, fill, true)
+}
+
+/// Like [`write_private_file`] without waiting for the disk: still all-or-nothing for
+/// readers, but a power cut may lose the latest version. For small state the hub thread
+/// writes often (an fsync on an SD card can take a second).
+pub fn replace_private_file_quick(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, |file| file.write_all(bytes), false)
+}
+
+fn replace(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    durable: bool,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     // Unique per write (two writes in one millisecond must not share a temp file).
@@ -66,11 +81,13 @@ pub fn write_private_file_with(
             .mode(0o600)
             .open(&tmp)?;
         fill(&mut file)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&tmp, path)?;
         // Make the rename itself durable; a failure here is harmless for correctness.
-        if let Ok(d) = File::open(dir) {
+        if durable && let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
