@@ -199,6 +199,8 @@ struct Chat {
 struct Bot {
     cfg: Telegram,
     calls: Sender<Call>,
+    /// Update ids handled, for the poller (it confirms a batch only then).
+    handled: Sender<i64>,
     stopped: bool,
     /// The bot's username (`/cmd@other` in a group is not for us).
     username: Option<String>,
@@ -283,13 +285,14 @@ impl Channels {
             );
             let offset = saved.offsets.get(&cfg.instance_id).copied().unwrap_or(0);
             match crate::channels::runner::start(&cfg, api, events.clone(), offset) {
-                Ok(calls) => {
+                Ok(handles) => {
                     crate::log_info!("telegram {}: polling for messages", cfg.instance_id);
                     bots.insert(
                         cfg.instance_id.clone(),
                         Bot {
                             cfg,
-                            calls,
+                            calls: handles.calls,
+                            handled: handles.handled,
                             stopped: false,
                             username: None,
                             chats: HashMap::new(),
@@ -538,19 +541,25 @@ impl Channels {
             bot.seen.pop_front();
         }
         if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
-            if bot.seen.iter().any(|(s, _)| *s == id) {
-                crate::log_info!("telegram {bot_id}: update {id} seen already; ignored");
-                return Vec::new();
+            let seen = bot.seen.iter().any(|(s, _)| *s == id);
+            if !seen {
+                bot.seen.push_back((id, now));
+                if bot.seen.len() > 10_000 {
+                    bot.seen.pop_front();
+                }
             }
-            bot.seen.push_back((id, now));
-            if bot.seen.len() > 10_000 {
-                bot.seen.pop_front();
-            }
-            // Handled from here on: after a restart, polling starts past it.
+            let handled = bot.handled.clone();
+            // Handled from here on: after a restart, polling starts past it. Saved
+            // before the poller hears of it (it then confirms it to Telegram).
             let next = self.saved.offsets.entry(bot_id.to_string()).or_default();
             if id >= *next {
                 *next = id + 1;
                 self.save();
+            }
+            let _ = handled.try_send(id);
+            if seen {
+                crate::log_info!("telegram {bot_id}: update {id} seen already; ignored");
+                return Vec::new();
             }
         }
         let Some(bot) = self.bots.get_mut(bot_id) else {

@@ -1,6 +1,8 @@
 //! The threads of one Telegram bot, feeding the hub:
 //! - **poller** (`tg-<id>-poll`): long-polls `getUpdates` and hands every update to the
-//!   hub as [`ChannelEvent::Update`], with the photo or document of an allowed sender's
+//!   hub as [`ChannelEvent::Update`]; it confirms a batch to Telegram (the next poll's
+//!   offset) only once the hub says it handled it, so a daemon stopped meanwhile gets
+//!   the batch again after a restart (and skips what it had handled); with the photo or document of an allowed sender's
 //!   message fetched first (bounded; strangers' files are never downloaded); backs off on network errors and 5xx (1 s doubling to
 //!   60 s), waits out a 429, clears a webhook on a 409 (`deleteWebhook`), and stops the
 //!   channel on a refused token (401/404) with [`ChannelEvent::Stopped`], no tight loop.
@@ -23,6 +25,16 @@ use crate::node::media::{Inline, MAX_IMAGE_BYTES};
 
 /// Calls queued for one bot's sender.
 pub const SEND_QUEUE: usize = 256;
+/// Update ids the hub reports handled (a batch is at most 100).
+const HANDLED_QUEUE: usize = 1024;
+
+/// The hub's ends of one bot's threads.
+pub struct Handles {
+    /// Bot API calls for the sender.
+    pub calls: Sender<Call>,
+    /// Each update id the hub has handled, for the poller.
+    pub handled: Sender<i64>,
+}
 
 /// News from a bot's threads to the hub.
 #[derive(Debug)]
@@ -86,9 +98,10 @@ pub fn start(
     api: Api,
     events: Sender<ChannelEvent>,
     offset: i64,
-) -> std::io::Result<Sender<Call>> {
+) -> std::io::Result<Handles> {
     let instance = cfg.instance_id.clone();
     let (call_tx, call_rx) = crossbeam_channel::bounded(SEND_QUEUE);
+    let (handled_tx, handled_rx) = crossbeam_channel::bounded(HANDLED_QUEUE);
     {
         let (api, events) = (api.clone(), events.clone());
         let p = Poll {
@@ -101,14 +114,17 @@ pub fn start(
         };
         std::thread::Builder::new()
             .name(format!("tg-{instance}-poll"))
-            .spawn(move || poll(&p, &api, &events))?;
+            .spawn(move || poll(&p, &api, &events, &handled_rx))?;
     }
     {
         std::thread::Builder::new()
             .name(format!("tg-{instance}-send"))
             .spawn(move || send(&instance, &api, &call_rx, &events))?;
     }
-    Ok(call_tx)
+    Ok(Handles {
+        calls: call_tx,
+        handled: handled_tx,
+    })
 }
 
 /// Ask the bot's username (until it answers); `false` when the token is refused.
@@ -156,7 +172,7 @@ fn refused(p: &Poll, events: &Sender<ChannelEvent>, m: String) {
     });
 }
 
-fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
+fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i64>) {
     let instance = p.instance.as_str();
     if !hello(p, api, events) {
         return;
@@ -167,6 +183,10 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
         match api.get_updates(offset, p.wait) {
             Ok(updates) => {
                 backoff = Duration::from_secs(1);
+                let last = updates
+                    .iter()
+                    .filter_map(|u| u.get("update_id").and_then(Value::as_i64))
+                    .max();
                 for u in updates {
                     if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
                         offset = offset.max(id + 1);
@@ -180,6 +200,12 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
                     if events.send(ev).is_err() {
                         return; // the daemon is stopping
                     }
+                }
+                // The next poll confirms this batch to Telegram: wait until it is handled.
+                if let Some(last) = last
+                    && !wait_handled(handled, last)
+                {
+                    return;
                 }
             }
             Err(ApiError::Unauthorized(m)) => {
@@ -205,6 +231,18 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
+        }
+    }
+}
+
+/// Wait until the hub reports update `last` (or a later one) handled; `false` when the
+/// daemon is stopping.
+fn wait_handled(handled: &Receiver<i64>, last: i64) -> bool {
+    loop {
+        match handled.recv() {
+            Ok(id) if id >= last => return true,
+            Ok(_) => {}
+            Err(_) => return false,
         }
     }
 }
@@ -306,5 +344,100 @@ fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<Chann
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A Bot API that hands out one update (id 7) and records every poll's offset.
+    fn fake_api(offsets: Arc<Mutex<Vec<i64>>>) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                let offsets = offsets.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    let (mut line, mut len) = (String::new(), 0);
+                    let _ = r.read_line(&mut line);
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = r.read_exact(&mut body);
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let result = if line.contains("/getUpdates") {
+                        let offset = body["offset"].as_i64().unwrap_or(0);
+                        offsets.lock().unwrap().push(offset);
+                        if offset <= 7 {
+                            json!([{"update_id": 7, "message": {"text": "hi"}}])
+                        } else {
+                            std::thread::sleep(Duration::from_millis(200));
+                            json!([])
+                        }
+                    } else {
+                        json!({"username": "b"})
+                    };
+                    let out = json!({"ok": true, "result": result}).to_string();
+                    let mut s = s;
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                        out.len()
+                    );
+                });
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_batch_is_confirmed_only_once_the_hub_handled_it() {
+        let offsets = Arc::new(Mutex::new(Vec::new()));
+        let port = fake_api(offsets.clone());
+        let cfg = crate::channels::config::parse(&format!(
+            "[[channels.telegram]]\ntoken_env = \"T\"\napi_base = \"http://127.0.0.1:{port}\"\npoll_timeout_seconds = 1\n"
+        ))
+        .unwrap()
+        .remove(0);
+        let api = Api::new(
+            &cfg.api_base,
+            crate::sys::secret::Secret::new("1:x"),
+            ureq::tls::TlsConfig::default(),
+            1,
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handles = start(&cfg, api, tx, 0).unwrap();
+        let got = |rx: &Receiver<ChannelEvent>| loop {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                ChannelEvent::Update { update, .. } => break update,
+                _ => continue,
+            }
+        };
+        assert_eq!(got(&rx)["update_id"], 7);
+        // Not handled yet: no poll confirms it (none asks past it).
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(
+            offsets.lock().unwrap().iter().all(|o| *o <= 7),
+            "{offsets:?}"
+        );
+        handles.handled.send(7).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !offsets.lock().unwrap().contains(&8) {
+            assert!(std::time::Instant::now() < deadline, "{offsets:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A daemon that stops before handling a batch leaves it unconfirmed.
+        drop(handles);
     }
 }
