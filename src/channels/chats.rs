@@ -38,6 +38,10 @@ const EDIT_EVERY: Duration = Duration::from_millis(1000);
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 /// Tries at creating a reply message before its text is given up.
 const CREATE_TRIES: u32 = 3;
+/// The most of one turn's reply a chat gets (about 16 full messages); the rest is cut
+/// with a note (the browser has it all). Also bounds what waits for a slow Bot API.
+const MAX_REPLY: usize = 64 << 10;
+const CUT_NOTE: &str = "\n… (the rest of this reply is too long for the chat)";
 
 /// One turn's reply: the message being edited and the text it should show.
 struct Reply {
@@ -52,6 +56,8 @@ struct Reply {
     /// Length of `text` the message shows.
     shown: usize,
     last_edit: Instant,
+    /// Bytes of this turn's reply taken so far (at most [`MAX_REPLY`]).
+    taken: usize,
 }
 
 impl Reply {
@@ -64,7 +70,28 @@ impl Reply {
             text: String::new(),
             shown: 0,
             last_edit: Instant::now(),
+            taken: 0,
         }
+    }
+
+    /// Add streamed text, up to [`MAX_REPLY`] for the turn.
+    fn push(&mut self, text: &str) {
+        if self.taken >= MAX_REPLY {
+            return;
+        }
+        let room = MAX_REPLY - self.taken;
+        if text.len() <= room {
+            self.text.push_str(text);
+            self.taken += text.len();
+            return;
+        }
+        let mut cut = room;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&text[..cut]);
+        self.text.push_str(CUT_NOTE);
+        self.taken = MAX_REPLY;
     }
 
     /// Text not shown yet (whitespace alone is not worth a message or an edit).
@@ -900,12 +927,12 @@ impl Channels {
             }
             "session.text_delta" => {
                 let t = e.get("text").and_then(Value::as_str).unwrap_or("");
-                self.append(&bot, chat, t, &mut calls);
+                self.append(&bot, chat, t, false, &mut calls);
             }
             "session.tool_use" => {
                 let tool = e.get("tool").and_then(Value::as_str).unwrap_or("tool");
                 let line = format!("\n🔧 {tool}{}\n", tool_line(e.get("input")));
-                self.append(&bot, chat, &line, &mut calls);
+                self.append(&bot, chat, &line, false, &mut calls);
             }
             "permission.request" => self.show_approval(&bot, chat, e, &mut calls),
             "permission.resolved" => {
@@ -948,7 +975,9 @@ impl Channels {
             "session.result" | "session.error" => {
                 if name == "session.error" {
                     let m = e.get("message").and_then(Value::as_str).unwrap_or("error");
-                    self.append(&bot, chat, &format!("\n⚠️ {m}"), &mut calls);
+                    // An error is shown even past the reply's cut.
+                    let line = format!("\n⚠️ {}", clip_units(m, 1000));
+                    self.append(&bot, chat, &line, true, &mut calls);
                 }
                 if let Some(r) = e.get("sdk_session_id").and_then(Value::as_str)
                     && self
@@ -1079,8 +1108,9 @@ impl Channels {
         });
     }
 
-    /// Add streamed text to the chat's reply (one per turn, started here).
-    fn append(&mut self, bot: &str, chat: i64, text: &str, calls: &mut Vec<Call>) {
+    /// Add streamed text to the chat's reply (one per turn, started here); `always`
+    /// adds it even past the reply's cut.
+    fn append(&mut self, bot: &str, chat: i64, text: &str, always: bool, calls: &mut Vec<Call>) {
         if text.is_empty() {
             return;
         }
@@ -1096,7 +1126,11 @@ impl Channels {
         let r = c.reply.get_or_insert_with(|| Reply::new(n));
         // New text: earlier failures do not stop it from being shown.
         r.failures = 0;
-        r.text.push_str(text);
+        if always {
+            r.text.push_str(text);
+        } else {
+            r.push(text);
+        }
         r.flush(chat, false, calls);
     }
 }
@@ -1238,6 +1272,22 @@ mod tests {
         assert!(crate::hub::sessions::valid_id(&session_key(
             "main", -100123, 3
         )));
+    }
+
+    #[test]
+    fn a_reply_is_bounded() {
+        let mut r = Reply::new(1);
+        for _ in 0..100 {
+            r.push(&"é".repeat(1000));
+        }
+        assert!(
+            r.text.len() <= MAX_REPLY + CUT_NOTE.len(),
+            "{}",
+            r.text.len()
+        );
+        assert!(r.text.ends_with(CUT_NOTE));
+        r.push("more");
+        assert!(r.text.ends_with(CUT_NOTE), "nothing after the cut");
     }
 
     #[test]
