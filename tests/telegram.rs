@@ -561,6 +561,16 @@ fn turns_queue_stop_and_start_afresh() {
     bot.wait_shown(ME, "a fresh conversation", |t| {
         t == "first prompt was: recall"
     });
+
+    // Idle again: no more typing indicators or edits.
+    std::thread::sleep(Duration::from_millis(500));
+    bot.forget_calls();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        bot.calls().is_empty(),
+        "an idle chat is left alone: {:?}",
+        bot.calls()
+    );
 }
 
 #[test]

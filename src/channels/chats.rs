@@ -513,7 +513,8 @@ impl Channels {
 
     /// Whether [`Channels::on_tick`] has work: a turn runs or a reply is not shown yet.
     pub fn wants_tick(&self) -> bool {
-        self.bots.values().any(|b| {
+        // A stopped bot sends nothing more: it never needs a tick.
+        self.bots.values().filter(|b| !b.stopped).any(|b| {
             b.chats.values().any(|c| {
                 c.pending > 0
                     || c.reply.as_ref().is_some_and(|r| !r.settled())
@@ -526,7 +527,7 @@ impl Channels {
     /// renew the typing indicator of chats whose turn still works.
     pub fn on_tick(&mut self) {
         let mut all = Vec::new();
-        for (name, b) in &mut self.bots {
+        for (name, b) in self.bots.iter_mut().filter(|(_, b)| !b.stopped) {
             let mut calls = Vec::new();
             for (chat, c) in &mut b.chats {
                 if let Some(r) = c.reply.as_mut() {
