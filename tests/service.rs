@@ -373,8 +373,22 @@ fn every_refusal_has_its_exit_code_and_a_dry_run_touches_nothing() {
     // An unknown override is a usage error too.
     assert_eq!(code(&h.run("upstart", &["install"])), 2);
 
-    // A dry run prints the unit and the commands, and changes nothing.
+    // A dry run prints the unit and the commands, and changes nothing (an environment
+    // variable that is not UTF-8 is no reason to fail).
     let before = snapshot(h.home.path());
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let o = run(h.cmd("systemd", &["install", "--dry-run"]).env(
+            "CODING_BRIDGE_ODD_PATH",
+            std::ffi::OsStr::from_bytes(b"/opt/\xff"),
+        ));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            !stdout(&o).contains("CODING_BRIDGE_ODD_PATH"),
+            "{}",
+            stdout(&o)
+        );
+    }
     let o = h.run("systemd", &["install", "--dry-run"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(

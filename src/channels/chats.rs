@@ -106,85 +106,60 @@ impl Reply {
         !self.waiting && (!self.unshown() || self.failures >= CREATE_TRIES)
     }
 
-    /// The calls that bring the message up to date: an edit (at most once a second
-    /// unless `force`), or a new message when there is none yet; text past the limit
-    /// goes on in a new message.
+    /// The call that brings the message up to date: an edit (at most once a second
+    /// unless `force`), or a new message when there is none yet. One call is on its way
+    /// at a time; its answer ([`Reply::answered`]) moves on, so a message is only left
+    /// behind (text past 4096 units going on in a new one) once it shows its full text.
     fn flush(&mut self, chat: i64, force: bool, out: &mut Vec<Call>) {
-        loop {
-            if self.waiting || !self.unshown() || self.failures >= CREATE_TRIES {
-                return;
-            }
-            let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
-            let (head, rest) = (head.to_string(), rest.to_string());
-            match self.message_id {
-                None => {
-                    out.push(Call {
-                        method: "sendMessage",
-                        body: json!({"chat_id": chat, "text": head}),
-                        tag: Some(Tag::Reply {
-                            chat,
-                            turn: self.turn,
-                        }),
-                    });
-                    self.waiting = true;
+        if self.waiting || !self.unshown() || self.failures >= CREATE_TRIES {
+            return;
+        }
+        let (head, _) = split_at_units(&self.text, MAX_MESSAGE);
+        let turn = self.turn;
+        match self.message_id {
+            None => out.push(Call {
+                method: "sendMessage",
+                body: json!({"chat_id": chat, "text": head}),
+                tag: Some(Tag::Reply { chat, turn }),
+            }),
+            Some(id) => {
+                if !force && self.last_edit.elapsed() < EDIT_EVERY {
+                    return;
                 }
-                Some(id) => {
-                    if !force && self.last_edit.elapsed() < EDIT_EVERY {
-                        return;
-                    }
-                    out.push(Call {
-                        method: "editMessageText",
-                        body: json!({"chat_id": chat, "message_id": id, "text": head}),
-                        tag: Some(Tag::Edit {
-                            chat,
-                            turn: self.turn,
-                        }),
-                    });
-                }
+                out.push(Call {
+                    method: "editMessageText",
+                    body: json!({"chat_id": chat, "message_id": id, "text": head}),
+                    tag: Some(Tag::Edit { chat, turn }),
+                });
             }
-            self.last_edit = Instant::now();
-            self.shown = head.len();
-            if rest.is_empty() {
-                return;
-            }
-            // The message is full: it stays as it is; the rest starts the next one once
-            // this one's id is known (so the order holds).
-            if self.waiting {
-                return;
-            }
-            self.text = rest;
+        }
+        self.shown = head.len();
+        self.waiting = true;
+        self.last_edit = Instant::now();
+    }
+
+    /// The answer to our last call (`sendMessage` with its message id, or an edit). A
+    /// failure shows the whole text again on the next tick, a few times.
+    fn answered(&mut self, ok: bool, id: Option<i64>, chat: i64, out: &mut Vec<Call>) {
+        self.waiting = false;
+        let created = self.message_id.is_some() || id.is_some();
+        if !ok || !created {
+            self.failures += 1;
+            self.shown = 0;
+            return;
+        }
+        self.failures = 0; // they count failures in a row
+        if self.message_id.is_none() {
+            self.message_id = id;
+        }
+        let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
+        if !rest.is_empty() && self.shown == head.len() {
+            // The message shows its full share: the rest starts the next one.
+            self.text = rest.to_string();
             self.shown = 0;
             self.message_id = None;
         }
-    }
-
-    /// The answer to our `sendMessage`: its id (and what came since is shown), or a
-    /// failure (tried again on the next tick, a few times).
-    fn created(&mut self, id: Option<i64>, chat: i64, out: &mut Vec<Call>) {
-        self.waiting = false;
-        match id {
-            Some(id) => {
-                self.message_id = Some(id);
-                let (head, rest) = split_at_units(&self.text, MAX_MESSAGE);
-                if !rest.is_empty() && self.shown == head.len() {
-                    // The message got a full head: the rest starts the next one.
-                    self.text = rest.to_string();
-                    self.shown = 0;
-                    self.message_id = None;
-                }
-                self.flush(chat, true, out);
-            }
-            None => {
-                self.failures += 1;
-                self.shown = 0;
-            }
-        }
-    }
-
-    /// An edit failed: show the whole text again on the next tick (a few times).
-    fn edit_failed(&mut self) {
-        self.failures += 1;
-        self.shown = 0;
+        self.flush(chat, true, out);
     }
 }
 
@@ -197,6 +172,8 @@ struct Approval {
     tries: u32,
     /// Decided before its message id was known: shown once it is.
     outcome: Option<String>,
+    /// Its message was dropped by a full send queue: sent again on the next tick.
+    unsent: bool,
     /// What was asked (shown again with the decision).
     summary: String,
     /// AskUserQuestion: the questions and their option labels, and the picks so far.
@@ -378,7 +355,20 @@ impl Channels {
             }
         }
         for tag in dropped {
-            self.on_sent(bot, tag, Err("the send queue is full".into()));
+            match tag {
+                // An approval waits for the next tick (the queue is full now).
+                Tag::Approval { chat, number } => {
+                    if let Some(a) = self
+                        .bots
+                        .get_mut(bot)
+                        .and_then(|b| b.chats.get_mut(&chat))
+                        .and_then(|c| c.approvals.get_mut(&number))
+                    {
+                        a.unsent = true;
+                    }
+                }
+                other => self.on_sent(bot, other, Err("the send queue is full".into())),
+            }
         }
     }
 
@@ -456,7 +446,6 @@ impl Channels {
         };
         match tag {
             Tag::Reply { chat, turn } | Tag::Edit { chat, turn } => {
-                let edit = matches!(tag, Tag::Edit { .. });
                 let Some(c) = b.chats.get_mut(&chat) else {
                     return;
                 };
@@ -466,11 +455,7 @@ impl Channels {
                     (None, Some(i)) => &mut c.finishing[i],
                     (None, None) => return,
                 };
-                match (edit, ok) {
-                    (false, _) => r.created(id, chat, &mut calls),
-                    (true, true) => {}
-                    (true, false) => r.edit_failed(),
-                }
+                r.answered(ok, id, chat, &mut calls);
                 if let Some(i) = finishing
                     && c.finishing.get(i).is_some_and(Reply::settled)
                 {
@@ -519,6 +504,7 @@ impl Channels {
                 c.pending > 0
                     || c.reply.as_ref().is_some_and(|r| !r.settled())
                     || !c.finishing.is_empty()
+                    || c.approvals.values().any(|a| a.unsent)
             })
         })
     }
@@ -535,6 +521,17 @@ impl Channels {
                 }
                 for r in &mut c.finishing {
                     r.flush(*chat, true, &mut calls);
+                }
+                for (n, a) in c.approvals.iter_mut().filter(|(_, a)| a.unsent) {
+                    a.unsent = false;
+                    calls.push(Call {
+                        method: "sendMessage",
+                        body: a.body.clone(),
+                        tag: Some(Tag::Approval {
+                            chat: *chat,
+                            number: *n,
+                        }),
+                    });
                 }
                 c.finishing.retain(|r| !r.settled());
                 if c.pending > 0 && c.last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY) {
@@ -579,9 +576,8 @@ impl Channels {
             let handled = bot.handled.clone();
             // Handled from here on: after a restart, polling starts past it. Saved
             // before the poller hears of it (it then confirms it to Telegram).
-            let next = self.saved.offsets.entry(bot_id.to_string()).or_default();
-            if id >= *next {
-                *next = id + 1;
+            // (Set, not raised: Telegram may restart its numbering lower.)
+            if self.saved.offsets.insert(bot_id.to_string(), id + 1) != Some(id + 1) {
                 self.save();
             }
             let _ = handled.try_send(id);
@@ -1091,6 +1087,7 @@ impl Channels {
             body: body.clone(),
             tries: 0,
             outcome: None,
+            unsent: false,
             summary: clip_units(&summary, 1000),
             questions,
             picks,
@@ -1315,25 +1312,89 @@ mod tests {
         r.text.push_str(" world");
         r.flush(1, true, &mut calls);
         assert_eq!(calls.len(), 1);
-        r.created(Some(42), 1, &mut calls);
+        r.answered(true, Some(42), 1, &mut calls);
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].method, "editMessageText");
         assert_eq!(calls[1].body["text"], "hello world");
+        assert!(!r.settled(), "the edit is on its way");
+        r.answered(true, None, 1, &mut calls);
         assert!(r.settled());
-        // Past the limit: the message is filled, the rest starts a new one.
+        // Past the limit: the message is filled first; the rest starts a new message
+        // only once that edit went through.
         r.text.push_str(&"x".repeat(5000));
         r.flush(1, true, &mut calls);
+        assert_eq!(calls.len(), 3);
         assert_eq!(calls[2].body["text"].as_str().unwrap().len(), MAX_MESSAGE);
-        assert_eq!(calls[3].method, "sendMessage");
+        // The filling edit fails: it is made again (nothing is lost), then goes through.
+        r.answered(false, None, 1, &mut calls);
+        assert_eq!(calls.len(), 3, "retried on the next tick, not at once");
+        r.flush(1, true, &mut calls);
+        assert_eq!(calls[3].method, "editMessageText");
+        assert_eq!(calls[3].body["message_id"], 42);
+        assert_eq!(calls[3].body["text"].as_str().unwrap().len(), MAX_MESSAGE);
+        r.answered(true, None, 1, &mut calls);
+        assert_eq!(calls[4].method, "sendMessage");
         assert_eq!(
-            calls[3].body["text"].as_str().unwrap().len(),
+            calls[4].body["text"].as_str().unwrap().len(),
             5011 - MAX_MESSAGE
         );
         // A failed creation is tried again, then given up.
         for _ in 0..CREATE_TRIES {
             assert!(!r.settled());
-            r.created(None, 1, &mut calls);
+            r.answered(false, None, 1, &mut calls);
+            r.flush(1, true, &mut calls);
         }
         assert!(r.settled());
+    }
+
+    /// Channels with one bot "b" whose send queue is `queue` (no threads).
+    fn channels_with(queue: Sender<Call>) -> Channels {
+        let cfg = crate::channels::config::parse(
+            "[[channels.telegram]]\ninstance_id = \"b\"\ntoken_env = \"T\"\nallowed_senders = [1]\n",
+        )
+        .unwrap()
+        .remove(0);
+        let (handled, _) = crossbeam_channel::unbounded();
+        let bot = Bot {
+            cfg,
+            calls: queue,
+            handled,
+            stopped: false,
+            username: None,
+            chats: HashMap::new(),
+            seen: VecDeque::new(),
+            rate: HashMap::new(),
+        };
+        Channels {
+            bots: HashMap::from([("b".to_string(), bot)]),
+            owners: HashMap::from([("s1".to_string(), ("b".to_string(), 1))]),
+            saved: Saved::default(),
+            state_path: std::env::temp_dir().join(format!("cba-chats-{}.json", std::process::id())),
+            next_number: 100,
+        }
+    }
+
+    #[test]
+    fn an_approval_dropped_by_a_full_queue_is_sent_on_the_next_tick() {
+        // A queue with no room: every call is dropped.
+        let (full, _keep) = crossbeam_channel::bounded(0);
+        let mut ch = channels_with(full);
+        ch.on_session_event(&json!({"event": "permission.request", "session_id": "s1",
+            "request_id": "r1", "tool": "Bash", "input": {"command": "ls"}}));
+        let c = &ch.bots["b"].chats[&1];
+        assert_eq!(c.approvals.len(), 1, "kept, not given up");
+        assert!(ch.wants_tick());
+        // Room again: the tick sends it.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        ch.bots.get_mut("b").unwrap().calls = tx;
+        ch.on_tick();
+        let sent: Vec<Call> = rx.try_iter().collect();
+        assert!(
+            sent.iter().any(|c| c.method == "sendMessage"
+                && c.body["text"].as_str().unwrap_or("").contains("ls")),
+            "{sent:?}"
+        );
+        assert!(!ch.wants_tick());
+        let _ = std::fs::remove_file(&ch.state_path);
     }
 }

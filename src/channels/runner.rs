@@ -183,14 +183,16 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i
         match api.get_updates(offset, p.wait) {
             Ok(updates) => {
                 backoff = Duration::from_secs(1);
+                // The next poll starts after the batch's last update, whatever the ids
+                // before (Telegram may restart its numbering lower after a quiet week).
                 let last = updates
                     .iter()
-                    .filter_map(|u| u.get("update_id").and_then(Value::as_i64))
-                    .max();
+                    .rev()
+                    .find_map(|u| u.get("update_id").and_then(Value::as_i64));
+                if let Some(last) = last {
+                    offset = last + 1;
+                }
                 for u in updates {
-                    if let Some(id) = u.get("update_id").and_then(Value::as_i64) {
-                        offset = offset.max(id + 1);
-                    }
                     let files = fetch_files(p, api, &u);
                     let ev = ChannelEvent::Update {
                         instance: instance.to_string(),
@@ -235,12 +237,12 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i
     }
 }
 
-/// Wait until the hub reports update `last` (or a later one) handled; `false` when the
-/// daemon is stopping.
+/// Wait until the hub reports update `last` handled (it handles a batch in order);
+/// `false` when the daemon is stopping.
 fn wait_handled(handled: &Receiver<i64>, last: i64) -> bool {
     loop {
         match handled.recv() {
-            Ok(id) if id >= last => return true,
+            Ok(id) if id == last => return true,
             Ok(_) => {}
             Err(_) => return false,
         }
@@ -353,8 +355,9 @@ mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::{Arc, Mutex};
 
-    /// A Bot API that hands out one update (id 7) and records every poll's offset.
-    fn fake_api(offsets: Arc<Mutex<Vec<i64>>>) -> u16 {
+    /// A Bot API whose `getUpdates` answers `updates(offset)`; every poll's offset is
+    /// recorded.
+    fn fake_api(offsets: Arc<Mutex<Vec<i64>>>, updates: fn(i64) -> Value) -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -379,12 +382,11 @@ mod tests {
                     let result = if line.contains("/getUpdates") {
                         let offset = body["offset"].as_i64().unwrap_or(0);
                         offsets.lock().unwrap().push(offset);
-                        if offset <= 7 {
-                            json!([{"update_id": 7, "message": {"text": "hi"}}])
-                        } else {
+                        let u = updates(offset);
+                        if u == json!([]) {
                             std::thread::sleep(Duration::from_millis(200));
-                            json!([])
                         }
+                        u
                     } else {
                         json!({"username": "b"})
                     };
@@ -404,7 +406,13 @@ mod tests {
     #[test]
     fn a_batch_is_confirmed_only_once_the_hub_handled_it() {
         let offsets = Arc::new(Mutex::new(Vec::new()));
-        let port = fake_api(offsets.clone());
+        let port = fake_api(offsets.clone(), |offset| {
+            if offset <= 7 {
+                json!([{"update_id": 7, "message": {"text": "hi"}}])
+            } else {
+                json!([])
+            }
+        });
         let cfg = crate::channels::config::parse(&format!(
             "[[channels.telegram]]\ntoken_env = \"T\"\napi_base = \"http://127.0.0.1:{port}\"\npoll_timeout_seconds = 1\n"
         ))
@@ -439,5 +447,52 @@ mod tests {
         }
         // A daemon that stops before handling a batch leaves it unconfirmed.
         drop(handles);
+    }
+
+    #[test]
+    fn a_lower_update_id_moves_the_offset_down_instead_of_looping() {
+        // Telegram numbered from 900, then (after a quiet week) from 5.
+        let offsets = Arc::new(Mutex::new(Vec::new()));
+        let port = fake_api(offsets.clone(), |offset| match offset {
+            0..=900 => json!([{"update_id": 900, "message": {"text": "a"}}]),
+            901 => json!([{"update_id": 5, "message": {"text": "b"}}]),
+            _ => json!([]),
+        });
+        let cfg = crate::channels::config::parse(&format!(
+            "[[channels.telegram]]\ntoken_env = \"T\"\napi_base = \"http://127.0.0.1:{port}\"\npoll_timeout_seconds = 1\n"
+        ))
+        .unwrap()
+        .remove(0);
+        let api = Api::new(
+            &cfg.api_base,
+            crate::sys::secret::Secret::new("1:x"),
+            ureq::tls::TlsConfig::default(),
+            1,
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handles = start(&cfg, api, tx, 0).unwrap();
+        for _ in 0..2 {
+            loop {
+                if let ChannelEvent::Update { update, .. } =
+                    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+                {
+                    handles
+                        .handled
+                        .send(update["update_id"].as_i64().unwrap())
+                        .unwrap();
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        let seen = offsets.lock().unwrap().clone();
+        assert!(
+            seen.contains(&6),
+            "polls go on from the new numbering: {seen:?}"
+        );
+        assert!(
+            seen.iter().filter(|o| **o == 901).count() == 1,
+            "no loop: {seen:?}"
+        );
     }
 }

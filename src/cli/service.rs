@@ -511,7 +511,9 @@ fn install(cfg: &Config, o: Options, env: Env) -> Result<i32, Refusal> {
             )
         })?;
     // Where the agents' CLIs were configured (--claude-path, CODING_BRIDGE_<NAME>_PATH).
-    let mut carried: Vec<(String, String)> = std::env::vars()
+    // (vars_os: a variable that is not UTF-8 is skipped, not a panic.)
+    let mut carried: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, v)| {
             k.starts_with("CODING_BRIDGE_") && k.ends_with("_PATH") && units::printable(v)
         })
