@@ -730,13 +730,21 @@ impl Channels {
                             c.finishing.push(r);
                         }
                     }
-                    for (_, a) in c.approvals.drain() {
-                        if let Some(id) = a.message_id {
-                            let text =
-                                format!("Withdrawn: a new conversation started\n{}", a.summary);
-                            calls.push(decision_edit(chat, id, &text));
+                    // One whose message is still on its way is edited when it arrives.
+                    c.approvals.retain(|_, a| {
+                        let text = format!("Withdrawn: a new conversation started\n{}", a.summary);
+                        match a.message_id {
+                            Some(id) => {
+                                calls.push(decision_edit(chat, id, &text));
+                                false
+                            }
+                            None => {
+                                a.outcome = Some(text);
+                                a.unsent = false;
+                                true
+                            }
                         }
-                    }
+                    });
                 }
                 self.send(bot_id, calls);
                 self.owners.retain(|_, (b, c)| !(b == bot_id && *c == chat));
