@@ -626,3 +626,91 @@ fn deny_allow_continue_interrupt(version: &str) {
         |r| r["line"].as_str().unwrap().starts_with("POST /v1/messages") && r["has_key"] == true
     ));
 }
+
+/// Issue 12 with the real CLI: a Telegram chat (the fake Bot API of `support::telegram`)
+/// drives Claude Code; its Bash and Write approvals come as buttons, and the button
+/// decides whether the file is written.
+#[test]
+fn real_claude_code_from_a_telegram_chat() {
+    use support::telegram::{FakeBot, ME, TOKEN, approval, button};
+    let Some(cli) = cli_or_skip(NEW_PIN, "from a Telegram chat") else {
+        return;
+    };
+    let (api_port, _api_log) = start_api();
+    let bot = FakeBot::start();
+    let relay = FakeRelay::start();
+    relay.set_auto_ack(true);
+    let home = TempDir::new("real-tg");
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(
+        home.join(".claude.json"),
+        json!({"customApiKeyResponses": {"approved": ["sk-test"], "rejected": []}}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("cfg/channels.toml"),
+        format!(
+            "[[channels.telegram]]\ninstance_id = \"main\"\napi_base = \"http://127.0.0.1:{}\"\n\
+             token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\ncwd = \"{}\"\npoll_timeout_seconds = 1\n",
+            bot.port,
+            work.display()
+        ),
+    )
+    .unwrap();
+    let mut c = agent(&home);
+    c.env("CODING_BRIDGE_URL", relay.url())
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-real")
+        .env("CODING_BRIDGE_CLAUDE_PATH", &cli)
+        .env("TG_TOKEN", TOKEN)
+        .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{api_port}"))
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .args(["-v", "run"]);
+    let d = Daemon::spawn(c, &home);
+    relay
+        .recv_type("node.heartbeat", T)
+        .unwrap_or_else(|| panic!("link up: {}", d.stderr()));
+    let shown = |what: &str, f: &dyn Fn(&str) -> bool| {
+        assert!(
+            wait_until(T, || bot.shown(ME).iter().any(|t| f(t))),
+            "no {what}; chat shows {:?}; log: {}",
+            bot.shown(ME),
+            d.stderr()
+        );
+    };
+
+    // Allowed by button: the command runs and writes the file.
+    bot.message(ME, ME, "please write the file");
+    let (text, buttons) = approval(&bot);
+    assert!(text.contains("Bash"), "{text}");
+    bot.press(ME, ME, button(&buttons, "Allow"));
+    shown("the reply after the tool", &|t| {
+        t.contains("All done here.")
+    });
+    assert_eq!(std::fs::read_to_string(work.join("out.txt")).unwrap(), "hi");
+
+    // Denied by button, in the same conversation: nothing is written.
+    bot.forget_calls();
+    bot.message(ME, ME, "WRITE:denied.txt:secret");
+    let (text, buttons) = approval(&bot);
+    assert!(
+        text.contains("Write") && text.contains("denied.txt"),
+        "{text}"
+    );
+    bot.press(ME, ME, button(&buttons, "Deny"));
+    bot.wait("the denial shown", |m, b| {
+        m == "editMessageText" && b["text"].as_str().unwrap_or("").starts_with("⛔ Denied")
+    });
+    shown("the reply after the denial", &|t| {
+        t.contains("All done here.")
+    });
+    assert!(!work.join("denied.txt").exists());
+    let starts = d.stderr().matches("started claude (pid ").count();
+    assert_eq!(starts, 1, "one CLI for the conversation: {}", d.stderr());
+}

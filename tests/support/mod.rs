@@ -5,6 +5,7 @@
 pub mod http;
 pub mod node;
 pub mod relay;
+pub mod telegram;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
