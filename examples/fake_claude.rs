@@ -27,12 +27,16 @@
 //! - `garbage`: non-JSON lines, a 17 MiB line and an unknown message type, then an answer
 //! - `bigresult`: a 9 MiB tool result (over the daemon's event size limit)
 //! - `orphan`: leave a short-lived background job orphaned, then answer
+//! - `/compact`: compact as Claude Code 2.1.331 does (an echo marked `isReplay`, a result
+//!   with `local_command` and no assistant message)
 //!
 //! `FAKE_CLAUDE_LOG` (a file) gets one JSON line per start (argv, cwd, environment) and per
 //! stdin line. Messages are written to `$HOME/.claude/projects/<slug>/<id>.jsonl` like a
 //! transcript (a fork copies it up to `--resume-session-at`); with `FAKE_CLAUDE_REPLAY=1`
 //! a resumed session replays it (stream events, messages and a result) before the next
-//! turn. Like the API, it refuses to resume a transcript with unsigned thinking blocks.
+//! turn; with `FAKE_CLAUDE_REPLAY=every`, any session does so before every turn (the
+//! replayed result carries the last answer's text). With `FAKE_CLAUDE_RESULT_IDS` each
+//! result names the prompt it answers (`user_message_uuid`), as 2.1.3xx does. Like the API, it refuses to resume a transcript with unsigned thinking blocks.
 //! `rewind_files` needs `CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING` and the uuid of a
 //! prompt in the transcript. With `FAKE_CLAUDE_ROOT=1`, `bypassPermissions` is refused
 //! as the real CLI refuses it to root.
@@ -53,6 +57,8 @@ struct Fake {
     resumed: bool,
     first_prompt: Option<String>,
     prompt_uuid: Option<String>,
+    /// The uuid of the prompt being answered (named in results with `FAKE_CLAUDE_RESULT_IDS`).
+    answering: Option<String>,
 }
 
 fn uuid() -> String {
@@ -159,10 +165,21 @@ impl Fake {
     }
 
     fn result(&self, subtype: &str, is_error: bool, text: &str) {
-        out(
-            &json!({"type": "result", "subtype": subtype, "is_error": is_error, "result": text,
-                    "total_cost_usd": 0.0123, "session_id": self.session_id, "uuid": uuid(), "num_turns": 1}),
-        );
+        self.result_for(self.answering.as_deref(), subtype, is_error, text);
+    }
+
+    /// A result; with `FAKE_CLAUDE_RESULT_IDS`, naming the prompt it answers as Claude
+    /// Code 2.1.3xx does.
+    fn result_for(&self, prompt: Option<&str>, subtype: &str, is_error: bool, text: &str) {
+        let mut r = json!({"type": "result", "subtype": subtype, "is_error": is_error, "result": text,
+                           "total_cost_usd": 0.0123, "session_id": self.session_id, "uuid": uuid(), "num_turns": 1});
+        if std::env::var_os("FAKE_CLAUDE_RESULT_IDS").is_some()
+            && let Some(p) = prompt
+        {
+            r["user_message_uuid"] = json!(p);
+            r["user_message_uuids"] = json!([p]);
+        }
+        out(&r);
     }
 
     /// Wait for the control_response to `request_id`, answering other control requests.
@@ -262,10 +279,13 @@ impl Fake {
             self.result("success", false, &text);
             return;
         }
-        if !self.init_sent {
+        let replay = std::env::var("FAKE_CLAUDE_REPLAY").ok();
+        let every = replay.as_deref() == Some("every");
+        if !self.init_sent || every {
+            let first = !self.init_sent;
             self.init_sent = true;
-            if std::env::var("FAKE_CLAUDE_REPLAY").is_ok()
-                && self.resumed
+            if replay.is_some()
+                && (self.resumed || every)
                 && let Some(p) = &self.transcript
                 && let Ok(text) = std::fs::read_to_string(p)
             {
@@ -289,19 +309,38 @@ impl Fake {
                 for r in &records {
                     println!("{r}");
                 }
-                self.result("success", false, "replayed");
+                // The replayed result answers the transcript's last prompt.
+                let last_prompt = records
+                    .iter()
+                    .rev()
+                    .find(|r| r["type"] == "user" && r["message"]["content"].is_string())
+                    .and_then(|r| r["uuid"].as_str());
+                let replayed = if every {
+                    text_of_last(&records)
+                } else {
+                    "replayed".into()
+                };
+                self.result_for(last_prompt, "success", false, &replayed);
             }
-            out(
-                &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "cwd": std::env::current_dir().unwrap_or_default(), "tools": ["Bash"], "model": "fake-model-1"}),
-            );
+            if first {
+                out(
+                    &json!({"type": "system", "subtype": "init", "session_id": self.session_id, "cwd": std::env::current_dir().unwrap_or_default(), "tools": ["Bash"], "model": "fake-model-1"}),
+                );
+            } else {
+                out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id}));
+            }
         } else {
             out(&json!({"type": "system", "subtype": "init", "session_id": self.session_id}));
         }
         self.pending_interrupt = false;
         // Filed under the uuid the daemon gave it, as the real CLI does.
         let id = self.prompt_uuid.take().unwrap_or_else(uuid);
+        self.answering = Some(id.clone());
         let user = json!({"type": "user", "message": {"role": "user", "content": prompt}, "uuid": id, "session_id": self.session_id});
         self.record(&user);
+        if prompt.trim() == "/compact" {
+            return self.compact();
+        }
         if self.first_prompt.is_none() {
             self.first_prompt = Some(prompt.to_string());
         }
@@ -646,6 +685,53 @@ impl Fake {
     }
 }
 
+impl Fake {
+    /// `/compact` as Claude Code 2.1.331 runs it: a status, a new init, the boundary, the
+    /// summary and the command's echo marked `isReplay` (new to the transcript), then a
+    /// result naming the command and the prompt, with no assistant message.
+    fn compact(&mut self) {
+        let sid = self.session_id.clone();
+        out(
+            &json!({"type": "system", "subtype": "status", "status": "compacting", "session_id": sid, "uuid": uuid()}),
+        );
+        out(
+            &json!({"type": "system", "subtype": "status", "status": null, "compact_result": "success", "session_id": sid, "uuid": uuid()}),
+        );
+        out(
+            &json!({"type": "system", "subtype": "init", "session_id": sid, "model": "fake-model-1"}),
+        );
+        out(
+            &json!({"type": "system", "subtype": "compact_boundary", "session_id": sid, "uuid": uuid(),
+                    "compact_metadata": {"trigger": "manual", "pre_tokens": 15, "post_tokens": 20}}),
+        );
+        let summary = json!({"type": "user", "message": {"role": "user", "content": "This session is being continued from a previous conversation. Summary: earlier turns."},
+                             "session_id": sid, "parent_tool_use_id": null, "uuid": uuid(), "isReplay": false, "isSynthetic": true});
+        self.record(&summary);
+        out(&summary);
+        let echo = json!({"type": "user", "message": {"role": "user", "content": "<local-command-stdout>Compacted </local-command-stdout>"},
+                          "session_id": sid, "parent_tool_use_id": null, "uuid": uuid(), "isReplay": true});
+        self.record(&echo);
+        out(&echo);
+        let p = self.answering.clone().unwrap_or_default();
+        out(
+            &json!({"type": "result", "subtype": "success", "is_error": false, "result": "", "num_turns": 0,
+                    "total_cost_usd": 0.0, "session_id": sid, "uuid": uuid(), "local_command": "compact",
+                    "user_message_uuid": p, "user_message_uuids": [p]}),
+        );
+    }
+}
+
+/// The text of the last assistant message among transcript records.
+fn text_of_last(records: &[Value]) -> String {
+    records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "assistant")
+        .and_then(|r| r["message"]["content"][0]["text"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 fn proc_status(key: &str) -> Option<String> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
@@ -757,6 +843,7 @@ fn main() {
         resumed: resume.is_some(),
         first_prompt,
         prompt_uuid: None,
+        answering: None,
     };
     loop {
         let Ok(v) = fake.rx.recv() else {

@@ -802,9 +802,11 @@ impl Hub {
                 limit,
             } => {
                 let (limit, at) = (*limit, *updated_at);
+                // The browser's own id of a session held here marks its real one.
                 let id = cmd
                     .session_id
-                    .clone()
+                    .as_deref()
+                    .map(|s| self.sessions.current_id(s))
                     .filter(|s| crate::hub::sessions::valid_id(s));
                 if id.is_none() {
                     crate::log_warn!(
@@ -866,12 +868,27 @@ impl Hub {
                 }
                 let config_dir = self.config_dir.clone();
                 let dirs = self.history_dirs.clone();
-                let provider = provider.clone();
+                // A session held here (under its id, or the browser's id from before the
+                // re-key, as after a reload right after Send) opens the agent's real
+                // transcript once it has one, else what the node holds in memory.
+                let live = self.sessions.live_history(&session);
+                let running = self.sessions.running_ids().contains(&session)
+                    || live.as_ref().is_some_and(|l| l.running);
+                let (provider, id, fallback) = match live {
+                    Some(l) => {
+                        let id = l.real_id.unwrap_or_else(|| session.clone());
+                        (l.provider, id, Some(l.detail))
+                    }
+                    None => (provider.clone(), session.clone(), None),
+                };
                 self.workers.run("history", move || {
                     let reply =
-                        match crate::node::history::detail(&dirs, &config_dir, &provider, &session)
-                        {
-                            Ok(d) => d,
+                        match crate::node::history::detail(&dirs, &config_dir, &provider, &id) {
+                            Ok(mut d) => {
+                                d["running"] = json!(running);
+                                d
+                            }
+                            Err(_) if fallback.is_some() => fallback.unwrap_or_default(),
                             Err(e) => json!({
                                 "event": "session.error",
                                 "session_id": session,

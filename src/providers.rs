@@ -6,6 +6,8 @@
 //! - [`codex`]: OpenAI Codex over `codex app-server` (JSON-RPC on stdio).
 //! - [`acp`]: any agent speaking the Agent Client Protocol (GitHub Copilot, Gemini CLI,
 //!   and agents declared in `<config dir>/agents.json`).
+//! - [`note`]: the attachment note every agent gets in its prompt, and the user's own
+//!   words read back out of it for history.
 //!
 //! A session's `crate::hub::session::Agent` says which one drives it; the session
 //! commands in [`crate::hub::sessions`] dispatch on it where the agents differ (starting
@@ -14,3 +16,4 @@
 pub mod acp;
 pub mod claude;
 pub mod codex;
+pub mod note;

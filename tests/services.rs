@@ -972,7 +972,19 @@ fn titles_come_from_title_records_and_claude_config_dir_is_honoured() {
         user("<command-name>/init</command-name>") + &user("real question")
             + &rec(json!({"type": "ai-title", "aiTitle": "Old title", "sessionId": "titled-0001"}))
             + &rec(json!({"type": "assistant", "message": {"model": "claude-x", "content": [{"type": "text", "text": "ok"}]}}))
-            + &rec(json!({"type": "ai-title", "aiTitle": "Fixing   the\nparser", "sessionId": "titled-0001"})),
+            + &rec(json!({"type": "ai-title", "aiTitle": "Fixing   the\nparser", "sessionId": "titled-0001"}))
+            // Written while Claude Code refines a title: they must not wipe it.
+            + &rec(json!({"type": "ai-title", "aiTitle": "", "sessionId": "titled-0001"}))
+            + &rec(json!({"type": "ai-title", "aiTitle": "  ", "sessionId": "titled-0001"})),
+    )
+    .unwrap();
+    // A title the user set wins over the AI's, and an empty one does not wipe it either.
+    fs::write(
+        dir.join("custom-0001.jsonl"),
+        user("first prompt")
+            + &rec(json!({"type": "custom-title", "customTitle": "My name", "sessionId": "custom-0001"}))
+            + &rec(json!({"type": "ai-title", "aiTitle": "AI name", "sessionId": "custom-0001"}))
+            + &rec(json!({"type": "custom-title", "customTitle": "", "sessionId": "custom-0001"})),
     )
     .unwrap();
     fs::write(
@@ -989,7 +1001,8 @@ fn titles_come_from_title_records_and_claude_config_dir_is_honoured() {
     fs::write(dir.join("long-0001.jsonl"), user(&"word ".repeat(50))).unwrap();
     let n = Node::start_in(home, &[("CLAUDE_CONFIG_DIR", alt.to_str().unwrap())]);
     let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
-    assert_eq!(snap["sessions"].as_array().unwrap().len(), 4, "{snap}");
+    assert_eq!(snap["sessions"].as_array().unwrap().len(), 5, "{snap}");
+    assert_eq!(entry(&snap, "custom-0001")["title"], "My name");
     assert_eq!(
         entry(&snap, "titled-0001")["title"],
         "Fixing the parser",

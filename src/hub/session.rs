@@ -42,6 +42,9 @@ pub(crate) struct Turn {
     /// Images saved for this turn (their paths are also noted in the prompt; agents that
     /// take images as input, like Codex, get them as such too).
     pub(crate) images: Vec<PathBuf>,
+    /// The uuid the prompt was written to the agent under (Claude Code names it again
+    /// in the turn's result as `user_message_uuid`).
+    pub(crate) prompt_uuid: Option<String>,
 }
 
 impl Turn {
@@ -58,6 +61,7 @@ impl Turn {
             retries: 0,
             interrupted: false,
             images: Vec::new(),
+            prompt_uuid: None,
         }
     }
 }
@@ -70,8 +74,6 @@ pub(crate) struct Live {
     pub(crate) model: Option<String>,
     pub(crate) mode: Option<String>,
     pub(crate) effort: Option<String>,
-    /// The one result a resumed CLI may replay has been dropped.
-    pub(crate) replayed_result_dropped: bool,
 }
 
 /// The agent a session runs, with what its provider keeps of its own.

@@ -155,7 +155,26 @@ impl Sessions {
                 // A live session (or, for a retry, the live session it resumes) continues.
                 let live = key.or_else(|| start.resume.as_deref().and_then(|r| self.key_of(r)));
                 match live {
-                    Some(key) => self.send_turn(&key, start.turn, out),
+                    // The browser's Retry: it re-sends the last prompt with its default
+                    // mode (bypass) and no effort, whatever the session used. A session
+                    // held here keeps its own; the composer changes them through
+                    // session.send/session.edit (PROTOCOL §6).
+                    Some(key) => {
+                        let mut turn = start.turn;
+                        if let Some(s) = self.sessions.get(&key) {
+                            let asked = turn.mode.take().flatten();
+                            if asked.is_some() && asked != s.permission_mode {
+                                crate::log_info!(
+                                    "session {}: a start for a held session keeps its permission mode {} (asked: {})",
+                                    s.id,
+                                    s.mode_label(),
+                                    asked.as_deref().unwrap_or("default")
+                                );
+                            }
+                            turn.effort = None;
+                        }
+                        self.send_turn(&key, turn, out)
+                    }
                     None => self.start(&sid, start, out),
                 }
             }
@@ -430,7 +449,7 @@ impl Sessions {
         let Some(turn) = s.queue.get_mut(pos) else {
             return;
         };
-        turn.prompt.push_str(&prepared.note());
+        turn.prompt = crate::providers::note::with_note(&turn.prompt, &prepared.note());
         turn.images = prepared
             .saved
             .iter()
@@ -493,7 +512,72 @@ impl Sessions {
                 ids.push(sdk.clone());
             }
         }
+        // The ids the browser knew them by before the re-key, too.
+        for (old, key) in &self.aliases {
+            if self.sessions.get(key).is_some_and(Session::running) {
+                ids.push(old.clone());
+            }
+        }
         ids
+    }
+
+    /// What `history.get` of `id` should open when `id` is a session held here (its own
+    /// id or one it had before a re-key): its provider, the agent's real id once known,
+    /// whether a turn runs, and what the conversation holds in memory so far (the
+    /// prompts written or waiting, and the text streaming now), for the moment before
+    /// the agent has a transcript to read.
+    pub(crate) fn live_history(&self, id: &str) -> Option<LiveHistory> {
+        let s = self.sessions.get(&self.key_of(id)?)?;
+        let mut events = Vec::new();
+        let turns = s
+            .current
+            .iter()
+            .chain(s.claude.awaiting.iter())
+            .chain(s.queue.iter())
+            .filter(|t| !t.auto);
+        for t in turns {
+            events.push(
+                json!({"kind": "prompt", "text": crate::providers::note::user_part(&t.prompt)}),
+            );
+        }
+        let mut open: Vec<_> = s.claude.blocks.iter().collect();
+        open.sort_by_key(|(k, _)| k.1);
+        for (_, b) in open {
+            let kind = match b.kind {
+                crate::providers::claude::stream::BlockKind::Text => "text",
+                crate::providers::claude::stream::BlockKind::Thinking => "thinking",
+                crate::providers::claude::stream::BlockKind::Other => continue,
+            };
+            if !b.text.is_empty() && b.parent.is_none() {
+                events.push(json!({"kind": kind, "text": b.text}));
+            }
+        }
+        let title = events
+            .first()
+            .and_then(|e| e["text"].as_str())
+            .map(|t| crate::hub::session::short(t, 80))
+            .unwrap_or_else(|| "(no prompt)".to_string());
+        let detail = json!({
+            "event": "history.detail",
+            "provider": s.provider,
+            "session_id": id,
+            "title": title,
+            "cwd": s.cwd,
+            "git_branch": null,
+            "model": s.model.as_deref().unwrap_or(""),
+            "resolved_model": s.resolved_model,
+            "permission_mode": s.mode_label(),
+            "effort": s.effort,
+            "events": events,
+            "truncated": false,
+            "running": s.running(),
+        });
+        Some(LiveHistory {
+            provider: s.provider.clone(),
+            real_id: s.sdk_id.clone().filter(|r| valid_id(r)),
+            running: s.running(),
+            detail,
+        })
     }
 
     /// `session.edit`: fork the conversation at `cut_uuid` and run the edited turn there,
@@ -808,7 +892,6 @@ impl Sessions {
                     model: None,
                     mode: None,
                     effort: None,
-                    replayed_result_dropped: false,
                 });
                 true
             }
@@ -1080,6 +1163,15 @@ enum Answer {
 }
 
 /// Session ids are used in paths; only plain characters are accepted.
+/// A held session as `history.get` sees it (see [`Sessions::live_history`]).
+pub(crate) struct LiveHistory {
+    pub(crate) provider: String,
+    pub(crate) real_id: Option<String>,
+    pub(crate) running: bool,
+    /// The in-memory `history.detail`, under the asked id.
+    pub(crate) detail: Value,
+}
+
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 200

@@ -43,16 +43,7 @@ pub struct Prepared {
 impl Prepared {
     /// The note appended to the prompt (empty when nothing was saved).
     pub fn note(&self) -> String {
-        if self.saved.is_empty() {
-            return String::new();
-        }
-        let mut s =
-            String::from("\n\n[The user attached these files; they are saved on this machine:");
-        for (p, what) in &self.saved {
-            s.push_str(&format!("\n- {} ({what})", p.display()));
-        }
-        s.push(']');
-        s
+        crate::providers::note::attachment_note(&self.saved)
     }
 }
 

@@ -100,7 +100,7 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
                 .and_then(Value::as_str)
                 .filter(|t| !t.trim().is_empty())
             {
-                events.push(json!({"kind": "prompt", "text": cut(t.trim(), truncated)}));
+                events.push(json!({"kind": "prompt", "text": cut(crate::providers::note::user_part(t).trim(), truncated)}));
             }
         }
         Some("assistant.message") => {
@@ -433,7 +433,9 @@ pub fn gemini_detail(
         match m.get("type").and_then(Value::as_str) {
             Some("user") => {
                 if let Some(t) = gemini_user_text(m) {
-                    push(json!({"kind": "prompt", "text": cut(&t, &mut truncated)}));
+                    push(
+                        json!({"kind": "prompt", "text": cut(&crate::providers::note::user_part(&t), &mut truncated)}),
+                    );
                 }
                 for p in m
                     .get("content")

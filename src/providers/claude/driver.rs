@@ -144,7 +144,6 @@ impl Sessions {
                     model: opts.model.clone(),
                     mode: opts.permission_mode.clone(),
                     effort: opts.effort.clone(),
-                    replayed_result_dropped: false,
                 });
                 s.control(
                     OwnRequest::Initialize,
@@ -246,12 +245,7 @@ impl Sessions {
                         }
                         Some(_) => {}
                         None => {
-                            out.push(s.event(
-                                "session.notice",
-                                turn.trace_id.as_ref(),
-                                json!({"level": "info", "code": "slash_unavailable", "command": name,
-                                       "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
-                            ));
+                            out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
                             out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
                             continue;
                         }
@@ -278,6 +272,7 @@ impl Sessions {
                 .prompts
                 .push_back((s.claude.last_uuid.clone(), uuid.clone()));
             s.send(claude::user_message(&turn.prompt, &uuid));
+            turn.prompt_uuid = Some(uuid);
             if s.claude.held_interrupt {
                 s.claude.held_interrupt = false;
                 turn.interrupted = true;
@@ -433,14 +428,9 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        // The one result a resumed CLI replays ends no turn of ours.
-        let quiet = s.current.as_ref().is_none_or(|t| !t.emitted);
-        if s.claude.replay_seen
-            && quiet
-            && let Some(live) = s.child.as_mut()
-            && !live.replayed_result_dropped
-        {
-            live.replayed_result_dropped = true;
+        // A result that belongs to the transcript before this turn (a resumed CLI
+        // replays one, on any turn) ends no turn of ours: each turn gets its own.
+        if result_is_replay(s, v) {
             s.claude.replay_seen = false;
             crate::log_debug!("session {}: dropped a replayed result", s.id);
             return;
@@ -463,10 +453,19 @@ impl Sessions {
             .get("terminal_reason")
             .and_then(Value::as_str)
             .is_some_and(|r| r.starts_with("aborted"));
+        let refused = v
+            .get("result")
+            .and_then(Value::as_str)
+            .and_then(|r| unavailable_command(&turn.prompt, r));
         if turn.interrupted || aborted {
             let mut r = s.interrupted_result(turn.trace_id.as_ref());
             r["cost_usd"] = v.get("total_cost_usd").cloned().unwrap_or(Value::Null);
             out.push(r);
+        } else if let Some(name) = refused {
+            // A command the CLI cannot run without a terminal (`/login`): the same notice
+            // as for one the catalogue does not list, not the CLI's terse sentence.
+            out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
+            out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
         } else {
             out.push(s.event(
                 "session.result",
@@ -765,6 +764,63 @@ impl Sessions {
             self.pump(key, out);
         }
     }
+}
+
+/// The notice for a slash command this session cannot run.
+fn slash_notice(s: &Session, trace: Option<&Value>, name: &str) -> Value {
+    s.event(
+        "session.notice",
+        trace,
+        json!({"level": "info", "code": "slash_unavailable", "command": name,
+               "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
+    )
+}
+
+/// What Claude Code answers to a command it cannot run here ("/login isn't available in
+/// this environment."): the command's name, when `prompt` was that slash command.
+fn unavailable_command(prompt: &str, result: &str) -> Option<String> {
+    const SUFFIX: &str = "isn't available in this environment.";
+    let name = claude::slash_name(prompt)?;
+    let said = result.trim().strip_suffix(SUFFIX)?.trim();
+    (said.trim_start_matches('/').eq_ignore_ascii_case(name)).then(|| name.to_string())
+}
+
+/// Does this `result` belong to the conversation from before the running turn (a resumed
+/// CLI replays the last one, on any turn)? Claude Code 2.1.3xx names the prompt a result
+/// answers (`user_message_uuid`): a prompt turn's own result names its uuid, and one
+/// that names a prompt the transcript held already, or an earlier prompt of ours, is a
+/// replay. A result that names none (older versions, turns the CLI starts itself) is
+/// the replayed one when it follows replayed content before the turn showed anything.
+fn result_is_replay(s: &Session, v: &Value) -> bool {
+    let names: Vec<&str> = v
+        .get("user_message_uuids")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .chain(v.get("user_message_uuid").and_then(Value::as_str))
+        .collect();
+    let current = s.current.as_ref();
+    if let Some(ours) = current
+        .filter(|t| !t.auto)
+        .and_then(|t| t.prompt_uuid.as_deref())
+        && !names.is_empty()
+    {
+        if names.contains(&ours) {
+            return false;
+        }
+        let waiting = |n: &str| {
+            s.claude
+                .awaiting
+                .iter()
+                .any(|t| t.prompt_uuid.as_deref() == Some(n))
+        };
+        return names.iter().all(|n| !waiting(n))
+            && names.iter().any(|n| {
+                s.claude.known.uuids.contains(*n) || s.claude.prompts.iter().any(|(_, p)| p == n)
+            });
+    }
+    s.claude.replay_seen && current.is_none_or(|t| !t.emitted)
 }
 
 /// The id to resume instead of the transcript at `path` when the API would refuse it

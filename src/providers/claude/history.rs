@@ -220,17 +220,17 @@ pub fn summarize(path: &Path) -> Summary {
     }
     let scan = scan(&file);
     s.message_count = scan.messages;
-    let own_title = scan
-        .custom_title
-        .and_then(|at| record_at(&file, at))
-        .and_then(|v| v.get("customTitle")?.as_str().map(str::to_string))
-        .or_else(|| {
-            scan.ai_title
-                .and_then(|at| record_at(&file, at))
-                .and_then(|v| v.get("aiTitle")?.as_str().map(str::to_string))
+    // The newest title record that says something: Claude Code writes empty ones while
+    // it refines a title, and they must not wipe it.
+    let newest = |offsets: &[u64], key: &str| {
+        offsets.iter().rev().find_map(|&at| {
+            let v = record_at(&file, at)?;
+            let t = title_of(v.get(key)?.as_str()?);
+            (!t.is_empty()).then_some(t)
         })
-        .map(|t| title_of(&t))
-        .filter(|t| !t.is_empty());
+    };
+    let own_title =
+        newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"));
     s.title = own_title
         .or_else(|| prompt.or(slash).map(|p| title_of(&p)))
         .unwrap_or_else(|| NO_PROMPT.to_string());
@@ -241,9 +241,20 @@ pub fn summarize(path: &Path) -> Summary {
 #[derive(Debug, Default)]
 struct Scan {
     messages: u64,
-    /// Offsets of the last title records.
-    ai_title: Option<u64>,
-    custom_title: Option<u64>,
+    /// Offsets of the newest title records (at most [`TITLE_RECORDS`] of each kind).
+    ai_titles: Vec<u64>,
+    custom_titles: Vec<u64>,
+}
+
+/// Title records remembered per kind by the scan (the newest).
+const TITLE_RECORDS: usize = 16;
+
+/// Remember `at`, forgetting the oldest beyond [`TITLE_RECORDS`].
+fn keep_newest(offsets: &mut Vec<u64>, at: u64) {
+    if offsets.len() == TITLE_RECORDS {
+        offsets.remove(0);
+    }
+    offsets.push(at);
 }
 
 /// Count `"type":"user"` / `"type":"assistant"` and find the last title records. JSON
@@ -281,9 +292,9 @@ fn scan(mut file: &File) -> Scan {
             if value.starts_with(b"user\"") || value.starts_with(b"assistant\"") {
                 out.messages += 1;
             } else if value.starts_with(b"ai-title\"") {
-                out.ai_title = Some(base + pos as u64);
+                keep_newest(&mut out.ai_titles, base + pos as u64);
             } else if value.starts_with(b"custom-title\"") {
-                out.custom_title = Some(base + pos as u64);
+                keep_newest(&mut out.custom_titles, base + pos as u64);
             }
         }
         if eof {
@@ -429,9 +440,11 @@ pub fn strip_tags(text: &str) -> String {
     out
 }
 
-/// Tags stripped, whitespace folded, at most 80 characters.
+/// The user's own words (no attachment note), tags stripped, whitespace folded, at most
+/// 80 characters.
 pub fn title_of(text: &str) -> String {
-    let folded = strip_tags(text)
+    let own = crate::providers::note::user_part(text);
+    let folded = strip_tags(&own)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
@@ -676,7 +689,8 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
     };
     if kind == "user" {
         if let Some(p) = prompt_text(v).or_else(|| slash_text(v)) {
-            push(json!({"kind": "prompt", "text": cut(p.trim(), truncated)}));
+            let own = crate::providers::note::user_part(&p);
+            push(json!({"kind": "prompt", "text": cut(own.trim(), truncated)}));
         } else if let Some(blocks) = v.pointer("/message/content").and_then(Value::as_array) {
             for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
                 // As live: a string, with no base64 of images or documents.

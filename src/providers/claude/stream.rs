@@ -310,10 +310,15 @@ pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
     let msg_id = v.pointer("/message/id").and_then(Value::as_str);
     let known = uuid.is_some_and(|u| s.claude.known.uuids.contains(u))
         || (v.get("type").and_then(Value::as_str) == Some("assistant")
-            && msg_id.is_some_and(|m| s.claude.known.message_ids.contains(m)))
-        || v.get("isReplay").and_then(Value::as_bool) == Some(true);
+            && msg_id.is_some_and(|m| s.claude.known.message_ids.contains(m)));
     if known {
         s.claude.replay_seen = true;
+        return true;
+    }
+    // Marked as a replay but new to the transcript: a local command's echo (`/compact`
+    // writes `<local-command-stdout>` so). Not shown, and no sign that the next result
+    // is a replayed one.
+    if v.get("isReplay").and_then(Value::as_bool) == Some(true) {
         return true;
     }
     // Subagent messages live in their own transcript: they are not cut points.

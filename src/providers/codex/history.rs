@@ -175,7 +175,9 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
             if text.trim().is_empty() {
                 Vec::new()
             } else {
-                vec![json!({"kind": "prompt", "text": cut(text.trim(), truncated)})]
+                vec![
+                    json!({"kind": "prompt", "text": cut(crate::providers::note::user_part(&text).trim(), truncated)}),
+                ]
             }
         }
         Some("AgentMessage") => {
