@@ -8,22 +8,11 @@ mod support;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use support::node::{Node, named};
+use support::node::{Node, example, named};
 use support::*;
 
 fn fake_acp() -> PathBuf {
-    let p = std::path::Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples/fake_acp");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_acp.rs");
-    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
-    let changed = std::fs::metadata(&src).and_then(|m| m.modified()).ok();
-    assert!(
-        built.is_some() && built >= changed,
-        "the fake agent is missing or stale: run `cargo build --example fake_acp` (plain `cargo test` builds it)"
-    );
-    p
+    example("fake_acp")
 }
 
 fn node_with_fake_agent(tag: &str) -> Node {
@@ -138,11 +127,7 @@ fn an_abandoned_approval_is_settled_when_the_turn_ends() {
 // ---- the same error paths behind `codex app-server` (a scripted server) -------------
 
 fn node_with_fake_codex(tag: &str) -> Node {
-    let codex = std::path::Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples/fake_codex");
-    assert!(codex.exists(), "build the examples: cargo build --examples");
+    let codex = example("fake_codex");
     Node::start_in(
         TempDir::new(tag),
         &[("CODING_BRIDGE_CODEX_PATH", codex.to_str().unwrap())],

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::http;
-use support::node::events_until;
+use support::node::{events_until, events_within, named, texts};
 use support::relay::FakeRelay;
 use support::*;
 
@@ -236,18 +236,6 @@ impl Node {
         drop(relay);
         start_node(cli, home, api)
     }
-}
-
-fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == name).collect()
-}
-
-fn texts(ev: &[Value]) -> String {
-    named(ev, "session.text")
-        .iter()
-        .filter_map(|e| e["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("")
 }
 
 #[test]
@@ -703,17 +691,7 @@ fn start_gemini_node(home: TempDir, cli: &Path, api: u16) -> (FakeRelay, Daemon,
 
 /// Events up to `event`, waiting up to two minutes (a Gemini load may wait for a minute).
 fn events_until_long(relay: &FakeRelay, event: &str, ctx: &dyn Fn() -> String) -> Vec<Value> {
-    let mut got = Vec::new();
-    let found = relay.recv_until(Duration::from_secs(120), |v| {
-        if v["type"] == "node.to_browser" {
-            got.push(v["payload"].clone());
-            v["payload"]["event"] == event
-        } else {
-            false
-        }
-    });
-    assert!(found.is_some(), "no {event}; got {got:?}\n{}", ctx());
-    got
+    events_within(Duration::from_secs(120), relay, event, ctx)
 }
 
 fn send(relay: &FakeRelay, p: Value) {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::http;
-use support::node::events_until;
+use support::node::{events_until, named};
 use support::relay::FakeRelay;
 use support::*;
 
@@ -311,10 +311,6 @@ fn until_allowing(relay: &FakeRelay, event: &str, err: &dyn Fn() -> String) -> V
             json!({"action": "permission.resolve", "request_id": id, "decision": "allow"})
         ));
     }
-}
-
-fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == name).collect()
 }
 
 /// Resume after an idle exit, a silent retry after a crash, interrupt with a pending

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::http;
-use support::node::events_until;
+use support::node::{events_until, named, texts};
 use support::relay::FakeRelay;
 use support::*;
 
@@ -295,18 +295,6 @@ impl Node {
     }
 }
 
-fn named<'a>(ev: &'a [Value], name: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == name).collect()
-}
-
-fn text_of(ev: &[Value]) -> String {
-    named(ev, "session.text")
-        .iter()
-        .filter_map(|e| e["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("")
-}
-
 #[test]
 fn real_codex_text_approvals_modes_interrupt_and_resume() {
     let Some(cli) = cli_or_skip("flows") else {
@@ -360,7 +348,7 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
         .unwrap()
         .to_string();
     assert!(!named(&ev, "session.text_delta").is_empty());
-    assert_eq!(text_of(&ev), "hello from fake (1 user messages)");
+    assert_eq!(texts(&ev), "hello from fake (1 user messages)");
     let result = named(&ev, "session.result")[0];
     assert_eq!(result["subtype"], "success");
     assert_eq!(result["trace_id"], "t1");
@@ -399,7 +387,7 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
         "{:?}",
         named(&ev, "session.tool_result")
     );
-    assert!(text_of(&ev).starts_with("done:"), "{}", text_of(&ev));
+    assert!(texts(&ev).starts_with("done:"), "{}", texts(&ev));
 
     // A patch, denied then allowed.
     n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "PATCH please"}));
@@ -468,7 +456,7 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
                  "images": [{"data": PNG_1PX, "media_type": "image/png", "name": "px.png"}]}),
     );
     let ev = n.until("session.result");
-    assert_eq!(text_of(&ev), "I see an image", "{ev:?}");
+    assert_eq!(texts(&ev), "I see an image", "{ev:?}");
 
     // What Codex cannot do is said, not attempted.
     n.cmd(json!({"action": "session.edit", "session_id": thread, "prompt": "instead"}));
@@ -485,14 +473,14 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
     // The same thread continues (Codex saw the earlier user messages).
     n.cmd(json!({"action": "session.send", "session_id": thread, "prompt": "and now?"}));
     let ev = n.until("session.result");
-    let before: usize = text_of(&ev)
+    let before: usize = texts(&ev)
         .trim_start_matches("hello from fake (")
         .split(' ')
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(before > 5, "{}", text_of(&ev));
+    assert!(before > 5, "{}", texts(&ev));
 
     // History: Codex's own session files, listed beside Claude's and opened by id.
     n.cmd(json!({"action": "history.list"}));
@@ -537,14 +525,14 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
         named(&ev, "session.identified")[0]["sdk_session_id"],
         thread.as_str()
     );
-    let again: usize = text_of(&ev)
+    let again: usize = texts(&ev)
         .trim_start_matches("hello from fake (")
         .split(' ')
         .next()
         .unwrap_or("0")
         .parse()
         .unwrap_or(0);
-    assert!(again > before, "{}", text_of(&ev));
+    assert!(again > before, "{}", texts(&ev));
     let before = again;
 
     // After a daemon restart, the browser resumes the thread by id.
@@ -559,14 +547,14 @@ fn real_codex_text_approvals_modes_interrupt_and_resume() {
         thread.as_str(),
         "the same thread"
     );
-    let after: usize = text_of(&ev)
+    let after: usize = texts(&ev)
         .trim_start_matches("hello from fake (")
         .split(' ')
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(after > before, "{}", text_of(&ev));
+    assert!(after > before, "{}", texts(&ev));
 }
 
 #[test]

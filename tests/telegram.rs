@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::node::Node;
+use support::node::{Node, example};
 use support::telegram::*;
 use support::*;
 
@@ -666,17 +666,6 @@ fn commands_for_another_bot_are_not_ours_and_updates_do_not_rerun_after_a_restar
         [json!("say once"), json!("say after")],
         "nothing ran twice"
     );
-}
-
-/// An example binary built next to the daemon (`cargo build --examples`).
-fn example(name: &str) -> std::path::PathBuf {
-    let p = Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(p.exists(), "build the examples: cargo build --examples");
-    p
 }
 
 #[test]

@@ -15,19 +15,26 @@ use super::{Daemon, TempDir, agent, bin};
 /// How long a test waits for any one event.
 pub const T: Duration = Duration::from_secs(30);
 
-/// The fake CLI example. Plain `cargo test` builds it; a filtered run (`--test
-/// sessions`) does not, so a missing or stale build is reported instead of used.
+/// The fake CLI example.
 pub fn fake_claude() -> PathBuf {
+    example("fake_claude")
+}
+
+/// A scripted fake from `examples/` (`fake_claude`, `fake_codex`, `fake_acp`). Plain
+/// `cargo test` builds them; a filtered run (`--test sessions`) does not, so a missing or
+/// stale build is reported instead of used.
+pub fn example(name: &str) -> PathBuf {
     let p = std::path::Path::new(bin())
         .parent()
         .unwrap()
-        .join("examples/fake_claude");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_claude.rs");
+        .join("examples")
+        .join(name);
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
     let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
     let changed = std::fs::metadata(&src).and_then(|m| m.modified()).ok();
     assert!(
         built.is_some() && built >= changed,
-        "the fake CLI is missing or stale: run `cargo build --example fake_claude` (plain `cargo test` builds it)"
+        "the fake {name} is missing or stale: run `cargo build --example {name}` (plain `cargo test` builds it)"
     );
     p
 }
@@ -51,8 +58,18 @@ pub fn wrapped(wrapper: &[&str], base: &Command) -> Command {
 /// Event payloads from `relay` up to and including the first `event` (panics with what
 /// arrived, and `context`, if it does not come).
 pub fn events_until(relay: &FakeRelay, event: &str, context: &dyn Fn() -> String) -> Vec<Value> {
+    events_within(T, relay, event, context)
+}
+
+/// [`events_until`], waiting up to `limit` for the event.
+pub fn events_within(
+    limit: Duration,
+    relay: &FakeRelay,
+    event: &str,
+    context: &dyn Fn() -> String,
+) -> Vec<Value> {
     let mut got = Vec::new();
-    let found = relay.recv_until(T, |v| {
+    let found = relay.recv_until(limit, |v| {
         if v["type"] == "node.to_browser" {
             got.push(v["payload"].clone());
             v["payload"]["event"] == event
@@ -67,6 +84,15 @@ pub fn events_until(relay: &FakeRelay, event: &str, context: &dyn Fn() -> String
 /// The events named `name`.
 pub fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == name).collect()
+}
+
+/// The text of every `session.text` event, joined.
+pub fn texts(events: &[Value]) -> String {
+    named(events, "session.text")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 pub struct Node {
