@@ -26,7 +26,7 @@ fn start_node_env(bot: &FakeBot, home: TempDir, extra: &str, env: &[(&str, &str)
         format!(
             "[[channels.telegram]]\ninstance_id = \"main\"\nenabled = true\napi_base = \"http://127.0.0.1:{}\"\n\
              token_env = \"TG_TOKEN\"\nallowed_senders = [{ME}]\nallowed_groups = [{GROUP}]\n\
-             trigger_prefix = \"/ask\"\ncwd = \"{}\"\npoll_timeout_seconds = 1\n{extra}",
+             trigger_prefix = \"/ask \"\ncwd = \"{}\"\npoll_timeout_seconds = 1\n{extra}",
             bot.port,
             home.join("work").display()
         ),
@@ -665,6 +665,53 @@ fn commands_for_another_bot_are_not_ours_and_updates_do_not_rerun_after_a_restar
         prompts,
         [json!("say once"), json!("say after")],
         "nothing ran twice"
+    );
+}
+
+#[test]
+fn a_group_trigger_picked_from_the_command_menu_names_our_bot() {
+    // With `trigger_prefix = "/ask "`, Telegram's command menu sends `/ask@ourbot text`:
+    // that runs `text` (the bot's name in any case, its files fetched); `/ask@otherbot`
+    // is for another bot and runs nothing.
+    let bot = FakeBot::start();
+    let n = start_node(&bot, TempDir::new("tg-ask-at"), "");
+    bot.state
+        .0
+        .lock()
+        .unwrap()
+        .files
+        .insert("doc-at".into(), b"menu document".to_vec());
+    bot.message(ME, GROUP, "/ask@someotherbot say not ours");
+    bot.message(ME, GROUP, "/ask@fakebot say ours");
+    bot.wait_shown(GROUP, "the reply to our command", |t| t == "ours");
+    bot.push(json!({"message": {"message_id": 7, "from": {"id": ME}, "chat": {"id": GROUP, "type": "supergroup"},
+        "caption": "/ask@FakeBot say with the file", "document": {"file_id": "doc-at", "file_name": "menu.txt", "file_size": 13}}}));
+    bot.wait_shown(GROUP, "the reply with the file", |t| {
+        t.starts_with("with the file")
+    });
+    bot.message(ME, GROUP, "/ask@someotherbot say still not ours");
+    std::thread::sleep(Duration::from_millis(500));
+    let prompts: Vec<String> = n
+        .stdin_of("user")
+        .iter()
+        .map(|u| u["message"]["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        prompts.len(),
+        2,
+        "only what was addressed to us ran: {prompts:?}"
+    );
+    assert_eq!(prompts[0], "say ours");
+    assert!(
+        prompts[1].starts_with("say with the file") && prompts[1].contains("menu.txt"),
+        "the caption without the command, and the file: {}",
+        prompts[1]
+    );
+    assert_eq!(
+        bot.shown(GROUP).len(),
+        2,
+        "nothing answered the other bot's commands: {:?}",
+        bot.shown(GROUP)
     );
 }
 

@@ -236,6 +236,22 @@ pub struct Channels {
     next_number: u64,
 }
 
+/// The text after a group's trigger prefix, or `None` when the message does not start
+/// with it. A prefix that is a command (`/ask `) also matches the way Telegram's command
+/// menu sends it, `/ask@ourbot text` (the name in any case); `/ask@otherbot` is for
+/// another bot. `username` is ours from `getMe` (unknown: any name is taken as ours).
+pub fn after_trigger<'a>(text: &'a str, prefix: &str, username: Option<&str>) -> Option<&'a str> {
+    let word = prefix.trim_end();
+    let command = word.starts_with('/') && !word.contains(char::is_whitespace);
+    if command && let Some(rest) = text.strip_prefix(word).and_then(|r| r.strip_prefix('@')) {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (to, rest) = rest.split_at(end);
+        let ours = !to.is_empty() && username.is_none_or(|u| u.eq_ignore_ascii_case(to));
+        return ours.then(|| rest.trim_start());
+    }
+    text.strip_prefix(prefix).map(str::trim_start)
+}
+
 fn session_key(bot: &str, chat: i64, generation: u32) -> String {
     let base = format!("tg-{bot}-{}", chat.to_string().replace('-', "m"));
     if generation == 0 {
@@ -630,10 +646,11 @@ impl Channels {
                 .then_some(name)
         });
         if group && command.is_none() {
-            match bot.cfg.trigger_prefix.as_deref() {
-                Some(p) if text.starts_with(p) => text = text[p.len()..].trim_start().to_string(),
-                Some(_) => return Vec::new(),
-                None => {}
+            if let Some(p) = bot.cfg.trigger_prefix.as_deref() {
+                match after_trigger(&text, p, bot.username.as_deref()) {
+                    Some(rest) => text = rest.to_string(),
+                    None => return Vec::new(),
+                }
             }
         }
         // The per-sender rate limit.
@@ -1252,6 +1269,28 @@ Tool requests come with Allow / Deny buttons.";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_trigger_prefix_matches_as_the_command_menu_sends_it() {
+        let me = Some("OurBot");
+        assert_eq!(
+            after_trigger("/ask hi there", "/ask ", me),
+            Some("hi there")
+        );
+        assert_eq!(after_trigger("/ask@ourbot hi", "/ask ", me), Some("hi"));
+        assert_eq!(after_trigger("/ask@OURBOT   hi", "/ask", me), Some("hi"));
+        assert_eq!(after_trigger("/ask@otherbot hi", "/ask ", me), None);
+        assert_eq!(after_trigger("/ask@ hi", "/ask ", me), None);
+        assert_eq!(after_trigger("/asking hi", "/ask ", me), None);
+        assert_eq!(after_trigger("hello", "/ask ", me), None);
+        assert_eq!(after_trigger("/ask@anybot hi", "/ask ", None), Some("hi"));
+        // A prefix that is not a command is matched as written.
+        assert_eq!(after_trigger("bot, hi", "bot,", me), Some("hi"));
+        assert_eq!(
+            after_trigger("bot,@ourbot hi", "bot,", me),
+            Some("@ourbot hi")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -127,8 +127,8 @@ pub fn start(
     })
 }
 
-/// Ask the bot's username (until it answers); `false` when the token is refused.
-fn hello(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) -> bool {
+/// Ask the bot's username (until it answers); `None` when the token is refused.
+fn hello(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) -> Option<Option<String>> {
     let mut backoff = Duration::from_secs(1);
     loop {
         match api.get_me() {
@@ -139,13 +139,13 @@ fn hello(p: &Poll, api: &Api, events: &Sender<ChannelEvent>) -> bool {
                     .map(str::to_string);
                 let _ = events.send(ChannelEvent::Ready {
                     instance: p.instance.clone(),
-                    username,
+                    username: username.clone(),
                 });
-                return true;
+                return Some(username);
             }
             Err(ApiError::Unauthorized(m)) => {
                 refused(p, events, m);
-                return false;
+                return None;
             }
             Err(ApiError::TooMany(s)) => std::thread::sleep(Duration::from_secs(s.clamp(1, 300))),
             Err(e) => {
@@ -174,9 +174,9 @@ fn refused(p: &Poll, events: &Sender<ChannelEvent>, m: String) {
 
 fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i64>) {
     let instance = p.instance.as_str();
-    if !hello(p, api, events) {
+    let Some(username) = hello(p, api, events) else {
         return;
-    }
+    };
     let mut offset: i64 = p.offset;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -193,7 +193,7 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i
                     offset = last + 1;
                 }
                 for u in updates {
-                    let files = fetch_files(p, api, &u);
+                    let files = fetch_files(p, api, &u, username.as_deref());
                     let ev = ChannelEvent::Update {
                         instance: instance.to_string(),
                         update: u,
@@ -250,7 +250,12 @@ fn wait_handled(handled: &Receiver<i64>, last: i64) -> bool {
 }
 
 /// The photo (its largest size) or document of an allowed sender's message, fetched.
-fn fetch_files(p: &Poll, api: &Api, u: &Value) -> Vec<Result<Inline, String>> {
+fn fetch_files(
+    p: &Poll,
+    api: &Api,
+    u: &Value,
+    username: Option<&str>,
+) -> Vec<Result<Inline, String>> {
     let Some(m) = u.get("message") else {
         return Vec::new();
     };
@@ -265,7 +270,7 @@ fn fetch_files(p: &Poll, api: &Api, u: &Value) -> Vec<Result<Inline, String>> {
     if group
         && p.prefix
             .as_deref()
-            .is_some_and(|px| !caption.starts_with(px))
+            .is_some_and(|px| super::chats::after_trigger(caption, px, username).is_none())
     {
         return Vec::new();
     }
