@@ -645,12 +645,13 @@ impl Channels {
             (ours && ["new", "stop", "status", "help", "start"].contains(&name.as_str()))
                 .then_some(name)
         });
-        if group && command.is_none() {
-            if let Some(p) = bot.cfg.trigger_prefix.as_deref() {
-                match after_trigger(&text, p, bot.username.as_deref()) {
-                    Some(rest) => text = rest.to_string(),
-                    None => return Vec::new(),
-                }
+        if group
+            && command.is_none()
+            && let Some(p) = bot.cfg.trigger_prefix.as_deref()
+        {
+            match after_trigger(&text, p, bot.username.as_deref()) {
+                Some(rest) => text = rest.to_string(),
+                None => return Vec::new(),
             }
         }
         // The per-sender rate limit.
