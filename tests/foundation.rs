@@ -6,6 +6,7 @@ mod support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -824,4 +825,67 @@ fn ctrl_c_while_waiting_for_the_claim_stops_pairing() {
     let lines = json_lines(&d.stdout());
     assert_eq!(lines.last().unwrap()["reason"], "interrupted");
     assert!(!home.join("cfg/credentials.json").exists());
+}
+
+// ---- the harness itself (issue 17 point 7) ------------------------------------------
+
+#[test]
+fn executables_written_by_tests_run_while_other_threads_fork() {
+    // Other test threads fork all the time; an executable written in this process and
+    // run at once can meet ETXTBSY. The harness's writers leave no window for that.
+    let dir = TempDir::new("etxtbsy");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forkers: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                }
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for i in 0..150 {
+        let p = dir.join(&format!("script-{i}"));
+        write_executable(&p, b"#!/bin/sh\nexit 0\n");
+        if let Err(e) = std::process::Command::new(&p).status() {
+            failed.push(format!("script {i}: {e}"));
+        }
+        let c = dir.join(&format!("copy-{i}"));
+        copy_executable(Path::new("/bin/true"), &c);
+        if let Err(e) = std::process::Command::new(&c).status() {
+            failed.push(format!("copy {i}: {e}"));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in forkers {
+        let _ = f.join();
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[test]
+fn a_missing_real_agent_fails_under_ci_and_skips_elsewhere() {
+    for v in ["true", "1", "yes"] {
+        assert!(ci_value(Some(v)), "{v}");
+    }
+    for v in [None, Some(""), Some("0"), Some("false")] {
+        assert!(!ci_value(v), "{v:?}");
+    }
+    let missing = || Err("npm could not install @openai/codex@0.169.0: E404".to_string());
+    let e = agent_or_skip(true, "Codex 0.169.0", "flows", missing()).unwrap_err();
+    assert!(
+        e.contains("Codex 0.169.0") && e.contains("E404") && e.contains("CI=true"),
+        "{e}"
+    );
+    assert_eq!(
+        agent_or_skip(false, "Codex 0.169.0", "flows", missing()),
+        Ok(None)
+    );
+    let found = PathBuf::from("/opt/codex");
+    assert_eq!(
+        agent_or_skip(true, "Codex 0.169.0", "flows", Ok(found.clone())),
+        Ok(Some(found))
+    );
 }

@@ -6,7 +6,8 @@
 //! a daemon restart (its replay not shown).
 //!
 //! The CLI is found in `target/copilot-<version>/` (where `.ci/run` installs it), else it
-//! is installed there with npm. A test skips, saying why, only when it cannot be.
+//! is installed there with npm. When it cannot be, a test fails under `CI=true` (naming
+//! what could not be installed) and elsewhere skips, printing one `SKIPPED` line.
 
 mod support;
 
@@ -240,12 +241,12 @@ impl Node {
 
 #[test]
 fn real_copilot_over_acp() {
-    let cli = match find_copilot() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("SKIPPED real Copilot {COPILOT_PIN}: {why}");
-            return;
-        }
+    let Some(cli) = real_agent(
+        &format!("Copilot {COPILOT_PIN}"),
+        "real Copilot",
+        find_copilot(),
+    ) else {
+        return;
     };
     let n = start_node(cli, TempDir::new("copilot"), start_chat_api());
     let work = n.work();
@@ -701,12 +702,12 @@ fn send(relay: &FakeRelay, p: Value) {
 
 #[test]
 fn real_gemini_over_acp() {
-    let cli = match find_gemini() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("SKIPPED real Gemini CLI {GEMINI_PIN}: {why}");
-            return;
-        }
+    let Some(cli) = real_agent(
+        &format!("Gemini CLI {GEMINI_PIN}"),
+        "real Gemini CLI",
+        find_gemini(),
+    ) else {
+        return;
     };
     let home = TempDir::new("gemini");
     let work = home.join("work");

@@ -5,8 +5,9 @@
 //! (its native binary needs no Node).
 //!
 //! A version's CLI is found in `target/claude-code-<version>/` (where `.ci/run` installs
-//! it), else it is installed there with npm. A test skips, saying why, only when it
-//! cannot be installed.
+//! it), else it is installed there with npm. When it cannot be, a test fails under
+//! `CI=true` (naming what could not be installed) and elsewhere skips, printing one
+//! `SKIPPED` line.
 
 mod support;
 
@@ -35,11 +36,14 @@ fn find_cli(version: &str) -> Result<PathBuf, String> {
     http::npm_package(&dir, &format!("@anthropic-ai/claude-code@{version}"), &bin)
 }
 
-/// The CLI at `version`, or `None` after saying why `what` is skipped.
+/// The CLI at `version`; without it the test `what` fails under CI and skips elsewhere
+/// (saying so).
 fn cli_or_skip(version: &str, what: &str) -> Option<PathBuf> {
-    find_cli(version)
-        .map_err(|why| eprintln!("SKIPPED real Claude Code {version} {what}: {why}"))
-        .ok()
+    real_agent(
+        &format!("Claude Code {version}"),
+        &format!("real Claude Code {what}"),
+        find_cli(version),
+    )
 }
 
 /// What the fake model does next.

@@ -6,7 +6,8 @@
 //! daemon and after a restart, and the turns Codex cannot do (edit, slash commands).
 //!
 //! The CLI is found in `target/codex-<version>/` (where `.ci/run` installs it), else it
-//! is installed there with npm. A test skips, saying why, only when it cannot be.
+//! is installed there with npm. When it cannot be, a test fails under `CI=true` (naming
+//! what could not be installed) and elsewhere skips, printing one `SKIPPED` line.
 
 mod support;
 
@@ -40,10 +41,13 @@ fn find_cli() -> Result<PathBuf, String> {
     http::npm_package(&dir, &format!("@openai/codex@{PIN}"), &bin)
 }
 
+/// The CLI; without it the test `what` fails under CI and skips elsewhere (saying so).
 fn cli_or_skip(what: &str) -> Option<PathBuf> {
-    find_cli()
-        .map_err(|why| eprintln!("SKIPPED real Codex {PIN} {what}: {why}"))
-        .ok()
+    real_agent(
+        &format!("Codex {PIN}"),
+        &format!("real Codex {what}"),
+        find_cli(),
+    )
 }
 
 // ---- the fake Responses API -------------------------------------------------------

@@ -45,14 +45,12 @@ exit "${{FAKE_EXIT:-0}}"
                 log = log.display()
             );
             let p = bin.join(name);
-            std::fs::write(&p, script).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            write_executable(&p, script.as_bytes());
         }
         for (dir, name) in [("tools", "codex"), ("agents", "claude")] {
             std::fs::create_dir_all(home.join(dir)).unwrap();
             let p = home.join(dir).join(name);
-            std::fs::write(&p, "#!/bin/sh\necho 1.0\n").unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            write_executable(&p, b"#!/bin/sh\necho 1.0\n");
         }
         std::fs::create_dir_all(home.join("junk")).unwrap();
         if paired {
@@ -473,7 +471,7 @@ fn every_refusal_has_its_exit_code_and_a_dry_run_touches_nothing() {
     // The system scope needs root: 1 (checked as an unprivileged account where we can).
     if Command::new("setpriv").arg("--version").output().is_ok() && me() == "root" {
         let staged = h.home.join("agent-copy");
-        std::fs::copy(bin(), &staged).unwrap();
+        copy_executable(Path::new(bin()), &staged);
         std::fs::set_permissions(h.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut s = Command::new("setpriv");
         s.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -588,7 +586,7 @@ fn odd_paths_survive_quoting_and_status_finds_the_units_config_dir() {
     let dir = h.home.join("my $HOME %h");
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("coding-bridge-agent");
-    std::fs::copy(bin(), &exe).unwrap();
+    copy_executable(Path::new(bin()), &exe);
     let cfg = h.home.join("cfg $USER %n it's");
     std::fs::create_dir_all(&cfg).unwrap();
     let creds = cfg.join("credentials.json");
@@ -618,7 +616,7 @@ fn odd_paths_survive_quoting_and_status_finds_the_units_config_dir() {
     // A binary whose path systemd would refuse is refused here first.
     let quoted = h.home.join("it's");
     std::fs::create_dir_all(&quoted).unwrap();
-    std::fs::copy(bin(), quoted.join("coding-bridge-agent")).unwrap();
+    copy_executable(Path::new(bin()), &quoted.join("coding-bridge-agent"));
     let mut q = Command::new(quoted.join("coding-bridge-agent"));
     q.args(odd.get_args()).env_clear();
     for (k, v) in odd.get_envs() {

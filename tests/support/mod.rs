@@ -48,6 +48,92 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_coding-bridge-agent")
 }
 
+/// Write an executable file that the test then runs. The bytes go through a `cat` child,
+/// so no descriptor open for writing on the file ever lives in this test process: a
+/// sibling test thread that forks meanwhile would inherit such a descriptor until its
+/// child execs, and running the file in that window fails with ETXTBSY ("Text file
+/// busy"). Writing in a child closes that window for good, where retrying only narrows it.
+pub fn write_executable(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    let mut c = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh to write an executable");
+    c.stdin
+        .take()
+        .expect("its stdin")
+        .write_all(contents)
+        .expect("write the executable's bytes");
+    let st = c.wait().expect("wait for sh");
+    assert!(st.success(), "could not write {}", path.display());
+}
+
+/// Copy an executable (the daemon's binary) for the test to run, made by a `cp` child
+/// for the reason [`write_executable`] gives.
+pub fn copy_executable(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(
+        st.success(),
+        "could not copy {} to {}",
+        from.display(),
+        to.display()
+    );
+    let st = Command::new("chmod")
+        .arg("755")
+        .arg(to)
+        .status()
+        .expect("run chmod");
+    assert!(st.success());
+}
+
+/// Whether the tests run under CI (`CI` set to anything but empty, `0` or `false`): a
+/// real agent that cannot be found fails there instead of skipping.
+pub fn under_ci() -> bool {
+    ci_value(std::env::var("CI").ok().as_deref())
+}
+
+pub fn ci_value(v: Option<&str>) -> bool {
+    !matches!(
+        v.map(str::trim),
+        None | Some("" | "0" | "false" | "FALSE" | "False")
+    )
+}
+
+/// The real agent `found`, or what to do without it: `Err` (the test fails with the
+/// message) under CI, `Ok(None)` (the test skips) elsewhere.
+pub fn agent_or_skip(
+    ci: bool,
+    agent: &str,
+    test: &str,
+    found: Result<PathBuf, String>,
+) -> Result<Option<PathBuf>, String> {
+    match found {
+        Ok(p) => Ok(Some(p)),
+        Err(why) if ci => Err(format!(
+            "{agent} could not be found or installed ({why}); under CI=true a real-agent \
+             test fails instead of skipping. Install it as .ci/run does (npm), or check \
+             the network."
+        )),
+        Err(why) => {
+            // Straight to the terminal: the harness hides what a passing test prints.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {agent}: {why}");
+            Ok(None)
+        }
+    }
+}
+
+/// [`agent_or_skip`] under this run's `CI`, failing the test with its message.
+pub fn real_agent(agent: &str, test: &str, found: Result<PathBuf, String>) -> Option<PathBuf> {
+    agent_or_skip(under_ci(), agent, test, found).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The binary with a clean environment: HOME in `home`, config dir `home/cfg`,
 /// fast pairing polls, and none of the caller's CODING_BRIDGE_* variables.
 pub fn agent(home: &TempDir) -> Command {
