@@ -714,3 +714,103 @@ fn real_claude_code_from_a_telegram_chat() {
     let starts = d.stderr().matches("started claude (pid ").count();
     assert_eq!(starts, 1, "one CLI for the conversation: {}", d.stderr());
 }
+
+/// Issue 17 points 1 and 4 with the newest pin: the local commands a browser sends end
+/// their turns, each with exactly one result of its own (`/compact`, `/context`, `/cost`,
+/// `/status`; `/login` refused with a notice), and the next prompt works. Then the
+/// browser's Retry (a `session.start` carrying `bypassPermissions`) of a default-mode
+/// session: Bash still asks, and a denial writes nothing.
+#[test]
+fn real_claude_code_local_commands_end_their_turns_and_retry_keeps_the_mode() {
+    let Some(cli) = cli_or_skip(NEW_PIN, "local commands and Retry") else {
+        return;
+    };
+    let (relay, home, d, _api) = start_node(&cli, "local-cmds");
+    let work = home.join("work");
+    let err = || format!("daemon stderr: {}", d.stderr());
+    let n = AtomicU32::new(0);
+    let cmd =
+        |p: Value| assert!(relay.command(&format!("l{}", n.fetch_add(1, Ordering::Relaxed)), p));
+    let no_more_results = |what: &str| {
+        let stray = relay.recv_until(Duration::from_secs(2), |v| {
+            v["payload"]["event"] == "session.result"
+        });
+        assert!(stray.is_none(), "a second result after {what}: {stray:?}");
+    };
+
+    cmd(
+        json!({"action": "session.start", "session_id": "lc1", "prompt": "Remember the word PELICAN", "cwd": work}),
+    );
+    let ev = until_allowing(&relay, "session.result", &err);
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        named(&ev, "session.started")[0]["permission_mode"],
+        "default"
+    );
+
+    for c in ["/compact", "/context", "/cost", "/status", "/login"] {
+        cmd(json!({"action": "session.send", "session_id": real, "prompt": c, "trace_id": c}));
+        let ev = events_until(&relay, "session.result", &err);
+        let r = ev.last().unwrap();
+        assert_eq!(r["trace_id"], c, "{c}: {ev:#?}");
+        assert!(named(&ev, "session.error").is_empty(), "{c}: {ev:#?}");
+        if c == "/login" {
+            let notice = named(&ev, "session.notice");
+            assert!(
+                notice
+                    .iter()
+                    .any(|n| n["code"] == "slash_unavailable" && n["command"] == "login"),
+                "{ev:#?}"
+            );
+            assert_eq!(r["subtype"], "notice", "{ev:#?}");
+        } else {
+            assert_eq!(r["is_error"], false, "{c}: {ev:#?}");
+        }
+        no_more_results(c);
+    }
+    // The next prompt runs, in the same conversation, with its own result.
+    cmd(
+        json!({"action": "session.send", "session_id": real, "prompt": "Thanks, anything else?", "trace_id": "after"}),
+    );
+    let ev = until_allowing(&relay, "session.result", &err);
+    let r = ev.last().unwrap();
+    assert_eq!(r["result"], "All done here.", "{ev:#?}");
+    assert_eq!(r["trace_id"], "after");
+    assert_eq!(r["is_error"], false);
+    no_more_results("the prompt after the commands");
+
+    // The browser's Retry: session.start for the held session with bypass and no effort.
+    for sid in ["lc1", real.as_str()] {
+        cmd(
+            json!({"action": "session.start", "session_id": sid, "resume_session_id": real,
+                   "prompt": "Please write the file out.txt", "cwd": work,
+                   "permission_mode": "bypassPermissions"}),
+        );
+        let ev = events_until(&relay, "permission.request", &err);
+        let req = ev.last().unwrap().clone();
+        assert_eq!(req["tool"], "Bash", "{ev:#?}");
+        cmd(
+            json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}),
+        );
+        let ev = events_until(&relay, "session.result", &err);
+        assert!(
+            named(&ev, "session.tool_result")
+                .iter()
+                .any(|t| t["is_error"] == true),
+            "{ev:#?}"
+        );
+        assert!(!work.join("out.txt").exists(), "a Retry ran Bash unasked");
+    }
+    cmd(json!({"action": "sessions.list"}));
+    let snap = events_until(&relay, "sessions.snapshot", &err)
+        .pop()
+        .unwrap();
+    let s = snap["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["session_id"] == real.as_str()))
+        .unwrap_or_else(|| panic!("{snap}"));
+    assert_eq!(s["permission_mode"], "default", "{snap}");
+}
