@@ -717,7 +717,8 @@ fn real_claude_code_from_a_telegram_chat() {
 
 /// Issue 17 points 1 and 4 with the newest pin: the local commands a browser sends end
 /// their turns, each with exactly one result of its own (`/compact`, `/context`, `/cost`,
-/// `/status`; `/login` refused with a notice), and the next prompt works. Then the
+/// `/status` and every other local command that can run headless; `/login` refused with
+/// a notice), and the next prompt works. Then the
 /// browser's Retry (a `session.start` carrying `bypassPermissions`) of a default-mode
 /// session: Bash still asks, and a denial writes nothing.
 #[test]
@@ -751,7 +752,25 @@ fn real_claude_code_local_commands_end_their_turns_and_retry_keeps_the_mode() {
         "default"
     );
 
-    for c in ["/compact", "/context", "/cost", "/status", "/login"] {
+    // Every local command 2.1.331 lists in `initialize` that runs without a terminal and
+    // without an argument it must have (heapdump left out: it writes a heap file).
+    let local = [
+        "/compact",
+        "/context",
+        "/cost",
+        "/usage",
+        "/status",
+        "/color",
+        "/focus",
+        "/autocompact",
+        "/output-style",
+        "/mcp",
+        "/reload-plugins",
+        "/reload-skills",
+        "/rename probe",
+        "/login",
+    ];
+    for c in local {
         cmd(json!({"action": "session.send", "session_id": real, "prompt": c, "trace_id": c}));
         let ev = events_until(&relay, "session.result", &err);
         let r = ev.last().unwrap();
