@@ -61,8 +61,6 @@ use crate::sys::timefmt::now_ms;
 pub const DEDUPE_IDS: usize = 1000;
 /// Extra silence tolerated beyond two heartbeat intervals before a link counts as dead.
 pub const DEAD_GRACE: Duration = Duration::from_secs(20);
-/// A connection that lasted this long resets the reconnect backoff.
-pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the relay to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Everything shutdown waits for must be done by then (the promise is exit within 5 s).
@@ -652,8 +650,8 @@ impl Hub {
             }
             Down::TooLarge { .. } => {}
             Down::Lost(msg) => {
-                if lasted.is_some_and(|d| d >= STABLE_AFTER) {
-                    self.backoff.reset();
+                if let Some(d) = lasted {
+                    self.backoff.link_lasted(d);
                 }
                 let delay = self.backoff.next_delay();
                 let verb = if lasted.is_some() {

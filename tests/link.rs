@@ -440,8 +440,96 @@ fn websocket_pings_both_ways() {
     assert_eq!(hb["type"], "node.heartbeat");
 }
 
-/// The backoff grows while connections fail fast, and starts over after one that lasted
-/// (30 s): the first retry after a long-lived link is quick again.
+/// The default reconnect schedule (`CODING_BRIDGE_RECONNECT_MIN`/`_MAX` unset), which the
+/// other tests shorten.
+const DEFAULT_BACKOFF: [(&str, &str); 2] = [
+    ("CODING_BRIDGE_RECONNECT_MIN", "1"),
+    ("CODING_BRIDGE_RECONNECT_MAX", "30"),
+];
+/// How long the retries of an outage stay fast (`relay::backoff::FAST_FOR`).
+const FAST_FOR: Duration = Duration::from_secs(5);
+/// A link that stayed up this long resets the schedule (`relay::backoff::HEALTHY_AFTER`).
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Handshakes after `t0`: (when, accepted).
+fn handshakes_since(relay: &FakeRelay, t0: Instant) -> Vec<(Instant, bool)> {
+    relay
+        .handshake_times()
+        .into_iter()
+        .filter(|(t, _)| *t >= t0)
+        .collect()
+}
+
+/// Issue 17 point 10: with the relay refusing the node for 2.5 s, the node is back
+/// within about a second of the relay (it was 4-5 s with a 1 s, 2 s, 4 s backoff).
+#[test]
+fn back_within_a_second_of_a_short_outage() {
+    let relay = FakeRelay::start();
+    let home = TempDir::new("outage");
+    let d = start(&relay, &home, &DEFAULT_BACKOFF);
+    relay.recv_type("node.heartbeat", T).expect("connected");
+    let t0 = Instant::now();
+    let back = relay.reject_ws_for(503, Duration::from_millis(2500));
+    relay.drop_all();
+    assert!(
+        wait_until(T, || handshakes_since(&relay, t0).iter().any(|h| h.1)),
+        "never reconnected: {}",
+        d.stderr()
+    );
+    let log = handshakes_since(&relay, t0);
+    let (at, _) = *log.iter().find(|h| h.1).unwrap();
+    let refused = log.iter().filter(|h| !h.1).count();
+    let late = at.saturating_duration_since(back);
+    eprintln!(
+        "outage: {refused} refused attempts; back {:?} after the outage began, {late:?} after the relay",
+        at - t0
+    );
+    assert!(
+        late <= Duration::from_millis(1200),
+        "back {late:?} after the relay ({:?} after the outage began)",
+        at - t0
+    );
+    // Fast because it kept trying, not by a lucky draw of a slow schedule (1 s then 2 s
+    // fits at most two attempts into 2.5 s).
+    assert!(refused >= 3, "only {refused} attempts during the outage");
+    relay
+        .recv_type("node.heartbeat", T)
+        .expect("heartbeat on the new link");
+}
+
+/// A relay that stays down is not hammered: after the first seconds of fast retries the
+/// delays grow (12 s of refusal: 20 fast attempts at most, then 0.5-1 s, 1-2 s, 2-4 s).
+/// A fixed 250-500 ms retry would make 24-48 attempts, a dozen of them in the last 6 s.
+#[test]
+fn a_relay_that_stays_down_is_not_hammered() {
+    let relay = FakeRelay::start();
+    let home = TempDir::new("hammer");
+    let d = start(&relay, &home, &DEFAULT_BACKOFF);
+    relay.recv_type("node.heartbeat", T).expect("connected");
+    let t0 = Instant::now();
+    relay.reject_ws_for(503, Duration::from_secs(60));
+    relay.drop_all();
+    std::thread::sleep(Duration::from_secs(12));
+    let log = handshakes_since(&relay, t0);
+    assert!(log.iter().all(|h| !h.1), "accepted while refusing");
+    let early = log.iter().filter(|h| h.0 - t0 < FAST_FOR).count();
+    let late = log
+        .iter()
+        .filter(|h| h.0 - t0 >= Duration::from_secs(6))
+        .count();
+    eprintln!(
+        "12 s of refusal: {} attempts, {early} in the first 5 s, {late} after 6 s",
+        log.len()
+    );
+    assert!(log.len() <= 25, "{} attempts in 12 s", log.len());
+    assert!(late <= 5, "{late} attempts in the last 6 s");
+    assert!(early >= 5, "only {early} attempts in the first 5 s");
+    assert!(d.stderr().contains("retrying in"), "{}", d.stderr());
+}
+
+/// A relay that accepts and drops at once gets fast retries only for the first seconds;
+/// then the backoff grows while connections stay short-lived, and starts over after one
+/// that stayed healthy (10 s): the first retry after a long-lived link is quick again.
 #[test]
 fn backoff_resets_after_a_connection_that_lasted() {
     let relay = FakeRelay::start();
@@ -455,26 +543,40 @@ fn backoff_resets_after_a_connection_that_lasted() {
         ],
     );
     relay.recv_type("node.heartbeat", T).expect("connected");
-    // Short-lived links: the delay doubles toward 3 s.
-    for _ in 0..7 {
-        relay.drop_all();
-        relay.recv_type("node.heartbeat", T).expect("reconnected");
-    }
     let gap = |relay: &FakeRelay| {
         let before = relay.handshakes().len();
         let t0 = Instant::now();
         relay.drop_all();
         assert!(wait_until(T, || relay.handshakes().len() > before));
-        t0.elapsed()
+        let took = t0.elapsed();
+        relay.recv_type("node.heartbeat", T).expect("reconnected");
+        took
     };
+    // Short-lived links: fast for the first seconds ...
+    let t0 = Instant::now();
+    let mut flaps = 0;
+    while t0.elapsed() < FAST_FOR + Duration::from_millis(500) {
+        let g = gap(&relay);
+        if t0.elapsed() < FAST_FOR - Duration::from_millis(500) {
+            assert!(
+                g < Duration::from_millis(1000),
+                "slow in the fast phase: {g:?}"
+            );
+        }
+        flaps += 1;
+    }
+    assert!(flaps >= 10, "only {flaps} reconnects in the fast phase");
+    // ... then the delay doubles toward 3 s.
+    for _ in 0..7 {
+        gap(&relay);
+    }
     let grown = gap(&relay);
     assert!(
         grown >= Duration::from_millis(1400),
         "backoff did not grow: {grown:?}"
     );
-    relay.recv_type("node.heartbeat", T).expect("reconnected");
-    // A link that lasts past 30 s resets it.
-    std::thread::sleep(Duration::from_secs(31));
+    // A link that stays up past 10 s resets it.
+    std::thread::sleep(HEALTHY_AFTER + Duration::from_secs(1));
     let reset = gap(&relay);
     assert!(
         reset < Duration::from_millis(500),

@@ -86,7 +86,8 @@ pub struct Config {
     pub qr: Option<bool>,
     /// Hosts attachments may be downloaded from (https only).
     pub attachment_hosts: Vec<String>,
-    /// First reconnect delay, doubled up to `reconnect_max`.
+    /// First reconnect delay after an outage's fast first seconds, doubled up to
+    /// `reconnect_max` (see `relay::backoff`).
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Silent retries of a turn whose CLI died before any output.

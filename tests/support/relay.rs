@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde_json::{Value, json};
@@ -71,12 +71,16 @@ struct State {
     tokens: Option<Vec<String>>,
     /// Answer the handshake with this HTTP status instead of upgrading.
     ws_reject: Option<u16>,
+    /// Answer the handshake with this HTTP status until then (a relay down for a while).
+    ws_reject_until: Option<(u16, Instant)>,
     /// Acknowledge every durable event as it arrives.
     auto_ack: bool,
     /// Senders to the live connections, newest last.
     conns: Vec<Sender<Out>>,
     /// The request target of every WebSocket handshake, in order.
     handshakes: Vec<String>,
+    /// When each WebSocket handshake arrived and whether it was accepted, in order.
+    handshake_times: Vec<(Instant, bool)>,
     /// Open WebSocket connections.
     live: usize,
 }
@@ -117,9 +121,11 @@ impl FakeRelay {
             requests: Vec::new(),
             tokens: None,
             ws_reject: None,
+            ws_reject_until: None,
             auto_ack: false,
             conns: Vec::new(),
             handshakes: Vec::new(),
+            handshake_times: Vec::new(),
             live: 0,
         }));
         let (frames_tx, frames) = unbounded();
@@ -197,6 +203,14 @@ impl FakeRelay {
         self.with(|s| s.ws_reject = status);
     }
 
+    /// Refuse every WebSocket handshake with `status` for `d` from now, then accept
+    /// again by itself (a relay that is down for a while). Returns when it accepts again.
+    pub fn reject_ws_for(&self, status: u16, d: Duration) -> Instant {
+        let until = Instant::now() + d;
+        self.with(|s| s.ws_reject_until = Some((status, until)));
+        until
+    }
+
     pub fn set_auto_ack(&self, on: bool) {
         self.with(|s| s.auto_ack = on);
     }
@@ -204,6 +218,11 @@ impl FakeRelay {
     /// Request targets of all WebSocket handshakes so far.
     pub fn handshakes(&self) -> Vec<String> {
         self.with(|s| s.handshakes.clone())
+    }
+
+    /// When each WebSocket handshake arrived and whether it was accepted, in order.
+    pub fn handshake_times(&self) -> Vec<(Instant, bool)> {
+        self.with(|s| s.handshake_times.clone())
     }
 
     /// WebSocket connections currently open.
@@ -444,7 +463,15 @@ fn serve_ws(
             .as_ref()
             .map(|t| !t.contains(&token))
             .unwrap_or(false);
-        let reject = s.ws_reject.or(if bad_token { Some(401) } else { None });
+        let now = Instant::now();
+        let down = s
+            .ws_reject_until
+            .and_then(|(status, until)| (now < until).then_some(status));
+        let reject = s
+            .ws_reject
+            .or(down)
+            .or(if bad_token { Some(401) } else { None });
+        s.handshake_times.push((now, reject.is_none()));
         if reject.is_some() {
             (reject, None)
         } else {
