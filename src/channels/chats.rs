@@ -654,25 +654,29 @@ impl Channels {
                 None => return Vec::new(),
             }
         }
-        // The per-sender rate limit.
-        let times = bot.rate.entry(from).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            times.pop_front();
+        // The per-sender rate limit (none kept at all without one, so nothing grows).
+        if bot.cfg.rate_limit_per_min != crate::channels::config::NO_RATE_LIMIT {
+            let times = bot.rate.entry(from).or_default();
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            {
+                times.pop_front();
+            }
+            if times.len() >= bot.cfg.rate_limit_per_min as usize {
+                let n = bot.cfg.rate_limit_per_min;
+                crate::log_info!(
+                    "telegram {bot_id}: {from} is over the rate limit; message ignored"
+                );
+                self.say(
+                    bot_id,
+                    chat,
+                    &format!("Too many messages: at most {n} a minute. Wait a little."),
+                );
+                return Vec::new();
+            }
+            times.push_back(now);
         }
-        if times.len() >= bot.cfg.rate_limit_per_min as usize {
-            let n = bot.cfg.rate_limit_per_min;
-            crate::log_info!("telegram {bot_id}: {from} is over the rate limit; message ignored");
-            self.say(
-                bot_id,
-                chat,
-                &format!("Too many messages: at most {n} a minute. Wait a little."),
-            );
-            return Vec::new();
-        }
-        times.push_back(now);
         if let Some(c) = command {
             return self.on_command(bot_id, chat, &c);
         }
