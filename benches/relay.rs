@@ -13,6 +13,9 @@
 //!   the `control_response`), and a flood of 100k text deltas: deltas relayed per second,
 //!   daemon CPU per 100k deltas, and the daemon's peak RSS
 //! - `history.list` over 1000 generated transcripts: first (cold) and repeated listing
+//! - `--only resume`: ping round trips (p50, p99, max) while a session resumes a 190 MiB
+//!   transcript (one thinking block unsigned, so it is repaired too) and `history.get`
+//!   opens it: the hub must go on answering meanwhile
 //!
 //! Figures are medians or percentiles of repeated runs; machines here are noisy. Set
 //! `BENCH_BINARY` to measure another build of the daemon (e.g. the static musl one).
@@ -160,7 +163,7 @@ fn main() {
         .position(|a| a == "--idle")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
-    // `--only link|sessions|stall|providers|history`: one section.
+    // `--only link|sessions|stall|providers|history|resume`: one section.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -183,6 +186,9 @@ fn main() {
     }
     if run("history") {
         history_bench(&listener, port);
+    }
+    if run("resume") {
+        resume_bench(&listener, port);
     }
     if let Some(secs) = idle_secs {
         idle_bench(&listener, port, secs);
@@ -784,5 +790,157 @@ fn history_bench(listener: &TcpListener, port: u16) {
         median(&mut times),
         size as f64 / (1 << 20) as f64,
         median(&mut peaks)
+    );
+}
+
+/// One 190 MiB transcript of session [`RESUME_ID`] started in `work/`, under
+/// `target/bench-resume/home` (generated once, reused). Its first thinking block has no
+/// signature, so a resume repairs it as well as locating and scanning it.
+const RESUME_ID: &str = "6f1f6c1e-5b8e-4d55-9c55-1b6b3c2f0a01";
+
+fn resume_corpus() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-resume");
+    let home = root.join("home");
+    let work = root.join("work");
+    let slug: String = work
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = home.join(".claude/projects").join(slug);
+    let path = dir.join(format!("{RESUME_ID}.jsonl"));
+    let done = root.join("complete");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(30);
+        let cwd = work.to_string_lossy().into_owned();
+        let mut f =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+        use std::io::Write;
+        let mut written = 0u64;
+        let mut parent = String::from("root");
+        let mut i = 0u64;
+        while written < 190 << 20 {
+            let uuid = format!("00000000-0000-4000-8000-{i:012}");
+            let v = match i % 4 {
+                0 => {
+                    json!({"parentUuid": parent, "isSidechain": false, "type": "user", "uuid": uuid, "sessionId": RESUME_ID, "cwd": cwd, "timestamp": "2026-11-20T10:00:00.000Z",
+                            "message": {"role": "user", "content": format!("Please look at part {i} and fix it.")}})
+                }
+                1 => {
+                    let mut thinking = json!({"type": "thinking", "thinking": filler});
+                    if i != 1 {
+                        thinking["signature"] = json!("sig");
+                    }
+                    json!({"parentUuid": parent, "isSidechain": false, "type": "assistant", "uuid": uuid, "sessionId": RESUME_ID, "cwd": cwd, "timestamp": "2026-11-20T10:00:01.000Z",
+                           "message": {"id": format!("msg_{i}"), "model": "claude-sonnet-4-5", "role": "assistant", "content": [thinking, {"type": "tool_use", "id": format!("toolu_{i}"), "name": "Read", "input": {"file_path": "src/lib.rs"}}]}})
+                }
+                2 => {
+                    json!({"parentUuid": parent, "isSidechain": false, "type": "user", "uuid": uuid, "sessionId": RESUME_ID, "cwd": cwd, "timestamp": "2026-11-20T10:00:02.000Z",
+                            "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": format!("toolu_{}", i - 1), "content": filler.repeat(4)}]}})
+                }
+                _ => {
+                    json!({"parentUuid": parent, "isSidechain": false, "type": "assistant", "uuid": uuid, "sessionId": RESUME_ID, "cwd": cwd, "timestamp": "2026-11-20T10:00:03.000Z",
+                            "message": {"id": format!("msg_{i}"), "model": "claude-sonnet-4-5", "role": "assistant", "content": [{"type": "text", "text": format!("Done with part {i}.")}]}})
+                }
+            };
+            let line = format!("{v}\n");
+            f.write_all(line.as_bytes()).unwrap();
+            written += line.len() as u64;
+            parent = uuid;
+            i += 1;
+        }
+        drop(f);
+        std::fs::write(&done, b"").unwrap();
+    }
+    (home, work, dir)
+}
+
+fn resume_bench(listener: &TcpListener, port: u16) {
+    let fake = build_fake();
+    let (home, work, dir) = resume_corpus();
+    let size = std::fs::metadata(dir.join(format!("{RESUME_ID}.jsonl")))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let env = [
+        (
+            "CODING_BRIDGE_CLAUDE_PATH",
+            fake.to_string_lossy().into_owned(),
+        ),
+        ("HOME", home.to_string_lossy().into_owned()),
+    ];
+    let (mut p50s, mut p99s, mut maxes, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..5 {
+        // Each round resumes the original (repaired copies of earlier rounds removed).
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if !e.file_name().to_string_lossy().starts_with(RESUME_ID) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let node = spawn_with(port, &format!("resume{round}"), "15", &env);
+        let mut ws = accept(listener);
+        while read_json(&mut ws)["type"] != "node.heartbeat" {}
+        // Warm the link first.
+        for i in 0..50 {
+            ws.send(command(i)).unwrap();
+            while read_json(&mut ws)["payload"]["event"] != "pong" {}
+        }
+        ws.send(cmd_msg(
+            "r0",
+            json!({"action": "session.start", "session_id": "resumed", "resume_session_id": RESUME_ID,
+                   "prompt": "say resumed", "cwd": work}),
+        ))
+        .unwrap();
+        ws.send(cmd_msg(
+            "r1",
+            json!({"action": "history.get", "provider": "claude", "session_id": RESUME_ID, "trace_id": "g"}),
+        ))
+        .unwrap();
+        let (mut result, mut detail) = (false, false);
+        let mut rtts = Vec::new();
+        let t0 = Instant::now();
+        let mut i = 1000u64;
+        while !(result && detail) || rtts.len() < 100 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "no result/detail in 2 min"
+            );
+            let t = Instant::now();
+            ws.send(command(i)).unwrap();
+            i += 1;
+            loop {
+                let v = read_json(&mut ws);
+                if let Some(seq) = v.get("node_seq").and_then(Value::as_u64) {
+                    let ack = json!({"v": 2, "id": "a", "ts": 0, "type": "node.ack", "payload": {"up_to_node_seq": seq}});
+                    ws.send(Message::Text(ack.to_string().into())).unwrap();
+                }
+                match v["payload"]["event"].as_str() {
+                    Some("pong") => break,
+                    Some("session.result") => result = true,
+                    Some("history.detail") => detail = true,
+                    Some("session.error") => panic!("the resume failed: {v}"),
+                    _ => {}
+                }
+            }
+            rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        counts.push(rtts.len() as f64);
+        p50s.push(pct(&mut rtts, 0.5));
+        p99s.push(pct(&mut rtts, 0.99));
+        maxes.push(rtts.iter().cloned().fold(0.0, f64::max));
+        drop(ws);
+        drop(node);
+    }
+    println!(
+        "ping while resuming a {:.0} MiB transcript (repaired) and opening it with history.get: p50 {:.3} ms, p99 {:.2} ms, max {:.1} ms (medians of 5 rounds, {:.0} pings each)",
+        size as f64 / (1u64 << 20) as f64,
+        median(&mut p50s),
+        median(&mut p99s),
+        median(&mut maxes),
+        median(&mut counts)
     );
 }
