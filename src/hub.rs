@@ -994,6 +994,11 @@ impl Hub {
                     .on_prepared(&session, turn, prepared, &mut out);
                 self.emit_all(out);
             }
+            Work::Transcript { session, job, done } => {
+                let mut out = Vec::new();
+                self.sessions.on_transcript(&session, job, done, &mut out);
+                self.emit_all(out);
+            }
             Work::Catalogue(mut probed) => {
                 self.probed = Some(probed.clone());
                 if let Some(c) = self.sessions.catalogue() {

@@ -574,3 +574,40 @@ fn a_pending_approval_follows_its_session_when_it_is_re_keyed() {
     assert_eq!(ev.last().unwrap()["result"], "early \"allow\"");
     assert_eq!(ev.last().unwrap()["session_id"], real.as_str());
 }
+
+#[test]
+fn restore_code_after_a_daemon_restart_finds_its_prompt_in_the_transcript() {
+    // The node that wrote the prompts is gone: the restore point comes from the
+    // transcript (read on a worker), and the edit goes on from there.
+    let n = Node::start(&[]);
+    n.cmd(
+        json!({"action": "session.start", "session_id": "rr", "prompt": "say one", "cwd": n.cwd()}),
+    );
+    let ev = n.until("session.result");
+    let real = real_id(&ev);
+    let cut = ev.last().unwrap()["cut_uuid"].as_str().unwrap().to_string();
+    n.cmd(json!({"action": "session.send", "session_id": real, "prompt": "say two"}));
+    n.until("session.result");
+    let home = n.stop();
+    let n = Node::start_in(home, &[]);
+    // Reopened from history, then the first prompt edited.
+    n.cmd(
+        json!({"action": "session.start", "session_id": real, "resume_session_id": real,
+                 "prompt": "say three", "cwd": n.cwd()}),
+    );
+    n.until("session.result");
+    n.cmd(json!({"action": "session.edit", "session_id": real, "prompt": "say again", "cut_uuid": cut, "restore_code": true}));
+    let ev = n.until("session.result");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:#?}");
+    assert_eq!(named(&ev, "session.rewound").len(), 1, "{ev:#?}");
+    assert_eq!(ev.last().unwrap()["result"], "again");
+    let rewinds = n.stdin_of("rewind_files");
+    assert_eq!(rewinds.len(), 1);
+    assert!(
+        !rewinds[0]["request"]["user_message_id"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{rewinds:?}"
+    );
+}

@@ -25,7 +25,7 @@ use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
 use crate::hub::session::{Agent, Session, Turn};
 use crate::hub::timer::Timer;
-use crate::hub::worker::{Work, Workers};
+use crate::hub::worker::{TranscriptDone, Work, Workers};
 use crate::providers::claude;
 use crate::providers::claude::stream::sync_mode;
 use crate::providers::claude::stream::{EditPlan, OwnRequest};
@@ -74,6 +74,8 @@ pub struct Sessions {
     pub(crate) next_child: u64,
     /// The last command catalogue any child reported.
     pub(crate) catalogue: Option<Vec<Value>>,
+    /// Numbers the worker jobs of the sessions (a late answer to an old one is dropped).
+    pub(crate) next_job: u64,
 }
 
 impl Sessions {
@@ -94,6 +96,7 @@ impl Sessions {
             permissions: Permissions::default(),
             next_child: 0,
             catalogue: None,
+            next_job: 0,
         }
     }
 
@@ -618,49 +621,95 @@ impl Sessions {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        let restore_to = if restore {
-            // The prompt right after the cut: one this node wrote (its uuid is known at
-            // once), else the first prompt after the cut in the transcript.
-            let sent = s
-                .claude
-                .prompts
-                .iter()
-                .find(|(before, _)| before.as_deref() == cut.as_deref())
-                .map(|(_, uuid)| uuid.clone());
-            let found = sent.or_else(|| match (&s.sdk_id, &self.settings.claude_dir) {
-                (Some(sdk), Some(dir)) => crate::providers::claude::transcript::first_prompt_after(
-                    &crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk),
-                    cut.as_deref(),
-                ),
-                _ => None,
-            });
-            match found {
-                Some(uuid) => Some(uuid),
-                None => {
-                    out.push(s.error(
-                        trace.as_ref(),
-                        "rewind_failed",
-                        "Could not restore the code: no message to restore it to was found in \
-                         the session's transcript. Nothing was changed.",
-                    ));
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let plan = EditPlan {
+        let mut plan = EditPlan {
             turn,
             media: t,
             cut_uuid: cut,
-            restore_to,
+            restore_to: None,
         };
-        if plan.restore_to.is_none() {
+        if !restore {
             self.restart_for_edit(key, plan, out);
             return;
         }
-        // Files are restored by the session's own CLI (started if it is not running);
-        // a turn still running is stopped first.
+        // The prompt right after the cut: one this node wrote (its uuid is known at once),
+        // else the first prompt after the cut in the transcript, which a worker reads.
+        let sent = s
+            .claude
+            .prompts
+            .iter()
+            .find(|(before, _)| before.as_deref() == plan.cut_uuid.as_deref())
+            .map(|(_, uuid)| uuid.clone());
+        if let Some(uuid) = sent {
+            plan.restore_to = Some(uuid);
+            return self.rewind_for_edit(key, plan, out);
+        }
+        let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) else {
+            return self.restore_point_missing(key, &plan, out);
+        };
+        let path = crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk);
+        let cut = plan.cut_uuid.clone();
+        self.next_job += 1;
+        let job = self.next_job;
+        let session = key.to_string();
+        let lookup =
+            move || crate::providers::claude::transcript::first_prompt_after(&path, cut.as_deref());
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.claude.edit_lookup = Some((job, plan));
+        let inline = lookup.clone();
+        let sent = self.workers.run("edit", move || Work::Transcript {
+            session,
+            job,
+            done: TranscriptDone::RestorePoint(lookup()),
+        });
+        if !sent {
+            crate::log_warn!("every worker is busy; reading the transcript on the hub");
+            self.on_restore_point(key, job, inline(), out);
+        }
+    }
+
+    /// A worker found (or did not) the prompt an edit with "restore code" rewinds to.
+    pub(crate) fn on_restore_point(
+        &mut self,
+        key: &str,
+        job: u64,
+        found: Option<String>,
+        out: &mut Vec<Value>,
+    ) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.claude.edit_lookup.as_ref().is_none_or(|(j, _)| *j != job) {
+            return;
+        }
+        let Some((_, mut plan)) = s.claude.edit_lookup.take() else {
+            return;
+        };
+        match found {
+            Some(uuid) => {
+                plan.restore_to = Some(uuid);
+                self.rewind_for_edit(key, plan, out);
+            }
+            None => self.restore_point_missing(key, &plan, out),
+        }
+        self.pump(key, out);
+    }
+
+    fn restore_point_missing(&mut self, key: &str, plan: &EditPlan, out: &mut Vec<Value>) {
+        if let Some(s) = self.sessions.get(key) {
+            out.push(s.error(
+                plan.turn.trace_id.as_ref(),
+                "rewind_failed",
+                "Could not restore the code: no message to restore it to was found in \
+                 the session's transcript. Nothing was changed.",
+            ));
+        }
+    }
+
+    /// Files are restored by the session's own CLI (started if it is not running); a
+    /// turn still running is stopped first. Then the fork runs the edited turn.
+    fn rewind_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<Value>) {
         self.stop_current_turn(key, out, "the session was rewound");
         let Some(s) = self.sessions.get_mut(key) else {
             return;

@@ -1,5 +1,6 @@
 //! Short-lived worker threads for requests that touch the disk or the network (history,
-//! the directory picker, the capability probe, a turn's images and attachments), so the
+//! the directory picker, the capability probe, a turn's images and attachments, the live
+//! sessions' transcripts), so the
 //! hub never blocks on them. Each worker computes one [`Work`] result and sends it back on
 //! the hub's work channel. At most [`MAX_WORKERS`] run at once; further jobs wait in a
 //! queue of [`QUEUE`] that the running workers drain before they leave. Only when that is
@@ -26,10 +27,26 @@ pub enum Work {
         turn: u64,
         prepared: crate::node::media::Prepared,
     },
+    /// Transcript work for a Claude Code session (job `job`): what a resume needs, or
+    /// what the transcript gained for the replay guard.
+    Transcript {
+        session: String,
+        job: u64,
+        done: TranscriptDone,
+    },
     /// What the capability probes found (empty lists where they failed).
     Catalogue(crate::node::capabilities::Probed),
     /// Nothing to report (fire-and-forget work such as saving a sidecar).
     Done,
+}
+
+/// The result of a [`Work::Transcript`] job.
+#[derive(Debug)]
+pub enum TranscriptDone {
+    Resume(crate::providers::claude::transcript::ResumePlan),
+    Read(crate::providers::claude::transcript::Delta),
+    /// The prompt an edit with "restore code" rewinds to, if the transcript has one.
+    RestorePoint(Option<String>),
 }
 
 type Job = Box<dyn FnOnce() -> Work + Send + 'static>;

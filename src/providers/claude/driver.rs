@@ -5,7 +5,8 @@
 //! when a child ends (silent retries, then one `session.error`).
 //!
 //! These are methods of [`Sessions`], run on the hub thread; the child's lines arrive
-//! as [`ChildEvent`]s. Stream translation of one line is in [`crate::hub::session`].
+//! as [`ChildEvent`]s. What needs the disk (locating, repairing and reading transcripts)
+//! runs on the hub's workers and comes back through [`Sessions::on_transcript`]. Stream translation of one line is in [`crate::hub::session`].
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,13 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::session::{Live, Session, Turn};
 use crate::hub::sessions::{Approval, Sessions, valid_id};
+use crate::hub::worker::{TranscriptDone, Work};
 use crate::providers::claude;
-use crate::providers::claude::stream::{OwnRequest, scope_of};
+use crate::providers::claude::stream::{OwnRequest, TranscriptIo, scope_of};
 use crate::providers::claude::stream::{
     on_assistant, on_stream_event, on_user, replayed, status_text, sync_mode, sync_model,
 };
+use crate::providers::claude::transcript;
 use crate::sys::child::{self, ChildEvent, ExitInfo, Spec};
 
 /// How long queued prompts wait for a turn the CLI announced (`task_notification`)
@@ -40,11 +43,56 @@ impl Sessions {
         if s.child.is_some() {
             return;
         }
-        let Some(program) = claude::resolve(
+        let Some(program) = self.claude_program(key, out) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if matches!(s.claude.io, TranscriptIo::Resuming(_)) {
+            return; // the disk is being asked; the child starts when it answers
+        }
+        let mut opts = std::mem::take(&mut s.claude.next_spawn);
+        // Every respawn of a conversation with a real id continues it.
+        if opts.resume.is_none() {
+            opts.resume.clone_from(&s.sdk_id);
+        }
+        let (Some(id), Some(dir)) = (opts.resume.clone(), self.settings.claude_dir.clone()) else {
+            return self.spawn_child(key, opts, program, out);
+        };
+        // Locating the transcript, and repairing a copy the API would refuse, reads it
+        // whole: a worker's job, the spawn follows its answer (`on_resume_plan`).
+        s.claude.next_spawn = opts;
+        self.next_job += 1;
+        let job = self.next_job;
+        s.claude.io = TranscriptIo::Resuming(job);
+        let cwd = s.transcript_cwd().to_path_buf();
+        let scanned = s.claude.thinking_scanned.clone();
+        let session = key.to_string();
+        let (d, c, i, sc) = (dir.clone(), cwd.clone(), id.clone(), scanned.clone());
+        let sent = self.workers.run("resume", move || Work::Transcript {
+            session,
+            job,
+            done: TranscriptDone::Resume(transcript::prepare_resume(&d, &c, &i, sc)),
+        });
+        if !sent {
+            crate::log_warn!(
+                "session {}: every worker is busy; locating the transcript on the hub",
+                s.id
+            );
+            let plan = transcript::prepare_resume(&dir, &cwd, &id, scanned);
+            self.on_resume_plan(key, job, plan, out);
+        }
+    }
+
+    /// The `claude` executable, or `None` after failing the waiting turns with advice.
+    fn claude_program(&mut self, key: &str, out: &mut Vec<Value>) -> Option<std::path::PathBuf> {
+        let found = claude::resolve(
             self.settings.claude_path.as_deref(),
             std::env::var_os("PATH"),
             self.settings.home.as_deref(),
-        ) else {
+        );
+        if found.is_none() {
             let message = match &self.settings.claude_path {
                 Some(p) => format!(
                     "Claude Code was not found at {} (--claude-path / CODING_BRIDGE_CLAUDE_PATH). \
@@ -57,36 +105,158 @@ impl Sessions {
                     .to_string(),
             };
             self.fail_waiting(key, "cli_not_found", &message, out);
-            return;
-        };
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let mut opts = std::mem::take(&mut s.claude.next_spawn);
-        // Every respawn of a conversation with a real id continues it.
-        if opts.resume.is_none() {
-            opts.resume.clone_from(&s.sdk_id);
         }
-        if let (Some(id), Some(dir)) = (opts.resume.clone(), &self.settings.claude_dir) {
-            match crate::providers::claude::transcript::locate(dir, s.transcript_cwd(), &id) {
-                // Nothing was ever saved (the CLI died before writing it): resuming would
-                // fail every time, and there is no conversation to lose.
-                None => {
-                    crate::log_warn!(
-                        "session {}: no transcript of {id} was saved; starting a new conversation",
-                        s.id
-                    );
-                    opts = claude::SpawnOpts::default();
-                    s.claude.known.clear();
+        found
+    }
+
+    /// A worker's answer for session `session`'s transcript job `job`.
+    pub fn on_transcript(
+        &mut self,
+        session: &str,
+        job: u64,
+        done: TranscriptDone,
+        out: &mut Vec<Value>,
+    ) {
+        let Some(key) = self.key_of(session) else {
+            return;
+        };
+        match done {
+            TranscriptDone::Resume(plan) => self.on_resume_plan(&key, job, plan, out),
+            TranscriptDone::RestorePoint(found) => self.on_restore_point(&key, job, found, out),
+            TranscriptDone::Read(delta) => {
+                let Some(s) = self.sessions.get_mut(&key) else {
+                    return;
+                };
+                let TranscriptIo::Reading { job: want, turn } = s.claude.io else {
+                    return;
+                };
+                if want != job {
+                    return;
                 }
-                Some(path) => {
-                    if let Some(copy) = repaired_for_resume(s, path) {
-                        opts.resume = Some(copy);
-                    }
+                s.claude.known.merge(delta);
+                s.claude.io = TranscriptIo::Fresh { turn };
+                self.pump(&key, out);
+                // Fresh only for this pump: a turn held back (the CLI started one of its
+                // own meanwhile) reads again when it may go.
+                if let Some(s) = self.sessions.get_mut(&key)
+                    && s.claude.io == (TranscriptIo::Fresh { turn })
+                {
+                    s.claude.io = TranscriptIo::Idle;
                 }
             }
         }
+    }
+
+    /// What the disk said about the transcript to resume: start the child with it.
+    fn on_resume_plan(
+        &mut self,
+        key: &str,
+        job: u64,
+        plan: transcript::ResumePlan,
+        out: &mut Vec<Value>,
+    ) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.claude.io != TranscriptIo::Resuming(job) {
+            return;
+        }
+        s.claude.io = TranscriptIo::Idle;
+        if s.child.is_some() {
+            return;
+        }
+        let mut opts = std::mem::take(&mut s.claude.next_spawn);
+        if opts.resume.is_none() {
+            opts.resume.clone_from(&s.sdk_id);
+        }
+        if opts.resume.as_deref() != Some(plan.id.as_str()) {
+            // What to resume changed meanwhile (an edit's fork): ask again.
+            s.claude.next_spawn = opts;
+            return self.ensure_child(key, out);
+        }
+        if plan.scanned.is_some() {
+            s.claude.thinking_scanned = plan.scanned;
+        }
+        match &plan.path {
+            // Nothing was ever saved (the CLI died before writing it): resuming would
+            // fail every time, and there is no conversation to lose.
+            None => {
+                crate::log_warn!(
+                    "session {}: no transcript of {} was saved; starting a new conversation",
+                    s.id,
+                    plan.id
+                );
+                opts = claude::SpawnOpts::default();
+                s.claude.known.clear();
+            }
+            Some(path) => {
+                if let Some(copy) = plan.repaired {
+                    crate::log_info!(
+                        "session {}: {} has thinking blocks without a signature; resuming a repaired copy {copy}",
+                        s.id,
+                        path.display()
+                    );
+                    opts.resume = Some(copy);
+                } else if let Some(e) = plan.repair_failed {
+                    crate::log_warn!(
+                        "session {}: could not repair the transcript {}: {e}",
+                        s.id,
+                        path.display()
+                    );
+                }
+            }
+        }
+        let Some(program) = self.claude_program(key, out) else {
+            return;
+        };
         self.spawn_child(key, opts, program, out);
+    }
+
+    /// Whether turn `turn` may be written now: the replay guard must know what the
+    /// transcript holds first. Reading it is a worker's job; until its answer is in
+    /// (`on_transcript`, which pumps again) this says no.
+    fn transcript_fresh(&mut self, key: &str, turn: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) else {
+            return true;
+        };
+        match s.claude.io {
+            TranscriptIo::Fresh { turn: t } if t == turn => {
+                s.claude.io = TranscriptIo::Idle;
+                return true;
+            }
+            TranscriptIo::Reading { turn: t, .. } if t == turn => return false,
+            TranscriptIo::Resuming(_) => return false,
+            // A read for another turn (since interrupted) is stale: read again.
+            _ => {}
+        }
+        s.claude
+            .known
+            .follow(transcript::path(dir, s.transcript_cwd(), sdk));
+        let Some(reading) = s.claude.known.reading() else {
+            return true;
+        };
+        self.next_job += 1;
+        let job = self.next_job;
+        s.claude.io = TranscriptIo::Reading { job, turn };
+        let session = key.to_string();
+        let inline = reading.clone();
+        if self.workers.run("transcript", move || Work::Transcript {
+            session,
+            job,
+            done: TranscriptDone::Read(reading.read()),
+        }) {
+            return false;
+        }
+        crate::log_warn!(
+            "session {}: every worker is busy; reading the transcript on the hub",
+            s.id
+        );
+        s.claude.known.merge(inline.read());
+        s.claude.io = TranscriptIo::Idle;
+        true
     }
 
     /// Spawn the child with `opts` (its resume or fork already decided).
@@ -200,6 +370,7 @@ impl Sessions {
                 || s.queue.is_empty()
                 || s.claude.autos_owed > 0
                 || s.claude.pending_edit.is_some()
+                || s.claude.edit_lookup.is_some()
             {
                 return;
             }
@@ -218,6 +389,13 @@ impl Sessions {
                 self.ensure_child(key, out);
                 return;
             }
+            let front_id = front.id;
+            if !self.transcript_fresh(key, front_id) {
+                return;
+            }
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
             let Some(mut turn) = s.queue.pop_front() else {
                 return;
             };
@@ -254,12 +432,8 @@ impl Sessions {
             }
             sync_model(s, turn.model.clone());
             sync_mode(s);
-            // Replay guard: what the transcript holds now is not shown again.
-            if let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) {
-                let path = crate::providers::claude::transcript::path(dir, s.transcript_cwd(), sdk);
-                s.claude.known.follow(path);
-                s.claude.known.refresh();
-            }
+            // Replay guard: what the transcript held before this turn (read above) is
+            // not shown again.
             s.claude.turn_no += 1;
             s.claude.ordinal = 0;
             s.reset_stream();
@@ -821,41 +995,6 @@ fn result_is_replay(s: &Session, v: &Value) -> bool {
             });
     }
     s.claude.replay_seen && current.is_none_or(|t| !t.emitted)
-}
-
-/// The id to resume instead of the transcript at `path` when the API would refuse it
-/// (thinking blocks without a signature): a repaired copy's. Each check reads only what
-/// was appended since the session's last one.
-fn repaired_for_resume(s: &mut Session, path: std::path::PathBuf) -> Option<String> {
-    let from = match &s.claude.thinking_scanned {
-        Some((p, end)) if *p == path => *end,
-        _ => 0,
-    };
-    let (unsigned, end) = crate::providers::claude::transcript::unsigned_thinking_from(&path, from);
-    s.claude.thinking_scanned = Some((path.clone(), end));
-    if !unsigned {
-        return None;
-    }
-    let new_id = crate::sys::ids::uuid_v4();
-    match crate::providers::claude::transcript::write_repaired_copy(&path, &new_id) {
-        Ok(copy) => {
-            crate::log_info!(
-                "session {}: {} has thinking blocks without a signature; resuming a repaired copy {}",
-                s.id,
-                path.display(),
-                copy.display()
-            );
-            Some(new_id)
-        }
-        Err(e) => {
-            crate::log_warn!(
-                "session {}: could not repair the transcript {}: {e}",
-                s.id,
-                path.display()
-            );
-            None
-        }
-    }
 }
 
 /// The person-readable account of a child's end, with the last line it printed.

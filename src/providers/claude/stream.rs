@@ -72,6 +72,22 @@ pub(crate) struct EditPlan {
     pub(crate) restore_to: Option<String>,
 }
 
+/// Disk work for the session under way on a worker (the hub never reads a transcript
+/// itself; see `driver`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TranscriptIo {
+    #[default]
+    Idle,
+    /// Locating (and maybe repairing) the transcript to resume: job number. The child
+    /// is spawned when it is back.
+    Resuming(u64),
+    /// Reading what the transcript gained, for the replay guard, before turn `turn` is
+    /// written.
+    Reading { job: u64, turn: u64 },
+    /// That read is in: turn `turn` may be written now.
+    Fresh { turn: u64 },
+}
+
 /// What a Claude Code session keeps besides the generic session state; used by
 /// [`crate::providers::claude::driver`] and [`crate::providers::claude::stream`].
 #[derive(Default)]
@@ -105,6 +121,11 @@ pub(crate) struct ClaudeState {
     pub(crate) pending_edit: Option<EditPlan>,
     /// What the transcript already holds: a replay of it is not forwarded again.
     pub(crate) known: Known,
+    /// Transcript work under way on a worker.
+    pub(crate) io: TranscriptIo,
+    /// An edit with "restore code" whose restore point a worker looks up (job, plan);
+    /// no turn is written meanwhile.
+    pub(crate) edit_lookup: Option<(u64, EditPlan)>,
     /// Replayed content was dropped since the last result (so a result that follows is
     /// the replayed one).
     pub(crate) replay_seen: bool,

@@ -3,8 +3,11 @@
 //! ids it already holds (the replay guard), which user record an edit rewinds to, and a
 //! repaired copy of a transcript whose thinking blocks lack signatures.
 //!
-//! Plain functions on files, called from the hub thread at turn boundaries. Every read
-//! streams line by line with a bounded line length; every set built is bounded.
+//! Plain functions on files. They can take most of a second on a big transcript, so the
+//! hub never calls them itself: they run on its workers ([`crate::hub::worker`]) and
+//! their results come back as messages (see [`Known::reading`] and [`prepare_resume`]).
+//! Every read streams line by line with a bounded line length; every set built is
+//! bounded.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Seek, SeekFrom, Write};
@@ -129,14 +132,76 @@ impl Known {
         }
     }
 
-    /// Read what was appended since the last refresh.
+    /// Read what was appended since the last refresh (on the calling thread).
     pub fn refresh(&mut self) {
-        let Some(path) = self.path.clone() else {
+        if let Some(r) = self.reading() {
+            let delta = r.read();
+            self.merge(delta);
+        }
+    }
+
+    /// What to read to bring this up to date, for a worker: `None` when no transcript
+    /// is followed. The worker's [`Reading::read`] comes back to [`Known::merge`].
+    pub fn reading(&self) -> Option<Reading> {
+        Some(Reading {
+            path: self.path.clone()?,
+            from: self.offset,
+            room: MAX_KNOWN.saturating_sub(self.uuids.len() + self.message_ids.len()),
+        })
+    }
+
+    /// Take in what a [`Reading`] found (one for another path than the one followed now
+    /// is dropped: the session moved on meanwhile).
+    pub fn merge(&mut self, d: Delta) {
+        if self.path.as_ref() != Some(&d.path) || d.from != self.offset {
             return;
-        };
-        let (uuids, ids) = (&mut self.uuids, &mut self.message_ids);
-        self.offset = each_record(&path, self.offset, |v| {
-            if uuids.len() + ids.len() >= MAX_KNOWN {
+        }
+        self.offset = d.offset;
+        // The first read of a big transcript brings most of the ids: taking its sets
+        // whole keeps the hub's share of the work constant.
+        if self.uuids.is_empty() {
+            self.uuids = d.uuids;
+        } else {
+            self.uuids.extend(d.uuids);
+        }
+        if self.message_ids.is_empty() {
+            self.message_ids = d.message_ids;
+        } else {
+            self.message_ids.extend(d.message_ids);
+        }
+    }
+
+    /// Forget everything (a fresh conversation).
+    pub fn clear(&mut self) {
+        *self = Known::default();
+    }
+}
+
+/// A read of what a transcript gained since [`Known`] last looked, to run off the hub.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    path: PathBuf,
+    from: u64,
+    /// How many more ids may be added before the bound.
+    room: usize,
+}
+
+/// What a [`Reading`] found, for [`Known::merge`].
+#[derive(Debug, Default)]
+pub struct Delta {
+    path: PathBuf,
+    from: u64,
+    offset: u64,
+    uuids: HashSet<String>,
+    message_ids: HashSet<String>,
+}
+
+impl Reading {
+    pub fn read(self) -> Delta {
+        let (mut uuids, mut ids) = (HashSet::new(), HashSet::new());
+        let room = self.room;
+        let offset = each_record(&self.path, self.from, |v| {
+            if uuids.len() + ids.len() >= room {
                 return false;
             }
             if let Some(u) = v.get("uuid").and_then(Value::as_str) {
@@ -149,12 +214,62 @@ impl Known {
             }
             true
         });
+        Delta {
+            path: self.path,
+            from: self.from,
+            offset,
+            uuids,
+            message_ids: ids,
+        }
     }
+}
 
-    /// Forget everything (a fresh conversation).
-    pub fn clear(&mut self) {
-        *self = Known::default();
+/// What a resume needs from the disk, found off the hub: whether `id`'s transcript was
+/// ever saved, and, when the API would refuse it (thinking blocks without a signature),
+/// the id of a repaired copy to resume instead. `scanned` is how far an earlier check got
+/// (each check reads only what was appended since); the new mark comes back.
+#[derive(Debug)]
+pub struct ResumePlan {
+    pub id: String,
+    /// The transcript, when one was saved.
+    pub path: Option<PathBuf>,
+    /// Resume this repaired copy's id instead of `id`.
+    pub repaired: Option<String>,
+    pub scanned: Option<(PathBuf, u64)>,
+    /// A repair that was needed but failed (the original is resumed; the API may refuse).
+    pub repair_failed: Option<String>,
+}
+
+pub fn prepare_resume(
+    claude_dir: &Path,
+    cwd: &Path,
+    id: &str,
+    scanned: Option<(PathBuf, u64)>,
+) -> ResumePlan {
+    let mut plan = ResumePlan {
+        id: id.to_string(),
+        path: locate(claude_dir, cwd, id),
+        repaired: None,
+        scanned,
+        repair_failed: None,
+    };
+    let Some(path) = plan.path.clone() else {
+        return plan;
+    };
+    let from = match &plan.scanned {
+        Some((p, end)) if *p == path => *end,
+        _ => 0,
+    };
+    let (unsigned, end) = unsigned_thinking_from(&path, from);
+    plan.scanned = Some((path.clone(), end));
+    if unsigned {
+        let new_id = crate::sys::ids::uuid_v4();
+        match write_repaired_copy(&path, &new_id) {
+            Ok(_) => plan.repaired = Some(new_id),
+            Err(e) => plan.repair_failed = Some(e.to_string()),
+        }
     }
+    plan
 }
 
 /// Is this transcript record a prompt the user typed (not a tool result, not a note the
