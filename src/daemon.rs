@@ -3,11 +3,10 @@
 
 use crossbeam_channel::{Receiver, bounded};
 
-use crate::cli::config::Config;
-use crate::cli::credentials::Credentials;
 use crate::hub::timer::Timer;
-use crate::hub::{Hub, Inputs};
+use crate::hub::{Hub, Inputs, Outcome};
 use crate::relay::link::{self, Target};
+use crate::sys::secret::Secret;
 
 /// Bound of the link → hub queue; a full queue makes the reader wait (backpressure).
 const LINK_QUEUE: usize = 1024;
@@ -41,16 +40,44 @@ pub fn signal_channel() -> Result<Receiver<i32>, String> {
     Ok(signal_rx)
 }
 
-/// Run until a shutdown signal or a token rejection; returns the exit code.
-pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
-    let tls = match crate::relay::tls::client_config(cfg.ca_file.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::cli::app::EXIT_USAGE;
+/// What a running node needs, built by [`crate::cli`] from its configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Relay base URL, `http(s)://host[:port][/path]`.
+    pub bridge_url: String,
+    pub node_name: String,
+    pub node_token: Secret,
+    /// Extra trusted CA certificates (PEM) for the relay link.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Forward info-and-above log lines to the relay as `node.log` while connected.
+    pub log_forward: bool,
+    pub hub: crate::hub::Options,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug)]
+pub enum Error {
+    /// The relay link's TLS could not be set up (a bad CA file): a configuration error.
+    Tls(String),
+    /// A thread the daemon needs could not be started.
+    Thread(&'static str, std::io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Tls(e) => write!(f, "{e}"),
+            Error::Thread(what, e) => write!(f, "cannot start the {what} thread: {e}"),
         }
-    };
-    let (url, display) = link::socket_url(&cfg.bridge_url, creds.node_token.expose());
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Run until a shutdown signal or a token rejection.
+pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
+    let tls = crate::relay::tls::client_config(cfg.ca_file.as_deref()).map_err(Error::Tls)?;
+    let (url, display) = link::socket_url(&cfg.bridge_url, cfg.node_token.expose());
     crate::sys::logging::add_secret(&url);
     let target = Target {
         url,
@@ -75,23 +102,17 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     }
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
-    let timer = match Timer::spawn(tick_tx) {
-        Ok(t) => t,
-        Err(e) => {
-            crate::log_error!("cannot start the timer thread: {e}");
-            return crate::cli::app::EXIT_FAILED;
-        }
-    };
+    let timer = Timer::spawn(tick_tx).map_err(|e| Error::Thread("timer", e))?;
     crate::log_info!(
         "node {:?} starting (relay {}, config {})",
         cfg.node_name,
         cfg.bridge_url,
-        cfg.config_dir.display()
+        cfg.hub.config_dir.display()
     );
     // Chat channels (validated already): their threads start now, feeding the hub. The
     // variables holding their tokens never reach an agent.
     let (channel_tx, channel_rx) = bounded(CHANNEL_QUEUE);
-    let channel_cfgs = crate::channels::config::load(&cfg.config_dir).unwrap_or_default();
+    let channel_cfgs = crate::channels::config::load(&cfg.hub.config_dir).unwrap_or_default();
     crate::sys::child::withhold_env(
         channel_cfgs
             .iter()
@@ -103,8 +124,8 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     );
     let channels = crate::channels::chats::Channels::start(
         channel_cfgs,
-        &cfg.config_dir,
-        &crate::cli::app::http_tls(cfg).unwrap_or_default(),
+        &cfg.hub.config_dir,
+        &cfg.hub.http_tls,
         &|k| std::env::var(k).ok(),
         &channel_tx,
     );
@@ -118,8 +139,8 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         crossbeam_channel::never()
     };
     let hub = Hub::new(
-        cfg,
-        creds.node_token.clone(),
+        &cfg.hub,
+        cfg.node_token.clone(),
         target,
         link_tx,
         timer,
@@ -130,7 +151,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
     if !channels.is_empty() {
         hub.set_channels(channels);
     }
-    hub.run(Inputs {
+    Ok(hub.run(Inputs {
         link_rx,
         child_rx,
         work_rx,
@@ -138,7 +159,7 @@ pub fn run(cfg: &Config, creds: &Credentials, signal_rx: Receiver<i32>) -> i32 {
         signal_rx,
         log_rx,
         channel_rx,
-    })
+    }))
 }
 
 /// glibc gives each thread that allocates its own malloc arena, which multiplies resident

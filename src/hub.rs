@@ -30,7 +30,6 @@
 //! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
 //! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
 
-pub mod commands;
 pub mod permissions;
 pub mod session;
 pub mod sessions;
@@ -42,11 +41,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use serde_json::{Map, Value, json};
 
-use crate::cli::config::Config;
-use crate::hub::commands::{Command, Kind};
 use crate::hub::sessions::{Sessions, Settings};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
+use crate::protocol::commands::{Command, Kind};
 use crate::relay::backoff::Backoff;
 use crate::relay::dedupe::Dedupe;
 use crate::relay::envelope::{self, Incoming};
@@ -132,6 +130,40 @@ enum LinkState {
     },
 }
 
+/// What the hub needs of the configuration, built by [`crate::daemon`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub heartbeat: Duration,
+    /// Bytes of durable events kept for the relay to acknowledge.
+    pub outbox_max: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub config_dir: std::path::PathBuf,
+    /// Default working directory for sessions.
+    pub cwd: std::path::PathBuf,
+    pub model: Option<String>,
+    pub claude_path: Option<std::path::PathBuf>,
+    pub codex_path: Option<std::path::PathBuf>,
+    /// `None` waits forever.
+    pub permission_timeout: Option<Duration>,
+    pub turn_retry_limit: u32,
+    pub turn_retry_backoff: Duration,
+    /// `CLAUDE_CODE_ENTRYPOINT` for Claude children; `None` leaves it unset.
+    pub claude_entrypoint: Option<String>,
+    /// Hosts attachments may be downloaded from (https only), and the TLS to use.
+    pub attachment_hosts: Vec<String>,
+    pub http_tls: ureq::tls::TlsConfig,
+}
+
+/// How the hub's run ended (the command line chooses the exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A signal, or every input closed: a clean stop.
+    Stopped,
+    /// The relay refused this node's token: pairing again is the way out.
+    TokenRejected,
+}
+
 /// The daemon's state.
 pub struct Hub {
     target: Target,
@@ -144,7 +176,7 @@ pub struct Hub {
     outbox: Outbox,
     dedupe: Dedupe,
     backoff: Backoff,
-    exit: Option<i32>,
+    exit: Option<Outcome>,
     sessions: Sessions,
     /// Text frames produced in this step, handed to the writer in one batch.
     outq: Vec<String>,
@@ -186,7 +218,7 @@ pub struct Inputs {
 
 impl Hub {
     pub fn new(
-        cfg: &Config,
+        cfg: &Options,
         token: Secret,
         target: Target,
         link_tx: Sender<LinkEvent>,
@@ -216,14 +248,14 @@ impl Hub {
             config_dir: cfg.config_dir.clone(),
             media: crate::node::media::Settings {
                 allowed_hosts: cfg.attachment_hosts.clone(),
-                tls: crate::cli::app::http_tls(cfg).unwrap_or_default(),
+                tls: cfg.http_tls.clone(),
             },
         };
         let workers = Workers::new(work_tx);
         Hub {
             target,
             token,
-            heartbeat: cfg.heartbeat_interval,
+            heartbeat: cfg.heartbeat,
             link_tx,
             sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
             workers,
@@ -255,8 +287,8 @@ impl Hub {
         }
     }
 
-    /// Run until a signal or a fatal link error; returns the exit code.
-    pub fn run(mut self, inputs: Inputs) -> i32 {
+    /// Run until a signal or a fatal link error.
+    pub fn run(mut self, inputs: Inputs) -> Outcome {
         self.record_state(false, None);
         self.connect();
         loop {
@@ -271,17 +303,17 @@ impl Hub {
                 Step::Signal(sig) => {
                     crate::log_info!("signal {sig} received; shutting down");
                     self.shutdown(&inputs);
-                    return crate::cli::app::EXIT_OK;
+                    return Outcome::Stopped;
                 }
             }
             crate::sys::logging::set_context(None, None);
             self.flush_out();
-            if let Some(code) = self.exit {
+            if let Some(outcome) = self.exit {
                 self.shutdown(&inputs);
-                return code;
+                return outcome;
             }
         }
-        crate::cli::app::EXIT_OK
+        Outcome::Stopped
     }
 
     /// Frames wait for the writer (the relay is not reading fast enough), or the relay
@@ -646,7 +678,7 @@ impl Hub {
                 eprintln!(
                     "error: the relay rejected this node's token ({msg}). Run `coding-bridge-agent pair` to pair this machine again."
                 );
-                self.exit = Some(crate::cli::app::EXIT_FAILED);
+                self.exit = Some(Outcome::TokenRejected);
             }
             Down::TooLarge { .. } => {}
             Down::Lost(msg) => {
@@ -738,7 +770,7 @@ impl Hub {
 
     /// Dispatch one browser command (PROTOCOL §3).
     fn on_command(&mut self, cmd: Map<String, Value>) {
-        self.handle_command(commands::parse(cmd));
+        self.handle_command(crate::protocol::commands::parse(cmd));
     }
 
     /// Run one typed command, from the browser or a chat channel.
@@ -805,7 +837,7 @@ impl Hub {
                     .session_id
                     .as_deref()
                     .map(|s| self.sessions.current_id(s))
-                    .filter(|s| crate::hub::sessions::valid_id(s));
+                    .filter(|s| crate::protocol::valid_id(s));
                 if id.is_none() {
                     crate::log_warn!(
                         "history.mark_read without a valid session_id; nothing marked"

@@ -13,6 +13,8 @@
 //! - [`hub`]: the state and every decision: sessions, turns, approvals, the timer, the
 //!   worker threads.
 //! - [`providers`]: each coding agent's protocol, translated into node events.
+//! - [`protocol`]: the relay protocol's commands as types, and the checks all layers share.
+//! - [`history`]: what sessions leave on disk that providers and the hub share.
 //! - [`node`]: the other services the browser asks for (capabilities, the directory
 //!   picker, media, unread marks, per-session settings).
 //! - [`channels`]: chat channels (Telegram) that drive sessions like the browser does.
@@ -23,8 +25,10 @@
 pub mod channels;
 pub mod cli;
 pub mod daemon;
+pub mod history;
 pub mod hub;
 pub mod node;
+pub mod protocol;
 pub mod providers;
 pub mod relay;
 pub mod sys;

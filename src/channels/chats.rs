@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 
 use crate::channels::config::Telegram;
 use crate::channels::runner::{Call, ChannelEvent, Tag};
-use crate::hub::commands::{Command, Kind, Resolve, Start, TurnCmd};
 use crate::node::media::Inline;
+use crate::protocol::commands::{Command, Kind, Resolve, Start, TurnCmd};
 
 /// Telegram's limit on one message, in UTF-16 code units.
 pub const MAX_MESSAGE: usize = 4096;
@@ -1319,9 +1319,7 @@ mod tests {
         assert_eq!(clip_units("abc", 4), "abc");
         assert_eq!(session_key("main", -100123, 0), "tg-main-m100123");
         assert_eq!(session_key("main", 5, 2), "tg-main-5-2");
-        assert!(crate::hub::sessions::valid_id(&session_key(
-            "main", -100123, 3
-        )));
+        assert!(crate::protocol::valid_id(&session_key("main", -100123, 3)));
     }
 
     #[test]

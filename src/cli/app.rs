@@ -14,7 +14,9 @@ use crate::cli::config::{self, Config};
 use crate::cli::credentials::{self, Credentials, Loaded, Source};
 use crate::cli::lock::{self, LockError, Probe};
 use crate::cli::pairing;
+use crate::hub::Outcome;
 use crate::sys::logging;
+use crate::sys::secret::Secret;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -518,5 +520,47 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
             cfg.bridge_url
         );
     }
-    crate::daemon::run(cfg, &creds, signals)
+    let settings = daemon_settings(cfg, creds.node_token);
+    match crate::daemon::run(&settings, signals) {
+        Ok(Outcome::Stopped) => EXIT_OK,
+        Ok(Outcome::TokenRejected) => EXIT_FAILED,
+        Err(e @ crate::daemon::Error::Tls(_)) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            crate::log_error!("{e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// What the daemon needs of the configuration.
+fn daemon_settings(cfg: &Config, node_token: Secret) -> crate::daemon::Settings {
+    crate::daemon::Settings {
+        bridge_url: cfg.bridge_url.clone(),
+        node_name: cfg.node_name.clone(),
+        node_token,
+        ca_file: cfg.ca_file.clone(),
+        log_forward: cfg.log_forward,
+        hub: crate::hub::Options {
+            heartbeat: cfg.heartbeat_interval,
+            outbox_max: cfg.outbox_max,
+            reconnect_min: cfg.reconnect_min,
+            reconnect_max: cfg.reconnect_max,
+            config_dir: cfg.config_dir.clone(),
+            cwd: cfg.cwd.clone(),
+            model: cfg.model.clone(),
+            claude_path: cfg.claude_path.clone(),
+            codex_path: cfg.codex_path.clone(),
+            permission_timeout: cfg.permission_timeout,
+            turn_retry_limit: cfg.turn_retry_limit,
+            turn_retry_backoff: cfg.turn_retry_backoff,
+            claude_entrypoint: cfg.claude_entrypoint.clone(),
+            attachment_hosts: cfg.attachment_hosts.clone(),
+            // A CA file that cannot be read stops the start in `daemon::run` (the relay
+            // link's TLS), with its reason.
+            http_tls: http_tls(cfg).unwrap_or_default(),
+        },
+    }
 }

@@ -1,5 +1,5 @@
 //! All sessions (PROTOCOL §3–8): the browser's `session.*` and permission commands,
-//! already parsed into typed values ([`crate::hub::commands`]), applied to the sessions.
+//! already parsed into typed values ([`crate::protocol::commands`]), applied to the sessions.
 //! How each session drives its CLI child (spawning, turns, output, exits and retries) is
 //! in [`crate::providers::claude::driver`]; how one session's CLI output becomes node events is in
 //! [`crate::hub::session`].
@@ -21,11 +21,11 @@ use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 
 use crate::hub::Tick;
-use crate::hub::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::hub::permissions::Permissions;
 use crate::hub::session::{Agent, Session, Turn};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{TranscriptDone, Work, Workers};
+use crate::protocol::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::providers::claude;
 use crate::providers::claude::stream::sync_mode;
 use crate::providers::claude::stream::{EditPlan, OwnRequest};
@@ -35,7 +35,6 @@ use crate::sys::child::ChildEvent;
 pub const MAX_SESSIONS: usize = 64;
 /// Turns waiting behind the running one, per session.
 pub const MAX_QUEUED_TURNS: usize = 64;
-pub use crate::hub::commands::PERMISSION_MODES;
 
 /// Daemon-wide settings sessions need.
 #[derive(Debug, Clone)]
@@ -274,7 +273,7 @@ impl Sessions {
         // Resuming from history: the sidecar restores what the transcript cannot carry.
         let saved = resume
             .as_deref()
-            .and_then(|r| crate::node::sidecar::load(&self.settings.config_dir, r))
+            .and_then(|r| crate::history::sidecar::load(&self.settings.config_dir, r))
             .unwrap_or(Value::Null);
         let saved_str = |k: &str| {
             saved
@@ -501,7 +500,7 @@ impl Sessions {
         });
         let dir = self.settings.config_dir.clone();
         self.workers.run("sidecar", move || {
-            crate::node::sidecar::save(&dir, &id, &body);
+            crate::history::sidecar::save(&dir, &id, &body);
             Work::Done
         });
     }
@@ -1221,15 +1220,7 @@ pub(crate) struct LiveHistory {
     pub(crate) detail: Value,
 }
 
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-}
+use crate::protocol::valid_id;
 
 #[cfg(test)]
 mod tests {

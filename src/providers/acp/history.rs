@@ -35,7 +35,7 @@ pub fn copilot_sessions(copilot_home: &Path) -> Vec<Found> {
     let mut out = Vec::new();
     for d in dirs.flatten() {
         let name = d.file_name();
-        let Some(id) = name.to_str().filter(|n| crate::hub::sessions::valid_id(n)) else {
+        let Some(id) = name.to_str().filter(|n| crate::protocol::valid_id(n)) else {
             continue;
         };
         let path = d.path().join("events.jsonl");
@@ -156,7 +156,7 @@ pub fn copilot_detail(
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::hub::sessions::valid_id(id) {
+    if !crate::protocol::valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let path = copilot_home
@@ -345,7 +345,7 @@ pub fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
         let Some(chat) = read_chat(&path) else {
             continue;
         };
-        if !crate::hub::sessions::valid_id(&chat.session_id)
+        if !crate::protocol::valid_id(&chat.session_id)
             || !chat
                 .messages
                 .iter()
@@ -406,7 +406,7 @@ pub fn gemini_detail(
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::hub::sessions::valid_id(id) {
+    if !crate::protocol::valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let found = gemini_dir

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use crate::hub::Tick;
 use crate::hub::session::{Live, Session, Turn};
-use crate::hub::sessions::{Approval, Sessions, valid_id};
+use crate::hub::sessions::{Approval, Sessions};
 use crate::hub::worker::{TranscriptDone, Work};
+use crate::protocol::valid_id;
 use crate::providers::claude;
 use crate::providers::claude::stream::{OwnRequest, TranscriptIo, scope_of};
 use crate::providers::claude::stream::{

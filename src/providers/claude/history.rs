@@ -86,7 +86,7 @@ pub fn transcripts(claude_dir: &Path) -> Vec<Found> {
             let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
                 continue;
             };
-            if !crate::hub::sessions::valid_id(id) {
+            if !crate::protocol::valid_id(id) {
                 continue;
             }
             let Ok(meta) = e.metadata() else { continue };
@@ -796,7 +796,7 @@ pub fn detail(
     config_dir: &Path,
     session: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::hub::sessions::valid_id(session) {
+    if !crate::protocol::valid_id(session) {
         return Err(DetailError::InvalidId);
     }
     let path = claude_dir
@@ -850,7 +850,7 @@ pub fn detail_reply(
     events: Vec<Value>,
     truncated: bool,
 ) -> Value {
-    let sidecar = crate::node::sidecar::load(config_dir, session);
+    let sidecar = crate::history::sidecar::load(config_dir, session);
     let pick = |k: &str| {
         sidecar
             .as_ref()

@@ -67,7 +67,7 @@ pub(crate) enum OwnRequest {
 pub(crate) struct EditPlan {
     pub(crate) turn: Turn,
     /// The edit command's prompt and media, saved when the fork starts.
-    pub(crate) media: crate::hub::commands::TurnCmd,
+    pub(crate) media: crate::protocol::commands::TurnCmd,
     pub(crate) cut_uuid: Option<String>,
     pub(crate) restore_to: Option<String>,
 }

@@ -34,7 +34,7 @@ pub fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
 fn thread_of(name: &str) -> Option<&str> {
     let stem = name.strip_prefix("rollout-")?.strip_suffix(".jsonl")?;
     let id = stem.get(stem.len().checked_sub(36)?..)?;
-    (id.len() == 36 && crate::hub::sessions::valid_id(id)).then_some(id)
+    (id.len() == 36 && crate::protocol::valid_id(id)).then_some(id)
 }
 
 /// Every rollout under `<codex_home>/sessions` (three date levels deep).
@@ -263,7 +263,7 @@ pub fn detail(
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::hub::sessions::valid_id(id) {
+    if !crate::protocol::valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let path = codex_home

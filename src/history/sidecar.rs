@@ -16,8 +16,7 @@ pub const VERSION: u64 = 1;
 const MAX_BYTES: u64 = 64 * 1024;
 
 fn path(config_dir: &Path, id: &str) -> Option<PathBuf> {
-    crate::hub::sessions::valid_id(id)
-        .then(|| config_dir.join("sessions").join(format!("{id}.json")))
+    crate::protocol::valid_id(id).then(|| config_dir.join("sessions").join(format!("{id}.json")))
 }
 
 /// Save `settings` for session `id` (errors are logged, never fatal).
