@@ -4,7 +4,7 @@
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::hub::timer::Timer;
-use crate::hub::{Hub, Inputs, Outcome};
+use crate::hub::{Hub, Inputs, Outcome, Wiring};
 use crate::relay::link::{self, Target};
 use crate::sys::secret::Secret;
 
@@ -103,6 +103,7 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
     let timer = Timer::spawn(tick_tx).map_err(|e| Error::Thread("timer", e))?;
+    let saver = crate::sys::saver::Saver::start().map_err(|e| Error::Thread("saver", e))?;
     crate::log_info!(
         "node {:?} starting (relay {}, config {})",
         cfg.node_name,
@@ -128,6 +129,7 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
         &cfg.hub.http_tls,
         &|k| std::env::var(k).ok(),
         &channel_tx,
+        saver.clone(),
     );
     let (child_tx, child_rx) = bounded(CHILD_QUEUE);
     let (work_tx, work_rx) = bounded(WORK_QUEUE);
@@ -142,10 +144,13 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
         &cfg.hub,
         cfg.node_token.clone(),
         target,
-        link_tx,
-        timer,
-        child_tx,
-        work_tx,
+        Wiring {
+            link_tx,
+            timer,
+            child_tx,
+            work_tx,
+            saver,
+        },
     );
     let mut hub = hub;
     if !channels.is_empty() {

@@ -52,6 +52,7 @@ use crate::relay::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
 use crate::relay::outbox::Outbox;
 use crate::sys::child::ChildEvent;
 use crate::sys::ids;
+use crate::sys::saver::Saver;
 use crate::sys::secret::Secret;
 use crate::sys::timefmt::now_ms;
 
@@ -59,6 +60,8 @@ use crate::sys::timefmt::now_ms;
 pub const DEDUPE_IDS: usize = 1000;
 /// Extra silence tolerated beyond two heartbeat intervals before a link counts as dead.
 pub const DEAD_GRACE: Duration = Duration::from_secs(20);
+/// How long shutdown waits for the state files still being written.
+const SAVER_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the relay to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Everything shutdown waits for must be done by then (the promise is exit within 5 s).
@@ -184,6 +187,8 @@ pub struct Hub {
     acks_seen: bool,
     last_ack: Instant,
     workers: Workers,
+    /// Writes the run state (and, through the sessions and channels, their files).
+    saver: Saver,
     home: Option<std::path::PathBuf>,
     /// Where each provider keeps its sessions.
     history_dirs: crate::node::history::Dirs,
@@ -216,16 +221,25 @@ pub struct Inputs {
     pub channel_rx: Receiver<crate::channels::runner::ChannelEvent>,
 }
 
+/// Where the hub's threads send their news, and the threads it hands work to, created
+/// by [`crate::daemon`] (the receiving ends are the [`Inputs`]).
+pub struct Wiring {
+    pub link_tx: Sender<LinkEvent>,
+    pub timer: Timer<Tick>,
+    pub child_tx: Sender<ChildEvent>,
+    pub work_tx: Sender<Work>,
+    pub saver: Saver,
+}
+
 impl Hub {
-    pub fn new(
-        cfg: &Options,
-        token: Secret,
-        target: Target,
-        link_tx: Sender<LinkEvent>,
-        timer: Timer<Tick>,
-        child_tx: Sender<ChildEvent>,
-        work_tx: Sender<Work>,
-    ) -> Hub {
+    pub fn new(cfg: &Options, token: Secret, target: Target, wiring: Wiring) -> Hub {
+        let Wiring {
+            link_tx,
+            timer,
+            child_tx,
+            work_tx,
+            saver,
+        } = wiring;
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
         let claude_dir = crate::providers::claude::transcript::claude_dir(
             home.as_deref(),
@@ -257,7 +271,14 @@ impl Hub {
             token,
             heartbeat: cfg.heartbeat,
             link_tx,
-            sessions: Sessions::new(settings, timer.clone(), child_tx, workers.clone()),
+            sessions: Sessions::new(
+                settings,
+                timer.clone(),
+                child_tx,
+                workers.clone(),
+                saver.clone(),
+            ),
+            saver,
             workers,
             history_dirs: crate::node::history::Dirs::from_env(home.as_deref()),
             home,
@@ -450,15 +471,16 @@ impl Hub {
 
     /// Tell `status` (through the config dir) whether the link is up and what failed.
     fn record_state(&self, connected: bool, last_error: Option<String>) {
-        crate::node::runstate::write(
-            &self.config_dir,
-            &crate::node::runstate::RunState {
-                pid: std::process::id(),
-                connected,
-                since_ms: now_ms(),
-                last_error,
-            },
-        );
+        let state = crate::node::runstate::RunState {
+            pid: std::process::id(),
+            connected,
+            since_ms: now_ms(),
+            last_error,
+        };
+        let dir = self.config_dir.clone();
+        self.saver.save(crate::node::runstate::path(&dir), move || {
+            crate::node::runstate::write(&dir, &state);
+        });
     }
 
     /// Run these chat channels from now on.
@@ -1212,7 +1234,10 @@ impl Hub {
             control.kill();
         }
         if children > 0 {
-            crate::log_warn!("{children} Claude Code process(es) did not stop in time");
+            crate::log_warn!("{children} agent process(es) did not stop in time");
+        }
+        if !self.saver.flush(SAVER_WAIT) {
+            crate::log_warn!("state files still being written at exit");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Operating-system plumbing shared by everything else: child processes ([`child`]) and
 //! the guard that keeps them from outliving the daemon ([`guard`]), orphan reaping as
 //! PID 1 ([`reaper`]), private files ([`fsutil`]), the logger ([`logging`]), random ids
-//! ([`ids`]), timestamps ([`timefmt`]) and secrets that never print ([`secret`]).
+//! ([`ids`]), timestamps ([`timefmt`]), secrets that never print ([`secret`]) and the
+//! thread that writes small state files in order off the hub ([`saver`]).
 
 pub mod account;
 pub mod child;
@@ -10,5 +11,6 @@ pub mod guard;
 pub mod ids;
 pub mod logging;
 pub mod reaper;
+pub mod saver;
 pub mod secret;
 pub mod timefmt;

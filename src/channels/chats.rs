@@ -29,6 +29,7 @@ use crate::channels::config::Telegram;
 use crate::channels::runner::{Call, ChannelEvent, Tag};
 use crate::node::media::Inline;
 use crate::protocol::commands::{Command, Kind, Resolve, Start, TurnCmd};
+use crate::sys::saver::Saver;
 
 /// Telegram's limit on one message, in UTF-16 code units.
 pub const MAX_MESSAGE: usize = 4096;
@@ -231,6 +232,7 @@ pub struct Channels {
     owners: HashMap<String, (String, i64)>,
     saved: Saved,
     state_path: PathBuf,
+    saver: Saver,
     /// Numbers for replies and approvals; starts at random so that a button of an
     /// earlier run does not match one of this run.
     next_number: u64,
@@ -273,6 +275,7 @@ impl Channels {
         tls: &ureq::tls::TlsConfig,
         env: &dyn Fn(&str) -> Option<String>,
         events: &Sender<ChannelEvent>,
+        saver: Saver,
     ) -> Channels {
         let state_path = config_dir.join("channels-state.json");
         let saved: Saved = std::fs::read(&state_path)
@@ -334,6 +337,7 @@ impl Channels {
             owners: HashMap::new(),
             saved,
             state_path,
+            saver,
             // 52 bits: room to count up, and short in callback data.
             next_number: u64::from_le_bytes(seed) >> 12,
         }
@@ -350,10 +354,13 @@ impl Channels {
 
     fn save(&self) {
         let bytes = serde_json::to_vec(&self.saved).unwrap_or_default();
-        // On the hub thread, once per handled update: replaced atomically, not synced.
-        if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&self.state_path, &bytes) {
-            crate::log_warn!("cannot save {}: {e}", self.state_path.display());
-        }
+        // Once per handled update, on the saver thread: replaced atomically, not synced.
+        let path = self.state_path.clone();
+        self.saver.save(path.clone(), move || {
+            if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&path, &bytes) {
+                crate::log_warn!("cannot save {}: {e}", path.display());
+            }
+        });
     }
 
     /// Queue calls on `bot`'s sender (never blocking the hub). A full queue drops a call;
@@ -1420,6 +1427,7 @@ mod tests {
             owners: HashMap::from([("s1".to_string(), ("b".to_string(), 1))]),
             saved: Saved::default(),
             state_path: std::env::temp_dir().join(format!("cba-chats-{}.json", std::process::id())),
+            saver: crate::sys::saver::Saver::inline(),
             next_number: 100,
         }
     }

@@ -30,6 +30,7 @@ use crate::providers::claude;
 use crate::providers::claude::stream::sync_mode;
 use crate::providers::claude::stream::{EditPlan, OwnRequest};
 use crate::sys::child::ChildEvent;
+use crate::sys::saver::Saver;
 
 /// Live sessions allowed at once.
 pub const MAX_SESSIONS: usize = 64;
@@ -63,6 +64,8 @@ pub struct Settings {
 pub struct Sessions {
     pub(crate) settings: Settings,
     pub(crate) workers: Workers,
+    /// Writes the settings sidecars, in order.
+    pub(crate) saver: Saver,
     pub(crate) timer: Timer<Tick>,
     pub(crate) child_tx: Sender<ChildEvent>,
     pub(crate) sessions: HashMap<String, Session>,
@@ -83,10 +86,12 @@ impl Sessions {
         timer: Timer<Tick>,
         child_tx: Sender<ChildEvent>,
         workers: Workers,
+        saver: Saver,
     ) -> Sessions {
         Sessions {
             settings,
             workers,
+            saver,
             timer,
             child_tx,
             sessions: HashMap::new(),
@@ -499,9 +504,9 @@ impl Sessions {
             "effort": s.effort,
         });
         let dir = self.settings.config_dir.clone();
-        self.workers.run("sidecar", move || {
+        let path = dir.join("sessions").join(&id);
+        self.saver.save(path, move || {
             crate::history::sidecar::save(&dir, &id, &body);
-            Work::Done
         });
     }
 

@@ -1,8 +1,8 @@
 //! What a running daemon says about itself for `status` and `service status`:
 //! `<config dir>/daemon-state.json` with its pid, whether the relay link is up (since
-//! when) and the last link error. Written by the hub thread when the link comes up or
-//! goes down (a few hundred bytes, replaced atomically by a rename, not synced: losing
-//! it in a power cut costs nothing, and an fsync on an SD card could stall the hub),
+//! when) and the last link error. Written for the hub by its saver thread when the link
+//! comes up or goes down (a few hundred bytes, replaced atomically by a rename, not
+//! synced: losing it in a power cut costs nothing),
 //! read by the CLI, which trusts it as current only while the lock says that pid runs.
 
 use std::path::{Path, PathBuf};
@@ -19,11 +19,12 @@ pub struct RunState {
     pub last_error: Option<String>,
 }
 
-fn path(config_dir: &Path) -> PathBuf {
+pub fn path(config_dir: &Path) -> PathBuf {
     config_dir.join("daemon-state.json")
 }
 
 /// Record the daemon's state (a failure is logged; it never stops the daemon).
+/// Write the state file (on the hub's [`crate::sys::saver`] thread, never the hub).
 pub fn write(config_dir: &Path, state: &RunState) {
     let bytes = serde_json::to_vec(state).unwrap_or_default();
     if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&path(config_dir), &bytes) {
