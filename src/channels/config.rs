@@ -278,13 +278,16 @@ fn telegram(
         None => "https://api.telegram.org".to_string(),
         Some(s) => {
             let url = s.get_ref().trim_end_matches('/');
-            let Some(rest) = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"))
-            else {
+            // Parsed by `http::Uri`, as ureq will parse every request URL built on it.
+            let uri = url.parse::<http::Uri>().ok().filter(|u| {
+                let http = u.scheme() == Some(&http::uri::Scheme::HTTP)
+                    || u.scheme() == Some(&http::uri::Scheme::HTTPS);
+                http && u.host().is_some_and(|h| !h.is_empty())
+            });
+            let Some(uri) = uri else {
                 return Err(err(line(s), "api_base must be an http(s) URL"));
             };
-            if rest.split('/').next().unwrap_or("").contains('@') {
+            if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
                 return Err(err(
                     line(s),
                     "api_base must not carry credentials (user:pass@host); the token goes in token_env or token_file",
@@ -500,6 +503,10 @@ poll_timeout_seconds = 3
         assert_eq!(t.rate_limit_per_min, 5);
         assert_eq!(t.dedup_window_seconds, 60);
         assert_eq!(t.poll_timeout_seconds, 3);
+        let t = one(
+            "[[channels.telegram]]\ntoken_env = \"T\"\napi_base = \"HTTPS://[::1]:8443/tg/\"\n",
+        );
+        assert_eq!(t.api_base, "HTTPS://[::1]:8443/tg");
     }
 
     #[test]
@@ -686,6 +693,26 @@ poll_timeout_seconds = 3
             ),
             (
                 "[[channels.telegram]]\ntoken_env = \"X\"\napi_base = \"ftp://x\"\n",
+                3,
+                "http(s)",
+            ),
+            (
+                "[[channels.telegram]]\ntoken_env = \"X\"\napi_base = \"https://\"\n",
+                3,
+                "http(s)",
+            ),
+            (
+                "[[channels.telegram]]\ntoken_env = \"X\"\napi_base = \"http://:80/\"\n",
+                3,
+                "http(s)",
+            ),
+            (
+                "[[channels.telegram]]\ntoken_env = \"X\"\napi_base = \"https://bad host\"\n",
+                3,
+                "http(s)",
+            ),
+            (
+                "[[channels.telegram]]\ntoken_env = \"X\"\napi_base = \"wss://x\"\n",
                 3,
                 "http(s)",
             ),

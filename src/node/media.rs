@@ -277,27 +277,29 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// `https://host[:port]/path` → (host, last path segment).
+/// `https://host[:port]/path` → (host, last path segment), parsed by `http::Uri` as
+/// ureq will parse it. The host is lowercased, without the brackets of an IPv6 literal.
 fn parse_https(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or("only https:// URLs are downloaded")?;
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if authority.contains('@') {
-        return Err("URLs with credentials are refused".into());
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or("").to_string(),
-        None => authority.split(':').next().unwrap_or("").to_string(),
-    };
-    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("not a valid URL".into());
     }
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let last = path.rsplit('/').next().unwrap_or("").to_string();
+    let uri: http::Uri = url.parse().map_err(|_| "not a valid URL")?;
+    if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+        return Err("only https:// URLs are downloaded".into());
+    }
+    let authority = uri.authority().ok_or("not a valid URL")?;
+    if authority.as_str().contains('@') {
+        return Err("URLs with credentials are refused".into());
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err("not a valid URL".into());
+    }
+    let last = uri.path().rsplit('/').next().unwrap_or("").to_string();
     Ok((host.to_ascii_lowercase(), last))
 }
 
@@ -403,41 +405,35 @@ fn download(
     }
 }
 
-/// Decode standard or URL-safe base64; whitespace ignored, padding optional.
+/// Standard alphabet, no padding expected (it is stripped first), and the unused low
+/// bits of the last symbol not checked, as browsers' and bots' encoders vary there.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decode standard or URL-safe base64 (even mixed); whitespace ignored, padding
+/// optional (at most two `=`, nothing after them).
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    let mut pad = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        };
-        if pad > 0 {
-            return None; // data after padding
-        }
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if pad > 2 || bits >= 6 {
+    use base64::Engine as _;
+    let clean = |b: &u8| !matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let mut input: Vec<u8> = s
+        .bytes()
+        .filter(clean)
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    let data = input.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    if input.len() - data > 2 {
         return None;
     }
-    Some(out)
+    input.truncate(data);
+    BASE64.decode(&input).ok()
 }
 
 #[cfg(test)]
@@ -456,6 +452,16 @@ mod tests {
         assert!(decode_base64("a$bc").is_none());
         assert!(decode_base64("aGVsbG8=x").is_none());
         assert!(decode_base64("a").is_none());
+        // Padding: at most two, anywhere whitespace allows, never followed by data.
+        assert_eq!(decode_base64(" aGVs bG8 =\r\n").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8==").unwrap(), b"hello");
+        assert!(decode_base64("aGVsbG8===").is_none());
+        assert!(decode_base64("aGVs=bG8").is_none());
+        // Mixed alphabets, unused low bits not checked, empty input.
+        assert_eq!(decode_base64("+_-/").unwrap(), [0xfb, 0xff, 0xbf]);
+        assert_eq!(decode_base64("aGVsbG9=").unwrap(), b"hello");
+        assert_eq!(decode_base64("").unwrap(), b"");
+        assert!(decode_base64("aGVsbG8=\u{e9}").is_none());
     }
 
     #[test]
@@ -544,5 +550,22 @@ mod tests {
             parse_https("https://LOCALHOST:8443/f").unwrap().0,
             "localhost"
         );
+        assert_eq!(
+            parse_https("https://[::1]:8443/a/").unwrap(),
+            ("::1".into(), "".into())
+        );
+        assert_eq!(
+            parse_https("https://h.x/a@b/c.txt#frag").unwrap(),
+            ("h.x".into(), "c.txt".into())
+        );
+        assert!(parse_https("https://user@h.x/a").is_err());
+        assert!(parse_https("https:///a").is_err());
+        assert!(parse_https("https://h.x/a b").is_err());
+        // The scheme is case-insensitive (ureq reads it so), the host lowercased.
+        assert_eq!(
+            parse_https("HTTPS://H.x/A").unwrap(),
+            ("h.x".into(), "A".into())
+        );
+        assert!(parse_https("ftp://h.x/a").is_err());
     }
 }

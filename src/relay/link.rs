@@ -131,6 +131,14 @@ pub struct Target {
     pub max_message: usize,
 }
 
+/// What a query value may carry as is: RFC 3986's unreserved characters. Everything
+/// else (`&`, `=`, `+`, `#`, `%`, `/`, non-ASCII …) is percent-encoded.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Build the socket URL from the bridge base URL: `https` → `wss`, `http` → `ws`,
 /// `/ws/node?token=<token>` appended (the token percent-encoded where needed).
 pub fn socket_url(bridge_url: &str, token: &str) -> (String, String) {
@@ -142,14 +150,7 @@ pub fn socket_url(bridge_url: &str, token: &str) -> (String, String) {
     } else {
         base.to_string()
     };
-    let mut enc = String::with_capacity(token.len());
-    for b in token.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            enc.push(b as char);
-        } else {
-            enc.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let enc = percent_encoding::utf8_percent_encode(token, QUERY_VALUE);
     (
         format!("{ws_base}/ws/node?token={enc}"),
         format!("{ws_base}/ws/node"),
@@ -476,36 +477,37 @@ fn wait_fd(tcp: &TcpStream, events: libc::c_short) -> bool {
     }
 }
 
-/// Split `scheme://host[:port]/...` into (tls, host, port).
+/// Split `scheme://host[:port]/...` into (tls, host, port), parsed by `http::Uri` as
+/// tungstenite will parse it for the handshake. An IPv6 host comes without brackets.
 fn host_port(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("wss://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("ws://") {
-        (false, r)
-    } else {
-        return Err("the relay URL is not ws:// or wss://".into());
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("the relay URL is not valid: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err("the relay URL is not ws:// or wss://".into()),
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let default_port = if tls { 443 } else { 80 };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("bad IPv6 host")?;
-        let port = after
-            .strip_prefix(':')
-            .map(str::parse)
-            .transpose()
-            .map_err(|_| "bad port")?;
-        (h.to_string(), port.unwrap_or(default_port))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
-            None => (authority.to_string(), default_port),
-        }
+    let authority = uri.authority().ok_or("the relay URL has no host")?;
+    let host = authority.host();
+    // What follows the host (after any userinfo): nothing, or `:` and the port.
+    let host_and_port = authority.as_str().rsplit('@').next().unwrap_or("");
+    let port = match host_and_port
+        .get(host.len()..)
+        .and_then(|r| r.strip_prefix(':'))
+    {
+        Some(p) => p.parse().map_err(|_| "bad port")?,
+        None if tls => 443,
+        None => 80,
     };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() {
         return Err("the relay URL has no host".into());
     }
-    Ok((tls, host, port))
+    Ok((tls, host.to_string(), port))
 }
 
 fn connect(target: &Target) -> Result<(Ws, TcpStream), Down> {
@@ -703,6 +705,11 @@ mod tests {
         assert_eq!(display, "wss://relay.example/ws/node");
         let (url, _) = socket_url("http://127.0.0.1:8080/base", "tok");
         assert_eq!(url, "ws://127.0.0.1:8080/base/ws/node?token=tok");
+        let (url, _) = socket_url("https://r", "a-b._~c&d=e#f%g é");
+        assert_eq!(
+            url,
+            "wss://r/ws/node?token=a-b._~c%26d%3De%23f%25g%20%C3%A9"
+        );
     }
 
     #[test]
@@ -715,5 +722,12 @@ mod tests {
         );
         assert!(host_port("http://h").is_err());
         assert!(host_port("ws://h:notaport/").is_err());
+        assert!(host_port("ws://h:70000/").is_err());
+        assert!(host_port("wss:///x").is_err());
+        assert_eq!(
+            host_port("wss://[::1]/x?token=a%2B").unwrap(),
+            (true, "::1".into(), 443)
+        );
+        assert_eq!(host_port("ws://u:p@h:5/x").unwrap(), (false, "h".into(), 5));
     }
 }

@@ -15,6 +15,13 @@
 //! next forwarded line says how many). A thread can name the `trace_id`/`session_id` its
 //! lines concern with [`set_context`]; the hub does so per command and per child event.
 //!
+//! Other crates log through the `log` facade (rustls, tungstenite, ureq); [`init`]
+//! installs a `log::Log` that hands their records to the same [`write`], so they meet
+//! the same sinks, the same redaction and the same level. As rustls and ureq are chatty
+//! below warn (every handshake step, every request line), their records are kept only
+//! at warn and above unless our level is debug or trace. Our own `log_*!` macros do not
+//! go through `log`; they call [`write`] directly.
+//!
 //! If the log file cannot be opened (read-only home, odd mount), logging continues on
 //! stderr only and says so once.
 
@@ -60,6 +67,26 @@ impl Level {
             Level::Info => "info",
             Level::Debug => "debug",
             Level::Trace => "trace",
+        }
+    }
+
+    fn from_log(level: log::Level) -> Level {
+        match level {
+            log::Level::Error => Level::Error,
+            log::Level::Warn => Level::Warn,
+            log::Level::Info => Level::Info,
+            log::Level::Debug => Level::Debug,
+            log::Level::Trace => Level::Trace,
+        }
+    }
+
+    fn filter(self) -> log::LevelFilter {
+        match self {
+            Level::Error => log::LevelFilter::Error,
+            Level::Warn => log::LevelFilter::Warn,
+            Level::Info => log::LevelFilter::Info,
+            Level::Debug => log::LevelFilter::Debug,
+            Level::Trace => log::LevelFilter::Trace,
         }
     }
 
@@ -185,11 +212,15 @@ fn logger() -> &'static Logger {
     })
 }
 
-/// Set the level and, when `log_dir` is given, open the rotating file there.
-/// Returns the problem if the file could not be opened (already logged once).
+/// Set the level, route the `log` facade here and, when `log_dir` is given, open the
+/// rotating file there. Returns the problem if the file could not be opened (already
+/// logged once).
 pub fn init(level: Level, log_dir: Option<&Path>) -> Option<String> {
     let lg = logger();
     lg.level.store(level as u8, Ordering::Relaxed);
+    // Fails only if a logger is already set: ours, by an earlier call.
+    let _ = log::set_logger(&Facade);
+    log::set_max_level(level.filter());
     let dir = log_dir?;
     match RotatingFile::open(dir, ROTATE_BYTES, KEEP_FILES) {
         Ok(file) => {
@@ -226,6 +257,37 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= logger().level.load(Ordering::Relaxed)
 }
 
+/// Whether a `log` record at `level` from `target` would be written: ours as our level
+/// says; another crate's only at warn and above unless we log at debug or trace.
+fn facade_enabled(level: Level, target: &str) -> bool {
+    let ours = target == "coding_bridge_agent" || target.starts_with("coding_bridge_agent::");
+    let max = logger().level.load(Ordering::Relaxed);
+    let max = if ours || max >= Level::Debug as u8 {
+        max
+    } else {
+        max.min(Level::Warn as u8)
+    };
+    level as u8 <= max
+}
+
+/// The `log` facade's logger: records from any crate go to [`write`].
+struct Facade;
+
+impl log::Log for Facade {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        facade_enabled(Level::from_log(metadata.level()), metadata.target())
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = Level::from_log(record.level());
+        if facade_enabled(level, record.target()) {
+            write(level, record.target(), *record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 /// Write one line (used by the `log_*!` macros).
 pub fn write(level: Level, target: &str, args: std::fmt::Arguments<'_>) {
     if !enabled(level) {
@@ -235,11 +297,13 @@ pub fn write(level: Level, target: &str, args: std::fmt::Arguments<'_>) {
         .strip_prefix("coding_bridge_agent::")
         .unwrap_or(target);
     let ts = crate::sys::timefmt::rfc3339_ms(crate::sys::timefmt::now_ms());
+    // Formatted before the lock: a `Display` that logs must not find it held.
+    let text = args.to_string();
     let lg = logger();
     let Ok(mut sinks) = lg.sinks.lock() else {
         return;
     };
-    let body = redact(&args.to_string(), &sinks.secrets);
+    let body = redact(&text, &sinks.secrets);
     let line = format!(
         "{ts} {:<5} {target}: {}\n",
         level.label(),
@@ -433,6 +497,50 @@ mod tests {
             escape_controls("a\0b\nc\x1b[31m\u{7f}"),
             "a\\0b\\nc\\u{1b}[31m\\u{7f}"
         );
+    }
+
+    #[test]
+    fn other_crates_records_are_caught_filtered_and_redacted() {
+        let dir = std::env::temp_dir().join(format!("cba-log-facade-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let secret = format!("facade-secret-{}-q7", std::process::id());
+        add_secret(&secret);
+        assert_eq!(init(Level::Info, Some(&dir)), None);
+        log::warn!(target: "rustls::conn", "alert from peer, key {secret}\nsecond line");
+        log::warn!(target: "ureq::unit", "GET https://h/bot{secret}/getMe?token=t0k failed");
+        log::info!(target: "tungstenite::handshake", "chatty info {secret}");
+        log::debug!(target: "rustls::client::hs", "chatty debug");
+        log::info!("our own record through the facade");
+        crate::log_info!("our own record through the macro");
+        if let Ok(mut s) = logger().sinks.lock() {
+            s.file = None;
+        }
+        let text = fs::read_to_string(dir.join("agent.log")).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let find = |needle: &str| lines.iter().find(|l| l.contains(needle)).copied();
+        let warn = find("alert from peer").expect(&text);
+        assert!(
+            warn.contains(" WARN  rustls::conn: alert from peer, key [redacted]\\nsecond line"),
+            "{warn}"
+        );
+        let ureq = find("getMe").expect(&text);
+        assert!(
+            ureq.ends_with("ureq::unit: GET https://h/bot[redacted]/getMe?token=[redacted] failed"),
+            "{ureq}"
+        );
+        assert!(!text.contains(&secret), "{text}");
+        assert!(!text.contains("t0k"), "{text}");
+        assert_eq!(
+            find("chatty"),
+            None,
+            "below warn from another crate: {text}"
+        );
+        assert!(find("INFO  sys::logging::tests: our own record through the facade").is_some());
+        assert!(find("INFO  sys::logging::tests: our own record through the macro").is_some());
+        assert!(facade_enabled(Level::Info, "coding_bridge_agent::hub"));
+        assert!(!facade_enabled(Level::Info, "rustls"));
+        assert!(!facade_enabled(Level::Debug, "coding_bridge_agent::hub"));
     }
 
     #[test]
