@@ -586,8 +586,8 @@ impl Hub {
                         action.as_deref().unwrap_or("browser"),
                         size.div_ceil(1 << 20),
                         link::MAX_COMMAND >> 20,
-                        crate::node::media::MAX_IMAGE_BYTES >> 20,
-                        crate::node::media::MAX_IMAGES_TOTAL >> 20,
+                        crate::protocol::limits::MAX_IMAGE_BYTES >> 20,
+                        crate::protocol::limits::MAX_IMAGES_TOTAL >> 20,
                     ),
                 });
                 if let Some(s) = session_id {

@@ -1,9 +1,11 @@
 //! The node's side of the relay protocol (`../shared/PROTOCOL.md`), below every layer
 //! that speaks it: the browser's commands parsed into types at the edge
-//! ([`commands`]), and the checks every layer shares, such as what a session id may be.
+//! ([`commands`]), the sizes both sides keep to ([`limits`]), and the checks every layer
+//! shares, such as what a session id may be.
 //! It knows nothing of the layers above; no threads.
 
 pub mod commands;
+pub mod limits;
 
 pub use commands::PERMISSION_MODES;
 

@@ -32,12 +32,6 @@ fn rank(module: &str) -> Option<u8> {
 
 /// Upward or sideways edges not taken apart yet: (file, module it reaches).
 const KNOWN: &[(&str, &str)] = &[
-    // A turn's attachments (`Inline`) and the image limit still live in `node::media`.
-    ("channels/chats.rs", "node"),
-    ("channels/runner.rs", "node"),
-    ("protocol/commands.rs", "node"),
-    // The command size limit is `relay::link::MAX_COMMAND`; it belongs in `protocol`.
-    ("node/media.rs", "relay"),
     // The drivers are still `impl Sessions` blocks in the hub's table (issue 18 point 3).
     ("providers/acp.rs", "hub"),
     ("providers/acp/driver.rs", "hub"),

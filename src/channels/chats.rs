@@ -27,8 +27,7 @@ use serde_json::{Value, json};
 
 use crate::channels::config::Telegram;
 use crate::channels::runner::{Call, ChannelEvent, Tag};
-use crate::node::media::Inline;
-use crate::protocol::commands::{Command, Kind, Resolve, Start, TurnCmd};
+use crate::protocol::commands::{Command, Inline, Kind, Resolve, Start, TurnCmd};
 use crate::sys::saver::Saver;
 
 /// Telegram's limit on one message, in UTF-16 code units.

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use crate::channels::config::Telegram;
 use crate::channels::telegram::{Api, ApiError, MAX_FILE};
-use crate::node::media::{Inline, MAX_IMAGE_BYTES};
+use crate::protocol::commands::Inline;
+use crate::protocol::limits::MAX_IMAGE_BYTES;
 
 /// Calls queued for one bot's sender.
 pub const SEND_QUEUE: usize = 256;

@@ -14,14 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub const MAX_IMAGE_BYTES: usize = 12 << 20;
-pub const MAX_ATTACHMENT_BYTES: u64 = 50 << 20;
-pub const MAX_ATTACHMENTS: usize = 10;
-pub const MAX_IMAGES: usize = 20;
-/// Decoded bytes of all the images of one command: with base64 (4/3) and the rest of
-/// the command this fits the relay frame the node takes ([`crate::relay::link::MAX_COMMAND`]).
-pub const MAX_IMAGES_TOTAL: usize = 32 << 20;
-const _: () = assert!(MAX_IMAGES_TOTAL / 3 * 4 + (4 << 20) <= crate::relay::link::MAX_COMMAND);
+pub use crate::protocol::limits::{
+    MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL,
+};
 pub const DEFAULT_HOSTS: &[&str] = &["cdn.acedata.cloud", "platform.cdn.acedata.cloud"];
 
 /// What media handling needs from the configuration.
@@ -47,21 +42,7 @@ impl Prepared {
     }
 }
 
-/// A file that came with a turn as bytes (a photo or document sent to a chat bot).
-#[derive(Clone)]
-pub struct Inline {
-    /// The name the sender gave it (reduced to a safe base name when saved).
-    pub name: String,
-    pub bytes: Vec<u8>,
-    /// Saved with the images (else with the attachments).
-    pub image: bool,
-}
-
-impl std::fmt::Debug for Inline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Inline({:?}, {} bytes)", self.name, self.bytes.len())
-    }
-}
+pub use crate::protocol::commands::Inline;
 
 /// Save the images and download the attachments of one turn.
 pub fn prepare(

@@ -8,6 +8,22 @@ use serde_json::{Map, Value};
 /// The permission modes the browser may ask for.
 pub const PERMISSION_MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
 
+/// A file that came with a turn as bytes (a photo or document sent to a chat bot).
+#[derive(Clone)]
+pub struct Inline {
+    /// The name the sender gave it (reduced to a safe base name when saved).
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// Saved with the images (else with the attachments).
+    pub image: bool,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Inline({:?}, {} bytes)", self.name, self.bytes.len())
+    }
+}
+
 /// One browser command.
 #[derive(Debug)]
 pub struct Command {
@@ -89,7 +105,7 @@ pub struct TurnCmd {
     pub images: Option<Value>,
     pub attachments: Option<Value>,
     /// Files given as bytes (from a chat channel; the browser sends URLs and base64).
-    pub files: Vec<crate::node::media::Inline>,
+    pub files: Vec<Inline>,
     pub model: Override,
     pub effort: Override,
     pub mode: Override,

@@ -36,11 +36,10 @@ use tungstenite::{Message, WebSocket};
 
 use crate::relay::envelope::{self, Incoming};
 
-/// The largest browser command the node takes: images (base64) and all. Media limits
-/// are set so that a command within them fits ([`crate::node::media::MAX_IMAGES_TOTAL`]). A
-/// bigger frame up to [`MAX_MESSAGE`] is read, refused with a `session.error`, and its
-/// `cmd_id` remembered, so a redelivery cannot loop.
-pub const MAX_COMMAND: usize = 48 << 20;
+/// The largest browser command the node takes ([`crate::protocol::limits`]). A bigger
+/// frame up to [`MAX_MESSAGE`] is read, refused with a `session.error`, and its `cmd_id`
+/// remembered, so a redelivery cannot loop.
+pub use crate::protocol::limits::MAX_COMMAND;
 /// WebSocket messages above this cannot be read: the connection fails. The hub then
 /// reads up to [`MAX_RECOVERY`] on the next connection, to refuse such a frame properly
 /// if the relay delivers it again.
