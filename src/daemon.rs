@@ -22,11 +22,11 @@ const WORK_QUEUE: usize = 16;
 
 /// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.
-pub fn signal_channel() -> Result<Receiver<i32>, String> {
+pub fn signal_channel() -> Result<Receiver<i32>, Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let (signal_tx, signal_rx) = bounded(4);
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -36,7 +36,7 @@ pub fn signal_channel() -> Result<Receiver<i32>, String> {
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(|e| Error::Thread("signal", e))?;
     Ok(signal_rx)
 }
 
@@ -58,7 +58,9 @@ pub struct Settings {
 #[derive(Debug)]
 pub enum Error {
     /// The relay link's TLS could not be set up (a bad CA file): a configuration error.
-    Tls(String),
+    Tls(crate::relay::tls::TlsError),
+    /// The signal handlers could not be installed.
+    Signals(std::io::Error),
     /// A thread the daemon needs could not be started.
     Thread(&'static str, std::io::Error),
 }
@@ -67,12 +69,20 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Tls(e) => write!(f, "{e}"),
+            Error::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Error::Thread(what, e) => write!(f, "cannot start the {what} thread: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Tls(e) => Some(e),
+            Error::Signals(e) | Error::Thread(_, e) => Some(e),
+        }
+    }
+}
 
 /// Run until a shutdown signal or a token rejection.
 pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {

@@ -345,7 +345,7 @@ fn logout(cfg: &Config) -> i32 {
 }
 
 /// TLS settings for HTTP requests: the webpki roots, or the PEM file the user named.
-pub fn http_tls(cfg: &Config) -> Result<ureq::tls::TlsConfig, String> {
+fn http_tls(cfg: &Config) -> Result<ureq::tls::TlsConfig, String> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig};
     let Some(path) = &cfg.ca_file else {
         return Ok(TlsConfig::default());

@@ -28,7 +28,7 @@ use crate::hub::worker::{TranscriptDone, Work, Workers};
 use crate::protocol::commands::{Command, Edit, Kind, Resolve, Start, TurnCmd};
 use crate::providers::claude;
 use crate::providers::claude::stream::sync_mode;
-use crate::providers::claude::stream::{EditPlan, OwnRequest};
+use crate::providers::claude::stream::{EditPlan, OwnRequest, RewindError};
 use crate::sys::child::ChildEvent;
 use crate::sys::saver::Saver;
 
@@ -743,11 +743,7 @@ impl Sessions {
             OwnRequest::RewindFiles,
             json!({"subtype": "rewind_files", "user_message_id": uuid}),
         ) {
-            self.rewind_done(
-                key,
-                Err("Claude Code is not accepting requests".into()),
-                out,
-            );
+            self.rewind_done(key, Err(RewindError::NotAccepting), out);
         }
     }
 
@@ -755,7 +751,7 @@ impl Sessions {
     pub(crate) fn rewind_done(
         &mut self,
         key: &str,
-        result: Result<(), String>,
+        result: Result<(), RewindError>,
         out: &mut Vec<Value>,
     ) {
         let Some(s) = self.sessions.get_mut(key) else {

@@ -364,14 +364,17 @@ fn download(
                 }
             }
             Err(e) => {
-                let msg = e.to_string();
-                break Err(if msg.contains("limit") || total >= MAX_ATTACHMENT_BYTES {
-                    format!(
+                // The body reader reports its limit as ureq's own error inside the io one.
+                break Err(match ureq::Error::from(e) {
+                    ureq::Error::BodyExceedsLimit(_) => format!(
                         "larger than {} MiB; download stopped",
                         MAX_ATTACHMENT_BYTES >> 20
-                    )
-                } else {
-                    format!("download failed: {msg}")
+                    ),
+                    _ if total >= MAX_ATTACHMENT_BYTES => format!(
+                        "larger than {} MiB; download stopped",
+                        MAX_ATTACHMENT_BYTES >> 20
+                    ),
+                    other => format!("download failed: {other}"),
                 });
             }
         }

@@ -115,7 +115,7 @@ impl Reads {
 
     /// Raise the watermark of `key` to `at` (never lower it) and save. The mark holds in
     /// memory even when the save fails; the error is returned for the log.
-    pub fn mark(&self, key: &str, at: u64) -> Result<(), String> {
+    pub fn mark(&self, key: &str, at: u64) -> Result<(), MarkError> {
         let mut s = self.lock();
         if s.unreadable {
             // Merge what the file holds before replacing it; never write over marks
@@ -138,10 +138,10 @@ impl Reads {
                 Err(ReadError::Io(e)) => {
                     let entry = s.marks.entry(key.to_string()).or_insert(0);
                     *entry = (*entry).max(at);
-                    return Err(format!(
-                        "cannot read {} ({e}); the mark is kept in memory",
-                        s.path.display()
-                    ));
+                    return Err(MarkError::Unreadable {
+                        path: s.path.clone(),
+                        source: e,
+                    });
                 }
             }
         }
@@ -161,7 +161,47 @@ impl Reads {
                 s.unreadable = false;
                 Ok(())
             }
-            Err(e) => Err(format!("cannot save {}: {e}", s.path.display())),
+            Err(e) => Err(MarkError::Save {
+                path: s.path.clone(),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Why a mark could not be saved (it holds in memory all the same).
+#[derive(Debug)]
+pub enum MarkError {
+    /// The marks file could not be read, so it is not written over.
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for MarkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MarkError::Unreadable { path, source } => write!(
+                f,
+                "cannot read {} ({source}); the mark is kept in memory",
+                path.display()
+            ),
+            MarkError::Save { path, source } => {
+                write!(f, "cannot save {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for MarkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MarkError::Unreadable { source, .. } | MarkError::Save { source, .. } => Some(source),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::hub::sessions::{Approval, Sessions};
 use crate::hub::worker::{TranscriptDone, Work};
 use crate::protocol::valid_id;
 use crate::providers::claude;
-use crate::providers::claude::stream::{OwnRequest, TranscriptIo, scope_of};
+use crate::providers::claude::stream::{OwnRequest, RewindError, TranscriptIo, scope_of};
 use crate::providers::claude::stream::{
     on_assistant, on_stream_event, on_user, replayed, status_text, sync_mode, sync_model,
 };
@@ -704,10 +704,12 @@ impl Sessions {
                 let result = if ok && !refused {
                     Ok(())
                 } else {
-                    Err(error
-                        .or_else(|| body.and_then(|b| b.get("error")).and_then(Value::as_str))
-                        .unwrap_or("Claude Code could not rewind the files")
-                        .to_string())
+                    Err(RewindError::Refused(
+                        error
+                            .or_else(|| body.and_then(|b| b.get("error")).and_then(Value::as_str))
+                            .unwrap_or("Claude Code could not rewind the files")
+                            .to_string(),
+                    ))
                 };
                 self.rewind_done(key, result, out);
                 self.pump(key, out);
@@ -895,7 +897,7 @@ impl Sessions {
             );
             if s.claude.pending_edit.is_some() {
                 let message = exit_message(&status, lived, "while restoring the code");
-                self.rewind_done(key, Err(message), out);
+                self.rewind_done(key, Err(RewindError::Exited(message)), out);
             }
             return;
         };

@@ -61,6 +61,29 @@ pub(crate) enum OwnRequest {
     RewindFiles,
 }
 
+/// Why Claude Code could not restore the files for an edit: what it said, or how its
+/// process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RewindError {
+    /// The CLI refused or failed the `rewind_files` request, in its words.
+    Refused(String),
+    /// The CLI takes no requests (its stdin is closed).
+    NotAccepting,
+    /// The CLI ended while restoring (its exit, described).
+    Exited(String),
+}
+
+impl std::fmt::Display for RewindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewindError::Refused(m) | RewindError::Exited(m) => f.write_str(m),
+            RewindError::NotAccepting => f.write_str("Claude Code is not accepting requests"),
+        }
+    }
+}
+
+impl std::error::Error for RewindError {}
+
 /// An edit: what the forked turn runs, and (with "restore code") the prompt whose file
 /// changes are undone first.
 #[derive(Debug, Clone)]
