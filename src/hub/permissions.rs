@@ -2,9 +2,13 @@
 //! from a Claude Code child becomes a [`Pending`] entry until one thing settles it:
 //! `permission.resolve`, the permission timeout, a `control_cancel_request` from the CLI,
 //! or the end of its child (session closed, daemon stopping, crash). A bounded table in
-//! arrival order, owned by the hub thread through [`crate::hub::sessions`].
+//! arrival order, owned by the hub thread through [`crate::hub::sessions`]. Taking an
+//! entry out cancels its timeout timer.
 
 use serde_json::Value;
+
+use crate::hub::Tick;
+use crate::hub::timer::{Timer, TimerId};
 
 /// Approvals pending across all sessions; beyond this a request is denied at once.
 pub const MAX_PENDING: usize = 256;
@@ -23,14 +27,32 @@ pub struct Pending {
     pub input: Value,
     /// The `permission.request` event, re-sent in `permissions.snapshot`.
     pub body: Value,
+    /// Its timeout, if one runs.
+    pub timer: Option<TimerId>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Permissions {
     pending: Vec<Pending>,
+    /// Where the timeouts run (none in unit tests).
+    timer: Option<Timer<Tick>>,
 }
 
 impl Permissions {
+    pub fn with_timer(timer: Timer<Tick>) -> Permissions {
+        Permissions {
+            pending: Vec::new(),
+            timer: Some(timer),
+        }
+    }
+
+    /// An entry leaves the table: its timeout has nothing left to do.
+    fn settled(&self, p: &Pending) {
+        if let (Some(t), Some(id)) = (&self.timer, p.timer) {
+            t.cancel(id);
+        }
+    }
+
     pub fn is_full(&self) -> bool {
         self.pending.len() >= MAX_PENDING
     }
@@ -42,7 +64,9 @@ impl Permissions {
     /// Remove and return the approval with our id `id`.
     pub fn take(&mut self, id: &str) -> Option<Pending> {
         let pos = self.pending.iter().position(|p| p.id == id)?;
-        Some(self.pending.remove(pos))
+        let p = self.pending.remove(pos);
+        self.settled(&p);
+        Some(p)
     }
 
     /// Remove and return the approval the CLI of `child` asked as `cli_id`.
@@ -51,7 +75,9 @@ impl Permissions {
             .pending
             .iter()
             .position(|p| p.child == child && p.cli_request_id == cli_id)?;
-        Some(self.pending.remove(pos))
+        let p = self.pending.remove(pos);
+        self.settled(&p);
+        Some(p)
     }
 
     /// Remove and return every approval of `child`, in arrival order.
@@ -60,6 +86,9 @@ impl Permissions {
             .into_iter()
             .partition(|p| p.child == child);
         self.pending = kept;
+        for p in &taken {
+            self.settled(p);
+        }
         taken
     }
 
@@ -69,6 +98,9 @@ impl Permissions {
             .into_iter()
             .partition(|p| p.session == key);
         self.pending = kept;
+        for p in &taken {
+            self.settled(p);
+        }
         taken
     }
 
@@ -102,6 +134,7 @@ mod tests {
             cli_request_id: cli.into(),
             input: json!({}),
             body: json!({"request_id": id}),
+            timer: None,
         }
     }
 

@@ -92,12 +92,12 @@ impl Sessions {
             settings,
             workers,
             saver,
-            timer,
             child_tx,
             sessions: HashMap::new(),
             aliases: HashMap::new(),
             children: HashMap::new(),
-            permissions: Permissions::default(),
+            permissions: Permissions::with_timer(timer.clone()),
+            timer,
             next_child: 0,
             catalogue: None,
             next_job: 0,
@@ -991,14 +991,14 @@ impl Sessions {
             body["parent_tool_use_id"] = json!(p);
         }
         out.push(body.clone());
-        if let Some(t) = self.settings.permission_timeout {
+        let timer = self.settings.permission_timeout.and_then(|t| {
             self.timer.at(
                 std::time::Instant::now() + t,
                 Tick::Permission {
                     request_id: id.clone(),
                 },
-            );
-        }
+            )
+        });
         self.permissions.add(crate::hub::permissions::Pending {
             id,
             session: key.to_string(),
@@ -1006,6 +1006,7 @@ impl Sessions {
             cli_request_id: a.cli_request_id,
             input: a.keep,
             body,
+            timer,
         });
         true
     }
