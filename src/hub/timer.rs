@@ -49,7 +49,8 @@ impl<T> Clone for Timer<T> {
 impl<T: Send + 'static> Timer<T> {
     /// Start the timer thread; ticks arrive on `out`.
     pub fn spawn(out: Sender<T>) -> std::io::Result<Timer<T>> {
-        let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
+        // Room for every pending timer and as many cancels.
+        let (tx, rx) = crossbeam_channel::bounded(2 * CAPACITY);
         let pending = Arc::new(AtomicUsize::new(0));
         let p = pending.clone();
         std::thread::Builder::new()
@@ -174,7 +175,7 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(3600);
         let ids: Vec<_> = (0..CAPACITY).map(|_| t.at(later, ()).unwrap()).collect();
         assert!(t.at(later, ()).is_none(), "one past the capacity");
-        // Cancelling frees places (the thread takes the cancels in order).
+        // Cancelling frees places (the thread takes them in order, after the timers).
         for id in &ids[..10] {
             t.cancel(*id);
         }
