@@ -1,15 +1,19 @@
 //! History across providers (`history.list`, `history.get`, `history.mark_read`): each
 //! agent's own session files, read by its provider ([`crate::providers::claude::history`],
-//! [`crate::providers::codex::history`]), listed together newest first with unread marks
-//! ([`crate::node::reads`]). Runs on worker threads.
+//! [`crate::providers::codex::history`], [`crate::providers::acp::history`]) with the
+//! shared toolkit in [`crate::history`], listed together newest first with unread marks
+//! ([`crate::node::reads`]). Runs on worker threads, never on the hub.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::history::detail::DetailError;
+use crate::history::listing::{Found, Summary, mtime_ms, summary_cached};
 use crate::node::reads::Reads;
 use crate::providers::acp::history as acp;
-use crate::providers::claude::history::{self as claude, DetailError, Found, Summary};
+use crate::providers::claude::history as claude;
+use crate::providers::claude::transcript::claude_dir;
 use crate::providers::codex::history as codex;
 
 /// Where each provider keeps its sessions (`None`: no such directory).
@@ -30,10 +34,7 @@ impl Dirs {
     pub fn from_env(home: Option<&Path>) -> Dirs {
         let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
         Dirs {
-            claude: crate::providers::claude::transcript::claude_dir(
-                home,
-                var("CLAUDE_CONFIG_DIR").as_deref(),
-            ),
+            claude: claude_dir(home, var("CLAUDE_CONFIG_DIR").as_deref()),
             codex: codex::codex_home(home, var("CODEX_HOME").as_deref()),
             copilot: acp::copilot_home(home, var("COPILOT_HOME").as_deref()),
             gemini: acp::gemini_dir(home, var("GEMINI_CLI_HOME").as_deref()),
@@ -87,7 +88,7 @@ pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) 
         .iter()
         .map(|l| {
             let (provider, f) = (l.provider, &l.found);
-            let s = claude::summary_cached(&f.path, f.size, f.mtime, l.summarize);
+            let s = summary_cached(&f.path, f.size, f.mtime, l.summarize);
             let running = running.contains(&f.id);
             let seen = marks
                 .get(&crate::node::reads::key(provider, &f.id))
@@ -128,7 +129,7 @@ pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
         "claude" => claude::updated_at(dirs.claude.as_deref(), id),
         "codex" => {
             let path = codex::find(dirs.codex.as_deref()?, id)?;
-            std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
+            std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
         }
         "gemini" => acp::gemini_sessions(dirs.gemini.as_deref()?)
             .into_iter()
@@ -141,7 +142,7 @@ pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
                 .join("session-state")
                 .join(id)
                 .join("events.jsonl");
-            std::fs::metadata(path).ok().map(|m| claude::mtime_ms(&m))
+            std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
         }
         _ => None,
     }

@@ -2,25 +2,31 @@
 //! `$COPILOT_HOME/session-state/<session id>/` (`COPILOT_HOME` defaults to `~/.copilot`):
 //! `workspace.yaml` (`cwd`, `name` = the title) and `events.jsonl`, one record per line
 //! (`{type, data, id, timestamp}`): `user.message`, `assistant.message` (with
-//! `toolRequests` and `reasoningText`), `tool.execution_complete`. Read with the same
-//! bounded machinery as Claude Code's transcripts.
+//! `toolRequests` and `reasoningText`), `tool.execution_complete`. Read with the shared
+//! bounded toolkit in [`crate::history`].
 //!
 //! Gemini CLI's chats (below) are an append-only upsert log, read whole (they are small)
-//! with every upsert applied.
+//! with every upsert applied. Runs on worker threads, never on the hub.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use memchr::memmem;
 use serde_json::{Value, json};
 
-use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, count_in_file, cut, detail_reply, mtime_ms,
-    newest_events, parse_ts, summary_cached, title_of,
+use crate::history::detail::{
+    DETAIL_BUDGET, DetailError, MAX_EVENTS, cut, detail_reply, newest_events, parse_ts,
 };
+use crate::history::jsonl::count_in_file;
+use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::protocol::valid_id;
+use crate::providers::note::user_part;
+use crate::sys::timefmt::rfc3339_ms;
 
 /// Copilot's home: `$COPILOT_HOME`, else `~/.copilot`.
-pub fn copilot_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn copilot_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
     match env {
         Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
         _ => home.map(|h| h.join(".copilot")),
@@ -28,14 +34,14 @@ pub fn copilot_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> 
 }
 
 /// Every Copilot session with an event log.
-pub fn copilot_sessions(copilot_home: &Path) -> Vec<Found> {
+pub(crate) fn copilot_sessions(copilot_home: &Path) -> Vec<Found> {
     let Ok(dirs) = std::fs::read_dir(copilot_home.join("session-state")) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for d in dirs.flatten() {
         let name = d.file_name();
-        let Some(id) = name.to_str().filter(|n| crate::protocol::valid_id(n)) else {
+        let Some(id) = name.to_str().filter(|n| valid_id(n)) else {
             continue;
         };
         let path = d.path().join("events.jsonl");
@@ -64,7 +70,7 @@ fn yaml_field(text: &str, key: &str) -> Option<String> {
 }
 
 /// Title and cwd from `workspace.yaml`, messages counted in the event log.
-pub fn copilot_summarize(events: &Path) -> Summary {
+pub(crate) fn copilot_summarize(events: &Path) -> Summary {
     let mut s = Summary::default();
     let yaml = events
         .parent()
@@ -73,7 +79,7 @@ pub fn copilot_summarize(events: &Path) -> Summary {
         .unwrap_or_default();
     s.cwd = yaml_field(&yaml, "cwd");
     s.title = yaml_field(&yaml, "name")
-        .map(|t| title_of(&t))
+        .map(|t| title_of(&user_part(&t)))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| NO_PROMPT.to_string());
     s.message_count = count_in_file(
@@ -100,7 +106,7 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
                 .and_then(Value::as_str)
                 .filter(|t| !t.trim().is_empty())
             {
-                events.push(json!({"kind": "prompt", "text": cut(crate::providers::note::user_part(t).trim(), truncated)}));
+                events.push(json!({"kind": "prompt", "text": cut(user_part(t).trim(), truncated)}));
             }
         }
         Some("assistant.message") => {
@@ -151,12 +157,12 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
 }
 
 /// `history.get` for a Copilot session.
-pub fn copilot_detail(
+pub(crate) fn copilot_detail(
     copilot_home: Option<&Path>,
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::protocol::valid_id(id) {
+    if !valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let path = copilot_home
@@ -216,7 +222,7 @@ mod tests {
 const GEMINI_MAX_FILE: u64 = 64 << 20;
 
 /// Gemini's directory: `$GEMINI_CLI_HOME/.gemini`, else `~/.gemini`.
-pub fn gemini_dir(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn gemini_dir(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
     match env {
         Some(d) if !d.as_os_str().is_empty() => Some(d.join(".gemini")),
         _ => home.map(|h| h.join(".gemini")),
@@ -225,14 +231,14 @@ pub fn gemini_dir(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
 
 /// One chat as its upsert log says it is now.
 #[derive(Debug, Default)]
-pub struct Chat {
-    pub session_id: String,
-    pub summary: Option<String>,
-    pub messages: Vec<Value>,
+pub(crate) struct Chat {
+    pub(crate) session_id: String,
+    pub(crate) summary: Option<String>,
+    pub(crate) messages: Vec<Value>,
 }
 
 /// Read a chat file, applying every upsert.
-pub fn read_chat(path: &Path) -> Option<Chat> {
+pub(crate) fn read_chat(path: &Path) -> Option<Chat> {
     let meta = std::fs::metadata(path).ok()?;
     if meta.len() > GEMINI_MAX_FILE {
         return None;
@@ -240,7 +246,7 @@ pub fn read_chat(path: &Path) -> Option<Chat> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut chat = Chat::default();
     let mut order: Vec<String> = Vec::new();
-    let mut by_id: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    let mut by_id: HashMap<String, Value> = HashMap::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -336,8 +342,8 @@ fn chat_files(gemini_dir: &Path) -> Vec<(PathBuf, Option<String>)> {
 }
 
 /// Every Gemini chat with a real prompt, one per session (its newest file).
-pub fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
-    let mut best: std::collections::HashMap<String, Found> = std::collections::HashMap::new();
+pub(crate) fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
+    let mut best: HashMap<String, Found> = HashMap::new();
     for (path, _) in chat_files(gemini_dir) {
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
@@ -345,7 +351,7 @@ pub fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
         let Some(chat) = read_chat(&path) else {
             continue;
         };
-        if !crate::protocol::valid_id(&chat.session_id)
+        if !valid_id(&chat.session_id)
             || !chat
                 .messages
                 .iter()
@@ -370,7 +376,7 @@ pub fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
 }
 
 /// Title (the summary Gemini wrote, else the first prompt), cwd, message count.
-pub fn gemini_summarize(path: &Path) -> Summary {
+pub(crate) fn gemini_summarize(path: &Path) -> Summary {
     let mut s = Summary::default();
     let Some(chat) = read_chat(path) else {
         s.title = NO_PROMPT.to_string();
@@ -389,7 +395,7 @@ pub fn gemini_summarize(path: &Path) -> Summary {
     s.title = chat
         .summary
         .or(first)
-        .map(|t| title_of(&t))
+        .map(|t| title_of(&user_part(&t)))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| NO_PROMPT.to_string());
     s.message_count = chat
@@ -401,12 +407,12 @@ pub fn gemini_summarize(path: &Path) -> Summary {
 }
 
 /// `history.get` for a Gemini chat (the newest events within the budget).
-pub fn gemini_detail(
+pub(crate) fn gemini_detail(
     gemini_dir: Option<&Path>,
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::protocol::valid_id(id) {
+    if !valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let found = gemini_dir
@@ -433,9 +439,7 @@ pub fn gemini_detail(
         match m.get("type").and_then(Value::as_str) {
             Some("user") => {
                 if let Some(t) = gemini_user_text(m) {
-                    push(
-                        json!({"kind": "prompt", "text": cut(&crate::providers::note::user_part(&t), &mut truncated)}),
-                    );
+                    push(json!({"kind": "prompt", "text": cut(&user_part(&t), &mut truncated)}));
                 }
                 for p in m
                     .get("content")
@@ -495,14 +499,11 @@ pub fn gemini_detail(
         }
     }
     // The newest events within the same budget as the other providers.
-    let budget = crate::providers::claude::history::DETAIL_BUDGET;
     let mut bytes = 0;
     let mut keep = events.len();
     while keep > 0 {
         let n = events[keep - 1].to_string().len() + 1;
-        if bytes + n > budget
-            || events.len() - keep >= crate::providers::claude::history::MAX_EVENTS
-        {
+        if bytes + n > DETAIL_BUDGET || events.len() - keep >= MAX_EVENTS {
             truncated = true;
             break;
         }
@@ -584,9 +585,9 @@ mod gemini_tests {
 /// How long to wait before `session/load` of Gemini chat `id`: Gemini CLI 0.61 names a
 /// loaded chat's file by the current minute, so loading in the minute the chat was
 /// created overwrites it. Zero when its newest file is from an earlier minute.
-pub fn gemini_load_delay(gemini_dir: &Path, id: &str, now_ms: u64) -> std::time::Duration {
+pub(crate) fn gemini_load_delay(gemini_dir: &Path, id: &str, now_ms: u64) -> Duration {
     let id8 = id.get(..8).unwrap_or(id);
-    let now = crate::sys::timefmt::rfc3339_ms(now_ms); // 2026-11-24T19:51:09.123Z
+    let now = rfc3339_ms(now_ms); // 2026-11-24T19:51:09.123Z
     let minute = now.get(..16).unwrap_or("").replace(':', "-"); // 2026-11-24T19-51
     let same_minute = chat_files(gemini_dir).iter().any(|(p, _)| {
         p.file_name()
@@ -594,8 +595,8 @@ pub fn gemini_load_delay(gemini_dir: &Path, id: &str, now_ms: u64) -> std::time:
             .is_some_and(|n| n == format!("session-{minute}-{id8}.jsonl"))
     });
     if !same_minute {
-        return std::time::Duration::ZERO;
+        return Duration::ZERO;
     }
     let into_minute = now_ms % 60_000;
-    std::time::Duration::from_millis(60_000 - into_minute + 500)
+    Duration::from_millis(60_000 - into_minute + 500)
 }

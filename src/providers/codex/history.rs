@@ -4,26 +4,27 @@
 //! conversation is in `event_msg` / `item_completed` records (UserMessage, AgentMessage,
 //! Reasoning, CommandExecution, FileChange); `turn_context` has the model. Injected
 //! context (`<environment_context>`, developer messages) is not an item, so it never
-//! shows. Read with the same bounded machinery as Claude Code's transcripts.
+//! shows. Read with the shared bounded toolkit in [`crate::history`], on worker threads,
+//! never on the hub.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use memchr::memmem;
 use serde_json::{Value, json};
 
-use crate::providers::claude::history::{
-    DetailError, Found, NO_PROMPT, Summary, count_in_file, cut, detail_reply, mtime_ms,
-    newest_events, parse_ts, summary_cached, title_of,
-};
-use crate::sys::child::{LineRead, read_bounded_line};
+use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
+use crate::history::jsonl::{count_in_file, head_lines};
+use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::protocol::valid_id;
+use crate::providers::note::user_part;
 
 /// How far into a rollout the listing looks for the cwd and the first prompt.
 const HEAD_BYTES: u64 = 4 << 20;
 
 /// Codex's home: `$CODEX_HOME`, else `~/.codex`.
-pub fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
     match env {
         Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
         _ => home.map(|h| h.join(".codex")),
@@ -34,11 +35,11 @@ pub fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<PathBuf> {
 fn thread_of(name: &str) -> Option<&str> {
     let stem = name.strip_prefix("rollout-")?.strip_suffix(".jsonl")?;
     let id = stem.get(stem.len().checked_sub(36)?..)?;
-    (id.len() == 36 && crate::protocol::valid_id(id)).then_some(id)
+    (id.len() == 36 && valid_id(id)).then_some(id)
 }
 
 /// Every rollout under `<codex_home>/sessions` (three date levels deep).
-pub fn rollouts(codex_home: &Path) -> Vec<Found> {
+pub(crate) fn rollouts(codex_home: &Path) -> Vec<Found> {
     let mut out = Vec::new();
     let dirs = |p: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(p)
@@ -78,7 +79,7 @@ pub fn rollouts(codex_home: &Path) -> Vec<Found> {
 }
 
 /// The rollout of thread `id`, if any.
-pub fn find(codex_home: &Path, id: &str) -> Option<PathBuf> {
+pub(crate) fn find(codex_home: &Path, id: &str) -> Option<PathBuf> {
     rollouts(codex_home)
         .into_iter()
         .find(|f| f.id == id)
@@ -100,50 +101,41 @@ fn item_text(item: &Value) -> String {
 
 /// cwd and the first prompt from the head, and the count of user and agent messages
 /// from a scan of the whole file (without parsing it).
-pub fn summarize(path: &Path) -> Summary {
+pub(crate) fn summarize(path: &Path) -> Summary {
     let mut s = Summary::default();
     let Ok(file) = File::open(path) else {
         s.title = NO_PROMPT.to_string();
         return s;
     };
     let mut prompt = None;
-    {
-        let mut reader = BufReader::with_capacity(64 * 1024, (&file).take(HEAD_BYTES));
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match read_bounded_line(&mut reader, &mut line, 16 << 20) {
-                Ok(LineRead::Eof) | Err(_) => break,
-                Ok(LineRead::TooLong(_)) => continue,
-                Ok(LineRead::Line) => {}
-            }
-            let meta = memmem::find(&line, b"\"session_meta\"").is_some();
-            let user = memmem::find(&line, b"\"UserMessage\"").is_some();
-            if !meta && !user {
-                continue;
-            }
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
-                continue;
-            };
-            if v["type"] == "session_meta" && s.cwd.is_none() {
-                s.cwd = v
-                    .pointer("/payload/cwd")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                s.git_branch = v
-                    .pointer("/payload/git/branch")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-            }
-            if v.pointer("/payload/item/type").and_then(Value::as_str) == Some("UserMessage") {
-                let text = item_text(&v["payload"]["item"]);
-                if !text.trim().is_empty() {
-                    prompt = Some(text);
-                    break;
-                }
+    head_lines(&file, HEAD_BYTES, |line| {
+        let meta = memmem::find(line, b"\"session_meta\"").is_some();
+        let user = memmem::find(line, b"\"UserMessage\"").is_some();
+        if !meta && !user {
+            return ControlFlow::Continue(());
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            return ControlFlow::Continue(());
+        };
+        if v["type"] == "session_meta" && s.cwd.is_none() {
+            s.cwd = v
+                .pointer("/payload/cwd")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            s.git_branch = v
+                .pointer("/payload/git/branch")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        if v.pointer("/payload/item/type").and_then(Value::as_str) == Some("UserMessage") {
+            let text = item_text(&v["payload"]["item"]);
+            if !text.trim().is_empty() {
+                prompt = Some(text);
+                return ControlFlow::Break(());
             }
         }
-    }
+        ControlFlow::Continue(())
+    });
     s.message_count = count_in_file(
         path,
         &[
@@ -152,7 +144,7 @@ pub fn summarize(path: &Path) -> Summary {
         ],
     );
     s.title = prompt
-        .map(|p| title_of(&p))
+        .map(|p| title_of(&user_part(&p)))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| NO_PROMPT.to_string());
     s
@@ -175,9 +167,7 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
             if text.trim().is_empty() {
                 Vec::new()
             } else {
-                vec![
-                    json!({"kind": "prompt", "text": cut(crate::providers::note::user_part(&text).trim(), truncated)}),
-                ]
+                vec![json!({"kind": "prompt", "text": cut(user_part(&text).trim(), truncated)})]
             }
         }
         Some("AgentMessage") => {
@@ -230,13 +220,12 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
         }
         Some("FileChange") => {
             let changes = item.get("changes").cloned().unwrap_or(Value::Null);
-            let changes =
-                if changes.to_string().len() > crate::providers::claude::history::MAX_FIELD {
-                    *truncated = true;
-                    json!({"truncated": true})
-                } else {
-                    changes
-                };
+            let changes = if changes.to_string().len() > MAX_FIELD {
+                *truncated = true;
+                json!({"truncated": true})
+            } else {
+                changes
+            };
             let status = item
                 .get("status")
                 .and_then(Value::as_str)
@@ -258,12 +247,12 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
 }
 
 /// `history.get` for a Codex thread.
-pub fn detail(
+pub(crate) fn detail(
     codex_home: Option<&Path>,
     config_dir: &Path,
     id: &str,
 ) -> Result<Value, DetailError> {
-    if !crate::protocol::valid_id(id) {
+    if !valid_id(id) {
         return Err(DetailError::InvalidId);
     }
     let path = codex_home

@@ -1,0 +1,300 @@
+//! Bounded reading of an agent's JSONL session files, whatever their records say: the
+//! lines of a file's head, a count of byte patterns over the whole file, the record at a
+//! file offset, and lines from the end backwards ([`Backwards`], for the newest events).
+//!
+//! Memory stays bounded whatever a file holds: lines are read with a cap ([`MAX_LINE`],
+//! longer ones skipped), scans go in fixed chunks ([`SCAN_CHUNK`]) with SIMD substring
+//! search (`memchr::memmem`) rather than parsing. Plain functions on files; callers run
+//! them on worker threads, never on the hub (a transcript can be a gigabyte).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use memchr::memmem;
+use serde_json::Value;
+
+use crate::sys::child::{LineRead, read_bounded_line};
+
+/// Longest session-file line read; longer ones are skipped.
+pub(crate) const MAX_LINE: usize = 16 << 20;
+/// Bytes read at a time by the whole-file scans.
+pub(crate) const SCAN_CHUNK: usize = 1 << 20;
+
+/// Call `each` with every line (without its newline) in the first `limit` bytes of
+/// `file`, read from where the file's cursor is, until it says `Break`. Lines over
+/// [`MAX_LINE`] are skipped; a read error ends it like the end of the file does.
+pub(crate) fn head_lines(file: &File, limit: u64, mut each: impl FnMut(&[u8]) -> ControlFlow<()>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, file.take(limit));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::TooLong(_)) => continue,
+            Ok(LineRead::Line) => {}
+        }
+        if each(&line).is_break() {
+            break;
+        }
+    }
+}
+
+/// How many times any of `needles` occurs in the file at `path`, read in fixed chunks
+/// (memory stays bounded whatever its size). Needles are at most 64 bytes.
+pub(crate) fn count_in_file(path: &Path, needles: &[&[u8]]) -> u64 {
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let finders: Vec<memmem::Finder> = needles.iter().map(memmem::Finder::new).collect();
+    let longest = needles.iter().map(|n| n.len()).max().unwrap_or(1);
+    let mut buf = vec![0u8; SCAN_CHUNK + 64];
+    let (mut kept, mut total) = (0usize, 0u64);
+    loop {
+        let n = match f.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        for finder in &finders {
+            // A match that ends in the carried bytes was counted in the last round.
+            total += finder
+                .find_iter(&buf[..filled])
+                .filter(|&p| p + finder.needle().len() > kept)
+                .count() as u64;
+        }
+        let carry = (longest - 1).min(filled);
+        buf.copy_within(filled - carry..filled, 0);
+        kept = carry;
+    }
+    total
+}
+
+/// Parse the record whose line contains file offset `at` (none when that line is longer
+/// than the 256 KiB window around `at`, or is not JSON).
+pub(crate) fn record_at(mut file: &File, at: u64) -> Option<Value> {
+    const WINDOW: u64 = 256 * 1024;
+    let start = at.saturating_sub(WINDOW);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    file.take(2 * WINDOW).read_to_end(&mut buf).ok()?;
+    let rel = (at - start) as usize;
+    let line_start = memchr::memrchr(b'\n', buf.get(..rel)?).map_or(0, |i| i + 1);
+    if line_start == 0 && start > 0 {
+        return None; // the line is longer than the window
+    }
+    let line_end = memchr::memchr(b'\n', &buf[rel..]).map_or(buf.len(), |i| rel + i);
+    serde_json::from_slice(&buf[line_start..line_end]).ok()
+}
+
+/// Lines of a file from its end, each at most [`MAX_LINE`] bytes (a longer one is
+/// skipped and counted in `skipped`). Reads backwards in fixed chunks.
+pub(crate) struct Backwards<'a> {
+    file: &'a File,
+    /// File offset where `buf` starts.
+    pos: u64,
+    /// Bytes read but not yet returned; may start in the middle of a line.
+    buf: Vec<u8>,
+    /// Lines skipped for being longer than [`MAX_LINE`].
+    pub(crate) skipped: usize,
+}
+
+impl<'a> Backwards<'a> {
+    /// The lines of the first `len` bytes of `file`, the last first.
+    pub(crate) fn new(file: &'a File, len: u64) -> Backwards<'a> {
+        Backwards {
+            file,
+            pos: len,
+            buf: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    /// The line before the last one returned (empty lines left out).
+    pub(crate) fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = memchr::memrchr(b'\n', &self.buf) {
+                let line = self.buf.split_off(i + 1);
+                self.buf.truncate(i);
+                if !line.is_empty() {
+                    return Some(line);
+                }
+                continue;
+            }
+            if self.pos == 0 {
+                return (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf));
+            }
+            if self.buf.len() >= SCAN_CHUNK {
+                return self.long_line();
+            }
+            let n = (SCAN_CHUNK as u64).min(self.pos) as usize;
+            let start = self.pos - n as u64;
+            let mut chunk = vec![0u8; n + self.buf.len()];
+            if self.file.read_exact_at(&mut chunk[..n], start).is_err() {
+                return None;
+            }
+            chunk[n..].copy_from_slice(&self.buf);
+            self.pos = start;
+            self.buf = chunk;
+        }
+    }
+
+    /// The line that ends with `buf` is longer than a chunk: find where it starts
+    /// without holding it, then read it in one piece (or skip it when over the cap).
+    fn long_line(&mut self) -> Option<Vec<u8>> {
+        let end = self.pos + self.buf.len() as u64;
+        self.buf = Vec::new();
+        let mut chunk = vec![0u8; SCAN_CHUNK];
+        let mut start = 0;
+        while self.pos > 0 {
+            let n = (SCAN_CHUNK as u64).min(self.pos) as usize;
+            let from = self.pos - n as u64;
+            if self.file.read_exact_at(&mut chunk[..n], from).is_err() {
+                return None;
+            }
+            self.pos = from;
+            if let Some(i) = memchr::memrchr(b'\n', &chunk[..n]) {
+                start = from + i as u64 + 1;
+                self.pos = from + i as u64; // the newline stays out of the next line
+                break;
+            }
+        }
+        let len = (end - start) as usize;
+        if len > MAX_LINE {
+            self.skipped += 1;
+            return self.next_line();
+        }
+        let mut line = vec![0u8; len];
+        self.file.read_exact_at(&mut line, start).ok()?;
+        Some(line)
+    }
+}
+
+/// Cut every JSON string literal in `line` to about `max` bytes, in place, keeping the
+/// JSON valid (escapes and UTF-8 characters are never split). A cut string keeps a few
+/// bytes more than `max`, so a later cut to `max` (`detail::cut`) still sees it as too
+/// long and flags it. This keeps a record with a 10 MiB tool result from costing 10 MiB
+/// more when parsed.
+pub(crate) fn shrink_strings(line: &mut Vec<u8>, max: usize) {
+    let keep = max + 4;
+    let (mut r, mut w) = (0, 0);
+    let n = line.len();
+    while r < n {
+        let b = line[r];
+        line[w] = b;
+        r += 1;
+        w += 1;
+        if b != b'"' {
+            continue;
+        }
+        // Inside a string: copy up to `keep` bytes, then drop the rest up to the quote.
+        let (mut len, mut dropping, mut high_surrogate) = (0, false, false);
+        while r < n {
+            let c = line[r];
+            if c == b'"' {
+                break;
+            }
+            let width = if c == b'\\' {
+                if line.get(r + 1) == Some(&b'u') { 6 } else { 2 }
+            } else {
+                1
+            };
+            let width = width.min(n - r);
+            // Stop copying only where a character starts, and never between the two
+            // halves of an escaped surrogate pair.
+            if !dropping && len >= keep && c & 0xC0 != 0x80 {
+                dropping = true;
+                if high_surrogate {
+                    w -= 6;
+                }
+            }
+            if dropping {
+                r += width;
+                continue;
+            }
+            high_surrogate = width == 6
+                && matches!(
+                    line.get(r + 2..r + 4),
+                    Some([b'd' | b'D', b'8' | b'9' | b'a' | b'b' | b'A' | b'B'])
+                );
+            line.copy_within(r..r + width, w);
+            r += width;
+            w += width;
+            len += width;
+        }
+        if r < n {
+            line[w] = b'"';
+            r += 1;
+            w += 1;
+        }
+    }
+    line.truncate(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn long_strings_shrink_to_valid_json() {
+        let text = format!("{}é\\\"\\u00e9{}", "a".repeat(10), "b".repeat(50));
+        // An escaped surrogate pair right at the cut is dropped whole.
+        let mut pair = br#"{"s":"abcdefghijklmn\ud83d\ude00xyz"}"#.to_vec();
+        shrink_strings(&mut pair, 12);
+        let back: Value = serde_json::from_slice(&pair).expect("no lone surrogate");
+        assert_eq!(back["s"], "abcdefghijklmn");
+        let v = json!({"a": text, "k": ["short", {"t": "é".repeat(40)}], "n": 5});
+        let mut line = v.to_string().into_bytes();
+        shrink_strings(&mut line, 12);
+        let back: Value = serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(back["n"], 5);
+        assert_eq!(back["k"][0], "short");
+        let a = back["a"].as_str().unwrap();
+        assert!(a.starts_with("aaaaaaaaaaé") && a.len() < 24, "{a}");
+        assert!(back["k"][1]["t"].as_str().unwrap().len() <= 18);
+        // Nothing to cut: unchanged.
+        let mut same = v.to_string().into_bytes();
+        shrink_strings(&mut same, 1000);
+        assert_eq!(same, v.to_string().into_bytes());
+    }
+
+    #[test]
+    fn counting_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("cba-count-{}", crate::sys::ids::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        // Put a needle across every chunk boundary region.
+        let mut text = String::new();
+        let mut expected = 0;
+        while text.len() < SCAN_CHUNK * 3 {
+            text.push_str(&"x".repeat(SCAN_CHUNK - 7));
+            text.push_str("<needle>");
+            expected += 1;
+        }
+        std::fs::write(&p, &text).unwrap();
+        assert_eq!(count_in_file(&p, &[b"<needle>".as_slice()]), expected);
+        assert_eq!(count_in_file(&p, &[b"<none>".as_slice()]), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn backwards_lines() {
+        let dir = std::env::temp_dir().join(format!("cba-back-{}", crate::sys::ids::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.jsonl");
+        let long = "x".repeat(SCAN_CHUNK * 2 + 17);
+        std::fs::write(&p, format!("one\n\n{long}\ntwo\nthree")).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut b = Backwards::new(&f, f.metadata().unwrap().len());
+        let mut got = Vec::new();
+        while let Some(l) = b.next_line() {
+            got.push(String::from_utf8(l).unwrap());
+        }
+        assert_eq!(got, ["three", "two", long.as_str(), "one"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
