@@ -552,7 +552,7 @@ impl Hub {
                 };
                 self.on_connected(conn);
             }
-            LinkEvent::Frame { conn, incoming } => {
+            LinkEvent::Frame { conn, incoming, .. } => {
                 if !self.touch(conn) {
                     return;
                 }

@@ -2,9 +2,11 @@
 //! the guard that keeps them from outliving the daemon ([`guard`]), orphan reaping as
 //! PID 1 ([`reaper`]), private files ([`fsutil`]), the logger ([`logging`]), random ids
 //! ([`ids`]), timestamps ([`timefmt`]), secrets that never print ([`secret`]) and the
-//! thread that writes small state files in order off the hub ([`saver`]).
+//! thread that writes small state files in order off the hub ([`saver`]), and byte
+//! bounds for queues whose items can be megabytes ([`budget`]).
 
 pub mod account;
+pub mod budget;
 pub mod child;
 pub mod fsutil;
 pub mod guard;

@@ -261,6 +261,7 @@ impl Channels {
                 instance,
                 update,
                 files,
+                ..
             } => self.on_update(&instance, &update, files),
         }
     }

@@ -23,6 +23,10 @@ use crate::channels::config::Telegram;
 use crate::channels::telegram::{Api, ApiError, MAX_FILE};
 use crate::protocol::commands::Inline;
 use crate::protocol::limits::MAX_IMAGE_BYTES;
+use crate::sys::budget::{Budget, Permit};
+
+/// Bytes of fetched files handed to the hub and not yet handled (one file can be 20 MB).
+pub static FILES: Budget = Budget::new(64 << 20);
 
 /// Calls queued for one bot's sender.
 pub const SEND_QUEUE: usize = 256;
@@ -45,6 +49,8 @@ pub enum ChannelEvent {
         update: Value,
         /// The message's photo or document, fetched (or why it could not be).
         files: Vec<Result<Inline, String>>,
+        /// The files' share of [`FILES`], given back when the hub drops the event.
+        bytes: Permit<'static>,
     },
     /// An answer the hub asked to hear about (`tag`): the `result`, or why it failed.
     Sent {
@@ -195,10 +201,17 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i
                 }
                 for u in updates {
                     let files = fetch_files(p, api, &u, username.as_deref());
+                    let size = files
+                        .iter()
+                        .map(|f| f.as_ref().map_or(0, |i| i.bytes.len()))
+                        .sum();
+                    // Waits while the hub holds too many fetched bytes already.
+                    let bytes = FILES.acquire(size);
                     let ev = ChannelEvent::Update {
                         instance: instance.to_string(),
                         update: u,
                         files,
+                        bytes,
                     };
                     if events.send(ev).is_err() {
                         return; // the daemon is stopping

@@ -411,18 +411,23 @@ impl Sessions {
         let owner = key.to_string();
         let (images, attachments) = (t.images.take(), t.attachments.take());
         let files = std::mem::take(&mut t.files);
-        let started = self.workers.run("media", move || Work::Prepared {
-            session: owner,
-            turn: turn_id,
-            prepared: crate::node::media::prepare(
-                &cwd,
-                &sid,
-                images.as_ref(),
-                attachments.as_ref(),
-                files,
-                &media,
-            ),
-        });
+        let bytes = json_bytes(images.as_ref())
+            + json_bytes(attachments.as_ref())
+            + files.iter().map(|f| f.bytes.len()).sum::<usize>();
+        let started = self
+            .workers
+            .run_sized("media", bytes, move || Work::Prepared {
+                session: owner,
+                turn: turn_id,
+                prepared: crate::node::media::prepare(
+                    &cwd,
+                    &sid,
+                    images.as_ref(),
+                    attachments.as_ref(),
+                    files,
+                    &media,
+                ),
+            });
         if !started {
             let prepared = crate::node::media::Prepared {
                 saved: Vec::new(),
@@ -1213,6 +1218,16 @@ enum Answer {
 }
 
 /// Session ids are used in paths; only plain characters are accepted.
+/// Roughly the bytes a JSON value holds (its strings), to bound the workers' queue.
+fn json_bytes(v: Option<&Value>) -> usize {
+    match v {
+        Some(Value::String(s)) => s.len(),
+        Some(Value::Array(a)) => a.iter().map(|x| json_bytes(Some(x))).sum(),
+        Some(Value::Object(m)) => m.iter().map(|(k, x)| k.len() + json_bytes(Some(x))).sum(),
+        _ => 0,
+    }
+}
+
 /// A held session as `history.get` sees it (see [`Sessions::live_history`]).
 pub(crate) struct LiveHistory {
     pub(crate) provider: String,

@@ -15,6 +15,9 @@ use serde_json::Value;
 pub const MAX_WORKERS: usize = 8;
 /// Jobs waiting for a worker.
 pub const QUEUE: usize = 64;
+/// Bytes the jobs waiting and running may hold (a turn's images can be 32 MiB).
+pub const JOB_BYTES: usize = 128 << 20;
+static JOB_BYTES_HELD: crate::sys::budget::Budget = crate::sys::budget::Budget::new(JOB_BYTES);
 
 /// A worker's result, for the hub.
 #[derive(Debug)]
@@ -89,6 +92,29 @@ impl Workers {
             return false;
         }
         true
+    }
+
+    /// [`Workers::run`] for a job that holds `bytes` of data (a turn's images): refused
+    /// too while the jobs waiting and running hold [`JOB_BYTES`] already.
+    pub fn run_sized(
+        &self,
+        name: &str,
+        bytes: usize,
+        job: impl FnOnce() -> Work + Send + 'static,
+    ) -> bool {
+        let Some(permit) = JOB_BYTES_HELD.try_acquire(bytes) else {
+            crate::log_warn!(
+                "the workers hold {} MiB of data already; a {name} job of {} MiB is refused",
+                JOB_BYTES_HELD.used() >> 20,
+                bytes >> 20
+            );
+            return false;
+        };
+        self.run(name, move || {
+            let w = job();
+            drop(permit);
+            w
+        })
     }
 
     /// Run `job`, then whatever is queued, then leave.

@@ -35,11 +35,15 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCod
 use tungstenite::{Message, WebSocket};
 
 use crate::relay::envelope::{self, Incoming};
+use crate::sys::budget::{Budget, Permit};
 
 /// The largest browser command the node takes ([`crate::protocol::limits`]). A bigger
 /// frame up to [`MAX_MESSAGE`] is read, refused with a `session.error`, and its `cmd_id`
 /// remembered, so a redelivery cannot loop.
 pub use crate::protocol::limits::MAX_COMMAND;
+/// Bytes of frames read and not yet handled by the hub: beyond this the reader waits
+/// (the queue to the hub is bounded in frames too, but one frame can be 48 MiB).
+pub static FRAMES: Budget = Budget::new(2 * MAX_COMMAND);
 /// WebSocket messages above this cannot be read: the connection fails. The hub then
 /// reads up to [`MAX_RECOVERY`] on the next connection, to refuse such a frame properly
 /// if the relay delivers it again.
@@ -64,6 +68,8 @@ pub enum LinkEvent {
     Frame {
         conn: u64,
         incoming: Incoming,
+        /// Its share of [`FRAMES`], given back when the hub drops the event.
+        bytes: Permit<'static>,
     },
     /// A ping or pong arrived: the link is alive.
     Alive {
@@ -285,7 +291,12 @@ fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>
                     }
                 }
                 Message::Text(t) => match envelope::parse(t.as_str()) {
-                    Ok(incoming) => LinkEvent::Frame { conn, incoming },
+                    // Waits while the hub holds too many bytes of frames already.
+                    Ok(incoming) => LinkEvent::Frame {
+                        conn,
+                        incoming,
+                        bytes: FRAMES.acquire(t.len()),
+                    },
                     Err(e) => {
                         crate::log_debug!("skipping a relay frame: {e}");
                         continue;

@@ -33,6 +33,9 @@ pub const MAX_LINE: usize = 16 << 20;
 /// Most stdout lines handed to the hub in one message; batching keeps a flooding child
 /// from costing a thread wake-up per line.
 pub const LINE_BATCH: usize = 32;
+/// Bytes of lines in one batch: a batch closes once it holds this much, so the bounded
+/// queue to the hub holds a few MiB per child, not `LINE_BATCH` lines of [`MAX_LINE`].
+pub const BATCH_BYTES: usize = 1 << 20;
 /// Lines queued for a child's stdin.
 pub const STDIN_QUEUE: usize = 256;
 /// stderr kept for error reports.
@@ -308,10 +311,17 @@ fn read_stdout(id: u64, out: impl Read, events: &Sender<ChildEvent>) {
     let mut reader = BufReader::with_capacity(64 * 1024, out);
     let mut line = Vec::new();
     let mut batch: Vec<Value> = Vec::new();
+    let mut batch_bytes = 0;
     loop {
-        // Hand over what we have before a read that may block.
-        if !batch.is_empty() && (reader.buffer().is_empty() || batch.len() >= LINE_BATCH) {
+        // Hand over what we have before a read that may block, and whenever the batch
+        // is full, in lines or in bytes.
+        if !batch.is_empty()
+            && (reader.buffer().is_empty()
+                || batch.len() >= LINE_BATCH
+                || batch_bytes >= BATCH_BYTES)
+        {
             let values = std::mem::take(&mut batch);
+            batch_bytes = 0;
             if events
                 .send(ChildEvent::Lines { child: id, values })
                 .is_err()
@@ -341,7 +351,10 @@ fn read_stdout(id: u64, out: impl Read, events: &Sender<ChildEvent>) {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(text) {
-                    Ok(value) if value.is_object() => batch.push(value),
+                    Ok(value) if value.is_object() => {
+                        batch_bytes += text.len();
+                        batch.push(value);
+                    }
                     _ => {
                         let shown =
                             String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
