@@ -394,6 +394,9 @@ impl Channels {
                 {
                     c.key = None;
                     c.pending = 0;
+                    // Closed mid-turn: what was shown stays, and the next turn writes a
+                    // reply of its own.
+                    c.finish_reply(chat, &mut calls);
                 }
             }
             _ => {}

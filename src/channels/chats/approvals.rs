@@ -440,4 +440,27 @@ mod tests {
         assert!(!ch.wants_tick());
         let _ = std::fs::remove_file(&ch.state_path);
     }
+
+    #[test]
+    fn a_session_closed_mid_turn_leaves_its_reply_finished() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut ch = channels_with(tx);
+        ch.on_session_event(&json!({"event": "session.text_delta", "session_id": "s1",
+            "text": "half an answer"}));
+        let c = ch.bots.get_mut("b").unwrap().chats.get_mut(&1).unwrap();
+        assert!(c.reply.is_some());
+        c.key = Some("s1".into());
+        ch.on_session_event(&json!({"event": "session.closed", "session_id": "s1"}));
+        let c = &ch.bots["b"].chats[&1];
+        assert!(c.reply.is_none(), "the old reply was left open");
+        let sent: Vec<Call> = rx.try_iter().collect();
+        assert!(
+            sent.iter().any(|c| c.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("half an answer")),
+            "what streamed was shown: {sent:?}"
+        );
+        let _ = std::fs::remove_file(&ch.state_path);
+    }
 }
