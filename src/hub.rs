@@ -4,9 +4,10 @@
 //!
 //! ```text
 //!   link reader ──LinkEvent──▶ ┌─────┐ ──Outbound──▶ link writer ──▶ relay
-//!   child stdout ─ChildEvent─▶ │     │ ──ChildInput──▶ child supervisor ──▶ claude stdin
-//!   timer ───────Tick────────▶ │ hub │ ──(deadline, Tick)──▶ timer
-//!   signals ─────signal no.──▶ │     │
+//!   child stdout ─ChildEvent─▶ │     │ ──ChildInput──▶ child supervisor ──▶ agent stdin
+//!   timer ───────Tick────────▶ │     │ ──(deadline, Tick)──▶ timer
+//!   workers ─────Work────────▶ │ hub │ ──job──▶ workers (disk, network, probes)
+//!   signals ─────signal no.──▶ │     │ ──save──▶ saver (state files, in order)
 //!   bot poller ─ChannelEvent─▶ └─────┘ ──Call──▶ bot sender ──▶ Telegram Bot API
 //! ```
 //!
@@ -14,8 +15,14 @@
 //!   `poll(2)` and forwards parsed envelopes. Reports `Up` (with the writer's sender and a
 //!   kill switch) and `Down`.
 //! - **link writer**: one per connection; writes what the hub sends it.
-//! - **child supervisor / stdout reader** ([`crate::sys::child`]): per Claude Code child; the
-//!   session logic that reads them is [`crate::hub::sessions`], called from the hub.
+//! - **child supervisor / stdout reader** ([`crate::sys::child`]): per agent child; the
+//!   session logic that reads them is [`crate::hub::sessions`] and the providers' drivers,
+//!   called from the hub.
+//! - **workers** ([`crate::hub::worker`]): short-lived threads for everything that touches
+//!   the disk or the network (history, media, transcripts, probes); results come back as
+//!   [`Work`].
+//! - **saver** ([`crate::sys::saver`]): writes the run state, the chats' state and the
+//!   settings sidecars in order.
 //! - **timer** ([`crate::hub::timer`]): heartbeats, reconnect backoff, permission timeouts,
 //!   crash retries.
 //! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.

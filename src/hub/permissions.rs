@@ -1,6 +1,7 @@
-//! Tool approvals waiting for the browser (PROTOCOL §4). Each `can_use_tool` request
-//! from a Claude Code child becomes a [`Pending`] entry until one thing settles it:
-//! `permission.resolve`, the permission timeout, a `control_cancel_request` from the CLI,
+//! Tool approvals waiting for the browser (PROTOCOL §4). Each approval an agent asks for
+//! (Claude Code's `can_use_tool`, Codex's approval requests, ACP's
+//! `session/request_permission`) becomes a [`Pending`] entry until one thing settles it:
+//! `permission.resolve`, the permission timeout, the agent withdrawing it,
 //! or the end of its child (session closed, daemon stopping, crash). A bounded table in
 //! arrival order, owned by the hub thread through [`crate::hub::sessions`]. Taking an
 //! entry out cancels its timeout timer.

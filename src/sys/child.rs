@@ -1,4 +1,5 @@
-//! One Claude Code child process and the threads that serve it.
+//! One agent child process (Claude Code, Codex, an ACP agent) and the threads that serve
+//! it.
 //!
 //! Threads and channels, per child:
 //! - **supervisor** (`child-N`): owns the process. Writes the lines the hub sends on the
@@ -6,7 +7,8 @@
 //!   waits, then SIGTERMs and finally SIGKILLs the child's whole process group, and
 //!   reports [`ChildEvent::Exited`] with the exit status and the stderr tail.
 //! - **stdout reader** (`child-N-out`): reads stdout line by line (each line bounded by
-//!   [`MAX_LINE`]), parses JSON and sends `ChildEvent::Line` to the hub. A line that is
+//!   [`MAX_LINE`]), parses JSON and sends batches of lines (`ChildEvent::Lines`, at most [`LINE_BATCH`]
+//!   lines or [`BATCH_BYTES`]) to the hub. A line that is
 //!   too long or not JSON is skipped with a log line. The bounded hub channel gives
 //!   backpressure: a flooding child waits for the hub.
 //! - **stderr reader** (`child-N-err`): keeps a bounded tail of stderr behind a short lock

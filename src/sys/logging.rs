@@ -16,11 +16,11 @@
 //! lines concern with [`set_context`]; the hub does so per command and per child event.
 //!
 //! Other crates log through the `log` facade (rustls, tungstenite, ureq); [`init`]
-//! installs a `log::Log` that hands their records to the same [`write`], so they meet
+//! installs a `log::Log` that hands their records to the same [`write()`], so they meet
 //! the same sinks, the same redaction and the same level. As rustls and ureq are chatty
 //! below warn (every handshake step, every request line), their records are kept only
 //! at warn and above unless our level is debug or trace. Our own `log_*!` macros do not
-//! go through `log`; they call [`write`] directly.
+//! go through `log`; they call [`write()`] directly.
 //!
 //! If the log file cannot be opened (read-only home, odd mount), logging continues on
 //! stderr only and says so once.

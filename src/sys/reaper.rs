@@ -3,8 +3,8 @@
 //! Processes orphaned inside the container (a tool's background job whose shell exited)
 //! are re-parented to PID 1, and if nobody waits for them they stay as zombies forever.
 //! When this process is PID 1, a small `reaper` thread wakes on SIGCHLD, finds its
-//! zombie children in `/proc`, and reaps every one that is not a Claude Code child the
-//! daemon spawned itself: those are waited for by their supervisor thread
+//! zombie children in `/proc`, and reaps every one that is not an agent child the daemon
+//! spawned itself: those are waited for by their supervisor thread
 //! ([`crate::sys::child`]), which records them here with `own` and `disown` (a short lock,
 //! also held across the spawn so no child can be reaped before it is recorded).
 
