@@ -36,7 +36,7 @@ use ureq::tls::TlsConfig;
 
 use crate::channels::config::Telegram;
 use crate::channels::runner::{self, Call, ChannelEvent, Tag};
-use crate::channels::telegram::{self, Api};
+use crate::channels::telegram::{self, Api, ApiError};
 use crate::protocol::commands::Command;
 use crate::sys::ids::fill_random;
 use crate::sys::saver::Saver;
@@ -197,7 +197,11 @@ impl Channels {
                         a.unsent = true;
                     }
                 }
-                other => self.on_sent(bot, other, Err("the send queue is full".into())),
+                other => self.on_sent(
+                    bot,
+                    other,
+                    Err(ApiError::Transient("the send queue is full".into())),
+                ),
             }
         }
     }
@@ -266,7 +270,7 @@ impl Channels {
         }
     }
 
-    fn on_sent(&mut self, bot: &str, tag: Tag, result: Result<Value, String>) {
+    fn on_sent(&mut self, bot: &str, tag: Tag, result: Result<Value, ApiError>) {
         let ok = result.is_ok();
         let id = result
             .ok()

@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
 
 use crate::channels::config::Telegram;
-use crate::channels::telegram::{Api, ApiError, MAX_FILE};
+use crate::channels::telegram::{Api, ApiError, FetchError, MAX_FILE};
 use crate::protocol::commands::Inline;
 use crate::protocol::limits::MAX_IMAGE_BYTES;
 use crate::sys::budget::{Budget, Permit};
@@ -41,6 +41,19 @@ pub struct Handles {
     pub handled: Sender<i64>,
 }
 
+/// A chat's file that could not be fetched: its name and why.
+#[derive(Debug)]
+pub struct FileFailed {
+    pub name: String,
+    pub why: FetchError,
+}
+
+impl std::fmt::Display for FileFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.why)
+    }
+}
+
 /// News from a bot's threads to the hub.
 #[derive(Debug)]
 pub enum ChannelEvent {
@@ -48,7 +61,7 @@ pub enum ChannelEvent {
         instance: String,
         update: Value,
         /// The message's photo or document, fetched (or why it could not be).
-        files: Vec<Result<Inline, String>>,
+        files: Vec<Result<Inline, FileFailed>>,
         /// The files' share of [`FILES`], given back when the hub drops the event.
         bytes: Permit<'static>,
     },
@@ -56,7 +69,7 @@ pub enum ChannelEvent {
     Sent {
         instance: String,
         tag: Tag,
-        result: Result<Value, String>,
+        result: Result<Value, ApiError>,
     },
     /// The bot's own username (from `getMe`), so `/cmd@otherbot` is not taken as ours.
     Ready {
@@ -269,7 +282,7 @@ fn fetch_files(
     api: &Api,
     u: &Value,
     username: Option<&str>,
-) -> Vec<Result<Inline, String>> {
+) -> Vec<Result<Inline, FileFailed>> {
     let Some(m) = u.get("message") else {
         return Vec::new();
     };
@@ -321,9 +334,12 @@ fn fetch_files(
                     bytes,
                     image,
                 })
-                .map_err(|e| {
-                    crate::log_warn!("telegram {}: cannot fetch {name}: {e}", p.instance);
-                    format!("{name}: {e}")
+                .map_err(|why| {
+                    crate::log_warn!("telegram {}: cannot fetch {name}: {why}", p.instance);
+                    FileFailed {
+                        name: name.clone(),
+                        why,
+                    }
                 })
         })
         .collect()
@@ -340,9 +356,7 @@ fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<Chann
                     std::thread::sleep(Duration::from_secs(s.clamp(1, 60)));
                 }
                 // The edit was made already (an answer lost on the way): done.
-                Err(ApiError::Rejected(m))
-                    if call.method == "editMessageText" && m.contains("not modified") =>
-                {
+                Err(ApiError::NotModified) if call.method == "editMessageText" => {
                     break Ok(Value::Bool(true));
                 }
                 Err(ApiError::Transient(e)) if attempt <= 3 => {
@@ -351,7 +365,7 @@ fn send(instance: &str, api: &Api, calls: &Receiver<Call>, events: &Sender<Chann
                 }
                 Err(e) => {
                     crate::log_warn!("telegram {instance}: {} failed: {e}", call.method);
-                    break Err(e.to_string());
+                    break Err(e);
                 }
             }
         };

@@ -25,21 +25,19 @@ const CALL_TIMEOUT: u64 = 20;
 pub const MAX_FILE: u64 = 20 << 20;
 
 /// Read the bot token from where the config says (a variable or a file), trimmed.
-pub fn token(source: &TokenSource, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+pub fn token(
+    source: &TokenSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, TokenError> {
     let t = match source {
-        TokenSource::Env(var) => {
-            env(var).ok_or_else(|| format!("the variable {var} (token_env) is not set"))?
+        TokenSource::Env(var) => env(var).ok_or_else(|| TokenError::Unset(var.clone()))?,
+        TokenSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| TokenError::Unreadable(path.clone(), e))?
         }
-        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read the token file {} (token_file): {e}",
-                path.display()
-            )
-        })?,
     };
     let t = t.trim().to_string();
     if t.is_empty() || t.len() > 200 || t.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err("the bot token is empty or malformed (expected 123456:ABC…)".into());
+        return Err(TokenError::Malformed);
     }
     crate::sys::logging::add_secret(&t);
     Ok(Secret::new(t))
@@ -54,6 +52,8 @@ pub enum ApiError {
     Conflict(String),
     /// 429 with the seconds to wait.
     TooMany(u64),
+    /// An edit that would change nothing (it was made already).
+    NotModified,
     /// Other 4xx: this call was wrong (e.g. the message is gone); not retried.
     Rejected(String),
     /// Network, timeout, 5xx, garbage: try again later.
@@ -66,11 +66,70 @@ impl std::fmt::Display for ApiError {
             ApiError::Unauthorized(m) => write!(f, "the bot token was refused ({m})"),
             ApiError::Conflict(m) => write!(f, "conflict ({m})"),
             ApiError::TooMany(s) => write!(f, "rate limited by Telegram for {s} s"),
+            ApiError::NotModified => write!(f, "the message is not modified"),
             ApiError::Rejected(m) => write!(f, "refused: {m}"),
             ApiError::Transient(m) => write!(f, "{m}"),
         }
     }
 }
+
+impl std::error::Error for ApiError {}
+
+/// Why the bot token could not be had.
+#[derive(Debug)]
+pub enum TokenError {
+    /// The variable `token_env` names is not set.
+    Unset(String),
+    /// The `token_file` cannot be read.
+    Unreadable(std::path::PathBuf, std::io::Error),
+    Malformed,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Unset(var) => write!(f, "the variable {var} (token_env) is not set"),
+            TokenError::Unreadable(path, e) => write!(
+                f,
+                "cannot read the token file {} (token_file): {e}",
+                path.display()
+            ),
+            TokenError::Malformed => {
+                write!(
+                    f,
+                    "the bot token is empty or malformed (expected 123456:ABC…)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Why a chat's file could not be fetched.
+#[derive(Debug)]
+pub enum FetchError {
+    Api(ApiError),
+    TooLarge {
+        max: u64,
+    },
+    NoPath,
+    /// The download itself failed (redacted).
+    Download(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Api(e) => write!(f, "{e}"),
+            FetchError::TooLarge { max } => write!(f, "larger than {} MiB", max >> 20),
+            FetchError::NoPath => write!(f, "Telegram gave no file path"),
+            FetchError::Download(m) => write!(f, "download: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
 
 /// One bot's API.
 #[derive(Clone)]
@@ -157,6 +216,8 @@ impl Api {
                     .unwrap_or(5),
             )),
             s if s >= 500 => Err(ApiError::Transient(format!("{method}: HTTP {s}"))),
+            // Telegram says so in words only; an edit that changes nothing was made.
+            400 if description.contains("message is not modified") => Err(ApiError::NotModified),
             _ => Err(ApiError::Rejected(format!("{method}: {description}"))),
         }
     }
@@ -176,17 +237,17 @@ impl Api {
     }
 
     /// Fetch a file a chat sent (`getFile`, then its bytes), at most `max` bytes.
-    pub fn download(&self, file_id: &str, max: u64) -> Result<Vec<u8>, String> {
+    pub fn download(&self, file_id: &str, max: u64) -> Result<Vec<u8>, FetchError> {
         let f = self
             .call("getFile", &json!({"file_id": file_id}))
-            .map_err(|e| e.to_string())?;
+            .map_err(FetchError::Api)?;
         if f.get("file_size").and_then(Value::as_u64).unwrap_or(0) > max {
-            return Err(format!("larger than {} MiB", max >> 20));
+            return Err(FetchError::TooLarge { max });
         }
         let path = f
             .get("file_path")
             .and_then(Value::as_str)
-            .ok_or("Telegram gave no file path")?;
+            .ok_or(FetchError::NoPath)?;
         let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
         let mut resp = self
             .agent
@@ -195,18 +256,21 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .call()
-            .map_err(|e| self.redact(format!("download: {e}")))?;
+            .map_err(|e| FetchError::Download(self.redact(e.to_string())))?;
         if resp.status().as_u16() != 200 {
-            return Err(format!("download: HTTP {}", resp.status().as_u16()));
+            return Err(FetchError::Download(format!(
+                "HTTP {}",
+                resp.status().as_u16()
+            )));
         }
         let mut bytes = Vec::new();
         resp.body_mut()
             .as_reader()
             .take(max + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| self.redact(format!("download: {e}")))?;
+            .map_err(|e| FetchError::Download(self.redact(e.to_string())))?;
         if bytes.len() as u64 > max {
-            return Err(format!("larger than {} MiB", max >> 20));
+            return Err(FetchError::TooLarge { max });
         }
         Ok(bytes)
     }
@@ -230,7 +294,7 @@ pub fn doctor(
         Ok(t) => t,
         Err(e) => {
             return Report {
-                problem: Some(e),
+                problem: Some(e.to_string()),
                 ..Report::default()
             };
         }

@@ -27,6 +27,8 @@ pub(crate) enum DetailError {
     InvalidId,
     NotFound,
     Unreadable(String),
+    /// `history.get` named a provider this node does not know.
+    UnknownProvider(String),
 }
 
 impl std::fmt::Display for DetailError {
@@ -38,9 +40,12 @@ impl std::fmt::Display for DetailError {
                 "no transcript of this session was found under the Claude Code projects directory"
             ),
             DetailError::Unreadable(e) => write!(f, "the transcript cannot be read: {e}"),
+            DetailError::UnknownProvider(p) => write!(f, "unknown provider {p:?}"),
         }
     }
 }
+
+impl std::error::Error for DetailError {}
 
 /// `s`, or its first [`MAX_FIELD`] bytes and `…` (setting `truncated`) when longer.
 pub(crate) fn cut(s: &str, truncated: &mut bool) -> String {

@@ -112,15 +112,19 @@ pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) 
 }
 
 /// `history.get` of `provider`'s session `id`.
-pub fn detail(dirs: &Dirs, config_dir: &Path, provider: &str, id: &str) -> Result<Value, String> {
-    let r = match provider {
+pub(crate) fn detail(
+    dirs: &Dirs,
+    config_dir: &Path,
+    provider: &str,
+    id: &str,
+) -> Result<Value, DetailError> {
+    match provider {
         "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
         "codex" => codex::detail(dirs.codex.as_deref(), config_dir, id),
         "copilot" => acp::copilot_detail(dirs.copilot.as_deref(), config_dir, id),
         "gemini" => acp::gemini_detail(dirs.gemini.as_deref(), config_dir, id),
-        other => return Err(format!("unknown provider {other:?}")),
-    };
-    r.map_err(|e: DetailError| e.to_string())
+        other => Err(DetailError::UnknownProvider(other.to_string())),
+    }
 }
 
 /// The last-modified time (ms) of a session's file, for a mark without a time.

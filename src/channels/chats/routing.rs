@@ -13,6 +13,7 @@ use super::Channels;
 use super::admission::after_trigger;
 use super::replies::{TYPING_EVERY, typing};
 use super::saved::saved_key;
+use crate::channels::runner::FileFailed;
 use crate::protocol::commands::{Command, Inline, Kind, Start, TurnCmd};
 
 impl Channels {
@@ -21,7 +22,7 @@ impl Channels {
         &mut self,
         bot_id: &str,
         u: &Value,
-        files: Vec<Result<Inline, String>>,
+        files: Vec<Result<Inline, FileFailed>>,
     ) -> Vec<Command> {
         let Some(bot) = self.bots.get_mut(bot_id) else {
             return Vec::new();
