@@ -62,7 +62,7 @@ struct Fake {
 }
 
 fn uuid() -> String {
-    coding_bridge_agent::sys::ids::uuid_v4()
+    coding_bridge_agent::testing::uuid_v4()
 }
 
 thread_local! {

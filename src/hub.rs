@@ -1073,7 +1073,6 @@ impl Hub {
                     ));
                 }
             }
-            Work::Done => {}
         }
     }
 

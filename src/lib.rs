@@ -24,13 +24,33 @@
 //!   JSONL toolkit, the settings sidecars).
 //! - [`sys`]: processes, files, logging, ids, time, the saver, byte budgets.
 
-pub mod channels;
-pub mod cli;
-pub mod daemon;
-pub mod history;
-pub mod hub;
-pub mod node;
-pub mod protocol;
-pub mod providers;
-pub mod relay;
-pub mod sys;
+pub(crate) mod channels;
+pub(crate) mod cli;
+pub(crate) mod daemon;
+pub(crate) mod history;
+pub(crate) mod hub;
+pub(crate) mod node;
+pub(crate) mod protocol;
+pub(crate) mod providers;
+pub(crate) mod relay;
+pub(crate) mod sys;
+
+// The modules are private to the crate, so the compiler reports what nothing uses; the
+// binary's entry points and the few items the tests use are what is public.
+
+/// The command line (`coding-bridge-agent ...`): returns the exit code.
+pub use cli::app::main;
+/// The per-child guard (`sys::guard`): the binary re-executes itself with this first
+/// argument to become one.
+pub use sys::guard::{ARG as GUARD_ARG, main as guard_main};
+
+/// What the integration tests, the scripted fake agents and the benches reach into.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::channels::config::{NO_RATE_LIMIT, Telegram, TokenSource, parse};
+    pub use crate::cli::config::ENV_VARS;
+    pub use crate::cli::units::contrib;
+    pub use crate::providers::claude::transcript::project_slug;
+    pub use crate::sys::ids::uuid_v4;
+    pub use crate::sys::reaper::{process, processes};
+}

@@ -11,7 +11,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coding_bridge_agent::channels::config::{NO_RATE_LIMIT, Telegram, TokenSource, parse};
+use coding_bridge_agent::testing::{NO_RATE_LIMIT, Telegram, TokenSource, parse};
 use support::relay::FakeRelay;
 use support::telegram::*;
 use support::*;

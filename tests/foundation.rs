@@ -797,7 +797,7 @@ fn unwritable_log_dir_falls_back_to_stderr_once() {
 fn env_example_lists_every_variable() {
     let example = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
     let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for var in coding_bridge_agent::cli::config::ENV_VARS {
+    for var in coding_bridge_agent::testing::ENV_VARS {
         assert!(example.contains(var), ".env.example lacks {var}");
         assert!(readme.contains(var), "README lacks {var}");
     }

@@ -11,7 +11,7 @@ use support::node::{fake_claude, wrapped};
 use support::relay::FakeRelay;
 use support::*;
 
-use coding_bridge_agent::sys::reaper::processes;
+use coding_bridge_agent::testing::processes;
 
 /// Zombie children of `pid`.
 fn zombie_children(pid: u32) -> Vec<u32> {

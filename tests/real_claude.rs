@@ -355,7 +355,7 @@ fn session_flows(version: &str) {
     // An idle exit comes after the CLI saved the turn.
     let transcript = home
         .join(".claude/projects")
-        .join(coding_bridge_agent::providers::claude::transcript::project_slug(&work))
+        .join(coding_bridge_agent::testing::project_slug(&work))
         .join(format!("{real}.jsonl"));
     assert!(
         wait_until(T, || std::fs::read_to_string(&transcript)

@@ -659,7 +659,7 @@ fn status_reports_the_running_daemon_and_its_link() {
 #[test]
 fn contrib_keeps_what_install_writes() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contrib");
-    for (name, text) in coding_bridge_agent::cli::units::contrib() {
+    for (name, text) in coding_bridge_agent::testing::contrib() {
         let file = dir.join(name);
         if std::env::var_os("BLESS").is_some() {
             std::fs::write(&file, &text).unwrap();

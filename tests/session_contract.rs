@@ -390,7 +390,7 @@ fn a_transcript_with_unsigned_thinking_is_resumed_through_a_repaired_copy() {
     let dir = n
         .home
         .join(".claude/projects")
-        .join(coding_bridge_agent::providers::claude::transcript::project_slug(n.home.path()));
+        .join(coding_bridge_agent::testing::project_slug(n.home.path()));
     std::fs::create_dir_all(&dir).unwrap();
     let records = [
         json!({"type": "user", "uuid": "u1", "parentUuid": null, "sessionId": real, "message": {"role": "user", "content": "old question"}}),

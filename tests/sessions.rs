@@ -335,7 +335,7 @@ fn close_denies_pending_and_stops_the_child_group() {
 
 /// A process that exists and is not a zombie.
 fn alive(pid: u32) -> bool {
-    coding_bridge_agent::sys::reaper::process(pid).is_some_and(|p| !p.is_zombie())
+    coding_bridge_agent::testing::process(pid).is_some_and(|p| !p.is_zombie())
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn edit_forks_at_the_cut_and_restores_code_first() {
     let transcript = std::fs::read_to_string(
         n.home
             .join(".claude/projects")
-            .join(coding_bridge_agent::providers::claude::transcript::project_slug(n.home.path()))
+            .join(coding_bridge_agent::testing::project_slug(n.home.path()))
             .join(format!("{real}.jsonl")),
     )
     .unwrap();

@@ -63,7 +63,7 @@ pub enum ChannelEvent {
         /// The message's photo or document, fetched (or why it could not be).
         files: Vec<Result<Inline, FileFailed>>,
         /// The files' share of [`FILES`], given back when the hub drops the event.
-        bytes: Permit<'static>,
+        _bytes: Permit<'static>,
     },
     /// An answer the hub asked to hear about (`tag`): the `result`, or why it failed.
     Sent {
@@ -224,7 +224,7 @@ fn poll(p: &Poll, api: &Api, events: &Sender<ChannelEvent>, handled: &Receiver<i
                         instance: instance.to_string(),
                         update: u,
                         files,
-                        bytes,
+                        _bytes: bytes,
                     };
                     if events.send(ev).is_err() {
                         return; // the daemon is stopping

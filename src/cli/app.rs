@@ -390,7 +390,7 @@ fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Cred
     crate::log_info!("requesting a pairing code from {}", cfg.bridge_url);
     let code = client
         .start(&cfg.node_name)
-        .map_err(|f| fail(f.reason(), f.message(), f.exit_code()))?;
+        .map_err(|f| fail(f.reason(), f.message(), pairing_exit(&f)))?;
     let link = cfg.claim_link(&code.code);
     let minutes = code.expires_in.as_secs().div_ceil(60);
     if json_mode {
@@ -424,7 +424,7 @@ fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Cred
     }
     let token = client
         .wait_for_claim(&code, cfg.pair_poll_interval, cfg.pair_timeout, signals)
-        .map_err(|f| fail(f.reason(), f.message(), f.exit_code()))?;
+        .map_err(|f| fail(f.reason(), f.message(), pairing_exit(&f)))?;
     logging::add_secret(token.expose());
     let creds = Credentials {
         node_token: token,
@@ -462,6 +462,15 @@ fn pair(cfg: &Config, signals: &crossbeam_channel::Receiver<i32>) -> Result<Cred
         );
     }
     Ok(creds)
+}
+
+/// The exit code of a failed pairing: 3 when the relay could not be used, else 1.
+fn pairing_exit(f: &pairing::Failure) -> i32 {
+    if f.unreachable() {
+        EXIT_UNREACHABLE
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// `run` and `up`: take the lock, get credentials (pairing first for `up`), run the daemon.

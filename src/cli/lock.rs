@@ -6,14 +6,13 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct InstanceLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 #[derive(Debug)]
@@ -80,10 +79,7 @@ pub fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
     if let Err(e) = write {
         crate::log_warn!("could not write the pid into {}: {e}", path.display());
     }
-    Ok(InstanceLock {
-        _file: file,
-        path: path.to_path_buf(),
-    })
+    Ok(InstanceLock { _file: file })
 }
 
 /// Is a daemon holding the lock at `path`? Does not create the file.

@@ -54,15 +54,16 @@ impl Failure {
         }
     }
 
-    /// Exit code: 1 when pairing itself failed, 3 when the relay could not be used.
-    pub fn exit_code(&self) -> i32 {
+    /// Whether the relay could not be used at all (network, 5xx, not its JSON), as
+    /// opposed to pairing itself failing; `cli::app` chooses the exit code from it.
+    pub fn unreachable(&self) -> bool {
         match self {
             Failure::Expired
             | Failure::Consumed
             | Failure::Refused { .. }
             | Failure::Timeout(_)
-            | Failure::Interrupted => 1,
-            Failure::Network { .. } | Failure::Http { .. } | Failure::BadResponse { .. } => 3,
+            | Failure::Interrupted => false,
+            Failure::Network { .. } | Failure::Http { .. } | Failure::BadResponse { .. } => true,
         }
     }
 

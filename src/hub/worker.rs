@@ -39,8 +39,6 @@ pub enum Work {
     },
     /// What the capability probes found (empty lists where they failed).
     Catalogue(crate::node::capabilities::Probed),
-    /// Nothing to report (fire-and-forget work such as saving a sidecar).
-    Done,
 }
 
 /// The result of a [`Work::Transcript`] job.
@@ -123,9 +121,7 @@ impl Workers {
         loop {
             while let Some(job) = next.take().or_else(|| self.queue_rx.try_recv().ok()) {
                 let result = job();
-                if !matches!(result, Work::Done) {
-                    let _ = self.tx.send(result);
-                }
+                let _ = self.tx.send(result);
             }
             self.busy.fetch_sub(1, Ordering::AcqRel);
             // A job queued just before we left would wait for the next `run`: take it
@@ -161,7 +157,10 @@ mod tests {
                 "job {i} refused"
             );
         }
-        assert!(!w.run("t", || Work::Done), "refused when the queue is full");
+        assert!(
+            !w.run("t", || Work::Reply(Value::Null)),
+            "refused when the queue is full"
+        );
         let mut got: Vec<u64> = (0..total)
             .map(|_| match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(Work::Reply(v)) => v.as_u64().unwrap(),

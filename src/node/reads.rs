@@ -93,6 +93,7 @@ impl Reads {
     }
 
     /// Is a transcript updated at `updated_at` unread?
+    #[cfg(test)]
     pub fn is_unread(&self, key: &str, updated_at: u64) -> bool {
         let s = self.lock();
         let seen = s.marks.get(key).copied().unwrap_or(0).max(s.baseline);

@@ -164,12 +164,6 @@ pub enum Call {
     SetModel,
 }
 
-/// A tool shown to the browser that has not finished.
-#[derive(Debug, Clone, Default)]
-pub struct OpenTool {
-    pub title: String,
-}
-
 /// What an ACP session keeps besides the generic session state.
 #[derive(Debug, Default)]
 pub struct State {
@@ -188,7 +182,7 @@ pub struct State {
     pub replaying: bool,
     /// Bumped by every update while replaying (the quiet-period timer checks it).
     pub replay_seq: u64,
-    pub open: HashMap<String, OpenTool>,
+    pub open: std::collections::HashSet<String>,
     /// The agent message being streamed: its id and text so far.
     pub text: Option<(String, String)>,
     pub thought: String,

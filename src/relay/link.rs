@@ -69,7 +69,7 @@ pub enum LinkEvent {
         conn: u64,
         incoming: Incoming,
         /// Its share of [`FRAMES`], given back when the hub drops the event.
-        bytes: Permit<'static>,
+        _bytes: Permit<'static>,
     },
     /// A ping or pong arrived: the link is alive.
     Alive {
@@ -295,7 +295,7 @@ fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>
                     Ok(incoming) => LinkEvent::Frame {
                         conn,
                         incoming,
-                        bytes: FRAMES.acquire(t.len()),
+                        _bytes: FRAMES.acquire(t.len()),
                     },
                     Err(e) => {
                         crate::log_debug!("skipping a relay frame: {e}");

@@ -37,7 +37,8 @@ impl Saver {
         Ok(Saver { tx: Some(tx) })
     }
 
-    /// A saver without a thread: each save runs on the caller (tests, tools).
+    /// A saver without a thread: each save runs on the caller (unit tests).
+    #[cfg(test)]
     pub fn inline() -> Saver {
         Saver { tx: None }
     }

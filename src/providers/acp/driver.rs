@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::session::{Agent, Session};
 use crate::hub::sessions::{Approval, Sessions};
-use crate::providers::acp::{self, Call, OpenTool, State};
+use crate::providers::acp::{self, Call, State};
 use crate::sys::child::Spec;
 
 /// How long a loaded session must be quiet before its first prompt (its replay may come
@@ -382,7 +382,7 @@ fn send_load(s: &mut Session, st: &mut State, sid: &str) {
 pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
     commit_stream(s, st, out);
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
-    let mut open: Vec<String> = st.open.drain().map(|(k, _)| k).collect();
+    let mut open: Vec<String> = st.open.drain().collect();
     open.sort();
     for tid in open {
         out.push(s.event(
@@ -500,9 +500,9 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             commit_stream(s, st, out);
             let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
             // Tools the agent never closed (refused, cancelled) end here.
-            let mut open: Vec<(String, OpenTool)> = st.open.drain().collect();
-            open.sort_by(|a, b| a.0.cmp(&b.0));
-            for (tid, _) in open {
+            let mut open: Vec<String> = st.open.drain().collect();
+            open.sort();
+            for tid in open {
                 out.push(s.event(
                     "session.tool_result",
                     trace.as_ref(),
@@ -580,7 +580,7 @@ fn agent_request(
     }
     // An agent that announces no tool before asking (Gemini): show it from the request.
     if let Some(t) = tid.as_str()
-        && !st.open.contains_key(t)
+        && !st.open.contains(t)
         && s.current.is_some()
     {
         commit_stream(s, st, out);
@@ -612,7 +612,7 @@ fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<Value>
     let Some(tid) = call.get("toolCallId").and_then(Value::as_str) else {
         return;
     };
-    if st.open.contains_key(tid) {
+    if st.open.contains(tid) {
         return;
     }
     let kind = call.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -628,12 +628,7 @@ fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<Value>
         .unwrap_or_else(
             || json!({"title": title, "content": acp::content_text(call.get("content"))}),
         );
-    st.open.insert(
-        tid.to_string(),
-        OpenTool {
-            title: title.clone(),
-        },
-    );
+    st.open.insert(tid.to_string());
     // Text after a tool is a new block.
     st.segment += 1;
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
@@ -702,7 +697,7 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
             let known = u
                 .get("toolCallId")
                 .and_then(Value::as_str)
-                .is_some_and(|t| st.open.contains_key(t));
+                .is_some_and(|t| st.open.contains(t));
             if !known {
                 commit_stream(s, st, out);
                 show_tool(s, st, &u, out);
@@ -722,7 +717,7 @@ fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>)
     let Some(tid) = u.get("toolCallId").and_then(Value::as_str) else {
         return;
     };
-    if st.open.remove(tid).is_none() {
+    if !st.open.remove(tid) {
         return;
     }
     let mut content = acp::content_text(u.get("content"));

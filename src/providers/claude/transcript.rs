@@ -133,6 +133,7 @@ impl Known {
     }
 
     /// Read what was appended since the last refresh (on the calling thread).
+    #[cfg(test)]
     pub fn refresh(&mut self) {
         if let Some(r) = self.reading() {
             let delta = r.read();
