@@ -36,8 +36,17 @@
 //! a stalled relay costs time, never events. Every event
 //! for the browser goes through [`Hub::emit`], which applies reliable delivery: durable
 //! events get a `node_seq` and wait in the [`Outbox`] until the relay acks them.
+//!
+//! Here: the state, the main loop and the dispatch of every input. Beside it:
+//! [`connection`] (the link coming and going, heartbeats), [`delivery`] (events out,
+//! the outbox, the ack window), [`services`] (requests the workers answer), [`sessions`]
+//! (the session table, which the providers' drivers extend), [`permissions`], [`timer`],
+//! [`worker`].
 
+mod connection;
+mod delivery;
 pub mod permissions;
+mod services;
 pub mod session;
 pub mod sessions;
 pub mod timer;
@@ -45,7 +54,7 @@ pub mod worker;
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, select};
 use serde_json::{Map, Value, json};
 
 use crate::hub::sessions::{Sessions, Settings};
@@ -54,11 +63,10 @@ use crate::hub::worker::{Work, Workers};
 use crate::protocol::commands::{Command, Kind};
 use crate::relay::backoff::Backoff;
 use crate::relay::dedupe::Dedupe;
-use crate::relay::envelope::{self, Incoming};
-use crate::relay::link::{self, Down, LinkControl, LinkEvent, Outbound, Target};
+use crate::relay::envelope::Incoming;
+use crate::relay::link::{Down, LinkControl, LinkEvent, Outbound, Target};
 use crate::relay::outbox::Outbox;
 use crate::sys::child::ChildEvent;
-use crate::sys::ids;
 use crate::sys::saver::Saver;
 use crate::sys::secret::Secret;
 use crate::sys::timefmt::now_ms;
@@ -344,16 +352,6 @@ impl Hub {
         Outcome::Stopped
     }
 
-    /// Frames wait for the writer (the relay is not reading fast enough), or the relay
-    /// has a window's worth of events to acknowledge: take no agent output for now.
-    fn paused(&self) -> bool {
-        matches!(self.state, LinkState::Up { .. }) && (!self.outq.is_empty() || self.window_full())
-    }
-
-    fn window_full(&self) -> bool {
-        self.acks_seen && self.outbox.bytes() > ACK_WINDOW
-    }
-
     /// One input, from any source.
     fn wait_for_input(&mut self, inputs: &Inputs) -> Step {
         select! {
@@ -476,20 +474,6 @@ impl Hub {
         self.emit_all(out);
     }
 
-    /// Tell `status` (through the config dir) whether the link is up and what failed.
-    fn record_state(&self, connected: bool, last_error: Option<String>) {
-        let state = crate::node::runstate::RunState {
-            pid: std::process::id(),
-            connected,
-            since_ms: now_ms(),
-            last_error,
-        };
-        let dir = self.config_dir.clone();
-        self.saver.save(crate::node::runstate::path(&dir), move || {
-            crate::node::runstate::write(&dir, &state);
-        });
-    }
-
     /// Run these chat channels from now on.
     pub fn set_channels(&mut self, channels: crate::channels::chats::Channels) {
         self.channels = Some(channels);
@@ -515,219 +499,6 @@ impl Hub {
             self.channel_tick = true;
             self.timer
                 .at(Instant::now() + Duration::from_secs(1), Tick::Channels);
-        }
-    }
-
-    fn connect(&mut self) {
-        self.conn_seq += 1;
-        self.acks_seen = false;
-        let conn = self.conn_seq;
-        crate::log_debug!("connecting to {} (attempt {conn})", self.target.display);
-        self.state = LinkState::Connecting { conn };
-        link::spawn(conn, self.target.clone(), self.link_tx.clone());
-        // A raised read limit (see `on_down`) serves one connection only.
-        self.target.max_message = link::MAX_MESSAGE;
-    }
-
-    fn current_conn(&self) -> Option<u64> {
-        match &self.state {
-            LinkState::Down => None,
-            LinkState::Connecting { conn } | LinkState::Up { conn, .. } => Some(*conn),
-        }
-    }
-
-    fn on_link(&mut self, ev: LinkEvent) {
-        match ev {
-            LinkEvent::Up {
-                conn,
-                writer,
-                control,
-            } => {
-                if self.current_conn() != Some(conn) {
-                    control.kill();
-                    return;
-                }
-                crate::log_info!("connected to the relay at {}", self.target.display);
-                self.record_state(true, None);
-                let now = Instant::now();
-                self.state = LinkState::Up {
-                    conn,
-                    writer,
-                    control,
-                    since: now,
-                    last_rx: now,
-                };
-                self.on_connected(conn);
-            }
-            LinkEvent::Frame { conn, incoming, .. } => {
-                if !self.touch(conn) {
-                    return;
-                }
-                self.on_frame(incoming);
-            }
-            LinkEvent::Alive { conn } => {
-                self.touch(conn);
-            }
-            LinkEvent::Oversized {
-                conn,
-                size,
-                cmd_id,
-                action,
-                session_id,
-                trace_id,
-            } => {
-                if !self.touch(conn) {
-                    return;
-                }
-                if let Some(id) = &cmd_id
-                    && !self.dedupe.first_time(id)
-                {
-                    return; // refused already; a redelivery changes nothing
-                }
-                let mut e = json!({
-                    "event": "session.error",
-                    "code": "command_too_large",
-                    "message": format!(
-                        "The {} command was {} MiB; this node takes at most {} MiB per command \
-                         (images: at most {} MiB each and {} MiB in all). Send fewer or smaller images.",
-                        action.as_deref().unwrap_or("browser"),
-                        size.div_ceil(1 << 20),
-                        link::MAX_COMMAND >> 20,
-                        crate::protocol::limits::MAX_IMAGE_BYTES >> 20,
-                        crate::protocol::limits::MAX_IMAGES_TOTAL >> 20,
-                    ),
-                });
-                if let Some(s) = session_id {
-                    e["session_id"] = json!(s);
-                }
-                if let Some(t) = trace_id {
-                    e["trace_id"] = json!(t);
-                }
-                self.emit(e);
-            }
-            LinkEvent::Down { conn, why } => {
-                if self.current_conn() != Some(conn) {
-                    return;
-                }
-                self.on_down(why);
-            }
-        }
-    }
-
-    /// Note traffic on `conn`; false if it is not the live connection.
-    fn touch(&mut self, conn: u64) -> bool {
-        match &mut self.state {
-            LinkState::Up {
-                conn: c, last_rx, ..
-            } if *c == conn => {
-                *last_rx = Instant::now();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// A fresh connection: truncation notices, the outbox again, then heartbeats.
-    fn on_connected(&mut self, conn: u64) {
-        let mut truncated: Vec<String> = self
-            .outbox
-            .take_truncated()
-            .iter()
-            .map(|id| self.sessions.current_id(id))
-            .collect();
-        truncated.sort();
-        truncated.dedup();
-        for session_id in truncated {
-            let payload = json!({
-                "event": "session.stream_truncated",
-                "session_id": session_id,
-                "reason": "node_outbox_overflow",
-                "resume_with": "history",
-            });
-            // Sent once, ahead of the resend, without a node_seq (it must not advance acks).
-            let frame = node_frame(self.token.expose(), &payload, None);
-            self.send(Outbound::Text(frame));
-        }
-        let frames: Vec<String> = self.outbox.iter().map(|e| e.frame.clone()).collect();
-        if !frames.is_empty() {
-            crate::log_info!("resending {} unacknowledged events", frames.len());
-        }
-        for f in frames {
-            self.send(Outbound::Text(f));
-        }
-        self.send_heartbeat();
-        self.timer
-            .at(Instant::now() + self.heartbeat, Tick::Heartbeat { conn });
-    }
-
-    fn on_down(&mut self, why: Down) {
-        let why = match why {
-            Down::TooLarge { size, limit } => {
-                let mib = |n: usize| n.div_ceil(1 << 20);
-                if size <= link::MAX_RECOVERY {
-                    crate::log_error!(
-                        "the relay sent a {} MiB message, more than the {} MiB this connection reads; \
-                         the next connection reads it once to refuse it with an error to the browser",
-                        mib(size),
-                        mib(limit)
-                    );
-                    self.target.max_message = size;
-                } else {
-                    crate::log_error!(
-                        "the relay sent a {} MiB message, more than the node can ever read ({} MiB); \
-                         it is lost, and the link reconnects",
-                        mib(size),
-                        mib(link::MAX_RECOVERY)
-                    );
-                }
-                Down::Lost(format!("a {} MiB message", mib(size)))
-            }
-            other => other,
-        };
-        let lasted = match &self.state {
-            LinkState::Up { since, control, .. } => {
-                control.kill();
-                Some(since.elapsed())
-            }
-            _ => None,
-        };
-        self.state = LinkState::Down;
-        self.outq.clear();
-        let text = match &why {
-            Down::Rejected(m) => format!("the relay rejected this node's token ({m})"),
-            Down::Lost(m) => m.clone(),
-            Down::TooLarge { .. } => "a message too large".to_string(),
-        };
-        self.record_state(false, Some(text));
-        match why {
-            Down::Rejected(msg) => {
-                crate::log_error!(
-                    "{msg}; run `coding-bridge-agent pair` to pair this machine again"
-                );
-                eprintln!(
-                    "error: the relay rejected this node's token ({msg}). Run `coding-bridge-agent pair` to pair this machine again."
-                );
-                self.exit = Some(Outcome::TokenRejected);
-            }
-            Down::TooLarge { .. } => {}
-            Down::Lost(msg) => {
-                if let Some(d) = lasted {
-                    self.backoff.link_lasted(d);
-                }
-                let delay = self.backoff.next_delay();
-                let verb = if lasted.is_some() {
-                    "relay link lost"
-                } else {
-                    "cannot connect to the relay"
-                };
-                crate::log_warn!("{verb}: {msg}; retrying in {:.1} s", delay.as_secs_f64());
-                self.timer.at(
-                    Instant::now() + delay,
-                    Tick::Reconnect {
-                        conn: self.conn_seq,
-                    },
-                );
-            }
         }
     }
 
@@ -835,213 +606,6 @@ impl Hub {
         self.emit(traced(reply, &cmd.trace_id));
     }
 
-    /// Requests answered from the disk or a probe, on worker threads; any other command
-    /// is handed back.
-    fn service(&mut self, cmd: Command) -> Option<Command> {
-        let trace = cmd.trace_id.clone();
-        let with_trace = {
-            let trace = trace.clone();
-            move |v: Value| traced(v, &trace)
-        };
-        let home = self.home.clone();
-        let started = match &cmd.kind {
-            Kind::HistoryList { limit } => {
-                let limit = *limit;
-                let running = self.sessions.running_ids();
-                let (dirs, reads) = (self.history_dirs.clone(), self.reads.clone());
-                self.workers.run("history", move || {
-                    Work::Reply(with_trace(crate::node::history::list(
-                        &dirs, limit, &running, &reads,
-                    )))
-                })
-            }
-            Kind::HistoryMarkRead {
-                provider,
-                updated_at,
-                limit,
-            } => {
-                let (limit, at) = (*limit, *updated_at);
-                // The browser's own id of a session held here marks its real one.
-                let id = cmd
-                    .session_id
-                    .as_deref()
-                    .map(|s| self.sessions.current_id(s))
-                    .filter(|s| crate::protocol::valid_id(s));
-                if id.is_none() {
-                    crate::log_warn!(
-                        "history.mark_read without a valid session_id; nothing marked"
-                    );
-                }
-                let key = id
-                    .as_deref()
-                    .map(|id| crate::node::reads::key(provider, id));
-                if let (Some(at), Some(key)) = (at, &key) {
-                    // Held in memory at once: a busy node cannot lose it.
-                    self.reads.raise(key, at);
-                }
-                let running = self.sessions.running_ids();
-                let (dirs, reads) = (self.history_dirs.clone(), self.reads.clone());
-                let provider = provider.clone();
-                let ok = self.workers.run("history", move || {
-                    // Never a session.error (PROTOCOL §6): a failure is logged and the
-                    // snapshot still goes out.
-                    if let (Some(id), Some(key)) = (id, key) {
-                        match at.or_else(|| crate::node::history::updated_at(&dirs, &provider, &id)) {
-                            Some(at) => {
-                                if let Err(e) = reads.mark(&key, at) {
-                                    crate::log_warn!("cannot save the read mark of {id}: {e}");
-                                }
-                            }
-                            None => crate::log_warn!(
-                                "history.mark_read of {id}: no updated_at and no transcript to take it from"
-                            ),
-                        }
-                    }
-                    Work::Reply(with_trace(crate::node::history::list(
-                        &dirs, limit, &running, &reads,
-                    )))
-                });
-                if !ok {
-                    crate::log_warn!(
-                        "the node is busy; the read mark is kept in memory and saved with the next one"
-                    );
-                }
-                return None;
-            }
-            Kind::HistoryGet { provider } => {
-                let session = cmd.session_id.clone().unwrap_or_default();
-                if session.is_empty()
-                    || !["claude", "codex", "copilot", "gemini"].contains(&provider.as_str())
-                {
-                    let message = if session.is_empty() {
-                        "history.get needs a session_id".to_string()
-                    } else {
-                        format!("history.get: unknown provider {provider:?}")
-                    };
-                    let mut e = json!({"event": "session.error", "code": "history_unavailable", "message": message});
-                    if !session.is_empty() {
-                        e["session_id"] = json!(session);
-                    }
-                    self.emit(with_trace(e));
-                    return None;
-                }
-                let config_dir = self.config_dir.clone();
-                let dirs = self.history_dirs.clone();
-                // A session held here (under its id, or the browser's id from before the
-                // re-key, as after a reload right after Send) opens the agent's real
-                // transcript once it has one, else what the node holds in memory.
-                let live = self.sessions.live_history(&session);
-                let running = self.sessions.running_ids().contains(&session)
-                    || live.as_ref().is_some_and(|l| l.running);
-                let (provider, id, fallback) = match live {
-                    Some(l) => {
-                        let id = l.real_id.unwrap_or_else(|| session.clone());
-                        (l.provider, id, Some(l.detail))
-                    }
-                    None => (provider.clone(), session.clone(), None),
-                };
-                self.workers.run("history", move || {
-                    let reply =
-                        match crate::node::history::detail(&dirs, &config_dir, &provider, &id) {
-                            Ok(mut d) => {
-                                d["running"] = json!(running);
-                                d
-                            }
-                            Err(_) if fallback.is_some() => fallback.unwrap_or_default(),
-                            Err(e) => json!({
-                                "event": "session.error",
-                                "session_id": session,
-                                "code": "history_unavailable",
-                                "message": format!("Cannot open this conversation: {e}."),
-                            }),
-                        };
-                    Work::Reply(with_trace(reply))
-                })
-            }
-            Kind::FsList { path, show_hidden } => {
-                let (path, hidden) = (path.clone(), *show_hidden);
-                self.workers.run("fs", move || {
-                    Work::Reply(with_trace(crate::node::fslist::list(
-                        home.as_deref(),
-                        path.as_deref(),
-                        hidden,
-                    )))
-                })
-            }
-            Kind::CapabilitiesGet => {
-                use crate::node::capabilities::{self as caps, Probed};
-                let available = caps::available(&self.cli_paths);
-                let available_codex = available.codex;
-                // A running session's catalogue is the freshest Claude one.
-                let live = self.sessions.catalogue().cloned();
-                let done = match &self.probed {
-                    Some(p) => Some(p.clone()),
-                    // Nothing to probe: answer now.
-                    None if !available_codex && (!available.claude || live.is_some()) => {
-                        Some(Probed::default())
-                    }
-                    None => None,
-                };
-                match done {
-                    Some(mut probed) => {
-                        if let Some(c) = live {
-                            probed.claude_commands = c;
-                        }
-                        self.emit(with_trace(caps::reply(available, &probed)));
-                        true
-                    }
-                    None => {
-                        if let Some(waiting) = self.probe_waiting.as_mut() {
-                            waiting.push(trace.clone());
-                            true
-                        } else {
-                            let paths = self.cli_paths.clone();
-                            let cwd = self.default_cwd.clone();
-                            let entrypoint = self.claude_entrypoint.clone();
-                            let claude = available.claude && live.is_none();
-                            let codex = available_codex;
-                            let ok = self.workers.run("probe", move || {
-                                let mut p = Probed::default();
-                                if claude {
-                                    p.claude_commands = caps::probe(
-                                        paths.claude.as_deref(),
-                                        entrypoint.as_deref(),
-                                        &cwd,
-                                        caps::PROBE_TIMEOUT,
-                                    )
-                                    .unwrap_or_default();
-                                }
-                                if codex
-                                    && let Some((models, efforts)) = caps::probe_codex(
-                                        paths.codex.as_deref(),
-                                        &cwd,
-                                        caps::PROBE_TIMEOUT,
-                                    )
-                                {
-                                    p.codex_models = models;
-                                    p.codex_efforts = efforts;
-                                }
-                                Work::Catalogue(p)
-                            });
-                            if ok {
-                                self.probe_waiting = Some(vec![trace.clone()]);
-                            }
-                            ok
-                        }
-                    }
-                }
-            }
-            _ => return Some(cmd),
-        };
-        if !started {
-            self.emit(traced(
-                busy_error(&cmd.action, cmd.session_id.as_deref()),
-                &trace,
-            ));
-        }
-        None
-    }
-
     fn on_work(&mut self, w: Work) {
         match w {
             Work::Reply(v) => self.emit(v),
@@ -1072,116 +636,6 @@ impl Hub {
                         &t,
                     ));
                 }
-            }
-        }
-    }
-
-    fn emit_all(&mut self, events: Vec<Value>) {
-        for e in events {
-            self.emit(e);
-        }
-    }
-
-    /// Send an event to the browsers, durably when PROTOCOL §2 says so (and to the chat
-    /// that owns its session, if a channel does).
-    pub fn emit(&mut self, payload: Value) {
-        if let Some(ch) = self.channels.as_mut() {
-            ch.on_session_event(&payload);
-            self.schedule_channel_tick();
-        }
-        if envelope::is_durable(&payload) {
-            let session_id = payload
-                .get("session_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let token = self.token.expose();
-            let frame_for = |seq| node_frame(token, &payload, Some(seq));
-            // The browser needs this one to find the session again: never dropped.
-            let entry =
-                if payload.get("event").and_then(Value::as_str) == Some("session.identified") {
-                    self.outbox.push_pinned(&session_id, frame_for)
-                } else {
-                    self.outbox.push(&session_id, frame_for)
-                };
-            let frame = entry.frame.clone();
-            self.send(Outbound::Text(frame));
-        } else if matches!(self.state, LinkState::Up { .. }) {
-            let frame = node_frame(self.token.expose(), &payload, None);
-            self.send(Outbound::Text(frame));
-        }
-    }
-
-    /// A log line for the relay (`node.log`), only while the link is up.
-    fn forward_log(&mut self, line: crate::sys::logging::Forwarded) {
-        if !matches!(self.state, LinkState::Up { .. }) {
-            return;
-        }
-        let frame = envelope::build(
-            "node.log",
-            &ids::new_id(),
-            now_ms(),
-            Some(self.token.expose()),
-            None,
-            &json!({
-                "level": line.level.name(),
-                "logger": line.logger,
-                "msg": line.msg,
-                "trace_id": line.trace_id,
-                "session_id": line.session_id,
-            }),
-        );
-        self.send(Outbound::Text(frame));
-    }
-
-    fn send_heartbeat(&mut self) {
-        let frame = envelope::build(
-            "node.heartbeat",
-            &ids::new_id(),
-            now_ms(),
-            None,
-            None,
-            // Looked up each time (a few stat calls), so installing Claude Code shows up
-            // without restarting the daemon.
-            &json!({"capabilities": crate::node::capabilities::heartbeat_list(&self.cli_paths)}),
-        );
-        self.send(Outbound::Text(frame));
-    }
-
-    /// Queue a frame for the writer if the link is up. Text frames gather in `outq` and
-    /// go as one batch after this step; a ping is skipped when the writer is full (the
-    /// link is busy, which says enough about it).
-    fn send(&mut self, out: Outbound) {
-        if !matches!(self.state, LinkState::Up { .. }) {
-            return;
-        }
-        match out {
-            Outbound::Text(t) => self.outq.push(t),
-            other => {
-                self.flush_out();
-                if let LinkState::Up { writer, .. } = &self.state {
-                    let _ = writer.try_send(other);
-                }
-            }
-        }
-    }
-
-    /// Hand the frames gathered so far to the writer, if it has room; otherwise they
-    /// wait (and the main loop stops reading the agents until it has).
-    fn flush_out(&mut self) {
-        if self.outq.is_empty() {
-            return;
-        }
-        let LinkState::Up { writer, .. } = &self.state else {
-            self.outq.clear();
-            return;
-        };
-        let batch = std::mem::take(&mut self.outq);
-        match writer.try_send(Outbound::Batch(batch)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Outbound::Batch(batch))) => self.outq = batch,
-            Err(_) => {
-                // The writer ended; the reader's Down event follows.
             }
         }
     }
@@ -1248,84 +702,10 @@ impl Hub {
     }
 }
 
-/// Largest event sent to the relay; a bigger one (a huge tool result) is replaced by a
-/// notice, since the relay refuses messages over 16 MiB and browsers choke on them.
-pub const MAX_EVENT_BYTES: usize = 8 << 20;
-
-/// The answer to a request the workers had no room for; it names the command's session,
-/// if it had one, like every error about a session.
-fn busy_error(action: &str, session_id: Option<&str>) -> Value {
-    let mut e = json!({
-        "event": "session.error",
-        "code": "node_busy",
-        "message": format!("the node is busy; {action} was not run, try again"),
-    });
-    if let Some(s) = session_id {
-        e["session_id"] = json!(s);
-    }
-    e
-}
-
 /// `payload` with the command's `trace_id`, when it had one.
 fn traced(mut payload: Value, trace: &Option<Value>) -> Value {
     if let Some(t) = trace {
         payload["trace_id"] = t.clone();
     }
     payload
-}
-
-/// A `node.to_browser` envelope. `from_node` carries the node token, as the relay's
-/// reference daemon does; it goes only to the relay that issued it and is never logged.
-/// An event larger than [`MAX_EVENT_BYTES`] is replaced by a notice saying so.
-fn node_frame(token: &str, payload: &Value, seq: Option<u64>) -> String {
-    let build = |p: &Value| {
-        envelope::build(
-            "node.to_browser",
-            &ids::new_id(),
-            now_ms(),
-            Some(token),
-            seq,
-            p,
-        )
-    };
-    let frame = build(payload);
-    if frame.len() <= MAX_EVENT_BYTES {
-        return frame;
-    }
-    build(&too_large(payload, frame.len()))
-}
-
-/// The notice that replaces an event too large to relay.
-fn too_large(payload: &Value, size: usize) -> Value {
-    let name = payload
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("event");
-    crate::log_warn!("replacing a {size}-byte {name} event by a notice (limit {MAX_EVENT_BYTES})");
-    let mut notice = json!({
-        "event": "session.notice",
-        "level": "warning",
-        "code": "event_too_large",
-        "text": format!("A {name} of {} MiB was too large to relay.", size >> 20),
-    });
-    for key in ["session_id", "trace_id"] {
-        if let Some(v) = payload.get(key) {
-            notice[key] = v.clone();
-        }
-    }
-    notice
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn busy_errors_name_the_session() {
-        let e = busy_error("history.get", Some("abc"));
-        assert_eq!(e["session_id"], "abc");
-        assert_eq!(e["event"], "session.error");
-        let e = busy_error("fs.list", None);
-        assert!(e.get("session_id").is_none());
-    }
 }

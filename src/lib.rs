@@ -24,6 +24,10 @@
 //!   JSONL toolkit, the settings sidecars).
 //! - [`sys`]: processes, files, logging, ids, time, the saver, byte budgets.
 
+// These docs are for people working on the daemon (`cargo doc --document-private-items`):
+// the module map above links to modules that are private to the crate.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub(crate) mod channels;
 pub(crate) mod cli;
 pub(crate) mod daemon;
