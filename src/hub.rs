@@ -624,6 +624,11 @@ impl Hub {
                 self.sessions.on_transcript(&session, job, done, &mut out);
                 self.emit_all(out);
             }
+            Work::AcpLoadDelay { session, delay } => {
+                if let Some(key) = self.sessions.key_of(&session) {
+                    self.sessions.acp_load_after(&key, delay);
+                }
+            }
             Work::Catalogue(mut probed) => {
                 self.probed = Some(probed.clone());
                 if let Some(c) = self.sessions.catalogue() {

@@ -37,6 +37,12 @@ pub enum Work {
         job: u64,
         done: TranscriptDone,
     },
+    /// How long an ACP session must wait before its `session/load` (Gemini CLI's
+    /// minute).
+    AcpLoadDelay {
+        session: String,
+        delay: std::time::Duration,
+    },
     /// What the capability probes found (empty lists where they failed).
     Catalogue(crate::node::capabilities::Probed),
 }

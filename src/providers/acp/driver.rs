@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use crate::hub::Tick;
 use crate::hub::session::{Agent, Session};
 use crate::hub::sessions::{Approval, Sessions};
+use crate::hub::worker::Work;
 use crate::providers::acp::{self, Call, State};
 use crate::sys::child::Spec;
+use crate::sys::timefmt::now_ms;
 
 /// How long a loaded session must be quiet before its first prompt (its replay may come
 /// after the load's answer).
@@ -22,8 +24,12 @@ pub const REPLAY_QUIET: Duration = Duration::from_millis(400);
 
 enum Next {
     Nothing,
-    /// Load the session later (an agent that cannot load a chat just created).
-    LoadLater(Duration),
+    /// Gemini CLI cannot load a chat in the minute it was created: look at its chats
+    /// directory (`dir`) on a worker for `sid`, then load it, at once or later.
+    CheckLoad {
+        dir: std::path::PathBuf,
+        sid: String,
+    },
     Ready(String),
     /// Loaded: wait for the replay to end.
     Loaded,
@@ -195,6 +201,27 @@ impl Sessions {
     }
 
     /// The delayed `session/load` of `key` is due.
+    /// A worker looked at the Gemini chats: load now, or after `delay`.
+    pub(crate) fn acp_load_after(&mut self, key: &str, delay: Duration) {
+        if delay.is_zero() {
+            return self.acp_load(key);
+        }
+        if let Some(s) = self.sessions.get(key) {
+            crate::log_info!(
+                "session {}: loading {} in {} s (Gemini CLI cannot load a chat in the minute it was created)",
+                s.id,
+                s.sdk_id.as_deref().unwrap_or(""),
+                delay.as_secs()
+            );
+        }
+        self.timer.at(
+            Instant::now() + delay,
+            Tick::AcpLoad {
+                session: key.to_string(),
+            },
+        );
+    }
+
     pub(crate) fn acp_load(&mut self, key: &str) {
         self.with_acp(key, |s, st| {
             if let Some(sid) = s.sdk_id.clone()
@@ -248,13 +275,20 @@ impl Sessions {
         });
         match next.unwrap_or(Next::Nothing) {
             Next::Nothing => {}
-            Next::LoadLater(delay) => {
-                self.timer.at(
-                    Instant::now() + delay,
-                    Tick::AcpLoad {
-                        session: key.to_string(),
-                    },
-                );
+            Next::CheckLoad { dir, sid } => {
+                let session = key.to_string();
+                let (d, i) = (dir.clone(), sid.clone());
+                let check = move || acp::history::gemini_load_delay(&d, &i, now_ms());
+                let inline = check.clone();
+                if !self.workers.run("acp-load", move || Work::AcpLoadDelay {
+                    session,
+                    delay: check(),
+                }) {
+                    crate::log_warn!(
+                        "every worker is busy; looking at the Gemini chats on the hub"
+                    );
+                    self.acp_load_after(key, inline());
+                }
             }
             Next::Pump => {
                 // The turn is over: an approval still open was abandoned by the agent.
@@ -345,11 +379,11 @@ impl Sessions {
     }
 }
 
-/// The wait before loading `sid` (only Gemini CLI needs one, see
-/// [`crate::providers::acp::history::gemini_load_delay`]).
-fn load_delay(st: &State, sid: &str) -> Duration {
+/// Where Gemini CLI keeps its chats, for a Gemini session (only it needs a wait before
+/// a load, see [`crate::providers::acp::history::gemini_load_delay`]).
+fn gemini_dir(st: &State) -> Option<std::path::PathBuf> {
     if st.spec.as_ref().is_none_or(|a| a.name != "gemini") {
-        return Duration::ZERO;
+        return None;
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let env = st
@@ -358,14 +392,7 @@ fn load_delay(st: &State, sid: &str) -> Duration {
         .and_then(|a| a.env.get("GEMINI_CLI_HOME").cloned())
         .or_else(|| std::env::var("GEMINI_CLI_HOME").ok())
         .map(std::path::PathBuf::from);
-    match crate::providers::acp::history::gemini_dir(home.as_deref(), env.as_deref()) {
-        Some(dir) => crate::providers::acp::history::gemini_load_delay(
-            &dir,
-            sid,
-            crate::sys::timefmt::now_ms(),
-        ),
-        None => Duration::ZERO,
-    }
+    crate::providers::acp::history::gemini_dir(home.as_deref(), env.as_deref())
 }
 
 fn send_load(s: &mut Session, st: &mut State, sid: &str) {
@@ -456,14 +483,8 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             match s.sdk_id.clone() {
                 Some(sid) if st.can_load => {
                     st.replaying = true;
-                    let delay = load_delay(st, &sid);
-                    if !delay.is_zero() {
-                        crate::log_info!(
-                            "session {}: loading {sid} in {} s (Gemini CLI cannot load a chat in the minute it was created)",
-                            s.id,
-                            delay.as_secs()
-                        );
-                        return Next::LoadLater(delay);
+                    if let Some(dir) = gemini_dir(st) {
+                        return Next::CheckLoad { dir, sid };
                     }
                     send_load(s, st, &sid);
                 }
