@@ -21,3 +21,18 @@ pub fn valid_id(id: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_plain_file_names() {
+        assert!(valid_id("3f2a-b_c.d"));
+        assert!(!valid_id("../etc"));
+        assert!(!valid_id(".."));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id(""));
+        assert!(!valid_id(&"x".repeat(201)));
+    }
+}

@@ -100,7 +100,7 @@ impl Reads {
         updated_at > seen
     }
 
-    /// A copy of what [`Reads::is_unread`] needs, for a listing that checks many.
+    /// A copy of the baseline and the marks, for a listing that checks many.
     pub fn snapshot(&self) -> (u64, HashMap<String, u64>) {
         let s = self.lock();
         (s.baseline, s.marks.clone())

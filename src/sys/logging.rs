@@ -270,7 +270,7 @@ fn facade_enabled(level: Level, target: &str) -> bool {
     level as u8 <= max
 }
 
-/// The `log` facade's logger: records from any crate go to [`write`].
+/// The `log` facade's logger: records from any crate go to [`write()`].
 struct Facade;
 
 impl log::Log for Facade {

@@ -434,6 +434,14 @@ mod tests {
     }
 
     #[test]
+    fn a_working_directory_becomes_its_project_slug() {
+        assert_eq!(
+            project_slug(Path::new("/home/pi/my.app")),
+            "-home-pi-my-app"
+        );
+    }
+
+    #[test]
     fn known_ids_follow_appends_and_skip_a_partial_line() {
         let d = dir("known");
         let p = d.join("s.jsonl");

@@ -1,0 +1,239 @@
+//! Approvals: an agent's request is put before the browser (`permission.request`, with
+//! a timeout) and kept in the table until the browser resolves it, a timeout or an
+//! interrupt denies it, or the agent stops waiting for it; the answer goes back to the
+//! agent in its own protocol. Runs on the hub thread.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::Sessions;
+use crate::hub::Tick;
+use crate::hub::permissions::Pending;
+use crate::hub::session::{Agent, Session, permission_input};
+use crate::protocol::commands::Resolve;
+use crate::providers::{acp, claude, codex};
+use crate::sys::ids::new_id;
+
+impl Sessions {
+    /// Deny every approval `key` waits for (its CLI gets the deny, the browser a
+    /// `permission.resolved`).
+    pub(crate) fn deny_pending(&mut self, key: &str, out: &mut Vec<Value>, reason: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        // An interrupt withdraws the question (Codex `cancel`, ACP `cancelled`: the turn
+        // stops there); anything else is a plain deny.
+        let answer = if reason == "interrupted" {
+            Answer::Cancel
+        } else {
+            Answer::Deny
+        };
+        for p in self.permissions.take_session(key) {
+            if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
+                s.send(approval_answer(s, &p, answer, None, claude::DENY_MESSAGE));
+            }
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "deny", "reason": reason}),
+            ));
+        }
+    }
+
+    /// Approvals of `key` that its agent stopped waiting for (the turn ended without
+    /// them, or the agent said the request is settled): gone, and the browser told.
+    /// `only`: just the one the agent asked as this request id.
+    pub(crate) fn settle_abandoned(&mut self, key: &str, only: Option<&str>, out: &mut Vec<Value>) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let gone = match only {
+            Some(cli) => {
+                let child = s.child.as_ref().map(|c| c.handle.id).unwrap_or(0);
+                self.permissions.take_cli(child, cli).into_iter().collect()
+            }
+            None => self.permissions.take_session(key),
+        };
+        for p in gone {
+            crate::log_debug!("session {}: approval {} abandoned by the agent", s.id, p.id);
+            out.push(s.event(
+                "permission.resolved",
+                s.trace().as_ref(),
+                json!({"request_id": p.id, "decision": "cancelled"}),
+            ));
+        }
+    }
+
+    /// Put an agent's approval request before the browser (`permission.request`, with a
+    /// timeout) and keep it until something settles it. False, and nothing done, when the
+    /// table is full: the caller refuses the request to its agent.
+    pub(crate) fn put_approval(
+        &mut self,
+        key: &str,
+        child: u64,
+        a: Approval,
+        out: &mut Vec<Value>,
+    ) -> bool {
+        if self.permissions.is_full() {
+            return false;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        s.mark_emitted();
+        let id = new_id();
+        let (shown, cut) = permission_input(&a.input);
+        let mut body = s.event(
+            "permission.request",
+            s.trace().as_ref(),
+            json!({
+                "request_id": id,
+                "tool": a.tool,
+                "input": shown,
+                "title": a.title,
+                "display_name": a.display_name,
+                "description": a.description,
+                "tool_use_id": a.tool_use_id,
+            }),
+        );
+        if cut {
+            body["input_truncated"] = json!(true);
+        }
+        if let Some(p) = a.parent {
+            body["parent_tool_use_id"] = json!(p);
+        }
+        out.push(body.clone());
+        let timer = self.settings.permission_timeout.and_then(|t| {
+            self.timer.at(
+                Instant::now() + t,
+                Tick::Permission {
+                    request_id: id.clone(),
+                },
+            )
+        });
+        self.permissions.add(Pending {
+            id,
+            session: key.to_string(),
+            child,
+            cli_request_id: a.cli_request_id,
+            input: a.keep,
+            body,
+            timer,
+        });
+        true
+    }
+
+    /// [`Sessions::settle_abandoned`] at the end of a turn whose result is already in
+    /// `out`: the approvals are settled before that result, as they were in time.
+    pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<Value>) {
+        let mut settled = Vec::new();
+        self.settle_abandoned(key, None, &mut settled);
+        if settled.is_empty() {
+            return;
+        }
+        let at = out
+            .iter()
+            .rposition(|e| {
+                matches!(
+                    e["event"].as_str(),
+                    Some("session.result" | "session.error")
+                )
+            })
+            .unwrap_or(out.len());
+        out.splice(at..at, settled);
+    }
+
+    pub(super) fn resolve_permission(
+        &mut self,
+        r: Resolve,
+        trace: Option<Value>,
+        out: &mut Vec<Value>,
+    ) {
+        let rid = r.request_id.as_str();
+        // Already settled (another device answered, or it timed out): nothing to do.
+        let Some(p) = self.permissions.take(rid) else {
+            crate::log_debug!("permission {rid} is already settled; resolve ignored");
+            return;
+        };
+        let allow = r.allow;
+        if let Some(s) = self.sessions.get(&p.session) {
+            s.send(approval_answer(
+                s,
+                &p,
+                if allow { Answer::Allow } else { Answer::Deny },
+                r.answer.as_ref(),
+                claude::DENY_MESSAGE,
+            ));
+            let t = trace.or_else(|| s.trace());
+            out.push(s.event(
+                "permission.resolved",
+                t.as_ref(),
+                json!({"request_id": p.id, "decision": if allow { "allow" } else { "deny" }}),
+            ));
+        }
+    }
+}
+
+/// An approval an agent asks for, as every provider hands it to the approval table.
+pub(crate) struct Approval {
+    /// The agent's id for the request (for JSON-RPC agents, the id as JSON text).
+    pub cli_request_id: String,
+    pub tool: Value,
+    /// The tool input shown to the browser (long strings are cut when it is large).
+    pub input: Value,
+    pub title: Value,
+    pub display_name: Value,
+    pub description: Value,
+    pub tool_use_id: Value,
+    /// The subagent it comes from, if any.
+    pub parent: Option<String>,
+    /// What answering needs later (Claude: the whole input; ACP: the offered options).
+    pub keep: Value,
+}
+
+/// The line that answers approval `p` for its session's agent: allow (with the browser's
+/// answer, for Claude's AskUserQuestion) or deny with `deny_message`.
+pub(super) fn approval_answer(
+    s: &Session,
+    p: &Pending,
+    how: Answer,
+    answer: Option<&Value>,
+    deny_message: &str,
+) -> String {
+    let rpc_id = || serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null);
+    match s.agent {
+        Agent::Claude => claude::control_success(
+            &p.cli_request_id,
+            match how {
+                Answer::Allow => claude::allow_response(&p.input, answer),
+                Answer::Deny | Answer::Cancel => claude::deny_response(deny_message),
+            },
+        ),
+        Agent::Codex(_) => codex::reply(
+            &rpc_id(),
+            json!({"decision": match how {
+                Answer::Allow => "accept",
+                Answer::Deny => "decline",
+                Answer::Cancel => "cancel",
+            }}),
+        ),
+        Agent::Acp(_) => acp::reply(
+            &rpc_id(),
+            match how {
+                Answer::Allow => acp::permission_outcome(&p.input["options"], true),
+                Answer::Deny => acp::permission_outcome(&p.input["options"], false),
+                Answer::Cancel => json!({"outcome": {"outcome": "cancelled"}}),
+            },
+        ),
+    }
+}
+
+/// How an approval is answered to its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    Allow,
+    Deny,
+    /// The question is withdrawn (an interrupt).
+    Cancel,
+}

@@ -1,0 +1,315 @@
+//! The browser's session commands: `session.start` (a new session, or a turn for one held
+//! here), `session.send`, `session.interrupt`, `session.close` and the two snapshots; a
+//! turn's setting overrides and its place in the queue. `session.edit` is in
+//! [`super::edit`], approvals in [`super::approvals`]. Runs on the hub thread.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::{MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
+use crate::history::sidecar;
+use crate::hub::session::{Agent, Session, Turn};
+use crate::protocol::commands::{Command, Kind, Start, TurnCmd};
+use crate::protocol::valid_id;
+use crate::providers::claude::stream::{OwnRequest, sync_mode};
+use crate::sys::fsutil::expand_home;
+
+impl Sessions {
+    /// Apply a session or approval command; any other command is handed back.
+    pub(crate) fn command(&mut self, cmd: Command, out: &mut Vec<Value>) -> Option<Command> {
+        let trace = cmd.trace_id.clone();
+        let sid = cmd.session_id.clone();
+        let unknown = |out: &mut Vec<Value>| {
+            let mut p = json!({"event": "session.error",
+                               "message": format!("unknown session: {}", sid.as_deref().unwrap_or(""))});
+            if let Some(s) = &sid {
+                p["session_id"] = json!(s);
+            }
+            if let Some(t) = &trace {
+                p["trace_id"] = t.clone();
+            }
+            out.push(p);
+        };
+        let key = sid.as_deref().and_then(|s| self.key_of(s));
+        match cmd.kind {
+            Kind::SessionStart(start) => {
+                let sid = sid.unwrap_or_default();
+                // A live session (or, for a retry, the live session it resumes) continues.
+                let live = key.or_else(|| start.resume.as_deref().and_then(|r| self.key_of(r)));
+                match live {
+                    // The browser's Retry: it re-sends the last prompt with its default
+                    // mode (bypass) and no effort, whatever the session used. A session
+                    // held here keeps its own; the composer changes them through
+                    // session.send/session.edit (PROTOCOL §6).
+                    Some(key) => {
+                        let mut turn = start.turn;
+                        if let Some(s) = self.sessions.get(&key) {
+                            let asked = turn.mode.take().flatten();
+                            if asked.is_some() && asked != s.permission_mode {
+                                crate::log_info!(
+                                    "session {}: a start for a held session keeps its permission mode {} (asked: {})",
+                                    s.id,
+                                    s.mode_label(),
+                                    asked.as_deref().unwrap_or("default")
+                                );
+                            }
+                            turn.effort = None;
+                        }
+                        self.send_turn(&key, turn, out)
+                    }
+                    None => self.start(&sid, start, out),
+                }
+            }
+            Kind::SessionSend(t) => match key {
+                Some(key) => self.send_turn(&key, t, out),
+                None => unknown(out),
+            },
+            Kind::SessionEdit(e) => match key {
+                Some(key) => self.edit(&key, e, out),
+                None => unknown(out),
+            },
+            Kind::SessionInterrupt => {
+                if let Some(key) = key {
+                    self.interrupt(&key, out);
+                }
+            }
+            // Closing a session this node does not know is a no-op (another device may
+            // have closed it already).
+            Kind::SessionClose => {
+                if let Some(key) = key {
+                    self.close(&key, trace, out);
+                }
+            }
+            Kind::PermissionResolve(r) => self.resolve_permission(r, trace, out),
+            Kind::PermissionsList => {
+                let requests = self.permissions.snapshot();
+                let mut p = json!({"event": "permissions.snapshot", "requests": requests});
+                if let Some(t) = trace {
+                    p["trace_id"] = t;
+                }
+                out.push(p);
+            }
+            Kind::SessionsList => {
+                let mut list: Vec<Value> = self
+                    .sessions
+                    .values()
+                    .map(|s| {
+                        let mut d = s.describe();
+                        d["session_id"] = json!(s.id);
+                        d["status"] = json!(if s.running() { "running" } else { "idle" });
+                        d
+                    })
+                    .collect();
+                list.sort_by(|a, b| a["session_id"].as_str().cmp(&b["session_id"].as_str()));
+                let mut p = json!({"event": "sessions.snapshot", "sessions": list});
+                if let Some(t) = trace {
+                    p["trace_id"] = t;
+                }
+                out.push(p);
+            }
+            kind => return Some(Command { kind, ..cmd }),
+        }
+        None
+    }
+
+    fn start(&mut self, sid: &str, start: Start, out: &mut Vec<Value>) {
+        let t = start.turn;
+        let trace = t.trace.clone();
+        let fail = |out: &mut Vec<Value>, code: &str, message: String| {
+            let mut p = json!({"event": "session.error", "session_id": sid, "code": code, "message": message});
+            if let Some(t) = &trace {
+                p["trace_id"] = t.clone();
+            }
+            out.push(p);
+        };
+        let provider = start.provider.as_str();
+        let Some(agent) = Agent::named(provider, &self.settings.acp_agents) else {
+            fail(
+                out,
+                "provider_error",
+                format!("unsupported provider: {provider}"),
+            );
+            return;
+        };
+        if self.sessions.len() >= MAX_SESSIONS {
+            fail(
+                out,
+                "provider_error",
+                format!("too many live sessions (at most {MAX_SESSIONS}); close one first"),
+            );
+            return;
+        }
+        let resume = start.resume;
+        if let Some(r) = &resume
+            && !valid_id(r)
+        {
+            fail(
+                out,
+                "provider_error",
+                format!("invalid resume_session_id {r:?}"),
+            );
+            return;
+        }
+        // Resuming from history: the sidecar restores what the transcript cannot carry.
+        let saved = resume
+            .as_deref()
+            .and_then(|r| sidecar::load(&self.settings.config_dir, r))
+            .unwrap_or(Value::Null);
+        let saved_str = |k: &str| {
+            saved
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let cwd = match start.cwd.as_deref() {
+            Some(c) => expand_home(c, self.settings.home.as_deref()),
+            None => saved_str("cwd")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.settings.default_cwd.clone()),
+        };
+        if !cwd.is_dir() {
+            fail(
+                out,
+                "provider_error",
+                format!("the working directory {} does not exist", cwd.display()),
+            );
+            return;
+        }
+        let mut s = Session::new(sid, cwd);
+        s.provider = provider.to_string();
+        s.agent = agent;
+        s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
+        s.permission_mode = t
+            .mode
+            .clone()
+            .unwrap_or_else(|| saved_str("permission_mode"));
+        s.effort = t.effort.clone().unwrap_or_else(|| saved_str("effort"));
+        s.resolved_model = saved_str("resolved_model");
+        // A resumed session has its real id already: every child resumes it.
+        s.sdk_id = resume;
+        out.push(s.event("session.started", trace.as_ref(), s.describe()));
+        let key = sid.to_string();
+        self.sessions.insert(key.clone(), s);
+        if t.has_prompt() || t.has_media() {
+            self.queue_turn(&key, t, out);
+        }
+        self.ensure_child(&key, out);
+        self.pump(&key, out);
+    }
+
+    /// Apply a turn's setting overrides to the session (model and effort for the turns
+    /// that follow, the permission mode live).
+    pub(super) fn apply_overrides(&mut self, key: &str, t: &TurnCmd) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Some(m) = &t.model {
+            s.model.clone_from(m);
+        }
+        if let Some(e) = &t.effort {
+            s.effort.clone_from(e);
+        }
+        if let Some(m) = &t.mode {
+            s.permission_mode.clone_from(m);
+            sync_mode(s);
+        }
+    }
+
+    fn send_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<Value>) {
+        self.apply_overrides(key, &t);
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if !t.has_prompt() && !t.has_media() {
+            if !t.changes_settings() {
+                out.push(s.error(
+                    t.trace.as_ref(),
+                    "provider_error",
+                    "Nothing to send: the prompt is empty and nothing is attached.",
+                ));
+            }
+            self.save_sidecar(key);
+            return;
+        }
+        self.queue_turn(key, t, out);
+        self.save_sidecar(key);
+        self.ensure_child(key, out);
+        self.pump(key, out);
+    }
+
+    /// The turn for `t`, with the session's current model and effort.
+    pub(super) fn new_turn(&self, key: &str, t: &TurnCmd) -> Option<Turn> {
+        let s = self.sessions.get(key)?;
+        let mut turn = Turn::new(t.prompt.clone(), t.trace.clone());
+        turn.model = self.effective_model(s);
+        turn.effort = s.effort.clone();
+        Some(turn)
+    }
+
+    /// Queue a turn (and save its media first, if it has any).
+    fn queue_turn(&mut self, key: &str, mut t: TurnCmd, out: &mut Vec<Value>) {
+        let Some(turn) = self.new_turn(key, &t) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.queue.len() >= MAX_QUEUED_TURNS {
+            out.push(s.error(
+                t.trace.as_ref(),
+                "provider_error",
+                &format!("too many queued turns (at most {MAX_QUEUED_TURNS})"),
+            ));
+            return;
+        }
+        s.queue.push_back(turn);
+        self.prepare_media(key, &mut t, out);
+    }
+
+    /// `session.interrupt`: deny what the session waits for, then stop its turn. The
+    /// turn ends with a `session.result` of subtype `interrupted`.
+    fn interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
+        self.deny_pending(key, out, "interrupted");
+        if self.sessions.get(key).is_some_and(Session::is_codex) {
+            self.codex_interrupt(key, out);
+            return;
+        }
+        if self.sessions.get(key).is_some_and(Session::is_acp) {
+            self.acp_interrupt(key, out);
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let initialized = s.child.as_ref().is_some_and(|c| c.initialized);
+        if let Some(turn) = s.current.as_mut() {
+            turn.interrupted = true;
+            if initialized {
+                s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
+            } else {
+                s.claude.held_interrupt = true;
+            }
+        } else if !s.queue.is_empty() {
+            if s.child.is_none() {
+                // Waiting for a retry: the turn ends here.
+                if let Some(turn) = s.queue.pop_front() {
+                    out.push(s.interrupted_result(turn.trace_id.as_ref()));
+                }
+            } else {
+                // Still starting: hold it and deliver it with the turn.
+                s.claude.held_interrupt = true;
+            }
+        }
+    }
+
+    fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<Value>) {
+        self.stop_current_turn(key, out, "the session was closed");
+        self.detach_child(key, out, "the session was closed");
+        if let Some(s) = self.sessions.remove(key) {
+            out.push(s.event("session.closed", trace.as_ref(), json!({})));
+            self.aliases.retain(|_, v| v != key);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What `history.get` sees of a session held here: its provider, its real id once
+//! known, whether a turn runs, and a `history.detail` built from memory for the moment
+//! before the agent has a transcript to read. Runs on the hub thread.
+
+use serde_json::{Value, json};
+
+use super::Sessions;
+use crate::hub::session::short;
+use crate::protocol::valid_id;
+use crate::providers::claude::stream::BlockKind;
+use crate::providers::note::user_part;
+
+/// A held session as `history.get` sees it (see [`Sessions::live_history`]).
+pub(crate) struct LiveHistory {
+    pub(crate) provider: String,
+    pub(crate) real_id: Option<String>,
+    pub(crate) running: bool,
+    /// The in-memory `history.detail`, under the asked id.
+    pub(crate) detail: Value,
+}
+
+impl Sessions {
+    /// What `history.get` of `id` should open when `id` is a session held here (its own
+    /// id or one it had before a re-key): its provider, the agent's real id once known,
+    /// whether a turn runs, and what the conversation holds in memory so far (the
+    /// prompts written or waiting, and the text streaming now), for the moment before
+    /// the agent has a transcript to read.
+    pub(crate) fn live_history(&self, id: &str) -> Option<LiveHistory> {
+        let s = self.sessions.get(&self.key_of(id)?)?;
+        let mut events = Vec::new();
+        let turns = s
+            .current
+            .iter()
+            .chain(s.claude.awaiting.iter())
+            .chain(s.queue.iter())
+            .filter(|t| !t.auto);
+        for t in turns {
+            events.push(json!({"kind": "prompt", "text": user_part(&t.prompt)}));
+        }
+        let mut open: Vec<_> = s.claude.blocks.iter().collect();
+        open.sort_by_key(|(k, _)| k.1);
+        for (_, b) in open {
+            let kind = match b.kind {
+                BlockKind::Text => "text",
+                BlockKind::Thinking => "thinking",
+                BlockKind::Other => continue,
+            };
+            if !b.text.is_empty() && b.parent.is_none() {
+                events.push(json!({"kind": kind, "text": b.text}));
+            }
+        }
+        let title = events
+            .first()
+            .and_then(|e| e["text"].as_str())
+            .map(|t| short(t, 80))
+            .unwrap_or_else(|| "(no prompt)".to_string());
+        let detail = json!({
+            "event": "history.detail",
+            "provider": s.provider,
+            "session_id": id,
+            "title": title,
+            "cwd": s.cwd,
+            "git_branch": null,
+            "model": s.model.as_deref().unwrap_or(""),
+            "resolved_model": s.resolved_model,
+            "permission_mode": s.mode_label(),
+            "effort": s.effort,
+            "events": events,
+            "truncated": false,
+            "running": s.running(),
+        });
+        Some(LiveHistory {
+            provider: s.provider.clone(),
+            real_id: s.sdk_id.clone().filter(|r| valid_id(r)),
+            running: s.running(),
+            detail,
+        })
+    }
+}
