@@ -113,7 +113,7 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
     let (link_tx, link_rx) = bounded(LINK_QUEUE);
     let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
     let timer = Timer::spawn(tick_tx).map_err(|e| Error::Thread("timer", e))?;
-    let saver = crate::sys::saver::Saver::start().map_err(|e| Error::Thread("saver", e))?;
+    let saver = crate::sys::saver::Saver::new();
     crate::log_info!(
         "node {:?} starting (relay {}, config {})",
         cfg.node_name,

@@ -18,6 +18,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 /// Pending timers the hub may have scheduled at once (heartbeat, reconnect, one per
 /// pending permission ...). Scheduling beyond this is refused and logged.
 pub const CAPACITY: usize = 4096;
+/// Schedules and cancels on their way to the thread.
+const CHANNEL: usize = 512;
 
 /// A scheduled timer, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +51,9 @@ impl<T> Clone for Timer<T> {
 impl<T: Send + 'static> Timer<T> {
     /// Start the timer thread; ticks arrive on `out`.
     pub fn spawn(out: Sender<T>) -> std::io::Result<Timer<T>> {
-        // Room for every pending timer and as many cancels.
-        let (tx, rx) = crossbeam_channel::bounded(2 * CAPACITY);
+        // The thread drains this at once; its slots are allocated up front, so it is
+        // kept small (the bound on pending timers is the counter, not the channel).
+        let (tx, rx) = crossbeam_channel::bounded(CHANNEL);
         let pending = Arc::new(AtomicUsize::new(0));
         let p = pending.clone();
         std::thread::Builder::new()
@@ -173,7 +176,17 @@ mod tests {
         let (tx, _rx) = crossbeam_channel::bounded(8);
         let t = Timer::spawn(tx).unwrap();
         let later = Instant::now() + Duration::from_secs(3600);
-        let ids: Vec<_> = (0..CAPACITY).map(|_| t.at(later, ()).unwrap()).collect();
+        let mut ids = Vec::new();
+        for _ in 0..CAPACITY {
+            // Let the thread keep up with the channel, as it does with the hub.
+            while t.tx.len() > CHANNEL / 2 {
+                std::thread::yield_now();
+            }
+            ids.push(t.at(later, ()).unwrap());
+        }
+        while !t.tx.is_empty() {
+            std::thread::yield_now();
+        }
         assert!(t.at(later, ()).is_none(), "one past the capacity");
         // Cancelling frees places (the thread takes them in order, after the timers).
         for id in &ids[..10] {

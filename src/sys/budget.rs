@@ -6,11 +6,18 @@
 //! what does not fit. One item larger than the whole budget still passes when nothing
 //! else is in flight, so no item can be stuck forever.
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 
 pub struct Budget {
     max: usize,
-    used: Mutex<usize>,
+    /// Bytes held. Taken and given back with atomics: the producer and the hub pass
+    /// items at a high rate, and a lock between them would make them queue.
+    used: AtomicUsize,
+    /// Producers waiting for room; only when there are any does a release take the lock
+    /// to wake them (a condvar's notify is a system call).
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
     freed: Condvar,
 }
 
@@ -24,22 +31,42 @@ impl Budget {
     pub const fn new(max: usize) -> Budget {
         Budget {
             max,
-            used: Mutex::new(0),
+            used: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            lock: Mutex::new(()),
             freed: Condvar::new(),
         }
     }
 
-    fn fits(&self, used: usize, bytes: usize) -> bool {
-        used == 0 || used.saturating_add(bytes) <= self.max
+    /// Hold `bytes` if they fit now (one item always fits alone).
+    fn take(&self, bytes: usize) -> bool {
+        let mut used = self.used.load(SeqCst);
+        loop {
+            if used != 0 && used.saturating_add(bytes) > self.max {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, used + bytes, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
     }
 
     /// Wait until `bytes` fit, then hold them.
     pub fn acquire(&self, bytes: usize) -> Permit<'_> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        while !self.fits(*used, bytes) {
-            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        if !self.take(bytes) {
+            let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.waiting.fetch_add(1, SeqCst);
+            // Checked again after saying we wait: a release either sees us waiting (and
+            // wakes us) or left its bytes for this check to see.
+            while !self.take(bytes) {
+                guard = self.freed.wait(guard).unwrap_or_else(|p| p.into_inner());
+            }
+            self.waiting.fetch_sub(1, SeqCst);
         }
-        *used += bytes;
         Permit {
             budget: self,
             bytes,
@@ -48,12 +75,9 @@ impl Budget {
 
     /// Hold `bytes` if they fit now.
     pub fn try_acquire(&self, bytes: usize) -> Option<Permit<'_>> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.fits(*used, bytes) {
-            return None;
-        }
-        *used += bytes;
-        Some(Permit {
+        // `then`, not `then_some`: a permit built and dropped would give back bytes
+        // that were never taken.
+        self.take(bytes).then(|| Permit {
             budget: self,
             bytes,
         })
@@ -61,15 +85,18 @@ impl Budget {
 
     /// Bytes held now.
     pub fn used(&self) -> usize {
-        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+        self.used.load(SeqCst)
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
-        *used = used.saturating_sub(self.bytes);
-        self.budget.freed.notify_all();
+        let b = self.budget;
+        b.used.fetch_sub(self.bytes, SeqCst);
+        if b.waiting.load(SeqCst) > 0 {
+            let _guard = b.lock.lock().unwrap_or_else(|p| p.into_inner());
+            b.freed.notify_all();
+        }
     }
 }
 
