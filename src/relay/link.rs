@@ -44,6 +44,10 @@ pub use crate::protocol::limits::MAX_COMMAND;
 /// Bytes of frames read and not yet handled by the hub: beyond this the reader waits
 /// (the queue to the hub is bounded in frames too, but one frame can be 48 MiB).
 pub static FRAMES: Budget = Budget::new(2 * MAX_COMMAND);
+/// Frames up to this size are bounded by the queue's length alone (1024 of them are
+/// 64 MiB at most); only bigger ones take a share of [`FRAMES`], so the many small
+/// commands pay nothing for it.
+const SMALL_FRAME: usize = 64 << 10;
 /// WebSocket messages above this cannot be read: the connection fails. The hub then
 /// reads up to [`MAX_RECOVERY`] on the next connection, to refuse such a frame properly
 /// if the relay delivers it again.
@@ -68,8 +72,8 @@ pub enum LinkEvent {
     Frame {
         conn: u64,
         incoming: Incoming,
-        /// Its share of [`FRAMES`], given back when the hub drops the event.
-        _bytes: Permit<'static>,
+        /// Its share of [`FRAMES`] (a large frame), given back when the hub drops it.
+        _bytes: Option<Permit<'static>>,
     },
     /// A ping or pong arrived: the link is alive.
     Alive {
@@ -295,7 +299,7 @@ fn read_loop(conn: u64, ws: &Mutex<Ws>, tcp: &TcpStream, hub: &Sender<LinkEvent>
                     Ok(incoming) => LinkEvent::Frame {
                         conn,
                         incoming,
-                        _bytes: FRAMES.acquire(t.len()),
+                        _bytes: (t.len() > SMALL_FRAME).then(|| FRAMES.acquire(t.len())),
                     },
                     Err(e) => {
                         crate::log_debug!("skipping a relay frame: {e}");
