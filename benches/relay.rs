@@ -36,6 +36,14 @@ struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A clean stop first (so a daemon run under a profiler writes its profile), then
+        // a kill if it takes too long.
+        // SAFETY: a plain signal to the child this benchmark started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self._home);
