@@ -23,6 +23,10 @@
 //! - [`history`]: what sessions leave on disk that providers and the hub share (the
 //!   JSONL toolkit, the settings sidecars).
 //! - [`sys`]: processes, files, logging, ids, time, the saver, byte budgets.
+//!
+//! The `session` layer of the diagram is still `hub::session`, and the providers'
+//! drivers are still methods of the hub's session table: the last upward edges, listed
+//! in `tests/layers.rs` until they are taken apart.
 
 // These docs are for people working on the daemon (`cargo doc --document-private-items`):
 // the module map above links to modules that are private to the crate.
