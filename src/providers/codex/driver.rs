@@ -591,3 +591,160 @@ fn notification(
     }
     Next::Nothing
 }
+
+/// The provider's logic fed lines directly: no process, no thread, no hub.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::session::Turn;
+
+    fn session() -> (Session, State) {
+        let mut s = Session::new("b1", std::path::PathBuf::from("/tmp"));
+        s.provider = "codex".into();
+        s.sdk_id = Some("th-1".into());
+        (s, State::default())
+    }
+
+    /// Notification `method` with `params`, as the server sends it.
+    fn note(s: &mut Session, st: &mut State, method: &str, p: Value, out: &mut Vec<Value>) -> Next {
+        notification(s, st, method, &p, out)
+    }
+
+    fn names(out: &[Value]) -> Vec<&str> {
+        out.iter().filter_map(|e| e["event"].as_str()).collect()
+    }
+
+    #[test]
+    fn a_thread_answer_makes_the_session_ready_and_a_failed_resume_starts_afresh() {
+        let (mut s, mut st) = session();
+        let line = st.request(Call::ThreadResume, "thread/resume", json!({}));
+        let id = serde_json::from_str::<Value>(&line).unwrap()["id"].clone();
+        let mut out = Vec::new();
+        let answer = json!({"id": id, "result": {"thread": {"id": "th-1"}, "model": "gpt-5.5"}});
+        let next = response(&mut s, &mut st, &id, &answer, &mut out);
+        assert!(matches!(next, Next::Ready(ref t) if t == "th-1"));
+        assert_eq!(s.resolved_model.as_deref(), Some("gpt-5.5"));
+        // An answer to nothing we asked changes nothing.
+        assert!(matches!(
+            response(&mut s, &mut st, &id, &answer, &mut out),
+            Next::Nothing
+        ));
+        let line = st.request(Call::ThreadResume, "thread/resume", json!({}));
+        let id = serde_json::from_str::<Value>(&line).unwrap()["id"].clone();
+        let refused = json!({"id": id, "error": {"message": "no rollout found"}});
+        assert!(matches!(
+            response(&mut s, &mut st, &id, &refused, &mut out),
+            Next::StartFresh
+        ));
+    }
+
+    #[test]
+    fn a_turn_streams_its_text_runs_a_tool_and_ends_with_one_result() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("hi".into(), Some(json!("t1"))));
+        let mut out = Vec::new();
+        note(
+            &mut s,
+            &mut st,
+            "turn/started",
+            json!({"turn": {"id": "turn-1"}}),
+            &mut out,
+        );
+        assert_eq!(st.turn_id.as_deref(), Some("turn-1"));
+        let started = json!({"item": {"id": "m1", "type": "agentMessage"}});
+        note(&mut s, &mut st, "item/started", started, &mut out);
+        for d in ["hel", "lo"] {
+            note(
+                &mut s,
+                &mut st,
+                "item/agentMessage/delta",
+                json!({"itemId": "m1", "delta": d}),
+                &mut out,
+            );
+        }
+        let done = json!({"item": {"id": "m1", "type": "agentMessage", "text": "hello"}});
+        note(&mut s, &mut st, "item/completed", done, &mut out);
+        let cmd = json!({"item": {"id": "c1", "type": "commandExecution", "command": "ls"}});
+        note(&mut s, &mut st, "item/started", cmd, &mut out);
+        let ran = json!({"item": {"id": "c1", "type": "commandExecution", "status": "completed",
+                                   "exitCode": 0, "aggregatedOutput": "a.txt\n"}});
+        note(&mut s, &mut st, "item/completed", ran, &mut out);
+        let next = note(
+            &mut s,
+            &mut st,
+            "turn/completed",
+            json!({"turn": {"status": "completed"}}),
+            &mut out,
+        );
+        assert!(matches!(next, Next::Pump), "the next turn may go");
+        assert_eq!(
+            names(&out),
+            [
+                "session.text_delta",
+                "session.text_delta",
+                "session.text",
+                "session.tool_use",
+                "session.tool_result",
+                "session.result"
+            ]
+        );
+        let result = out.last().unwrap();
+        assert_eq!(result["result"], "hello");
+        assert_eq!(result["trace_id"], "t1");
+        assert_eq!(result["sdk_session_id"], "th-1");
+        assert_eq!(out[4]["is_error"], false);
+        assert!(s.current.is_none() && st.turn_id.is_none());
+    }
+
+    #[test]
+    fn an_interrupted_turn_closes_what_it_left_open() {
+        let (mut s, mut st) = session();
+        let mut t = Turn::new("count".into(), None);
+        t.interrupted = true;
+        s.current = Some(t);
+        let mut out = Vec::new();
+        let started = json!({"item": {"id": "m1", "type": "agentMessage"}});
+        note(&mut s, &mut st, "item/started", started, &mut out);
+        note(
+            &mut s,
+            &mut st,
+            "item/agentMessage/delta",
+            json!({"itemId": "m1", "delta": "1 2"}),
+            &mut out,
+        );
+        let cmd = json!({"item": {"id": "c1", "type": "commandExecution", "command": "sleep 9"}});
+        note(&mut s, &mut st, "item/started", cmd, &mut out);
+        note(
+            &mut s,
+            &mut st,
+            "turn/completed",
+            json!({"turn": {"status": "interrupted"}}),
+            &mut out,
+        );
+        let n = names(&out);
+        assert!(
+            n.contains(&"session.text"),
+            "the cut-off text is committed: {n:?}"
+        );
+        assert!(
+            n.contains(&"session.tool_result"),
+            "the cut-off tool is closed: {n:?}"
+        );
+        assert_eq!(out.last().unwrap()["subtype"], "interrupted");
+    }
+
+    #[test]
+    fn the_server_settling_its_own_request_is_reported() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let next = note(
+            &mut s,
+            &mut st,
+            "serverRequest/resolved",
+            json!({"requestId": 7}),
+            &mut out,
+        );
+        assert!(matches!(next, Next::Settled(ref id) if *id == json!(7)));
+        assert!(out.is_empty());
+    }
+}
