@@ -763,3 +763,132 @@ fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>)
         }),
     ));
 }
+
+/// The provider's logic fed lines directly: no process, no thread, no hub.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::session::Turn;
+
+    fn session() -> (Session, State) {
+        let mut s = Session::new("b1", std::path::PathBuf::from("/tmp"));
+        s.provider = "copilot".into();
+        s.sdk_id = Some("sess-1".into());
+        (s, State::default())
+    }
+
+    /// Ask `call` and return the id to answer it with.
+    fn asked(st: &mut State, call: Call, method: &str) -> Value {
+        let line = st.request(call, method, json!({}));
+        serde_json::from_str::<Value>(&line).unwrap()["id"].clone()
+    }
+
+    fn chunk(s: &mut Session, st: &mut State, kind: &str, text: &str, out: &mut Vec<Value>) {
+        let p =
+            json!({"update": {"sessionUpdate": kind, "content": {"type": "text", "text": text}}});
+        update(s, st, &p, out);
+    }
+
+    fn names(out: &[Value]) -> Vec<&str> {
+        out.iter().filter_map(|e| e["event"].as_str()).collect()
+    }
+
+    #[test]
+    fn a_new_session_is_ready_and_a_failed_load_starts_afresh() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let id = asked(&mut st, Call::New, "session/new");
+        let answer = json!({"id": id, "result": {"sessionId": "sess-2"}});
+        assert!(matches!(
+            response(&mut s, &mut st, &id, &answer, &mut out),
+            Next::Ready(ref sid) if sid == "sess-2"
+        ));
+        let id = asked(&mut st, Call::Load, "session/load");
+        let refused = json!({"id": id, "error": {"message": "no such session"}});
+        assert!(matches!(
+            response(&mut s, &mut st, &id, &refused, &mut out),
+            Next::StartFresh
+        ));
+    }
+
+    #[test]
+    fn a_replay_shows_nothing() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("hi".into(), None));
+        st.replaying = true;
+        let mut out = Vec::new();
+        chunk(
+            &mut s,
+            &mut st,
+            "agent_message_chunk",
+            "old answer",
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(
+            st.replay_seq, 1,
+            "counted, so the hub can tell when it ends"
+        );
+    }
+
+    #[test]
+    fn a_turn_streams_thought_text_and_a_tool_then_ends_with_one_result() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("hi".into(), Some(json!("t1"))));
+        let mut out = Vec::new();
+        chunk(
+            &mut s,
+            &mut st,
+            "agent_thought_chunk",
+            "let me see",
+            &mut out,
+        );
+        chunk(&mut s, &mut st, "agent_message_chunk", "Look", &mut out);
+        chunk(&mut s, &mut st, "agent_message_chunk", "ing.", &mut out);
+        let tool = json!({"update": {"sessionUpdate": "tool_call", "toolCallId": "tc1",
+                          "title": "ls", "kind": "execute", "status": "pending"}});
+        update(&mut s, &mut st, &tool, &mut out);
+        let done = json!({"update": {"sessionUpdate": "tool_call_update", "toolCallId": "tc1",
+                          "status": "completed",
+                          "content": [{"type": "content", "content": {"type": "text", "text": "a.txt"}}]}});
+        update(&mut s, &mut st, &done, &mut out);
+        let id = asked(&mut st, Call::Prompt, "session/prompt");
+        let end = json!({"id": id, "result": {"stopReason": "end_turn"}});
+        assert!(matches!(
+            response(&mut s, &mut st, &id, &end, &mut out),
+            Next::Pump
+        ));
+        let n = names(&out);
+        assert_eq!(n[0], "session.thinking", "{n:?}");
+        assert_eq!(&n[1..3], ["session.text_delta", "session.text_delta"]);
+        assert_eq!(n.last(), Some(&"session.result"));
+        assert_eq!(n.iter().filter(|e| **e == "session.result").count(), 1);
+        assert!(n.contains(&"session.tool_use") && n.contains(&"session.tool_result"));
+        let text = out.iter().find(|e| e["event"] == "session.text").unwrap();
+        assert_eq!(text["text"], "Looking.");
+        let result = out.last().unwrap();
+        assert_eq!(result["subtype"], "success");
+        assert_eq!(result["trace_id"], "t1");
+        assert!(s.current.is_none());
+    }
+
+    #[test]
+    fn a_tool_the_agent_never_closed_ends_as_not_run() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("hi".into(), None));
+        let mut out = Vec::new();
+        let tool = json!({"update": {"sessionUpdate": "tool_call", "toolCallId": "tc9",
+                          "title": "rm -rf", "kind": "execute", "status": "pending"}});
+        update(&mut s, &mut st, &tool, &mut out);
+        let id = asked(&mut st, Call::Prompt, "session/prompt");
+        let end = json!({"id": id, "result": {"stopReason": "cancelled"}});
+        response(&mut s, &mut st, &id, &end, &mut out);
+        let closed = out
+            .iter()
+            .find(|e| e["event"] == "session.tool_result")
+            .expect("closed");
+        assert_eq!(closed["tool_use_id"], "tc9");
+        assert_eq!(closed["is_error"], true);
+        assert_eq!(out.last().unwrap()["subtype"], "interrupted");
+    }
+}
