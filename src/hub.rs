@@ -591,12 +591,16 @@ impl Hub {
         let reply = match &cmd.kind {
             Kind::Ping => json!({"event": "pong"}),
             other => {
-                let message = match other {
-                    Kind::Invalid(m) => m.clone(),
-                    _ if cmd.action.is_empty() => "the command has no action".to_string(),
-                    _ => format!("unknown action: {}", cmd.action),
+                // A code a program can match: the command was malformed, or is not one
+                // this node knows.
+                let (code, message) = match other {
+                    Kind::Invalid(m) => ("invalid_command", m.clone()),
+                    _ if cmd.action.is_empty() => {
+                        ("invalid_command", "the command has no action".to_string())
+                    }
+                    _ => ("unknown_action", format!("unknown action: {}", cmd.action)),
                 };
-                let mut p = json!({"event": "session.error", "message": message});
+                let mut p = json!({"event": "session.error", "code": code, "message": message});
                 if let Some(s) = &cmd.session_id {
                     p["session_id"] = json!(s);
                 }

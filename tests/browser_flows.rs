@@ -261,3 +261,24 @@ fn an_attachment_only_turn_is_titled_by_its_files_and_its_note_has_no_blank_lead
         .unwrap();
     assert_eq!(entry["title"], "look at this");
 }
+
+#[test]
+fn a_resume_id_that_is_not_a_safe_file_name_is_refused_at_the_edge() {
+    // The id becomes part of transcript and sidecar paths: refused before anything runs,
+    // with a code a program can match.
+    let n = Node::start(&[]);
+    n.cmd(json!({"action": "session.start", "session_id": "bad", "resume_session_id": "../../etc/passwd",
+                 "prompt": "say hi", "cwd": n.cwd(), "trace_id": "t-bad"}));
+    let ev = n.until("session.error");
+    let e = ev.last().unwrap();
+    assert_eq!(e["code"], "invalid_command", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid resume_session_id"),
+        "{e}"
+    );
+    assert_eq!(e["trace_id"], "t-bad");
+    assert!(n.starts().is_empty(), "nothing ran");
+}

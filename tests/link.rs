@@ -67,6 +67,7 @@ fn connects_heartbeats_and_answers_commands() {
     bad_command(&relay, "c2", "sess-1");
     let err = relay.recv_event("session.error", T).expect("session.error");
     assert_eq!(err["payload"]["message"], "unknown action: frobnicate");
+    assert_eq!(err["payload"]["code"], "unknown_action");
     assert_eq!(err["payload"]["session_id"], "sess-1");
     assert_eq!(err["node_seq"], 1);
 

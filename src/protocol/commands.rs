@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::protocol::SessionId;
+
 /// The permission modes the browser may ask for.
 pub const PERMISSION_MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
 
@@ -73,7 +75,8 @@ pub enum Kind {
 pub struct Start {
     pub provider: String,
     pub cwd: Option<String>,
-    pub resume: Option<String>,
+    /// The conversation to resume, checked to be a safe id.
+    pub resume: Option<SessionId>,
     pub turn: TurnCmd,
 }
 
@@ -204,13 +207,21 @@ pub fn parse(mut cmd: Map<String, Value>) -> Command {
                 text(&cmd, "cwd"),
                 text(&cmd, "resume_session_id"),
             );
-            match (session_id.is_some(), turn(&mut cmd, trace_id.clone())) {
-                (false, _) => Kind::Invalid("session.start needs a session_id".into()),
-                (true, Err(e)) => Kind::Invalid(e),
-                (true, Ok(turn)) => Kind::SessionStart(Start {
+            let resume = resume.map(|r| SessionId::parse(&r).ok_or(r));
+            match (
+                session_id.is_some(),
+                turn(&mut cmd, trace_id.clone()),
+                resume,
+            ) {
+                (false, _, _) => Kind::Invalid("session.start needs a session_id".into()),
+                (true, Err(e), _) => Kind::Invalid(e),
+                (true, Ok(_), Some(Err(r))) => {
+                    Kind::Invalid(format!("invalid resume_session_id {r:?}"))
+                }
+                (true, Ok(turn), resume) => Kind::SessionStart(Start {
                     provider: prov,
                     cwd,
-                    resume,
+                    resume: resume.and_then(Result::ok),
                     turn,
                 }),
             }

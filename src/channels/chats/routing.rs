@@ -14,6 +14,7 @@ use super::admission::after_trigger;
 use super::replies::{TYPING_EVERY, typing};
 use super::saved::saved_key;
 use crate::channels::runner::FileFailed;
+use crate::protocol::SessionId;
 use crate::protocol::commands::{Command, Inline, Kind, Start, TurnCmd};
 
 impl Channels {
@@ -244,7 +245,12 @@ impl Channels {
         let start = Start {
             provider: cfg.default_provider.clone(),
             cwd: cfg.cwd.clone(),
-            resume: self.saved.sessions.get(&saved_key(bot_id, chat)).cloned(),
+            // An id in the state file that is not a safe one starts afresh.
+            resume: self
+                .saved
+                .sessions
+                .get(&saved_key(bot_id, chat))
+                .and_then(|r| SessionId::parse(r)),
             turn,
         };
         vec![command_for(&key, Kind::SessionStart(start))]

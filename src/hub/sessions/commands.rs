@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::{MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
 use crate::history::sidecar;
 use crate::hub::session::{Agent, Session, Turn};
+use crate::protocol::SessionId;
 use crate::protocol::commands::{Command, Kind, Start, TurnCmd};
-use crate::protocol::valid_id;
 use crate::providers::claude::stream::{OwnRequest, sync_mode};
 use crate::sys::fsutil::expand_home;
 
@@ -141,16 +141,6 @@ impl Sessions {
             return;
         }
         let resume = start.resume;
-        if let Some(r) = &resume
-            && !valid_id(r)
-        {
-            fail(
-                out,
-                "provider_error",
-                format!("invalid resume_session_id {r:?}"),
-            );
-            return;
-        }
         // Resuming from history: the sidecar restores what the transcript cannot carry.
         let saved = resume
             .as_deref()
@@ -188,7 +178,7 @@ impl Sessions {
         s.effort = t.effort.clone().unwrap_or_else(|| saved_str("effort"));
         s.resolved_model = saved_str("resolved_model");
         // A resumed session has its real id already: every child resumes it.
-        s.sdk_id = resume;
+        s.sdk_id = resume.map(SessionId::into_string);
         out.push(s.event("session.started", trace.as_ref(), s.describe()));
         let key = sid.to_string();
         self.sessions.insert(key.clone(), s);
