@@ -611,29 +611,13 @@ impl Hub {
     }
 
     fn on_work(&mut self, w: Work) {
-        match w {
-            Work::Reply(v) => self.emit(v),
-            Work::Prepared {
-                session,
-                turn,
-                prepared,
-            } => {
-                let mut out = Vec::new();
-                self.sessions
-                    .on_prepared(&session, turn, prepared, &mut out);
-                self.emit_all(out);
-            }
-            Work::Transcript { session, job, done } => {
-                let mut out = Vec::new();
-                self.sessions.on_transcript(&session, job, done, &mut out);
-                self.emit_all(out);
-            }
-            Work::AcpLoadDelay { session, delay } => {
-                if let Some(key) = self.sessions.key_of(&session) {
-                    self.sessions.acp_load_after(&key, delay);
-                }
-            }
-            Work::Catalogue(mut probed) => {
+        let mut out = Vec::new();
+        let rest = self.sessions.on_work(w, &mut out);
+        self.emit_all(out);
+        match rest {
+            None => {}
+            Some(Work::Reply(v)) => self.emit(v),
+            Some(Work::Catalogue(mut probed)) => {
                 self.probed = Some(probed.clone());
                 if let Some(c) = self.sessions.catalogue() {
                     probed.claude_commands = c.clone();
@@ -646,6 +630,8 @@ impl Hub {
                     ));
                 }
             }
+            // The sessions' own answers were handled above.
+            Some(_) => {}
         }
     }
 

@@ -48,7 +48,7 @@ use crate::hub::Tick;
 use crate::hub::permissions::Permissions;
 use crate::hub::session::{Agent, Session};
 use crate::hub::timer::Timer;
-use crate::hub::worker::Workers;
+use crate::hub::worker::{Work, Workers};
 use crate::sys::child::ChildEvent;
 use crate::sys::saver::Saver;
 
@@ -122,6 +122,28 @@ impl Sessions {
             catalogue: None,
             next_job: 0,
         }
+    }
+
+    /// A worker's answer about a session (or the same work done on the hub when no
+    /// worker could take it); any other answer is handed back.
+    pub(crate) fn on_work(&mut self, w: Work, out: &mut Vec<Value>) -> Option<Work> {
+        match w {
+            Work::Prepared {
+                session,
+                turn,
+                prepared,
+            } => self.on_prepared(&session, turn, prepared, out),
+            Work::Transcript { session, job, done } => {
+                self.on_transcript(&session, job, done, out);
+            }
+            Work::AcpLoadDelay { session, delay } => {
+                if let Some(key) = self.key_of(&session) {
+                    self.acp_load_after(&key, delay);
+                }
+            }
+            other => return Some(other),
+        }
+        None
     }
 
     /// The command catalogue last reported by a CLI, if any.

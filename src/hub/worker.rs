@@ -82,20 +82,45 @@ impl Workers {
     /// else after the jobs queued before it. False (and nothing runs) only when the
     /// queue is full too.
     pub fn run(&self, name: &str, job: impl FnOnce() -> Work + Send + 'static) -> bool {
-        let job: Job = Box::new(job);
+        self.submit(name, Box::new(job)).is_ok()
+    }
+
+    /// [`Workers::run`] for work that must happen even when no worker can take it: then
+    /// it runs here, on the caller, and its result is returned for the caller to handle
+    /// as if it had come back from a worker.
+    pub fn run_or_here(
+        &self,
+        name: &str,
+        job: impl FnOnce() -> Work + Send + 'static,
+    ) -> Option<Work> {
+        let job = self.submit(name, Box::new(job)).err()?;
+        crate::log_warn!("every worker is busy; {name} runs on the hub");
+        Some(job())
+    }
+
+    /// Hand `job` to a worker, or give it back when none can take it.
+    fn submit(&self, name: &str, job: Job) -> Result<(), Job> {
         if self.busy.fetch_add(1, Ordering::AcqRel) >= MAX_WORKERS {
             self.busy.fetch_sub(1, Ordering::AcqRel);
-            return self.queue_tx.try_send(job).is_ok();
+            return self.queue_tx.try_send(job).map_err(|e| e.into_inner());
         }
+        // Through a one-slot channel, so the job can be taken back if no thread starts.
+        let (slot_tx, slot_rx) = crossbeam_channel::bounded(1);
+        let _ = slot_tx.send(job);
+        let back = slot_rx.clone();
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("work-{name}"))
-            .spawn(move || this.serve(job));
+            .spawn(move || {
+                if let Ok(job) = slot_rx.recv() {
+                    this.serve(job);
+                }
+            });
         if spawned.is_err() {
             self.busy.fetch_sub(1, Ordering::AcqRel);
-            return false;
+            return back.try_recv().map_or(Ok(()), Err);
         }
-        true
+        Ok(())
     }
 
     /// [`Workers::run`] for a job that holds `bytes` of data (a turn's images): refused
@@ -166,6 +191,15 @@ mod tests {
         assert!(
             !w.run("t", || Work::Reply(Value::Null)),
             "refused when the queue is full"
+        );
+        // Work that must happen runs on the caller then, its result handed back.
+        let here = std::thread::current().id();
+        let ran = w.run_or_here("t", move || {
+            Work::Reply(Value::from(std::thread::current().id() == here))
+        });
+        assert!(
+            matches!(ran, Some(Work::Reply(Value::Bool(true)))),
+            "{ran:?}"
         );
         let mut got: Vec<u64> = (0..total)
             .map(|_| match rx.recv_timeout(Duration::from_secs(10)) {

@@ -86,15 +86,13 @@ impl Sessions {
             return;
         };
         s.claude.edit_lookup = Some((job, plan));
-        let inline = lookup.clone();
-        let sent = self.workers.run("edit", move || Work::Transcript {
+        let here = self.workers.run_or_here("edit", move || Work::Transcript {
             session,
             job,
             done: TranscriptDone::RestorePoint(lookup()),
         });
-        if !sent {
-            crate::log_warn!("every worker is busy; reading the transcript on the hub");
-            self.on_restore_point(key, job, inline(), out);
+        if let Some(w) = here {
+            self.on_work(w, out);
         }
     }
 

@@ -277,17 +277,14 @@ impl Sessions {
             Next::Nothing => {}
             Next::CheckLoad { dir, sid } => {
                 let session = key.to_string();
-                let (d, i) = (dir.clone(), sid.clone());
-                let check = move || acp::history::gemini_load_delay(&d, &i, now_ms());
-                let inline = check.clone();
-                if !self.workers.run("acp-load", move || Work::AcpLoadDelay {
-                    session,
-                    delay: check(),
-                }) {
-                    crate::log_warn!(
-                        "every worker is busy; looking at the Gemini chats on the hub"
-                    );
-                    self.acp_load_after(key, inline());
+                let here = self
+                    .workers
+                    .run_or_here("acp-load", move || Work::AcpLoadDelay {
+                        session,
+                        delay: acp::history::gemini_load_delay(&dir, &sid, now_ms()),
+                    });
+                if let Some(w) = here {
+                    self.on_work(w, out);
                 }
             }
             Next::Pump => {

@@ -70,19 +70,15 @@ impl Sessions {
         let cwd = s.transcript_cwd().to_path_buf();
         let scanned = s.claude.thinking_scanned.clone();
         let session = key.to_string();
-        let (d, c, i, sc) = (dir.clone(), cwd.clone(), id.clone(), scanned.clone());
-        let sent = self.workers.run("resume", move || Work::Transcript {
-            session,
-            job,
-            done: TranscriptDone::Resume(transcript::prepare_resume(&d, &c, &i, sc)),
-        });
-        if !sent {
-            crate::log_warn!(
-                "session {}: every worker is busy; locating the transcript on the hub",
-                s.id
-            );
-            let plan = transcript::prepare_resume(&dir, &cwd, &id, scanned);
-            self.on_resume_plan(key, job, plan, out);
+        let here = self
+            .workers
+            .run_or_here("resume", move || Work::Transcript {
+                session,
+                job,
+                done: TranscriptDone::Resume(transcript::prepare_resume(&dir, &cwd, &id, scanned)),
+            });
+        if let Some(w) = here {
+            self.on_work(w, out);
         }
     }
 
@@ -243,19 +239,22 @@ impl Sessions {
         let job = self.next_job;
         s.claude.io = TranscriptIo::Reading { job, turn };
         let session = key.to_string();
-        let inline = reading.clone();
-        if self.workers.run("transcript", move || Work::Transcript {
-            session,
-            job,
-            done: TranscriptDone::Read(reading.read()),
-        }) {
+        let here = self
+            .workers
+            .run_or_here("transcript", move || Work::Transcript {
+                session,
+                job,
+                done: TranscriptDone::Read(reading.read()),
+            });
+        // Read here (no worker could take it): this very pump goes on.
+        let Some(Work::Transcript {
+            done: TranscriptDone::Read(delta),
+            ..
+        }) = here
+        else {
             return false;
-        }
-        crate::log_warn!(
-            "session {}: every worker is busy; reading the transcript on the hub",
-            s.id
-        );
-        s.claude.known.merge(inline.read());
+        };
+        s.claude.known.merge(delta);
         s.claude.io = TranscriptIo::Idle;
         true
     }
