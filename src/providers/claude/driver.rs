@@ -53,11 +53,7 @@ impl Sessions {
         if matches!(s.claude.io, TranscriptIo::Resuming(_)) {
             return; // the disk is being asked; the child starts when it answers
         }
-        let mut opts = std::mem::take(&mut s.claude.next_spawn);
-        // Every respawn of a conversation with a real id continues it.
-        if opts.resume.is_none() {
-            opts.resume.clone_from(&s.sdk_id);
-        }
+        let opts = next_spawn(s);
         let (Some(id), Some(dir)) = (opts.resume.clone(), self.settings.claude_dir.clone()) else {
             return self.spawn_child(key, opts, program, out);
         };
@@ -162,10 +158,7 @@ impl Sessions {
         if s.child.is_some() {
             return;
         }
-        let mut opts = std::mem::take(&mut s.claude.next_spawn);
-        if opts.resume.is_none() {
-            opts.resume.clone_from(&s.sdk_id);
-        }
+        let mut opts = next_spawn(s);
         if opts.resume.as_deref() != Some(plan.id.as_str()) {
             // What to resume changed meanwhile (an edit's fork): ask again.
             s.claude.next_spawn = opts;
@@ -997,6 +990,16 @@ fn result_is_replay(s: &Session, v: &Value) -> bool {
             });
     }
     s.claude.replay_seen && current.is_none_or(|t| !t.emitted)
+}
+
+/// How the session's next child starts: the options set aside for it (a fork), and
+/// every respawn of a conversation with a real id continues it.
+fn next_spawn(s: &mut Session) -> claude::SpawnOpts {
+    let mut opts = std::mem::take(&mut s.claude.next_spawn);
+    if opts.resume.is_none() {
+        opts.resume.clone_from(&s.sdk_id);
+    }
+    opts
 }
 
 /// The person-readable account of a child's end, with the last line it printed.
