@@ -47,7 +47,6 @@ mod connection;
 mod delivery;
 pub mod permissions;
 mod services;
-pub mod session;
 pub mod sessions;
 pub mod timer;
 pub mod worker;
@@ -116,18 +115,10 @@ pub enum Tick {
     Retry {
         session: String,
     },
-    /// Stop waiting for a turn the CLI announced it would start by itself.
-    AutoWait {
+    /// A timer a session's provider armed ([`crate::providers::Effect::After`]).
+    Wake {
         session: String,
-    },
-    /// Send the `session/load` an ACP session put off.
-    AcpLoad {
-        session: String,
-    },
-    /// A loaded ACP session may have finished replaying (`seq` unchanged since).
-    AcpQuiet {
-        session: String,
-        seq: u64,
+        wake: crate::providers::Wake,
     },
     /// The chat channels' second: streamed replies edited, typing indicators renewed.
     Channels,

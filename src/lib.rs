@@ -18,15 +18,15 @@
 //! - [`channels`]: chat channels (Telegram) that drive sessions like the browser does.
 //! - [`node`]: the other services the browser asks for (history listing, capabilities,
 //!   the directory picker, media, unread marks, the run state).
-//! - [`providers`]: each coding agent's protocol, translated into node events.
+//! - [`providers`]: each coding agent as a state machine: its protocol translated into
+//!   node events, and effects for the hub to apply.
 //! - [`protocol`]: the browser's commands as types, the shared limits and id checks.
+//! - [`session`]: the generic session every provider works on (turns, child, settings,
+//!   the events built from it).
 //! - [`history`]: what sessions leave on disk that providers and the hub share (the
 //!   JSONL toolkit, the settings sidecars).
 //! - [`sys`]: processes, files, logging, ids, time, the saver, byte budgets.
 //!
-//! The `session` layer of the diagram is still `hub::session`, and the providers'
-//! drivers are still methods of the hub's session table: the last upward edges, listed
-//! in `tests/layers.rs` until they are taken apart.
 
 // These docs are for people working on the daemon (`cargo doc --document-private-items`):
 // the module map above links to modules that are private to the crate.
@@ -41,6 +41,7 @@ pub(crate) mod node;
 pub(crate) mod protocol;
 pub(crate) mod providers;
 pub(crate) mod relay;
+pub(crate) mod session;
 pub(crate) mod sys;
 
 // The modules are private to the crate, so the compiler reports what nothing uses; the

@@ -1,8 +1,8 @@
 //! All sessions (PROTOCOL §3–8): the browser's `session.*` and permission commands,
-//! already parsed into typed values ([`crate::protocol::commands`]), applied to the sessions.
-//! How each session drives its CLI child (spawning, turns, output, exits and retries) is
-//! in [`crate::providers::claude::driver`]; how one session's CLI output becomes node events is in
-//! [`crate::hub::session`].
+//! already parsed into typed values ([`crate::protocol::commands`]), applied to the
+//! sessions, and the providers' [`crate::providers::Effect`]s applied to the daemon.
+//! Each entry pairs the generic [`Session`] with its provider's state ([`Agent`]); what
+//! an agent's output means is the provider's ([`crate::providers`]).
 //!
 //! Owned by the hub thread; no locks. Each session has at most one child
 //! ([`crate::sys::child`]); its lines arrive as [`ChildEvent`]s on the hub's child channel.
@@ -16,6 +16,9 @@
 //! This file is the table itself (lookup by id or alias, the provider state of a
 //! session); the rest is split by job:
 //!
+//! - [`drive`]: a child's lines to its provider and the effects back, exits and
+//!   retries, re-keying, detaching;
+//! - [`claude`], [`codex`], [`acp`]: starting each agent's child and writing its turns;
 //! - [`commands`]: the browser's session commands (start, send, interrupt, close, list),
 //!   a turn's setting overrides and queueing;
 //! - [`edit`]: `session.edit` (the fork, and restoring the code first);
@@ -26,16 +29,18 @@
 //! - [`sidecar`]: the per-session settings saved beside the transcript;
 //! - [`live_history`]: what `history.get` sees of a session held here.
 
+mod acp;
 mod approvals;
 mod children;
+mod claude;
+mod codex;
 mod commands;
+mod drive;
 mod edit;
 mod live_history;
 mod media;
 mod sidecar;
 mod ticks;
-
-pub(crate) use approvals::Approval;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,9 +51,10 @@ use serde_json::Value;
 
 use crate::hub::Tick;
 use crate::hub::permissions::Permissions;
-use crate::hub::session::{Agent, Session};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
+use crate::providers::{self, Agent};
+use crate::session::Session;
 use crate::sys::child::ChildEvent;
 use crate::sys::saver::Saver;
 
@@ -88,7 +94,7 @@ pub struct Sessions {
     pub(crate) saver: Saver,
     pub(crate) timer: Timer<Tick>,
     pub(crate) child_tx: Sender<ChildEvent>,
-    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) sessions: HashMap<String, Entry>,
     pub(crate) aliases: HashMap<String, String>,
     /// Child id → session key; `None` once detached (closed or replaced).
     pub(crate) children: HashMap<u64, Option<String>>,
@@ -136,11 +142,7 @@ impl Sessions {
             Work::Transcript { session, job, done } => {
                 self.on_transcript(&session, job, done, out);
             }
-            Work::AcpLoadDelay { session, delay } => {
-                if let Some(key) = self.key_of(&session) {
-                    self.acp_load_after(&key, delay);
-                }
-            }
+            Work::Wake { session, wake } => self.on_wake(&session, wake, out),
             other => return Some(other),
         }
         None
@@ -171,9 +173,9 @@ impl Sessions {
 
     /// The model a turn runs with: the browser's choice, else the daemon's default.
     /// (The daemon's default model is a Claude model: other agents use their own.)
-    pub(crate) fn effective_model(&self, s: &Session) -> Option<String> {
+    pub(crate) fn effective_model(&self, s: &Entry) -> Option<String> {
         match s.agent {
-            Agent::Claude => s
+            Agent::Claude(_) => s
                 .model
                 .clone()
                 .or_else(|| self.settings.default_model.clone()),
@@ -181,28 +183,10 @@ impl Sessions {
         }
     }
 
-    /// Run `f` on session `key` and its provider's state (found in its [`Agent`] by `get`
-    /// and taken out for the duration, so the session and the state can both be changed).
-    /// `None` when the session is gone or runs another agent.
-    pub(crate) fn with_agent<T: Default, R>(
-        &mut self,
-        key: &str,
-        get: fn(&mut Agent) -> Option<&mut T>,
-        f: impl FnOnce(&mut Session, &mut T) -> R,
-    ) -> Option<R> {
-        let s = self.sessions.get_mut(key)?;
-        let mut st = std::mem::take(get(&mut s.agent)?);
-        let r = f(s, &mut st);
-        if let Some(slot) = get(&mut s.agent) {
-            *slot = st;
-        }
-        Some(r)
-    }
-
     /// Ids (current and provisional) of sessions with a turn in flight.
     pub(crate) fn running_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();
-        for s in self.sessions.values().filter(|s| s.running()) {
+        for s in self.sessions.values().filter(|e| e.running()) {
             ids.push(s.id.clone());
             if let Some(sdk) = &s.sdk_id {
                 ids.push(sdk.clone());
@@ -210,10 +194,51 @@ impl Sessions {
         }
         // The ids the browser knew them by before the re-key, too.
         for (old, key) in &self.aliases {
-            if self.sessions.get(key).is_some_and(Session::running) {
+            if self.sessions.get(key).is_some_and(|e| e.running()) {
                 ids.push(old.clone());
             }
         }
         ids
+    }
+}
+
+/// A session of the table: the generic [`Session`] and its provider's state side by
+/// side, so a provider can change both at once ([`Entry::split`]). It reads as its
+/// session (`Deref`), which is what most of the hub looks at.
+pub(crate) struct Entry {
+    pub(crate) session: Session,
+    pub(crate) agent: Agent,
+}
+
+impl Entry {
+    pub(crate) fn new(session: Session, agent: Agent) -> Entry {
+        Entry { session, agent }
+    }
+
+    /// The session and its provider's state, both mutable.
+    pub(crate) fn split(&mut self) -> (&mut Session, &mut Agent) {
+        (&mut self.session, &mut self.agent)
+    }
+
+    pub(crate) fn is_claude(&self) -> bool {
+        matches!(self.agent, Agent::Claude(_))
+    }
+
+    /// Close whatever the running turn left open (see [`providers::commit_open`]).
+    pub(crate) fn commit_open(&mut self, out: &mut Vec<Value>) {
+        providers::commit_open(&mut self.session, &mut self.agent, out);
+    }
+}
+
+impl std::ops::Deref for Entry {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl std::ops::DerefMut for Entry {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 }

@@ -37,11 +37,10 @@ pub enum Work {
         job: u64,
         done: TranscriptDone,
     },
-    /// How long an ACP session must wait before its `session/load` (Gemini CLI's
-    /// minute).
-    AcpLoadDelay {
+    /// A provider's job is done ([`crate::providers::Job`]): its answer wakes it.
+    Wake {
         session: String,
-        delay: std::time::Duration,
+        wake: crate::providers::Wake,
     },
     /// What the capability probes found (empty lists where they failed).
     Catalogue(crate::node::capabilities::Probed),

@@ -282,7 +282,7 @@ pub fn tool_name(kind: &str, title: &str) -> String {
         "search" => "Grep".into(),
         "fetch" => "WebFetch".into(),
         "think" => "Think".into(),
-        _ if !title.is_empty() => crate::hub::session::short(title, 60),
+        _ if !title.is_empty() => crate::session::short(title, 60),
         _ => "Tool".into(),
     }
 }

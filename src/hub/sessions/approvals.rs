@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use super::Sessions;
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
-use crate::hub::session::{Agent, Session, permission_input};
 use crate::protocol::commands::Resolve;
-use crate::providers::{acp, claude, codex};
+use crate::providers::{Answer, approval_answer, claude};
+use crate::session::{Approval, permission_input};
 use crate::sys::ids::new_id;
 
 impl Sessions {
@@ -31,7 +31,14 @@ impl Sessions {
         };
         for p in self.permissions.take_session(key) {
             if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
-                s.send(approval_answer(s, &p, answer, None, claude::DENY_MESSAGE));
+                s.send(approval_answer(
+                    &s.agent,
+                    &p.cli_request_id,
+                    &p.input,
+                    answer,
+                    None,
+                    claude::DENY_MESSAGE,
+                ));
             }
             out.push(s.event(
                 "permission.resolved",
@@ -159,8 +166,9 @@ impl Sessions {
         let allow = r.allow;
         if let Some(s) = self.sessions.get(&p.session) {
             s.send(approval_answer(
-                s,
-                &p,
+                &s.agent,
+                &p.cli_request_id,
+                &p.input,
                 if allow { Answer::Allow } else { Answer::Deny },
                 r.answer.as_ref(),
                 claude::DENY_MESSAGE,
@@ -173,67 +181,4 @@ impl Sessions {
             ));
         }
     }
-}
-
-/// An approval an agent asks for, as every provider hands it to the approval table.
-pub(crate) struct Approval {
-    /// The agent's id for the request (for JSON-RPC agents, the id as JSON text).
-    pub cli_request_id: String,
-    pub tool: Value,
-    /// The tool input shown to the browser (long strings are cut when it is large).
-    pub input: Value,
-    pub title: Value,
-    pub display_name: Value,
-    pub description: Value,
-    pub tool_use_id: Value,
-    /// The subagent it comes from, if any.
-    pub parent: Option<String>,
-    /// What answering needs later (Claude: the whole input; ACP: the offered options).
-    pub keep: Value,
-}
-
-/// The line that answers approval `p` for its session's agent: allow (with the browser's
-/// answer, for Claude's AskUserQuestion) or deny with `deny_message`.
-pub(super) fn approval_answer(
-    s: &Session,
-    p: &Pending,
-    how: Answer,
-    answer: Option<&Value>,
-    deny_message: &str,
-) -> String {
-    let rpc_id = || serde_json::from_str(&p.cli_request_id).unwrap_or(Value::Null);
-    match s.agent {
-        Agent::Claude => claude::control_success(
-            &p.cli_request_id,
-            match how {
-                Answer::Allow => claude::allow_response(&p.input, answer),
-                Answer::Deny | Answer::Cancel => claude::deny_response(deny_message),
-            },
-        ),
-        Agent::Codex(_) => codex::reply(
-            &rpc_id(),
-            json!({"decision": match how {
-                Answer::Allow => "accept",
-                Answer::Deny => "decline",
-                Answer::Cancel => "cancel",
-            }}),
-        ),
-        Agent::Acp(_) => acp::reply(
-            &rpc_id(),
-            match how {
-                Answer::Allow => acp::permission_outcome(&p.input["options"], true),
-                Answer::Deny => acp::permission_outcome(&p.input["options"], false),
-                Answer::Cancel => json!({"outcome": {"outcome": "cancelled"}}),
-            },
-        ),
-    }
-}
-
-/// How an approval is answered to its agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Answer {
-    Allow,
-    Deny,
-    /// The question is withdrawn (an interrupt).
-    Cancel,
 }

@@ -1,23 +1,25 @@
 //! Children: an agent's child process is spawned for a session (and registered in the
 //! child table so its lines find the session), and at shutdown every child is stopped
 //! after what waits on it is denied or ended. Detaching a child and its exit are in
-//! [`crate::providers::claude::driver`]. Runs on the hub thread.
+//! [`super::drive`]. Runs on the hub thread.
 
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use super::Sessions;
-use crate::hub::session::Live;
+use crate::session::Live;
 use crate::sys::child::{self, Spec};
 
 impl Sessions {
-    /// Start an agent's child for `key` (`what` names it in the log). The session gets the
-    /// new child, not yet initialized; a failure ends what waits with `transport_error`.
+    /// Start an agent's child for `key` (`what` names it in the log, `how` adds to that
+    /// line). The session gets the new child, not yet initialized; a failure ends what
+    /// waits with `transport_error`.
     pub(crate) fn spawn_agent(
         &mut self,
         key: &str,
         what: &str,
+        how: &str,
         spec: &Spec,
         out: &mut Vec<Value>,
     ) -> bool {
@@ -30,7 +32,7 @@ impl Sessions {
                     return false;
                 };
                 crate::log_info!(
-                    "session {}: started {what} (pid {}) in {}",
+                    "session {}: started {what} (pid {}) in {}{how}",
                     s.id,
                     handle.pid,
                     s.cwd.display()
@@ -62,7 +64,11 @@ impl Sessions {
         for k in keys {
             self.deny_pending(&k, out, "the node is shutting down");
             if let Some(s) = self.sessions.get_mut(&k) {
-                for turn in s.end_running(true, out) {
+                let turns = s.session.end_running(true);
+                if !turns.is_empty() {
+                    s.commit_open(out);
+                }
+                for turn in turns {
                     out.push(s.event(
                         "session.error",
                         turn.trace_id.as_ref(),

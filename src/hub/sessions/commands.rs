@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::{MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
+use super::{Entry, MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
 use crate::history::sidecar;
-use crate::hub::session::{Agent, Session, Turn};
 use crate::protocol::SessionId;
 use crate::protocol::commands::{Command, Kind, Start, TurnCmd};
-use crate::providers::claude::stream::{OwnRequest, sync_mode};
+use crate::providers::claude::{self, stream::sync_mode};
+use crate::providers::{Agent, acp, codex};
+use crate::session::{Session, Turn};
 use crate::sys::fsutil::expand_home;
 
 impl Sessions {
@@ -169,7 +170,6 @@ impl Sessions {
         }
         let mut s = Session::new(sid, cwd);
         s.provider = provider.to_string();
-        s.agent = agent;
         s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
         s.permission_mode = t
             .mode
@@ -181,7 +181,7 @@ impl Sessions {
         s.sdk_id = resume.map(SessionId::into_string);
         out.push(s.event("session.started", trace.as_ref(), s.describe()));
         let key = sid.to_string();
-        self.sessions.insert(key.clone(), s);
+        self.sessions.insert(key.clone(), Entry::new(s, agent));
         if t.has_prompt() || t.has_media() {
             self.queue_turn(&key, t, out);
         }
@@ -203,7 +203,10 @@ impl Sessions {
         }
         if let Some(m) = &t.mode {
             s.permission_mode.clone_from(m);
-            sync_mode(s);
+            let (s, agent) = s.split();
+            if let Some(st) = agent.claude_state() {
+                sync_mode(s, st);
+            }
         }
     }
 
@@ -262,35 +265,14 @@ impl Sessions {
     /// turn ends with a `session.result` of subtype `interrupted`.
     fn interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
         self.deny_pending(key, out, "interrupted");
-        if self.sessions.get(key).is_some_and(Session::is_codex) {
-            self.codex_interrupt(key, out);
-            return;
-        }
-        if self.sessions.get(key).is_some_and(Session::is_acp) {
-            self.acp_interrupt(key, out);
-            return;
-        }
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
-        let initialized = s.child.as_ref().is_some_and(|c| c.initialized);
-        if let Some(turn) = s.current.as_mut() {
-            turn.interrupted = true;
-            if initialized {
-                s.control(OwnRequest::Interrupt, json!({"subtype": "interrupt"}));
-            } else {
-                s.claude.held_interrupt = true;
-            }
-        } else if !s.queue.is_empty() {
-            if s.child.is_none() {
-                // Waiting for a retry: the turn ends here.
-                if let Some(turn) = s.queue.pop_front() {
-                    out.push(s.interrupted_result(turn.trace_id.as_ref()));
-                }
-            } else {
-                // Still starting: hold it and deliver it with the turn.
-                s.claude.held_interrupt = true;
-            }
+        let (s, agent) = e.split();
+        match agent {
+            Agent::Claude(st) => claude::driver::interrupt(s, st, out),
+            Agent::Codex(st) => codex::driver::interrupt(s, st, out),
+            Agent::Acp(_) => acp::driver::interrupt(s, out),
         }
     }
 

@@ -48,9 +48,13 @@ impl Sessions {
         let Some(turn) = self.new_turn(key, &t) else {
             return;
         };
-        let Some(s) = self.sessions.get(key) else {
+        let Some(e) = self.sessions.get(key) else {
             return;
         };
+        let Some(st) = e.agent.claude_ref() else {
+            return;
+        };
+        let s = &e.session;
         let mut plan = EditPlan {
             turn,
             media: t,
@@ -63,8 +67,7 @@ impl Sessions {
         }
         // The prompt right after the cut: one this node wrote (its uuid is known at once),
         // else the first prompt after the cut in the transcript, which a worker reads.
-        let sent = s
-            .claude
+        let sent = st
             .prompts
             .iter()
             .find(|(before, _)| before.as_deref() == plan.cut_uuid.as_deref())
@@ -76,16 +79,20 @@ impl Sessions {
         let (Some(sdk), Some(dir)) = (&s.sdk_id, &self.settings.claude_dir) else {
             return self.restore_point_missing(key, &plan, out);
         };
-        let path = transcript::path(dir, s.transcript_cwd(), sdk);
+        let path = transcript::path(dir, st.transcript_cwd(s), sdk);
         let cut = plan.cut_uuid.clone();
         self.next_job += 1;
         let job = self.next_job;
         let session = key.to_string();
         let lookup = move || transcript::first_prompt_after(&path, cut.as_deref());
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(st) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|e| e.agent.claude_state())
+        else {
             return;
         };
-        s.claude.edit_lookup = Some((job, plan));
+        st.edit_lookup = Some((job, plan));
         let here = self.workers.run_or_here("edit", move || Work::Transcript {
             session,
             job,
@@ -104,13 +111,17 @@ impl Sessions {
         found: Option<String>,
         out: &mut Vec<Value>,
     ) {
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(st) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|e| e.agent.claude_state())
+        else {
             return;
         };
-        if s.claude.edit_lookup.as_ref().is_none_or(|(j, _)| *j != job) {
+        if st.edit_lookup.as_ref().is_none_or(|(j, _)| *j != job) {
             return;
         }
-        let Some((_, mut plan)) = s.claude.edit_lookup.take() else {
+        let Some((_, mut plan)) = st.edit_lookup.take() else {
             return;
         };
         match found {
@@ -141,7 +152,10 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        s.claude.pending_edit = Some(plan);
+        let Some(st) = s.agent.claude_state() else {
+            return;
+        };
+        st.pending_edit = Some(plan);
         if s.child.as_ref().is_some_and(|c| c.initialized) {
             self.send_rewind(key, out);
         } else {
@@ -151,18 +165,18 @@ impl Sessions {
 
     /// Ask the CLI to restore files for the pending edit.
     pub(crate) fn send_rewind(&mut self, key: &str, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
-        let Some(uuid) = s
-            .claude
-            .pending_edit
-            .as_ref()
-            .and_then(|p| p.restore_to.clone())
-        else {
+        let (s, agent) = e.split();
+        let Some(st) = agent.claude_state() else {
             return;
         };
-        if !s.control(
+        let Some(uuid) = st.pending_edit.as_ref().and_then(|p| p.restore_to.clone()) else {
+            return;
+        };
+        if !st.control(
+            s,
             OwnRequest::RewindFiles,
             json!({"subtype": "rewind_files", "user_message_id": uuid}),
         ) {
@@ -180,7 +194,7 @@ impl Sessions {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let Some(plan) = s.claude.pending_edit.take() else {
+        let Some(plan) = s.agent.claude_state().and_then(|st| st.pending_edit.take()) else {
             return;
         };
         match result {
@@ -197,7 +211,11 @@ impl Sessions {
     fn restart_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<Value>) {
         self.stop_current_turn(key, out, "the session was rewound");
         self.detach_child(key, out, "the session was rewound");
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(e) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let (s, agent) = e.split();
+        let Some(st) = agent.claude_state() else {
             return;
         };
         out.push(s.event(
@@ -206,8 +224,8 @@ impl Sessions {
             json!({"cut_uuid": plan.cut_uuid, "prompt": plan.media.prompt}),
         ));
         s.queue.clear();
-        s.claude.awaiting.clear();
-        s.claude.next_spawn = match (&s.sdk_id, &plan.cut_uuid) {
+        s.awaiting.clear();
+        st.next_spawn = match (&s.sdk_id, &plan.cut_uuid) {
             (Some(sdk), Some(cut)) => claude::SpawnOpts {
                 resume: Some(sdk.clone()),
                 fork: true,
@@ -217,7 +235,7 @@ impl Sessions {
             // Nothing to fork from: a fresh conversation.
             _ => {
                 s.sdk_id = None;
-                s.claude.known.clear();
+                st.known.clear();
                 claude::SpawnOpts::default()
             }
         };

@@ -5,10 +5,10 @@
 use serde_json::{Value, json};
 
 use super::Sessions;
-use crate::hub::session::short;
 use crate::protocol::valid_id;
 use crate::providers::claude::stream::BlockKind;
 use crate::providers::note::user_part;
+use crate::session::short;
 
 /// A held session as `history.get` sees it (see [`Sessions::live_history`]).
 pub(crate) struct LiveHistory {
@@ -31,13 +31,18 @@ impl Sessions {
         let turns = s
             .current
             .iter()
-            .chain(s.claude.awaiting.iter())
+            .chain(s.awaiting.iter())
             .chain(s.queue.iter())
             .filter(|t| !t.auto);
         for t in turns {
             events.push(json!({"kind": "prompt", "text": user_part(&t.prompt)}));
         }
-        let mut open: Vec<_> = s.claude.blocks.iter().collect();
+        let mut open: Vec<_> = s
+            .agent
+            .claude_ref()
+            .into_iter()
+            .flat_map(|st| st.blocks.iter())
+            .collect();
         open.sort_by_key(|(k, _)| k.1);
         for (_, b) in open {
             let kind = match b.kind {

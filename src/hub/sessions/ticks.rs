@@ -1,12 +1,13 @@
-//! The hub timer's ticks for sessions: a crash retry's respawn, ACP's load and quiet
-//! waits, a Claude turn announced but never started, and an approval's timeout (denied
-//! to the agent, `permission.resolved` to the browser). Runs on the hub thread.
+//! The hub timer's ticks for sessions: a crash retry's respawn, a provider's own
+//! timers (ACP's load and quiet waits, a Claude turn announced but never started), and
+//! an approval's timeout (denied to the agent, `permission.resolved` to the browser).
+//! Runs on the hub thread.
 
 use serde_json::{Value, json};
 
 use super::Sessions;
-use super::approvals::{Answer, approval_answer};
 use crate::hub::Tick;
+use crate::providers::{Answer, approval_answer};
 
 impl Sessions {
     /// A timer tick for sessions.
@@ -20,34 +21,15 @@ impl Sessions {
                     self.pump(&key, out);
                 }
             }
-            Tick::AcpLoad { session } => {
-                if let Some(key) = self.key_of(&session) {
-                    self.acp_load(&key);
-                }
-            }
-            Tick::AcpQuiet { session, seq } => {
-                if let Some(key) = self.key_of(&session) {
-                    self.acp_quiet(&key, seq, out);
-                }
-            }
-            Tick::AutoWait { session } => {
-                if let Some(key) = self.key_of(&session)
-                    && let Some(s) = self.sessions.get_mut(&key)
-                    && s.claude.autos_owed > 0
-                    && s.current.is_none()
-                {
-                    crate::log_debug!("session {}: the announced turn did not start", s.id);
-                    s.claude.autos_owed = 0;
-                    self.pump(&key, out);
-                }
-            }
+            Tick::Wake { session, wake } => self.on_wake(&session, wake, out),
             Tick::Permission { request_id } => {
                 if let Some(p) = self.permissions.take(&request_id)
                     && let Some(s) = self.sessions.get(&p.session)
                 {
                     s.send(approval_answer(
-                        s,
-                        &p,
+                        &s.agent,
+                        &p.cli_request_id,
+                        &p.input,
                         Answer::Deny,
                         None,
                         "No answer from the user in time; denied by Coding Bridge",

@@ -2,21 +2,19 @@
 //! `initialize`, then `session/new` (or `session/load` for a session with a real id, its
 //! replay hidden), one `session/prompt` at a time, `session/update`s turned into node
 //! events, and every `session/request_permission` put before the browser (or answered
-//! here when the permission mode says so). Same shape as the Codex driver: the state is
-//! taken out of the session while a line is handled, and daemon-wide follow-ups come
-//! back as a `Next`.
+//! here when the permission mode says so). A state machine like the Codex driver:
+//! functions over the generic [`Session`] and the session's ACP [`State`] that return
+//! [`Effect`]s for the hub to apply (re-keying, approvals, timers, the Gemini load check
+//! on a worker). No threads or I/O here beyond writing a line to the child's stdin.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::hub::Tick;
-use crate::hub::session::{Agent, Session};
-use crate::hub::sessions::{Approval, Sessions};
-use crate::hub::worker::Work;
 use crate::providers::acp::{self, Call, State};
+use crate::providers::{Effect, Job, Wake};
+use crate::session::{Approval, MAX_BLOCK_TEXT, Session};
 use crate::sys::child::Spec;
-use crate::sys::timefmt::now_ms;
 
 /// How long a loaded session must be quiet before its first prompt (its replay may come
 /// after the load's answer).
@@ -48,331 +46,223 @@ struct Ask {
     tool_use_id: Value,
 }
 
-impl Sessions {
-    fn with_acp<R>(
-        &mut self,
-        key: &str,
-        f: impl FnOnce(&mut Session, &mut State) -> R,
-    ) -> Option<R> {
-        self.with_agent(
-            key,
-            |a| match a {
-                Agent::Acp(st) => Some(&mut **st),
-                _ => None,
-            },
-            f,
-        )
-    }
-
-    /// Start the agent for `key` if it has none.
-    pub(crate) fn acp_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get(key) else {
-            return;
-        };
-        if s.child.is_some() {
-            return;
+/// One line from the session's ACP agent: a request of the agent's, a notification,
+/// or the answer to one of our calls.
+pub(crate) fn on_line(
+    s: &mut Session,
+    st: &mut State,
+    v: &Value,
+    out: &mut Vec<Value>,
+) -> Vec<Effect> {
+    let method = v.get("method").and_then(Value::as_str);
+    let id = v.get("id").cloned();
+    let params = v.get("params").cloned().unwrap_or(Value::Null);
+    let next = match (method, id) {
+        (Some(m), Some(id)) => agent_request(s, st, m, id, &params, out),
+        (Some("session/update"), None) => {
+            update(s, st, &params, out);
+            Next::Nothing
         }
-        let Agent::Acp(st) = &s.agent else { return };
-        let Some(spec) = st.spec.clone() else { return };
-        let Some(program) = acp::resolve(
-            &spec.command,
-            std::env::var_os("PATH"),
-            self.settings.home.as_deref(),
-        ) else {
-            let message = format!(
-                "{} (`{}`) was not found{}. Install it{}, or set {}.",
-                spec.label,
-                spec.command,
-                if spec.command.contains('/') {
-                    ""
-                } else {
-                    " on PATH"
-                },
-                spec.install
-                    .as_deref()
-                    .map(|i| format!(" with `{i}`"))
-                    .unwrap_or_default(),
-                acp::path_var(&spec.name)
+        (Some(_), None) => Next::Nothing,
+        (None, Some(id)) => response(s, st, &id, v, out),
+        (None, None) => Next::Nothing,
+    };
+    match next {
+        Next::Nothing => Vec::new(),
+        Next::CheckLoad { dir, sid } => vec![Effect::Job(Job::GeminiLoadDelay { dir, sid })],
+        // The turn is over: an approval still open was abandoned by the agent.
+        Next::Pump => vec![Effect::SettleOpen, Effect::Pump],
+        Next::Ready(sid) => {
+            if let Some(live) = s.child.as_mut() {
+                live.initialized = true;
+            }
+            vec![Effect::Rekey(sid), Effect::Pump]
+        }
+        Next::Loaded => {
+            // Announced under the browser's id, then keyed by the agent's; the first
+            // prompt waits until the replay has been quiet a while.
+            if let Some(live) = s.child.as_mut() {
+                live.initialized = true;
+            }
+            let mut effects: Vec<Effect> =
+                s.sdk_id.clone().map(Effect::Rekey).into_iter().collect();
+            effects.push(Effect::After(REPLAY_QUIET, Wake::Quiet(st.replay_seq)));
+            effects
+        }
+        Next::StartFresh => {
+            crate::log_warn!(
+                "session {}: the agent could not load session {}; starting a new one",
+                s.id,
+                s.sdk_id.as_deref().unwrap_or("")
             );
-            self.fail_waiting(key, "cli_not_found", &message, out);
-            return;
-        };
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let spec_run = Spec {
-            program,
-            args: spec.args.clone(),
-            cwd: s.cwd.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            env_remove: vec!["CLAUDECODE".into()],
-        };
-        if !self.spawn_agent(key, &spec.name, &spec_run, out) {
-            return;
-        }
-        if let Some(s) = self.sessions.get_mut(key) {
-            let mut st = State::new(spec);
+            st.replaying = false;
+            s.sdk_id = None;
             let line = st.request(
-                Call::Initialize,
-                "initialize",
-                json!({"protocolVersion": 1, "clientCapabilities": {}}),
+                Call::New,
+                "session/new",
+                json!({"cwd": s.cwd, "mcpServers": []}),
             );
-            s.agent = Agent::Acp(Box::new(st));
             s.send(line);
+            Vec::new()
+        }
+        Next::Fail(message) => vec![Effect::Fail {
+            code: "provider_error",
+            message,
+        }],
+        Next::Ask(ask) => {
+            let refuse = acp::reply(&ask.rpc_id, acp::permission_outcome(&ask.options, false));
+            let approval = Approval {
+                cli_request_id: ask.rpc_id.to_string(),
+                tool: json!(ask.tool),
+                input: ask.input,
+                title: ask.title,
+                display_name: json!(ask.tool),
+                description: Value::Null,
+                tool_use_id: ask.tool_use_id,
+                parent: None,
+                keep: json!({"options": ask.options}),
+            };
+            vec![Effect::Ask {
+                approval: Box::new(approval),
+                refuse,
+            }]
         }
     }
+}
 
-    /// Send the next queued prompt when the session is ready and idle.
-    pub(crate) fn acp_pump(&mut self, key: &str, out: &mut Vec<Value>) {
-        loop {
-            let again = self.with_acp(key, |s, st| {
-                if s.current.is_some() || st.replaying || s.queue.front().is_none_or(|t| t.preparing) {
-                    return false;
-                }
-                let (Some(sid), true) = (s.sdk_id.clone(), s.child.as_ref().is_some_and(|c| c.initialized)) else {
-                    return false;
-                };
-                let Some(turn) = s.queue.pop_front() else {
-                    return false;
-                };
-                if turn.prompt.trim_start().starts_with('/') {
-                    out.push(s.event(
-                        "session.notice",
-                        turn.trace_id.as_ref(),
-                        json!({"level": "info", "code": "slash_unavailable",
-                               "text": "Slash commands are not available in this agent's remote sessions."}),
-                    ));
-                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
-                    return true;
-                }
-                // Mode and model first (their answers are not waited for: the agent
-                // handles requests in order).
-                if let Some(mode) = st.mode_for(s.mode_label())
-                    && st.mode.as_deref() != Some(&mode)
-                {
-                    let line = st.request(Call::SetMode, "session/set_mode", json!({"sessionId": sid, "modeId": mode}));
-                    s.send(line);
-                    st.mode = Some(mode);
-                }
-                // Back to the agent's own model when the browser picks the default again.
-                if let Some(m) = turn.model.clone().or_else(|| st.default_model.clone())
-                    && st.model.as_deref() != Some(&m)
-                {
-                    let line = st.request(Call::SetModel, "session/set_model", json!({"sessionId": sid, "modelId": m}));
-                    s.send(line);
-                    st.model = Some(m);
-                }
-                st.end_turn();
-                st.segment += 1;
-                let line = st.request(
-                    Call::Prompt,
-                    "session/prompt",
-                    json!({"sessionId": sid, "prompt": [{"type": "text", "text": turn.prompt}]}),
-                );
-                s.send(line);
-                s.current = Some(turn);
-                false
-            });
-            if again != Some(true) {
-                return;
-            }
-        }
-    }
-
-    /// Stop the running prompt (its approvals are answered by the caller).
-    pub(crate) fn acp_interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
-        self.with_acp(key, |s, _st| {
-            if let Some(turn) = s.current.as_mut() {
-                turn.interrupted = true;
-                if let Some(sid) = s.sdk_id.clone() {
-                    s.send(acp::notification(
-                        "session/cancel",
-                        json!({"sessionId": sid}),
-                    ));
-                }
-            } else if let Some(turn) = s.queue.pop_front() {
-                out.push(s.interrupted_result(turn.trace_id.as_ref()));
-            }
-        });
-    }
-
-    /// The delayed `session/load` of `key` is due.
-    /// A worker looked at the Gemini chats: load now, or after `delay`.
-    pub(crate) fn acp_load_after(&mut self, key: &str, delay: Duration) {
-        if delay.is_zero() {
-            return self.acp_load(key);
-        }
-        if let Some(s) = self.sessions.get(key) {
+/// A timer the driver armed, or a worker's answer about the delayed load.
+pub(crate) fn on_wake(s: &mut Session, st: &mut State, wake: &Wake) -> Vec<Effect> {
+    match wake {
+        Wake::LoadAfter(delay) if !delay.is_zero() => {
             crate::log_info!(
                 "session {}: loading {} in {} s (Gemini CLI cannot load a chat in the minute it was created)",
                 s.id,
                 s.sdk_id.as_deref().unwrap_or(""),
                 delay.as_secs()
             );
+            vec![Effect::After(*delay, Wake::Load)]
         }
-        self.timer.at(
-            Instant::now() + delay,
-            Tick::AcpLoad {
-                session: key.to_string(),
-            },
-        );
-    }
-
-    pub(crate) fn acp_load(&mut self, key: &str) {
-        self.with_acp(key, |s, st| {
+        Wake::LoadAfter(_) | Wake::Load => {
             if let Some(sid) = s.sdk_id.clone()
                 && s.child.is_some()
             {
                 send_load(s, st, &sid);
             }
-        });
-    }
-
-    /// The replay of a loaded session may have ended: go on if it has been quiet.
-    pub(crate) fn acp_quiet(&mut self, key: &str, seq: u64, out: &mut Vec<Value>) {
-        let done = self.with_acp(key, |_s, st| {
-            if st.replaying && st.replay_seq == seq {
-                st.replaying = false;
-                true
-            } else {
-                false
-            }
-        });
-        if done == Some(true) {
-            self.acp_pump(key, out);
-        } else if let Some(Some(seq)) =
-            self.with_acp(key, |_s, st| st.replaying.then_some(st.replay_seq))
-        {
-            self.timer.at(
-                Instant::now() + REPLAY_QUIET,
-                Tick::AcpQuiet {
-                    session: key.to_string(),
-                    seq,
-                },
-            );
+            Vec::new()
         }
-    }
-
-    /// One line from an ACP agent.
-    pub(crate) fn acp_on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
-        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
-        let id = v.get("id").cloned();
-        let params = v.get("params").cloned().unwrap_or(Value::Null);
-        crate::log_trace!("acp line: {v}");
-        let next = self.with_acp(key, |s, st| match (method.as_deref(), id) {
-            (Some(m), Some(id)) => agent_request(s, st, m, id, &params, out),
-            (Some("session/update"), None) => {
-                update(s, st, &params, out);
-                Next::Nothing
-            }
-            (Some(_), None) => Next::Nothing,
-            (None, Some(id)) => response(s, st, &id, &v, out),
-            (None, None) => Next::Nothing,
-        });
-        match next.unwrap_or(Next::Nothing) {
-            Next::Nothing => {}
-            Next::CheckLoad { dir, sid } => {
-                let session = key.to_string();
-                let here = self
-                    .workers
-                    .run_or_here("acp-load", move || Work::AcpLoadDelay {
-                        session,
-                        delay: acp::history::gemini_load_delay(&dir, &sid, now_ms()),
-                    });
-                if let Some(w) = here {
-                    self.on_work(w, out);
-                }
-            }
-            Next::Pump => {
-                // The turn is over: an approval still open was abandoned by the agent.
-                self.settle_before_result(key, out);
-                self.acp_pump(key, out);
-            }
-            Next::Ready(sid) => {
-                self.rekey(key, &sid, out);
-                let key = self.key_of(&sid).unwrap_or_else(|| key.to_string());
-                if let Some(s) = self.sessions.get_mut(&key)
-                    && let Some(live) = s.child.as_mut()
-                {
-                    live.initialized = true;
-                }
-                self.acp_pump(&key, out);
-            }
-            Next::Loaded => {
-                // Announced under the browser's id, then keyed by the agent's.
-                let sid = self.sessions.get(key).and_then(|s| s.sdk_id.clone());
-                let key = match sid {
-                    Some(sid) => {
-                        self.rekey(key, &sid, out);
-                        self.key_of(&sid).unwrap_or_else(|| key.to_string())
-                    }
-                    None => key.to_string(),
-                };
-                if let Some(s) = self.sessions.get_mut(&key)
-                    && let Some(live) = s.child.as_mut()
-                {
-                    live.initialized = true;
-                }
-                if let Some(seq) = self.with_acp(&key, |_s, st| st.replay_seq) {
-                    self.timer.at(
-                        Instant::now() + REPLAY_QUIET,
-                        Tick::AcpQuiet {
-                            session: key.clone(),
-                            seq,
-                        },
-                    );
-                }
-            }
-            Next::StartFresh => {
-                self.with_acp(key, |s, st| {
-                    crate::log_warn!(
-                        "session {}: the agent could not load session {}; starting a new one",
-                        s.id,
-                        s.sdk_id.as_deref().unwrap_or("")
-                    );
-                    st.replaying = false;
-                    s.sdk_id = None;
-                    let line = st.request(
-                        Call::New,
-                        "session/new",
-                        json!({"cwd": s.cwd, "mcpServers": []}),
-                    );
-                    s.send(line);
-                });
-            }
-            Next::Fail(message) => {
-                // This process cannot serve the session: the next turn starts a new one.
-                self.fail_waiting(key, "provider_error", &message, out);
-                self.detach_child(key, out, "the agent could not start the session");
-            }
-            Next::Ask(ask) => self.acp_ask(key, child_id, ask, out),
+        // The replay of a loaded session may have ended: go on if it has been quiet.
+        Wake::Quiet(seq) if st.replaying && st.replay_seq == *seq => {
+            st.replaying = false;
+            vec![Effect::Pump]
         }
+        Wake::Quiet(_) if st.replaying => {
+            vec![Effect::After(REPLAY_QUIET, Wake::Quiet(st.replay_seq))]
+        }
+        _ => Vec::new(),
     }
+}
 
-    fn acp_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
-        let approval = Approval {
-            cli_request_id: ask.rpc_id.to_string(),
-            tool: json!(ask.tool),
-            input: ask.input,
-            title: ask.title,
-            display_name: json!(ask.tool),
-            description: Value::Null,
-            tool_use_id: ask.tool_use_id,
-            parent: None,
-            keep: json!({"options": ask.options}),
-        };
-        if !self.put_approval(key, child_id, approval, out)
-            && let Some(s) = self.sessions.get(key)
-        {
-            s.send(acp::reply(
-                &ask.rpc_id,
-                acp::permission_outcome(&ask.options, false),
+/// The child for a session: the agent's command in the session's directory, with the
+/// environment its declaration gives.
+pub(crate) fn spec(program: std::path::PathBuf, agent: &acp::AgentSpec, s: &Session) -> Spec {
+    Spec {
+        program,
+        args: agent.args.clone(),
+        cwd: s.cwd.clone(),
+        env: agent
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        env_remove: vec!["CLAUDECODE".into()],
+    }
+}
+
+/// A new agent was started: a fresh state for it, and its `initialize` sent.
+pub(crate) fn on_spawned(s: &Session, st: &mut State, agent: acp::AgentSpec) {
+    *st = State::new(agent);
+    let line = st.request(
+        Call::Initialize,
+        "initialize",
+        json!({"protocolVersion": 1, "clientCapabilities": {}}),
+    );
+    s.send(line);
+}
+
+/// Send the next queued prompt when the session is ready and idle. True when the turn
+/// was answered here (a slash command): look at the next one.
+pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) -> bool {
+    if s.current.is_some() || st.replaying || s.queue.front().is_none_or(|t| t.preparing) {
+        return false;
+    }
+    let (Some(sid), true) = (
+        s.sdk_id.clone(),
+        s.child.as_ref().is_some_and(|c| c.initialized),
+    ) else {
+        return false;
+    };
+    let Some(turn) = s.queue.pop_front() else {
+        return false;
+    };
+    if turn.prompt.trim_start().starts_with('/') {
+        out.push(s.event(
+            "session.notice",
+            turn.trace_id.as_ref(),
+            json!({"level": "info", "code": "slash_unavailable",
+                   "text": "Slash commands are not available in this agent's remote sessions."}),
+        ));
+        out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+        return true;
+    }
+    // Mode and model first (their answers are not waited for: the agent handles
+    // requests in order).
+    if let Some(mode) = st.mode_for(s.mode_label())
+        && st.mode.as_deref() != Some(&mode)
+    {
+        let line = st.request(
+            Call::SetMode,
+            "session/set_mode",
+            json!({"sessionId": sid, "modeId": mode}),
+        );
+        s.send(line);
+        st.mode = Some(mode);
+    }
+    // Back to the agent's own model when the browser picks the default again.
+    if let Some(m) = turn.model.clone().or_else(|| st.default_model.clone())
+        && st.model.as_deref() != Some(&m)
+    {
+        let line = st.request(
+            Call::SetModel,
+            "session/set_model",
+            json!({"sessionId": sid, "modelId": m}),
+        );
+        s.send(line);
+        st.model = Some(m);
+    }
+    st.end_turn();
+    st.segment += 1;
+    let line = st.request(
+        Call::Prompt,
+        "session/prompt",
+        json!({"sessionId": sid, "prompt": [{"type": "text", "text": turn.prompt}]}),
+    );
+    s.send(line);
+    s.current = Some(turn);
+    false
+}
+
+/// Stop the running prompt (its approvals are answered by the caller).
+pub(crate) fn interrupt(s: &mut Session, out: &mut Vec<Value>) {
+    if let Some(turn) = s.current.as_mut() {
+        turn.interrupted = true;
+        if let Some(sid) = s.sdk_id.clone() {
+            s.send(acp::notification(
+                "session/cancel",
+                json!({"sessionId": sid}),
             ));
         }
+    } else if let Some(turn) = s.queue.pop_front() {
+        out.push(s.interrupted_result(turn.trace_id.as_ref()));
     }
 }
 
@@ -688,7 +578,7 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
             let (id, acc) = st
                 .text
                 .get_or_insert_with(|| (format!("{}:{}", s.id, st.segment), String::new()));
-            if acc.len() < crate::hub::session::MAX_BLOCK_TEXT {
+            if acc.len() < MAX_BLOCK_TEXT {
                 acc.push_str(text);
             }
             let id = id.clone();
@@ -701,7 +591,7 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
         }
         Some("agent_thought_chunk") => {
             if let Some(t) = u.pointer("/content/text").and_then(Value::as_str)
-                && st.thought.len() < crate::hub::session::MAX_BLOCK_TEXT
+                && st.thought.len() < MAX_BLOCK_TEXT
             {
                 st.thought.push_str(t);
             }
@@ -765,7 +655,7 @@ fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::session::Turn;
+    use crate::session::Turn;
 
     fn session() -> (Session, State) {
         let mut s = Session::new("b1", std::path::PathBuf::from("/tmp"));

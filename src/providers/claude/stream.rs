@@ -2,16 +2,18 @@
 //! blocks as text deltas and texts (repaired when the assembled message differs),
 //! thinking, tool uses and results, the replay guard, and the control requests that
 //! keep the CLI's model and mode in step with the session. Pure functions over a
-//! `Session`, called by [`crate::providers::claude::driver`] on the hub thread.
+//! [`Session`] and its [`ClaudeState`], called by [`crate::providers::claude::driver`];
+//! no threads or I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::hub::session::{MAX_BLOCK_TEXT, Session, Turn};
 use crate::providers::claude::transcript::Known;
 use crate::providers::claude::{self, SpawnOpts};
+pub(crate) use crate::session::Scope;
+use crate::session::{MAX_BLOCK_TEXT, Session, Turn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BlockKind {
@@ -40,9 +42,6 @@ pub(crate) struct StreamedMsg {
     /// Text blocks of the assembled message seen so far.
     pub(crate) assembled: usize,
 }
-
-/// Which subagent a CLI line belongs to (`None`: the main agent).
-pub(crate) type Scope = Option<String>;
 
 pub(crate) fn scope_of(v: &Value) -> Scope {
     v.get("parent_tool_use_id")
@@ -117,8 +116,6 @@ pub(crate) enum TranscriptIo {
 pub(crate) struct ClaudeState {
     /// How the next child starts (fork); cleared once used.
     pub(crate) next_spawn: SpawnOpts,
-    /// Turns already written to the CLI that wait behind a turn it started by itself.
-    pub(crate) awaiting: VecDeque<Turn>,
     /// Turns the CLI announced it will start by itself (`task_notification`) that have
     /// not started yet; queued prompts wait for them.
     pub(crate) autos_owed: u32,
@@ -135,7 +132,6 @@ pub(crate) struct ClaudeState {
     /// Per scope, the message being streamed and whether it is a replay being dropped.
     pub(crate) streaming: HashMap<Scope, (String, bool)>,
     pub(crate) streamed: HashMap<String, StreamedMsg>,
-    pub(crate) last_uuid: Option<String>,
     pub(crate) held_interrupt: bool,
     pub(crate) commands: Option<Vec<Value>>,
     pub(crate) server_info: Value,
@@ -154,43 +150,43 @@ pub(crate) struct ClaudeState {
     pub(crate) replay_seen: bool,
 }
 
-impl Session {
+impl ClaudeState {
     /// Forget the streaming state of the last turn.
     pub(crate) fn reset_stream(&mut self) {
-        self.claude.blocks.clear();
-        self.claude.streaming.clear();
-        self.claude.streamed.clear();
+        self.blocks.clear();
+        self.streaming.clear();
+        self.streamed.clear();
     }
 
     /// Commit what is still open (a turn stopped mid-block): each text block as a
     /// `session.text` with its stream id, each thinking block as `session.thinking`.
-    pub(crate) fn commit_open_blocks(&mut self, out: &mut Vec<Value>) {
-        let mut open: Vec<((Scope, u64), Block)> = self.claude.blocks.drain().collect();
+    pub(crate) fn commit_open_blocks(&mut self, s: &mut Session, out: &mut Vec<Value>) {
+        let mut open: Vec<((Scope, u64), Block)> = self.blocks.drain().collect();
         open.sort_by_key(|(key, _)| key.1);
         for (_, block) in open {
-            self.close_block(block, out);
+            self.close_block(s, block, out);
         }
-        self.claude.streaming.clear();
+        self.streaming.clear();
     }
 
-    pub(crate) fn close_block(&mut self, block: Block, out: &mut Vec<Value>) {
+    pub(crate) fn close_block(&mut self, s: &mut Session, block: Block, out: &mut Vec<Value>) {
         match block.kind {
             BlockKind::Text => {
                 let text = block.final_text.unwrap_or(block.text);
-                if let Some(m) = self.claude.streamed.get_mut(&block.msg)
+                if let Some(m) = self.streamed.get_mut(&block.msg)
                     && let Some(slot) = m.blocks.iter_mut().find(|(id, _)| *id == block.id)
                 {
                     slot.1 = Some(text.clone());
                 }
-                out.push(self.turn_event(
+                out.push(s.turn_event(
                     "session.text",
                     &block.parent,
                     json!({"text": text, "id": block.id}),
                 ));
             }
             BlockKind::Thinking if !block.text.is_empty() => {
-                self.mark_emitted();
-                out.push(self.turn_event(
+                s.mark_emitted();
+                out.push(s.turn_event(
                     "session.thinking",
                     &block.parent,
                     json!({"text": block.text}),
@@ -199,27 +195,53 @@ impl Session {
             _ => {}
         }
     }
+
+    /// The directory Claude Code files this session's transcript under: the one it
+    /// reported, else the session's.
+    pub(crate) fn transcript_cwd<'a>(&'a self, s: &'a Session) -> &'a std::path::Path {
+        self.cli_cwd.as_deref().unwrap_or(&s.cwd)
+    }
+
+    /// Send one of our control requests to the session's child.
+    pub(crate) fn control(&mut self, s: &Session, kind: OwnRequest, request: Value) -> bool {
+        self.control_seq += 1;
+        let id = format!(
+            "req_{}_{}",
+            self.control_seq,
+            &crate::sys::ids::new_id()[..8]
+        );
+        self.own.insert(id.clone(), kind);
+        s.send(claude::control_request(&id, request))
+    }
+
+    /// The child is gone: nothing it was asked or announced is owed any more.
+    pub(crate) fn child_gone(&mut self) {
+        self.own.clear();
+        self.reset_stream();
+        self.held_interrupt = false;
+        self.autos_owed = 0;
+    }
 }
 
 /// Prompts remembered per session for restores (older ones are found in the transcript).
 pub(crate) const MAX_PROMPTS: usize = 1000;
 
 /// Bring the child's model to the turn's with a control request (`None`: the default).
-pub(crate) fn sync_model(s: &mut Session, model: Option<String>) {
+pub(crate) fn sync_model(s: &mut Session, st: &mut ClaudeState, model: Option<String>) {
     let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
         return;
     };
     if live.model == model {
         return;
     }
-    s.control(OwnRequest::SetModel, claude::set_model(model.as_deref()));
+    st.control(s, OwnRequest::SetModel, claude::set_model(model.as_deref()));
     if let Some(l) = s.child.as_mut() {
         l.model = model;
     }
 }
 
 /// Bring the child's permission mode to the session's (it applies live, mid-turn too).
-pub(crate) fn sync_mode(s: &mut Session) {
+pub(crate) fn sync_mode(s: &mut Session, st: &mut ClaudeState) {
     let Some(live) = s.child.as_ref().filter(|c| c.initialized) else {
         return;
     };
@@ -227,7 +249,8 @@ pub(crate) fn sync_mode(s: &mut Session) {
     if live.mode.as_deref().unwrap_or("default") == s.mode_label() {
         return;
     }
-    s.control(
+    st.control(
+        s,
         OwnRequest::SetPermissionMode,
         json!({"subtype": "set_permission_mode", "mode": s.mode_label()}),
     );
@@ -236,7 +259,12 @@ pub(crate) fn sync_mode(s: &mut Session) {
     }
 }
 
-pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
+pub(crate) fn on_stream_event(
+    s: &mut Session,
+    st: &mut ClaudeState,
+    v: &Value,
+    out: &mut Vec<Value>,
+) {
     let Some(ev) = v.get("event") else { return };
     let scope = scope_of(v);
     let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -247,18 +275,18 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let replayed = !id.is_empty() && s.claude.known.message_ids.contains(&id);
+        let replayed = !id.is_empty() && st.known.message_ids.contains(&id);
         if replayed {
-            s.claude.replay_seen = true;
+            st.replay_seen = true;
         } else {
             // Its assembled message must not repeat what was streamed.
-            s.claude.streamed.entry(id.clone()).or_default();
+            st.streamed.entry(id.clone()).or_default();
         }
-        s.claude.streaming.insert(scope, (id, replayed));
+        st.streaming.insert(scope, (id, replayed));
         return;
     }
     // The stream of a message the transcript already holds is a replay: dropped.
-    let (msg, replayed) = s.claude.streaming.get(&scope).cloned().unwrap_or_default();
+    let (msg, replayed) = st.streaming.get(&scope).cloned().unwrap_or_default();
     if replayed {
         return;
     }
@@ -272,10 +300,9 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             };
             let mut id = String::new();
             if kind == BlockKind::Text {
-                s.claude.ordinal += 1;
-                id = format!("{}:{}:{}", s.id, s.claude.turn_no, s.claude.ordinal);
-                s.claude
-                    .streamed
+                st.ordinal += 1;
+                id = format!("{}:{}:{}", s.id, st.turn_no, st.ordinal);
+                st.streamed
                     .entry(msg.clone())
                     .or_default()
                     .blocks
@@ -291,10 +318,10 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
                 .unwrap_or("")
                 .to_string();
             let key = (scope.clone(), index);
-            if let Some(old) = s.claude.blocks.remove(&key) {
-                s.close_block(old, out);
+            if let Some(old) = st.blocks.remove(&key) {
+                st.close_block(s, old, out);
             }
-            s.claude.blocks.insert(
+            st.blocks.insert(
                 key,
                 Block {
                     kind,
@@ -309,7 +336,7 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
         "content_block_delta" => {
             let Some(delta) = ev.get("delta") else { return };
             let dtype = delta.get("type").and_then(Value::as_str).unwrap_or("");
-            let Some(block) = s.claude.blocks.get_mut(&(scope.clone(), index)) else {
+            let Some(block) = st.blocks.get_mut(&(scope.clone(), index)) else {
                 return;
             };
             match (dtype, block.kind) {
@@ -339,8 +366,8 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
             }
         }
         "content_block_stop" => {
-            if let Some(block) = s.claude.blocks.remove(&(scope, index)) {
-                s.close_block(block, out);
+            if let Some(block) = st.blocks.remove(&(scope, index)) {
+                st.close_block(s, block, out);
             }
         }
         _ => {}
@@ -349,14 +376,14 @@ pub(crate) fn on_stream_event(s: &mut Session, v: &Value, out: &mut Vec<Value>) 
 
 /// A transcript message the CLI replays (known uuid or message id, or marked so): not
 /// forwarded again. Otherwise its uuid becomes the session's newest.
-pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
+pub(crate) fn replayed(s: &mut Session, st: &mut ClaudeState, v: &Value) -> bool {
     let uuid = v.get("uuid").and_then(Value::as_str);
     let msg_id = v.pointer("/message/id").and_then(Value::as_str);
-    let known = uuid.is_some_and(|u| s.claude.known.uuids.contains(u))
+    let known = uuid.is_some_and(|u| st.known.uuids.contains(u))
         || (v.get("type").and_then(Value::as_str) == Some("assistant")
-            && msg_id.is_some_and(|m| s.claude.known.message_ids.contains(m)));
+            && msg_id.is_some_and(|m| st.known.message_ids.contains(m)));
     if known {
-        s.claude.replay_seen = true;
+        st.replay_seen = true;
         return true;
     }
     // Marked as a replay but new to the transcript: a local command's echo (`/compact`
@@ -369,13 +396,13 @@ pub(crate) fn replayed(s: &mut Session, v: &Value) -> bool {
     if let Some(u) = uuid
         && scope_of(v).is_none()
     {
-        s.claude.last_uuid = Some(u.to_string());
+        s.last_uuid = Some(u.to_string());
     }
     false
 }
 
-pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if replayed(s, v) {
+pub(crate) fn on_assistant(s: &mut Session, st: &mut ClaudeState, v: &Value, out: &mut Vec<Value>) {
+    if replayed(s, st, v) {
         return;
     }
     let scope = scope_of(v);
@@ -391,13 +418,13 @@ pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => {
                 let text = b.get("text").and_then(Value::as_str).unwrap_or("");
-                if s.claude.streamed.contains_key(&msg_id) {
-                    repair_streamed_text(s, &msg_id, text, &scope, out);
+                if st.streamed.contains_key(&msg_id) {
+                    repair_streamed_text(s, st, &msg_id, text, &scope, out);
                 } else if !text.is_empty() {
                     out.push(s.turn_event("session.text", &scope, json!({"text": text})));
                 }
             }
-            Some("thinking") if !s.claude.streamed.contains_key(&msg_id) => {
+            Some("thinking") if !st.streamed.contains_key(&msg_id) => {
                 let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
                 if !text.is_empty() {
                     out.push(s.turn_event("session.thinking", &scope, json!({"text": text})));
@@ -425,12 +452,13 @@ pub(crate) fn on_assistant(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
 /// text, a `session.text` with the same id corrects it.
 fn repair_streamed_text(
     s: &mut Session,
+    st: &mut ClaudeState,
     msg_id: &str,
     text: &str,
     scope: &Scope,
     out: &mut Vec<Value>,
 ) {
-    let Some(m) = s.claude.streamed.get_mut(msg_id) else {
+    let Some(m) = st.streamed.get_mut(msg_id) else {
         return;
     };
     let k = m.assembled;
@@ -444,8 +472,7 @@ fn repair_streamed_text(
     };
     match committed {
         Some(c) if c != text => {
-            if let Some(slot) = s
-                .claude
+            if let Some(slot) = st
                 .streamed
                 .get_mut(msg_id)
                 .and_then(|m| m.blocks.get_mut(k))
@@ -456,7 +483,7 @@ fn repair_streamed_text(
         }
         Some(_) => {}
         None => {
-            if let Some(block) = s.claude.blocks.values_mut().find(|b| b.id == id)
+            if let Some(block) = st.blocks.values_mut().find(|b| b.id == id)
                 && block.text != text
             {
                 block.final_text = Some(text.to_string());
@@ -465,8 +492,8 @@ fn repair_streamed_text(
     }
 }
 
-pub(crate) fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
-    if replayed(s, v) {
+pub(crate) fn on_user(s: &mut Session, st: &mut ClaudeState, v: &Value, out: &mut Vec<Value>) {
+    if replayed(s, st, v) {
         return;
     }
     let scope = scope_of(v);
@@ -491,9 +518,9 @@ pub(crate) fn on_user(s: &mut Session, v: &Value, out: &mut Vec<Value>) {
 }
 
 /// The local answer to `/status`.
-pub(crate) fn status_text(s: &Session) -> String {
+pub(crate) fn status_text(s: &Session, st: &ClaudeState) -> String {
     let mut lines = vec!["## Status".to_string(), String::new()];
-    if let Some(acct) = s.claude.server_info.get("account")
+    if let Some(acct) = st.server_info.get("account")
         && let Some(email) = acct.get("email").and_then(Value::as_str)
     {
         lines.push(format!("- **Account:** {email}"));
@@ -524,28 +551,33 @@ pub(crate) fn status_text(s: &Session) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::session::Turn;
+    use crate::session::Turn;
     use std::path::PathBuf;
 
-    fn session_with_turn() -> Session {
+    fn session_with_turn() -> (Session, ClaudeState) {
         let mut s = Session::new("s1", PathBuf::from("/tmp"));
         s.current = Some(Turn::new("p".into(), Some(json!("t"))));
-        s.claude.turn_no = 1;
-        s
+        let st = ClaudeState {
+            turn_no: 1,
+            ..ClaudeState::default()
+        };
+        (s, st)
     }
 
     #[test]
     fn streamed_text_becomes_deltas_then_one_text() {
-        let mut s = session_with_turn();
+        let (mut s, mut st) = session_with_turn();
         let mut out = Vec::new();
         let ev = |e: Value| json!({"type": "stream_event", "event": e});
         on_stream_event(
             &mut s,
+            &mut st,
             &ev(json!({"type": "message_start", "message": {"id": "m1"}})),
             &mut out,
         );
         on_stream_event(
             &mut s,
+            &mut st,
             &ev(
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ),
@@ -554,6 +586,7 @@ mod tests {
         for t in ["Hel", "lo"] {
             on_stream_event(
                 &mut s,
+                &mut st,
                 &ev(
                     json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
                 ),
@@ -561,9 +594,10 @@ mod tests {
             );
         }
         let assembled = json!({"type": "assistant", "uuid": "u1", "message": {"id": "m1", "content": [{"type": "text", "text": "Hello"}]}});
-        on_assistant(&mut s, &assembled, &mut out);
+        on_assistant(&mut s, &mut st, &assembled, &mut out);
         on_stream_event(
             &mut s,
+            &mut st,
             &ev(json!({"type": "content_block_stop", "index": 0})),
             &mut out,
         );
@@ -575,7 +609,7 @@ mod tests {
         assert_eq!(out[2]["text"], "Hello");
         assert_eq!(out[2]["id"], "s1:1:1");
         assert!(out.iter().all(|e| e["trace_id"] == "t"));
-        assert_eq!(s.claude.last_uuid.as_deref(), Some("u1"));
+        assert_eq!(s.last_uuid.as_deref(), Some("u1"));
         assert!(s.current.as_ref().unwrap().emitted);
     }
 
@@ -620,7 +654,7 @@ mod tests {
             "thinking_delta",
             "weird",
         ];
-        let mut s = session_with_turn();
+        let (mut s, mut st) = session_with_turn();
         for _ in 0..50_000 {
             let pick = || atoms[(next() % atoms.len() as u64) as usize].clone();
             let kind = kinds[(next() % kinds.len() as u64) as usize];
@@ -646,11 +680,11 @@ mod tests {
                 }
             };
             let mut out = Vec::new();
-            on_stream_event(&mut s, &line, &mut out);
-            on_assistant(&mut s, &line, &mut out);
-            on_user(&mut s, &line, &mut out);
-            assert!(s.claude.blocks.len() <= 4, "blocks must not pile up");
+            on_stream_event(&mut s, &mut st, &line, &mut out);
+            on_assistant(&mut s, &mut st, &line, &mut out);
+            on_user(&mut s, &mut st, &line, &mut out);
+            assert!(st.blocks.len() <= 4, "blocks must not pile up");
         }
-        let _ = status_text(&s);
+        let _ = status_text(&s, &st);
     }
 }

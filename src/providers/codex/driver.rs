@@ -1,19 +1,18 @@
-//! How a Codex session drives its `codex app-server` child (see [`crate::providers::codex`]
-//! for the protocol). The same shape as the Claude driver: start the child, write the
-//! next queued turn when it is ready, turn its lines into node events, and route every
-//! command and patch approval through the daemon's approval table, so the browser
-//! allows or denies each one.
+//! Codex's state machine (see [`crate::providers::codex`] for the protocol): the child's
+//! spec and first request, the next queued turn written when the thread is ready, the
+//! server's lines turned into node events, and every command and patch approval handed
+//! to the hub as an [`Effect::Ask`], so the browser allows or denies each one.
 //!
-//! The Codex state of a session ([`State`]) lives in the session's `Agent`; while a
-//! line is handled it is taken out (`Sessions::with_codex`) so the session and the
-//! state can be changed side by side, and whatever needs the whole daemon (re-keying,
-//! approvals, the next turn) is returned as a `Next` and done afterwards.
+//! Functions over the generic [`Session`] and the session's Codex [`State`]; what
+//! needs the whole daemon (re-keying, approvals, the next turn) is returned as
+//! [`Effect`]s that the hub applies ([`crate::hub::sessions`]). No threads or I/O here
+//! beyond writing a line to the child's stdin channel.
 
 use serde_json::{Value, json};
 
-use crate::hub::session::{Agent, Session};
-use crate::hub::sessions::{Approval, Sessions};
+use crate::providers::Effect;
 use crate::providers::codex::{self, Call, Open, State};
+use crate::session::{Approval, MAX_BLOCK_TEXT, Session, short};
 use crate::sys::child::Spec;
 
 /// What handling one line leaves to do with the whole daemon.
@@ -42,221 +41,152 @@ struct Ask {
     tool_use_id: Value,
 }
 
-impl Sessions {
-    /// Run `f` on the session `key` and its Codex state (taken out of the session for
-    /// the duration). `None` if there is no such Codex session.
-    fn with_codex<R>(
-        &mut self,
-        key: &str,
-        f: impl FnOnce(&mut Session, &mut State) -> R,
-    ) -> Option<R> {
-        self.with_agent(
-            key,
-            |a| match a {
-                Agent::Codex(st) => Some(&mut **st),
-                _ => None,
-            },
-            f,
-        )
-    }
-
-    /// Start `codex app-server` for `key` if it has none; the thread is started (or
-    /// resumed, for a session with a real id) once the server is initialized.
-    pub(crate) fn codex_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
-        let Some(s) = self.sessions.get(key) else {
-            return;
-        };
-        if s.child.is_some() {
-            return;
+/// One line from the session's `codex app-server`: a request of the server's, a
+/// notification, or the answer to one of our calls.
+pub(crate) fn on_line(
+    s: &mut Session,
+    st: &mut State,
+    v: &Value,
+    out: &mut Vec<Value>,
+) -> Vec<Effect> {
+    let method = v.get("method").and_then(Value::as_str);
+    let id = v.get("id").cloned();
+    let params = v.get("params").cloned().unwrap_or(Value::Null);
+    let next = match (method, id) {
+        (Some(m), Some(id)) => server_request(s, st, m, id, &params),
+        (Some(m), None) => notification(s, st, m, &params, out),
+        (None, Some(id)) => response(s, st, &id, v, out),
+        (None, None) => Next::Nothing,
+    };
+    match next {
+        Next::Nothing => Vec::new(),
+        // The turn is over: an approval still open was abandoned by the server.
+        Next::Pump => vec![Effect::SettleOpen, Effect::Pump],
+        Next::Settled(rpc_id) => vec![Effect::Withdrawn(rpc_id.to_string())],
+        Next::Ready(thread) => {
+            // Announced under the browser's id, then the session is keyed by the thread.
+            if let Some(live) = s.child.as_mut() {
+                live.initialized = true;
+            }
+            vec![Effect::Rekey(thread), Effect::Pump]
         }
-        let Some(program) = codex::resolve(
-            self.settings.codex_path.as_deref(),
-            std::env::var_os("PATH"),
-            self.settings.home.as_deref(),
-        ) else {
-            let message = match &self.settings.codex_path {
-                Some(p) => format!(
-                    "Codex was not found at {} (--codex-path / CODING_BRIDGE_CODEX_PATH). \
-                     Point it at the `codex` executable.",
-                    p.display()
-                ),
-                None => codex::INSTALL_HINT.to_string(),
+        Next::StartFresh => {
+            crate::log_warn!(
+                "session {}: Codex could not resume thread {}; starting a new one",
+                s.id,
+                s.sdk_id.as_deref().unwrap_or("")
+            );
+            s.sdk_id = None;
+            let params = codex::thread_params(&s.cwd, s.mode_label(), s.model.as_deref(), None);
+            s.send(st.request(Call::ThreadStart, "thread/start", params));
+            Vec::new()
+        }
+        Next::Fail(message) => vec![Effect::Fail {
+            code: "provider_error",
+            message,
+        }],
+        Next::Ask(ask) => {
+            let refuse = codex::reply(&ask.rpc_id, json!({"decision": "decline"}));
+            let approval = Approval {
+                cli_request_id: ask.rpc_id.to_string(),
+                tool: json!(ask.tool),
+                input: ask.input.clone(),
+                title: json!(ask.title),
+                display_name: json!(ask.tool),
+                description: ask.description,
+                tool_use_id: ask.tool_use_id,
+                parent: None,
+                keep: ask.input,
             };
-            self.fail_waiting(key, "cli_not_found", &message, out);
-            return;
-        };
-        let Some(s) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let spec = Spec {
-            program,
-            args: vec!["app-server".into()],
-            cwd: s.cwd.clone(),
-            env: Vec::new(),
-            env_remove: vec!["CLAUDECODE".into()],
-        };
-        if !self.spawn_agent(key, "codex", &spec, out) {
-            return;
-        }
-        if let Some(s) = self.sessions.get_mut(key) {
-            let mut st = State::default();
-            let line = st.request(Call::Initialize, "initialize", codex::initialize_params());
-            s.agent = Agent::Codex(Box::new(st));
-            s.send(line);
+            vec![Effect::Ask {
+                approval: Box::new(approval),
+                refuse,
+            }]
         }
     }
+}
 
-    /// Write the next queued turn when the thread is ready and no turn runs.
-    pub(crate) fn codex_pump(&mut self, key: &str, out: &mut Vec<Value>) {
-        loop {
-            let sent = self.with_codex(key, |s, st| {
-                if s.current.is_some() || s.queue.front().is_none_or(|t| t.preparing) {
-                    return false;
-                }
-                let (Some(thread), true) = (
-                    s.sdk_id.clone(),
-                    s.child.as_ref().is_some_and(|c| c.initialized),
-                ) else {
-                    return false;
-                };
-                let Some(mut turn) = s.queue.pop_front() else {
-                    return false;
-                };
-                if turn.prompt.trim_start().starts_with('/') {
-                    out.push(s.event(
-                        "session.notice",
-                        turn.trace_id.as_ref(),
-                        json!({"level": "info", "code": "slash_codex_unsupported",
-                               "text": "Slash commands are not available in Codex sessions."}),
-                    ));
-                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
-                    return true;
-                }
-                st.end_turn();
-                let (model, effort) = st.turn_settings(turn.model.clone(), turn.effort.clone());
-                let params = codex::turn_params(
-                    &thread,
-                    &turn.prompt,
-                    &turn.images,
-                    s.mode_label(),
-                    model.as_deref(),
-                    effort.as_deref(),
+/// The child for a session: `codex app-server` in the session's directory.
+pub(crate) fn spec(program: std::path::PathBuf, s: &Session) -> Spec {
+    Spec {
+        program,
+        args: vec!["app-server".into()],
+        cwd: s.cwd.clone(),
+        env: Vec::new(),
+        env_remove: vec!["CLAUDECODE".into()],
+    }
+}
+
+/// A new server was started: a fresh state, and its `initialize` sent; the thread is
+/// started (or resumed, for a session with a real id) once the server answers.
+pub(crate) fn on_spawned(s: &Session, st: &mut State) {
+    *st = State::default();
+    let line = st.request(Call::Initialize, "initialize", codex::initialize_params());
+    s.send(line);
+}
+
+/// Write the next queued turn when the thread is ready and no turn runs. True when the
+/// turn was answered here (a slash command): look at the next one.
+pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) -> bool {
+    if s.current.is_some() || s.queue.front().is_none_or(|t| t.preparing) {
+        return false;
+    }
+    let (Some(thread), true) = (
+        s.sdk_id.clone(),
+        s.child.as_ref().is_some_and(|c| c.initialized),
+    ) else {
+        return false;
+    };
+    let Some(mut turn) = s.queue.pop_front() else {
+        return false;
+    };
+    if turn.prompt.trim_start().starts_with('/') {
+        out.push(s.event(
+            "session.notice",
+            turn.trace_id.as_ref(),
+            json!({"level": "info", "code": "slash_codex_unsupported",
+                   "text": "Slash commands are not available in Codex sessions."}),
+        ));
+        out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+        return true;
+    }
+    st.end_turn();
+    let (model, effort) = st.turn_settings(turn.model.clone(), turn.effort.clone());
+    let params = codex::turn_params(
+        &thread,
+        &turn.prompt,
+        &turn.images,
+        s.mode_label(),
+        model.as_deref(),
+        effort.as_deref(),
+    );
+    s.send(st.request(Call::TurnStart, "turn/start", params));
+    if std::mem::take(&mut st.held_interrupt) {
+        turn.interrupted = true;
+        st.held_interrupt = true;
+    }
+    s.current = Some(turn);
+    false
+}
+
+/// Stop the running turn: its approvals are denied by the caller; here the server is
+/// asked to interrupt (or the request is held until the turn has an id).
+pub(crate) fn interrupt(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+    if let Some(turn) = s.current.as_mut() {
+        turn.interrupted = true;
+        match (&st.turn_id, &s.sdk_id) {
+            (Some(turn_id), Some(thread)) => {
+                let line = st.request(
+                    Call::TurnInterrupt,
+                    "turn/interrupt",
+                    json!({"threadId": thread, "turnId": turn_id}),
                 );
-                s.send(st.request(Call::TurnStart, "turn/start", params));
-                if std::mem::take(&mut st.held_interrupt) {
-                    turn.interrupted = true;
-                    st.held_interrupt = true;
-                }
-                s.current = Some(turn);
-                false
-            });
-            // `true`: a turn was answered locally; look at the next one.
-            if sent != Some(true) {
-                return;
+                s.send(line);
             }
+            _ => st.held_interrupt = true,
         }
-    }
-
-    /// Stop the running turn: its approvals are denied by the caller; here the server is
-    /// asked to interrupt (or the request is held until the turn has an id).
-    pub(crate) fn codex_interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
-        self.with_codex(key, |s, st| {
-            if let Some(turn) = s.current.as_mut() {
-                turn.interrupted = true;
-                match (&st.turn_id, &s.sdk_id) {
-                    (Some(turn_id), Some(thread)) => {
-                        let line = st.request(
-                            Call::TurnInterrupt,
-                            "turn/interrupt",
-                            json!({"threadId": thread, "turnId": turn_id}),
-                        );
-                        s.send(line);
-                    }
-                    _ => st.held_interrupt = true,
-                }
-            } else if let Some(turn) = s.queue.pop_front() {
-                out.push(s.interrupted_result(turn.trace_id.as_ref()));
-            }
-        });
-    }
-
-    /// One line from a Codex child.
-    pub(crate) fn codex_on_line(
-        &mut self,
-        key: &str,
-        child_id: u64,
-        v: Value,
-        out: &mut Vec<Value>,
-    ) {
-        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
-        let id = v.get("id").cloned();
-        let params = v.get("params").cloned().unwrap_or(Value::Null);
-        crate::log_trace!("codex line: {v}");
-        let next = self.with_codex(key, |s, st| match (method.as_deref(), id) {
-            (Some(m), Some(id)) => server_request(s, st, m, id, &params),
-            (Some(m), None) => notification(s, st, m, &params, out),
-            (None, Some(id)) => response(s, st, &id, &v, out),
-            (None, None) => Next::Nothing,
-        });
-        match next.unwrap_or(Next::Nothing) {
-            Next::Nothing => {}
-            Next::Pump => {
-                // The turn is over: an approval still open was abandoned by the server.
-                self.settle_before_result(key, out);
-                self.codex_pump(key, out);
-            }
-            Next::Settled(rpc_id) => self.settle_abandoned(key, Some(&rpc_id.to_string()), out),
-            Next::Ready(thread) => {
-                // Announced under the browser's id, then the session is keyed by the thread.
-                self.rekey(key, &thread, out);
-                let key = self.key_of(&thread).unwrap_or_else(|| key.to_string());
-                if let Some(s) = self.sessions.get_mut(&key)
-                    && let Some(live) = s.child.as_mut()
-                {
-                    live.initialized = true;
-                }
-                self.codex_pump(&key, out);
-            }
-            Next::StartFresh => {
-                self.with_codex(key, |s, st| {
-                    crate::log_warn!(
-                        "session {}: Codex could not resume thread {}; starting a new one",
-                        s.id,
-                        s.sdk_id.as_deref().unwrap_or("")
-                    );
-                    s.sdk_id = None;
-                    let params =
-                        codex::thread_params(&s.cwd, s.mode_label(), s.model.as_deref(), None);
-                    s.send(st.request(Call::ThreadStart, "thread/start", params));
-                });
-            }
-            Next::Fail(message) => {
-                // This process cannot serve the session: the next turn starts a new one.
-                self.fail_waiting(key, "provider_error", &message, out);
-                self.detach_child(key, out, "the agent could not start the session");
-            }
-            Next::Ask(ask) => self.codex_ask(key, child_id, ask, out),
-        }
-    }
-
-    /// Put an approval before the browser (or refuse it when the table is full).
-    fn codex_ask(&mut self, key: &str, child_id: u64, ask: Ask, out: &mut Vec<Value>) {
-        let approval = Approval {
-            cli_request_id: ask.rpc_id.to_string(),
-            tool: json!(ask.tool),
-            input: ask.input.clone(),
-            title: json!(ask.title),
-            display_name: json!(ask.tool),
-            description: ask.description,
-            tool_use_id: ask.tool_use_id,
-            parent: None,
-            keep: ask.input,
-        };
-        if !self.put_approval(key, child_id, approval, out)
-            && let Some(s) = self.sessions.get(key)
-        {
-            s.send(codex::reply(&ask.rpc_id, json!({"decision": "decline"})));
-        }
+    } else if let Some(turn) = s.queue.pop_front() {
+        out.push(s.interrupted_result(turn.trace_id.as_ref()));
     }
 }
 
@@ -379,7 +309,7 @@ fn server_request(s: &mut Session, st: &mut State, method: &str, id: Value, p: &
                 rpc_id: id,
                 tool: "Bash",
                 input: json!({"command": command, "cwd": p.get("cwd"), "reason": reason}),
-                title: format!("Run `{}`?", crate::hub::session::short(&command, 120)),
+                title: format!("Run `{}`?", short(&command, 120)),
                 description: reason,
                 tool_use_id: item,
             })
@@ -488,7 +418,7 @@ fn notification(
                 return Next::Nothing;
             }
             if let Some(Open::Text(t)) = st.open.get_mut(&id)
-                && t.len() < crate::hub::session::MAX_BLOCK_TEXT
+                && t.len() < MAX_BLOCK_TEXT
             {
                 t.push_str(delta);
             }
@@ -596,7 +526,7 @@ fn notification(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::session::Turn;
+    use crate::session::Turn;
 
     fn session() -> (Session, State) {
         let mut s = Session::new("b1", std::path::PathBuf::from("/tmp"));

@@ -1,8 +1,8 @@
-//! One session: its state (queue of turns, child, the agent and its provider's state),
-//! and the node events every provider builds from it. How Claude Code's stream-json
-//! becomes events is in [`crate::providers::claude::stream`]; the collection, the
-//! commands and the child processes are in [`crate::hub::sessions`]. Owned by the hub
-//! thread.
+//! One session as every provider sees it: its turns (queued, running, waiting), its
+//! child, the settings the browser chose, and the node events built from it. What an
+//! agent keeps of its own lives beside it in the provider's `State`
+//! ([`crate::providers::Agent`]); the hub's table pairs the two. Owned by the hub thread;
+//! no threads or I/O here beyond writing a line to the child's stdin channel.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::claude::stream::{ClaudeState, OwnRequest, Scope};
 use crate::sys::child::ChildHandle;
 
 /// Text kept per streamed block (deltas are forwarded regardless).
@@ -76,30 +75,25 @@ pub(crate) struct Live {
     pub(crate) effort: Option<String>,
 }
 
-/// The agent a session runs, with what its provider keeps of its own.
-pub(crate) enum Agent {
-    /// Claude Code (stream-json), driven by [`crate::providers::claude::driver`]; its
-    /// state is the session's [`ClaudeState`] (kept outside this enum because the
-    /// generic commands, edits and resumes read it on every path).
-    Claude,
-    /// Codex (`codex app-server`), driven by [`crate::providers::codex::driver`].
-    Codex(Box<crate::providers::codex::State>),
-    /// An ACP agent, driven by [`crate::providers::acp::driver`].
-    Acp(Box<crate::providers::acp::State>),
-}
+/// Which subagent an agent's line belongs to (`None`: the main agent), as the browser
+/// sees it in `parent_tool_use_id`.
+pub(crate) type Scope = Option<String>;
 
-impl Agent {
-    /// The agent named `provider` as the browser spells it, if this node runs it.
-    pub(crate) fn named(provider: &str, acp: &[crate::providers::acp::AgentSpec]) -> Option<Agent> {
-        match provider {
-            "claude" => Some(Agent::Claude),
-            "codex" => Some(Agent::Codex(Box::default())),
-            other => acp
-                .iter()
-                .find(|a| a.name == other)
-                .map(|a| Agent::Acp(Box::new(crate::providers::acp::State::new(a.clone())))),
-        }
-    }
+/// An approval an agent asks for, as every provider hands it to the hub's approval table.
+pub(crate) struct Approval {
+    /// The agent's id for the request (for JSON-RPC agents, the id as JSON text).
+    pub cli_request_id: String,
+    pub tool: Value,
+    /// The tool input shown to the browser (long strings are cut when it is large).
+    pub input: Value,
+    pub title: Value,
+    pub display_name: Value,
+    pub description: Value,
+    pub tool_use_id: Value,
+    /// The subagent it comes from, if any.
+    pub parent: Option<String>,
+    /// What answering needs later (Claude: the whole input; ACP: the offered options).
+    pub keep: Value,
 }
 
 /// `text` cut to at most `max` characters (with `…` when cut), for titles.
@@ -115,8 +109,6 @@ pub(crate) fn short(text: &str, max: usize) -> String {
 pub(crate) struct Session {
     pub(crate) id: String,
     pub(crate) provider: String,
-    /// The agent and its provider's own state.
-    pub(crate) agent: Agent,
     pub(crate) cwd: PathBuf,
     /// The browser's model selector (`None`: the default).
     pub(crate) model: Option<String>,
@@ -129,8 +121,12 @@ pub(crate) struct Session {
     pub(crate) child: Option<Live>,
     pub(crate) queue: VecDeque<Turn>,
     pub(crate) current: Option<Turn>,
-    /// What Claude Code's driver keeps of a session (its stream, its transcript).
-    pub(crate) claude: ClaudeState,
+    /// Turns already written to the agent that wait behind a turn it started by itself
+    /// (Claude Code's background agents); they run, in order, after it.
+    pub(crate) awaiting: VecDeque<Turn>,
+    /// The newest message uuid of the conversation (Claude Code's): where an edit of the
+    /// next prompt cuts, reported with every result as `cut_uuid`.
+    pub(crate) last_uuid: Option<String>,
 }
 
 impl Session {
@@ -140,7 +136,6 @@ impl Session {
         Session {
             id: id.to_string(),
             provider: "claude".into(),
-            agent: Agent::Claude,
             cwd,
             model: None,
             resolved_model: None,
@@ -150,26 +145,9 @@ impl Session {
             child: None,
             queue: VecDeque::new(),
             current: None,
-            claude: ClaudeState::default(),
+            awaiting: VecDeque::new(),
+            last_uuid: None,
         }
-    }
-
-    /// The directory Claude Code files this session's transcript under.
-    pub(crate) fn is_codex(&self) -> bool {
-        matches!(self.agent, Agent::Codex(_))
-    }
-
-    pub(crate) fn is_acp(&self) -> bool {
-        matches!(self.agent, Agent::Acp(_))
-    }
-
-    /// Driven by Claude Code (whose stream fields this struct holds).
-    pub(crate) fn is_claude(&self) -> bool {
-        matches!(self.agent, Agent::Claude)
-    }
-
-    pub(crate) fn transcript_cwd(&self) -> &std::path::Path {
-        self.claude.cli_cwd.as_deref().unwrap_or(&self.cwd)
     }
 
     /// The result of a turn stopped by the browser.
@@ -178,7 +156,7 @@ impl Session {
             "session.result",
             trace,
             json!({"subtype": "interrupted", "is_error": false, "result": null, "cost_usd": null,
-                   "cut_uuid": self.claude.last_uuid, "sdk_session_id": self.sdk_id}),
+                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
         )
     }
 
@@ -205,7 +183,7 @@ impl Session {
             "session.result",
             trace,
             json!({"subtype": "notice", "is_error": false, "result": result, "cost_usd": 0,
-                   "cut_uuid": self.claude.last_uuid, "sdk_session_id": self.sdk_id}),
+                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
         )
     }
 
@@ -259,19 +237,8 @@ impl Session {
 
     pub(crate) fn running(&self) -> bool {
         self.current.is_some()
-            || !self.claude.awaiting.is_empty()
+            || !self.awaiting.is_empty()
             || (!self.queue.is_empty() && self.child.is_some())
-    }
-
-    pub(crate) fn next_request_id(&mut self, kind: OwnRequest) -> String {
-        self.claude.control_seq += 1;
-        let id = format!(
-            "req_{}_{}",
-            self.claude.control_seq,
-            &crate::sys::ids::new_id()[..8]
-        );
-        self.claude.own.insert(id.clone(), kind);
-        id
     }
 
     pub(crate) fn send(&self, line: String) -> bool {
@@ -281,46 +248,22 @@ impl Session {
         }
     }
 
-    /// Send one of our control requests.
-    pub(crate) fn control(&mut self, kind: OwnRequest, request: Value) -> bool {
-        let id = self.next_request_id(kind);
-        self.send(crate::providers::claude::control_request(&id, request))
-    }
-
     pub(crate) fn mark_emitted(&mut self) {
         if let Some(t) = self.current.as_mut() {
             t.emitted = true;
         }
     }
 
-    /// Take the turn running now and the prompts waiting behind a turn the CLI started
-    /// (with `queued`, every queued turn too), committing what they streamed.
-    pub(crate) fn end_running(&mut self, queued: bool, out: &mut Vec<Value>) -> Vec<Turn> {
+    /// Take the turn running now and the prompts waiting behind a turn the agent started
+    /// (with `queued`, every queued turn too). What they streamed is the caller's to
+    /// commit ([`crate::providers::commit_open`]) before it ends them.
+    pub(crate) fn end_running(&mut self, queued: bool) -> Vec<Turn> {
         let mut turns: Vec<Turn> = self.current.take().into_iter().collect();
-        turns.extend(self.claude.awaiting.drain(..));
+        turns.extend(self.awaiting.drain(..));
         if queued {
             turns.extend(self.queue.drain(..));
         }
-        if !turns.is_empty() {
-            self.commit_open(out);
-        }
         turns
-    }
-
-    /// Close whatever the running turn left open, for any agent: streamed text gets its
-    /// final `session.text`, a tool still running a `session.tool_result`.
-    pub(crate) fn commit_open(&mut self, out: &mut Vec<Value>) {
-        if matches!(self.agent, Agent::Claude) {
-            self.commit_open_blocks(out);
-            return;
-        }
-        let mut agent = std::mem::replace(&mut self.agent, Agent::Claude);
-        match &mut agent {
-            Agent::Codex(st) => crate::providers::codex::driver::close_open(self, st, out),
-            Agent::Acp(st) => crate::providers::acp::driver::close_open(self, st, out),
-            Agent::Claude => {}
-        }
-        self.agent = agent;
     }
 }
 
