@@ -5,7 +5,7 @@
 //! The layers, each using only those to its right (`tests/layers.rs` keeps it so):
 //!
 //! ```text
-//! main → cli → daemon → hub → { relay, channels, node } → providers → { protocol, session, history } → sys
+//! main → cli → daemon → hub → { relay, channels, node } → providers → { session, history } → protocol → sys
 //! ```
 //!
 //! - [`cli`]: the command line, configuration, exit codes, pairing, credentials and the

@@ -215,6 +215,35 @@ fn a_reload_right_after_send_finds_the_conversation_under_the_browsers_id() {
     assert_eq!(ev.last().unwrap()["session_id"], "nobody-knows");
 }
 
+/// The browser's own id of a session held here is a key, not a file name: one that is
+/// not safe as a file name still finds the session (from memory, then under its real
+/// id), and its mark marks the real id.
+#[test]
+fn a_held_session_under_an_unsafe_browser_id_still_opens_and_marks_its_real_id() {
+    let n = Node::start(&[("FAKE_CLAUDE_INIT_DELAY_MS", "1500")]);
+    n.cmd(json!({"action": "session.start", "session_id": "../held", "prompt": "say hello there", "cwd": n.cwd()}));
+    n.cmd(json!({"action": "history.get", "provider": "claude", "session_id": "../held"}));
+    let ev = n.until("history.detail");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:#?}");
+    let d = ev.last().unwrap();
+    assert_eq!(d["session_id"], "../held", "{d}");
+    assert_eq!(d["events"][0]["text"], "say hello there", "{d}");
+    let ev = n.until("session.result");
+    let real = real_id(&ev);
+    n.cmd(json!({"action": "history.get", "provider": "claude", "session_id": "../held"}));
+    let ev = n.until("history.detail");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:#?}");
+    assert_eq!(ev.last().unwrap()["session_id"], real.as_str());
+    n.cmd(json!({"action": "history.mark_read", "provider": "claude", "session_id": "../held", "updated_at": 7}));
+    let ev = n.until("history.snapshot");
+    assert!(named(&ev, "session.error").is_empty(), "{ev:#?}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(n.home.join("cfg/reads.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["reads"][format!("claude:{real}")], 7, "{saved}");
+    assert_eq!(saved["reads"].as_object().unwrap().len(), 1, "{saved}");
+}
+
 const PNG: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 #[test]

@@ -197,6 +197,80 @@ fn history_lists_newest_first_with_titles_and_details() {
     assert!(e["message"].as_str().unwrap().contains("session_id"), "{e}");
 }
 
+/// A session id names a file: one that is not safe as a file name is refused where the
+/// command comes in, for every provider, even with a real file where it would lead.
+#[test]
+fn history_refuses_an_id_that_is_not_a_safe_file_name_for_every_provider() {
+    let home = TempDir::new("hist-unsafe");
+    let dir = project_dir(home.path(), "/p");
+    write_fixture(&dir, "aaaa-1111", "/p");
+    // Where `projects/<p>/../leak.jsonl` and `session-state/../outside/events.jsonl` lead.
+    write_fixture(&home.join(".claude/projects"), "leak", "/p");
+    let copilot = home.join(".copilot");
+    for d in ["session-state/good-1", "outside"] {
+        fs::create_dir_all(copilot.join(d)).unwrap();
+        fs::write(
+            copilot.join(d).join("events.jsonl"),
+            rec(
+                json!({"type": "user.message", "data": {"content": "hi"}, "id": "e1",
+                       "timestamp": "2026-11-20T10:00:00.000Z"}),
+            ),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(home.join(".codex/sessions")).unwrap();
+    fs::create_dir_all(home.join(".gemini/tmp")).unwrap();
+    let n = Node::start_in(home, &[]);
+    for (provider, bad) in [
+        ("claude", "../leak"),
+        ("claude", "../../etc/passwd"),
+        ("codex", "../x"),
+        ("copilot", "../outside"),
+        ("gemini", "../x"),
+        ("claude", ".."),
+        ("copilot", "a/b"),
+    ] {
+        n.cmd(json!({"action": "history.get", "provider": provider, "session_id": bad, "trace_id": "u1"}));
+        let mut ev = n.until("session.error");
+        assert!(
+            named(&ev, "history.detail").is_empty(),
+            "{provider} {bad}: {ev:?}"
+        );
+        let e = ev.pop().unwrap();
+        assert_eq!(e["session_id"], bad, "{e}");
+        assert_eq!(e["trace_id"], "u1", "{e}");
+        assert_eq!(e["code"], "history_unavailable", "{e}");
+        assert_eq!(
+            e["message"], "Cannot open this conversation: invalid session id.",
+            "{e}"
+        );
+    }
+    // The safe ids beside them still open.
+    for (provider, good) in [("claude", "aaaa-1111"), ("copilot", "good-1")] {
+        let d = n.ask(
+            json!({"action": "history.get", "provider": provider, "session_id": good}),
+            "history.detail",
+        );
+        assert_eq!(d["session_id"], good, "{d}");
+    }
+
+    // Marks of unsafe ids mark nothing (and, as every bad mark, cost no session.error);
+    // without an updated_at they would take it from the file they lead to.
+    for (provider, bad) in [("claude", "../leak"), ("copilot", "../outside")] {
+        n.cmd(json!({"action": "history.mark_read", "provider": provider, "session_id": bad}));
+        let ev = n.until("history.snapshot");
+        assert!(named(&ev, "session.error").is_empty(), "{ev:?}");
+    }
+    n.ask(
+        json!({"action": "history.mark_read", "provider": "copilot", "session_id": "good-1"}),
+        "history.snapshot",
+    );
+    let saved: Value =
+        serde_json::from_str(&fs::read_to_string(n.home.join("cfg/reads.json")).unwrap()).unwrap();
+    let keys: Vec<&String> = saved["reads"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["copilot:good-1"], "{saved}");
+}
+
 #[test]
 fn history_keeps_the_newest_4000_events_and_flags_truncation() {
     let home = TempDir::new("hist4k");

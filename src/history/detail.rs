@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::jsonl::{Backwards, shrink_strings};
 use super::listing::Summary;
 use super::sidecar;
+use crate::protocol::SessionId;
 
 /// Events kept for `history.detail` (the newest).
 pub(crate) const MAX_EVENTS: usize = 4000;
@@ -153,7 +154,7 @@ pub(crate) fn newest_events(
 /// `resolved_model` the model the agent's own files name.
 pub(crate) fn detail_reply(
     provider: &str,
-    session: &str,
+    session: &SessionId,
     config_dir: &Path,
     summary: Summary,
     resolved_model: Option<String>,
@@ -171,7 +172,7 @@ pub(crate) fn detail_reply(
     json!({
         "event": "history.detail",
         "provider": provider,
-        "session_id": session,
+        "session_id": session.as_str(),
         "title": summary.title,
         "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
         "git_branch": summary.git_branch,

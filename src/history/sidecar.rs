@@ -9,21 +9,21 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::protocol::SessionId;
+
 /// The sidecar schema this build writes and reads.
 pub const VERSION: u64 = 1;
 
 /// Largest sidecar read back.
 const MAX_BYTES: u64 = 64 * 1024;
 
-fn path(config_dir: &Path, id: &str) -> Option<PathBuf> {
-    crate::protocol::valid_id(id).then(|| config_dir.join("sessions").join(format!("{id}.json")))
+fn path(config_dir: &Path, id: &SessionId) -> PathBuf {
+    config_dir.join("sessions").join(format!("{id}.json"))
 }
 
 /// Save `settings` for session `id` (errors are logged, never fatal).
-pub fn save(config_dir: &Path, id: &str, settings: &Value) {
-    let Some(p) = path(config_dir, id) else {
-        return;
-    };
+pub fn save(config_dir: &Path, id: &SessionId, settings: &Value) {
+    let p = path(config_dir, id);
     let write = || -> std::io::Result<()> {
         if let Some(dir) = p.parent() {
             crate::sys::fsutil::ensure_private_dir(dir)?;
@@ -44,8 +44,8 @@ pub fn save(config_dir: &Path, id: &str, settings: &Value) {
 }
 
 /// The saved settings of session `id`, if any and readable.
-pub fn load(config_dir: &Path, id: &str) -> Option<Value> {
-    let p = path(config_dir, id)?;
+pub fn load(config_dir: &Path, id: &SessionId) -> Option<Value> {
+    let p = path(config_dir, id);
     let meta = std::fs::metadata(&p).ok()?;
     if meta.len() > MAX_BYTES {
         return None;
@@ -70,21 +70,22 @@ mod tests {
     #[test]
     fn round_trip_and_bad_ids() {
         let dir = std::env::temp_dir().join(format!("cba-sidecar-{}", std::process::id()));
+        let id = |s: &str| SessionId::parse(s).unwrap();
         let v = json!({"provider": "claude", "model": "opus"});
-        save(&dir, "abc-1", &v);
+        save(&dir, &id("abc-1"), &v);
         let mut expected = v.clone();
         expected["version"] = json!(VERSION);
-        assert_eq!(load(&dir, "abc-1"), Some(expected));
-        save(&dir, "abc-2", &json!({"version": VERSION + 1}));
+        assert_eq!(load(&dir, &id("abc-1")), Some(expected));
+        save(&dir, &id("abc-2"), &json!({"version": VERSION + 1}));
         std::fs::write(
             dir.join("sessions/abc-2.json"),
             json!({"version": VERSION + 1, "model": "x"}).to_string(),
         )
         .unwrap();
-        assert_eq!(load(&dir, "abc-2"), None, "a newer format is not trusted");
-        save(&dir, "../evil", &json!({}));
+        assert_eq!(load(&dir, &id("abc-2")), None, "a newer format is not trusted");
+        // Nothing can be saved under a bad id: there is no SessionId of it.
+        assert_eq!(SessionId::parse("../evil"), None);
         assert!(!dir.join("evil.json").exists());
-        assert_eq!(load(&dir, "../evil"), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{Hub, traced};
+use crate::history::detail::DetailError;
 use crate::hub::worker::Work;
 use crate::protocol::commands::{Command, Kind};
 
@@ -31,16 +32,16 @@ impl Hub {
             }
             Kind::HistoryMarkRead {
                 provider,
+                id,
                 updated_at,
                 limit,
             } => {
                 let (limit, at) = (*limit, *updated_at);
                 // The browser's own id of a session held here marks its real one.
-                let id = cmd
-                    .session_id
-                    .as_deref()
-                    .map(|s| self.sessions.current_id(s))
-                    .filter(|s| crate::protocol::valid_id(s));
+                let id = match cmd.session_id.as_deref() {
+                    Some(asked) => self.sessions.marked_id(asked, id.clone()),
+                    None => None,
+                };
                 if id.is_none() {
                     crate::log_warn!(
                         "history.mark_read without a valid session_id; nothing marked"
@@ -82,7 +83,7 @@ impl Hub {
                 }
                 return None;
             }
-            Kind::HistoryGet { provider } => {
+            Kind::HistoryGet { provider, id } => {
                 let session = cmd.session_id.clone().unwrap_or_default();
                 if session.is_empty()
                     || !["claude", "codex", "copilot", "gemini"].contains(&provider.as_str())
@@ -108,27 +109,27 @@ impl Hub {
                 let running = self.sessions.running_ids().contains(&session)
                     || live.as_ref().is_some_and(|l| l.running);
                 let (provider, id, fallback) = match live {
-                    Some(l) => {
-                        let id = l.real_id.unwrap_or_else(|| session.clone());
-                        (l.provider, id, Some(l.detail))
-                    }
-                    None => (provider.clone(), session.clone(), None),
+                    Some(l) => (l.provider, l.real_id.or_else(|| id.clone()), Some(l.detail)),
+                    None => (provider.clone(), id.clone(), None),
                 };
                 self.workers.run("history", move || {
-                    let reply =
-                        match crate::node::history::detail(&dirs, &config_dir, &provider, &id) {
-                            Ok(mut d) => {
-                                d["running"] = json!(running);
-                                d
-                            }
-                            Err(_) if fallback.is_some() => fallback.unwrap_or_default(),
-                            Err(e) => json!({
-                                "event": "session.error",
-                                "session_id": session,
-                                "code": "history_unavailable",
-                                "message": format!("Cannot open this conversation: {e}."),
-                            }),
-                        };
+                    // An id that is not safe as a file name opens nothing.
+                    let detail = id.ok_or(DetailError::InvalidId).and_then(|id| {
+                        crate::node::history::detail(&dirs, &config_dir, &provider, &id)
+                    });
+                    let reply = match detail {
+                        Ok(mut d) => {
+                            d["running"] = json!(running);
+                            d
+                        }
+                        Err(_) if fallback.is_some() => fallback.unwrap_or_default(),
+                        Err(e) => json!({
+                            "event": "session.error",
+                            "session_id": session,
+                            "code": "history_unavailable",
+                            "message": format!("Cannot open this conversation: {e}."),
+                        }),
+                    };
                     Work::Reply(with_trace(reply))
                 })
             }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::history::detail::DetailError;
 use crate::history::listing::{Found, Summary, mtime_ms, summary_cached};
 use crate::node::reads::Reads;
+use crate::protocol::SessionId;
 use crate::providers::acp::history as acp;
 use crate::providers::claude::history as claude;
 use crate::providers::claude::transcript::claude_dir;
@@ -116,7 +117,7 @@ pub(crate) fn detail(
     dirs: &Dirs,
     config_dir: &Path,
     provider: &str,
-    id: &str,
+    id: &SessionId,
 ) -> Result<Value, DetailError> {
     match provider {
         "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
@@ -128,7 +129,7 @@ pub(crate) fn detail(
 }
 
 /// The last-modified time (ms) of a session's file, for a mark without a time.
-pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
+pub fn updated_at(dirs: &Dirs, provider: &str, id: &SessionId) -> Option<u64> {
     match provider {
         "claude" => claude::updated_at(dirs.claude.as_deref(), id),
         "codex" => {
@@ -137,14 +138,14 @@ pub fn updated_at(dirs: &Dirs, provider: &str, id: &str) -> Option<u64> {
         }
         "gemini" => acp::gemini_sessions(dirs.gemini.as_deref()?)
             .into_iter()
-            .find(|f| f.id == id)
+            .find(|f| f.id == **id)
             .map(|f| f.mtime),
         "copilot" => {
             let path = dirs
                 .copilot
                 .as_deref()?
                 .join("session-state")
-                .join(id)
+                .join(&**id)
                 .join("events.jsonl");
             std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
         }

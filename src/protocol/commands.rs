@@ -33,7 +33,8 @@ pub struct Command {
     pub action: String,
     /// Echoed on the answer (a string, as the browser sends it).
     pub trace_id: Option<Value>,
-    /// The session the command is about, if it names one.
+    /// The session the command is about, if it names one, as sent (the key of a session
+    /// held here; the history commands also carry it parsed, see [`Kind::HistoryGet`]).
     pub session_id: Option<String>,
     pub kind: Kind,
 }
@@ -53,9 +54,14 @@ pub enum Kind {
     },
     HistoryGet {
         provider: String,
+        /// `session_id` as a safe id, to open files by: `None` when it is missing or not
+        /// a safe id (the answer then says so, as for any conversation it cannot open).
+        id: Option<SessionId>,
     },
     HistoryMarkRead {
         provider: String,
+        /// `session_id` as a safe id (`None`: missing or not safe; nothing is marked).
+        id: Option<SessionId>,
         updated_at: Option<u64>,
         limit: Option<i64>,
     },
@@ -199,6 +205,7 @@ pub fn parse(mut cmd: Map<String, Value>) -> Command {
         .to_string();
     let trace_id = cmd.get("trace_id").filter(|v| v.is_string()).cloned();
     let session_id = text(&cmd, "session_id");
+    let id = || session_id.as_deref().and_then(SessionId::parse);
     let provider = || text(&cmd, "provider").unwrap_or_else(|| "claude".to_string());
     let kind = match action.as_str() {
         "session.start" => {
@@ -262,9 +269,11 @@ pub fn parse(mut cmd: Map<String, Value>) -> Command {
         },
         "history.get" => Kind::HistoryGet {
             provider: provider(),
+            id: id(),
         },
         "history.mark_read" => Kind::HistoryMarkRead {
             provider: provider(),
+            id: id(),
             updated_at: cmd.get("updated_at").and_then(Value::as_u64),
             limit: cmd.get("limit").and_then(Value::as_i64),
         },
@@ -378,6 +387,7 @@ mod tests {
         assert_eq!(r.answer, Some(json!({"a": 1})));
         let Kind::HistoryMarkRead {
             provider,
+            id,
             updated_at,
             limit,
         } = p(
@@ -391,5 +401,31 @@ mod tests {
             (provider.as_str(), updated_at, limit),
             ("claude", Some(5), Some(3))
         );
+        assert_eq!(id.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn history_ids_are_parsed_here() {
+        let id = |v: Value| match p(v).kind {
+            Kind::HistoryGet { id, .. } | Kind::HistoryMarkRead { id, .. } => id,
+            other => panic!("{other:?}"),
+        };
+        for action in ["history.get", "history.mark_read"] {
+            assert_eq!(
+                id(json!({"action": action, "session_id": " abc-1 "})).as_deref(),
+                Some("abc-1")
+            );
+            for bad in ["../etc/passwd", "..", "a/b", "a\\b", ""] {
+                let c = p(json!({"action": action, "session_id": bad}));
+                // Not a safe id, but still the command it was (its answer names the id).
+                assert_eq!(c.session_id.as_deref(), Some(bad).filter(|b| !b.is_empty()));
+                assert_eq!(
+                    id(json!({"action": action, "session_id": bad})),
+                    None,
+                    "{bad}"
+                );
+            }
+            assert_eq!(id(json!({"action": action})), None);
+        }
     }
 }

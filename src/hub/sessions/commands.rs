@@ -144,7 +144,7 @@ impl Sessions {
         let resume = start.resume;
         // Resuming from history: the sidecar restores what the transcript cannot carry.
         let saved = resume
-            .as_deref()
+            .as_ref()
             .and_then(|r| sidecar::load(&self.settings.config_dir, r))
             .unwrap_or(Value::Null);
         let saved_str = |k: &str| {

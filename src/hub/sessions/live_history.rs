@@ -1,11 +1,12 @@
 //! What `history.get` sees of a session held here: its provider, its real id once
 //! known, whether a turn runs, and a `history.detail` built from memory for the moment
-//! before the agent has a transcript to read. Runs on the hub thread.
+//! before the agent has a transcript to read; and the id `history.mark_read` marks.
+//! Runs on the hub thread.
 
 use serde_json::{Value, json};
 
 use super::Sessions;
-use crate::protocol::valid_id;
+use crate::protocol::SessionId;
 use crate::providers::claude::stream::BlockKind;
 use crate::providers::note::user_part;
 use crate::session::short;
@@ -13,7 +14,8 @@ use crate::session::short;
 /// A held session as `history.get` sees it (see [`Sessions::live_history`]).
 pub(crate) struct LiveHistory {
     pub(crate) provider: String,
-    pub(crate) real_id: Option<String>,
+    /// The agent's id of it, once known and safe as a file name.
+    pub(crate) real_id: Option<SessionId>,
     pub(crate) running: bool,
     /// The in-memory `history.detail`, under the asked id.
     pub(crate) detail: Value,
@@ -76,9 +78,20 @@ impl Sessions {
         });
         Some(LiveHistory {
             provider: s.provider.clone(),
-            real_id: s.sdk_id.clone().filter(|r| valid_id(r)),
+            // The agent's own word for it, held as text: parsed here, where it is read.
+            real_id: s.sdk_id.as_deref().and_then(SessionId::parse),
             running: s.running(),
             detail,
         })
+    }
+
+    /// The id `history.mark_read` of `asked` marks: the real id of a session held here
+    /// under an id it had before a re-key, else `asked` itself (`parsed`, as the command
+    /// brought it); `None` when that is not a safe id.
+    pub(crate) fn marked_id(&self, asked: &str, parsed: Option<SessionId>) -> Option<SessionId> {
+        match self.aliases.get(asked) {
+            Some(real) => SessionId::parse(real),
+            None => parsed,
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::Sessions;
 use crate::history::sidecar;
+use crate::protocol::SessionId;
 
 impl Sessions {
     /// Save the session's settings beside its transcript id (on a worker; small file).
@@ -14,7 +15,9 @@ impl Sessions {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        let Some(id) = s.sdk_id.clone() else {
+        // The agent's id, held as text: parsed here, where it becomes a file name (an id
+        // that is not safe as one has no sidecar).
+        let Some(id) = s.sdk_id.as_deref().and_then(SessionId::parse) else {
             return;
         };
         let body = json!({
@@ -26,7 +29,7 @@ impl Sessions {
             "effort": s.effort,
         });
         let dir = self.settings.config_dir.clone();
-        let path = dir.join("sessions").join(&id);
+        let path = dir.join("sessions").join(&*id);
         self.saver.save(path, move || {
             sidecar::save(&dir, &id, &body);
         });

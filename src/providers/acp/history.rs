@@ -21,7 +21,7 @@ use crate::history::detail::{
 };
 use crate::history::jsonl::count_in_file;
 use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
-use crate::protocol::valid_id;
+use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
 use crate::sys::timefmt::rfc3339_ms;
 
@@ -41,6 +41,7 @@ pub(crate) fn copilot_sessions(copilot_home: &Path) -> Vec<Found> {
     let mut out = Vec::new();
     for d in dirs.flatten() {
         let name = d.file_name();
+        // A directory name, read from the disk: only a safe id is listed.
         let Some(id) = name.to_str().filter(|n| valid_id(n)) else {
             continue;
         };
@@ -160,13 +161,10 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
 pub(crate) fn copilot_detail(
     copilot_home: Option<&Path>,
     config_dir: &Path,
-    id: &str,
+    id: &SessionId,
 ) -> Result<Value, DetailError> {
-    if !valid_id(id) {
-        return Err(DetailError::InvalidId);
-    }
     let path = copilot_home
-        .map(|h| h.join("session-state").join(id).join("events.jsonl"))
+        .map(|h| h.join("session-state").join(&**id).join("events.jsonl"))
         .filter(|p| p.is_file())
         .ok_or(DetailError::NotFound)?;
     let file = File::open(&path).map_err(|e| DetailError::Unreadable(e.to_string()))?;
@@ -351,6 +349,7 @@ pub(crate) fn gemini_sessions(gemini_dir: &Path) -> Vec<Found> {
         let Some(chat) = read_chat(&path) else {
             continue;
         };
+        // The id the chat file names, read from the disk: only a safe one is listed.
         if !valid_id(&chat.session_id)
             || !chat
                 .messages
@@ -410,16 +409,13 @@ pub(crate) fn gemini_summarize(path: &Path) -> Summary {
 pub(crate) fn gemini_detail(
     gemini_dir: Option<&Path>,
     config_dir: &Path,
-    id: &str,
+    id: &SessionId,
 ) -> Result<Value, DetailError> {
-    if !valid_id(id) {
-        return Err(DetailError::InvalidId);
-    }
     let found = gemini_dir
         .map(gemini_sessions)
         .unwrap_or_default()
         .into_iter()
-        .find(|f| f.id == id)
+        .find(|f| f.id == **id)
         .ok_or(DetailError::NotFound)?;
     let chat = read_chat(&found.path)
         .ok_or_else(|| DetailError::Unreadable("too large or unreadable".into()))?;

@@ -29,7 +29,7 @@ use crate::history::jsonl::{SCAN_CHUNK, head_lines, record_at};
 use crate::history::listing::{
     Found, NO_PROMPT, Summary, mtime_ms, strip_tags, summary_cached, title_of,
 };
-use crate::protocol::valid_id;
+use crate::protocol::{SessionId, valid_id};
 use crate::providers::claude::tool_result_content;
 use crate::providers::note::user_part;
 
@@ -51,6 +51,7 @@ pub(crate) fn transcripts(claude_dir: &Path) -> Vec<Found> {
             let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
                 continue;
             };
+            // A file name, read from the disk: only a safe id is listed.
             if !valid_id(id) {
                 continue;
             }
@@ -70,7 +71,7 @@ pub(crate) fn transcripts(claude_dir: &Path) -> Vec<Found> {
 }
 
 /// The last-modified time (ms) of session `id`'s transcript, for a mark without a time.
-pub(crate) fn updated_at(claude_dir: Option<&Path>, id: &str) -> Option<u64> {
+pub(crate) fn updated_at(claude_dir: Option<&Path>, id: &SessionId) -> Option<u64> {
     let path = find_transcript(claude_dir?, id)?;
     std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
 }
@@ -298,7 +299,7 @@ fn is_injected(text: &str) -> bool {
 }
 
 /// Find `<session>.jsonl` in any project dir.
-fn find_transcript(claude_dir: &Path, session: &str) -> Option<PathBuf> {
+fn find_transcript(claude_dir: &Path, session: &SessionId) -> Option<PathBuf> {
     let projects = std::fs::read_dir(claude_dir.join("projects")).ok()?;
     projects
         .flatten()
@@ -370,11 +371,8 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
 pub(crate) fn detail(
     claude_dir: Option<&Path>,
     config_dir: &Path,
-    session: &str,
+    session: &SessionId,
 ) -> Result<Value, DetailError> {
-    if !valid_id(session) {
-        return Err(DetailError::InvalidId);
-    }
     let path = claude_dir
         .and_then(|d| find_transcript(d, session))
         .ok_or(DetailError::NotFound)?;

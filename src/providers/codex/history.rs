@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
 use crate::history::jsonl::{count_in_file, head_lines};
 use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
-use crate::protocol::valid_id;
+use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
 
 /// How far into a rollout the listing looks for the cwd and the first prompt.
@@ -31,7 +31,8 @@ pub(crate) fn codex_home(home: Option<&Path>, env: Option<&Path>) -> Option<Path
     }
 }
 
-/// The thread id in a rollout file name (`rollout-<time>-<uuid>.jsonl`).
+/// The thread id in a rollout file name (`rollout-<time>-<uuid>.jsonl`), read from the
+/// disk: only a safe id is listed.
 fn thread_of(name: &str) -> Option<&str> {
     let stem = name.strip_prefix("rollout-")?.strip_suffix(".jsonl")?;
     let id = stem.get(stem.len().checked_sub(36)?..)?;
@@ -79,10 +80,10 @@ pub(crate) fn rollouts(codex_home: &Path) -> Vec<Found> {
 }
 
 /// The rollout of thread `id`, if any.
-pub(crate) fn find(codex_home: &Path, id: &str) -> Option<PathBuf> {
+pub(crate) fn find(codex_home: &Path, id: &SessionId) -> Option<PathBuf> {
     rollouts(codex_home)
         .into_iter()
-        .find(|f| f.id == id)
+        .find(|f| f.id == **id)
         .map(|f| f.path)
 }
 
@@ -250,11 +251,8 @@ fn record_events(v: &Value, truncated: &mut bool) -> Vec<Value> {
 pub(crate) fn detail(
     codex_home: Option<&Path>,
     config_dir: &Path,
-    id: &str,
+    id: &SessionId,
 ) -> Result<Value, DetailError> {
-    if !valid_id(id) {
-        return Err(DetailError::InvalidId);
-    }
     let path = codex_home
         .and_then(|h| find(h, id))
         .ok_or(DetailError::NotFound)?;
