@@ -54,12 +54,13 @@ pub mod worker;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::hub::sessions::{Sessions, Settings};
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
 use crate::protocol::commands::{Command, Kind};
+use crate::protocol::events::{Event, SessionEvent};
 use crate::relay::backoff::Backoff;
 use crate::relay::dedupe::Dedupe;
 use crate::relay::envelope::Incoming;
@@ -580,7 +581,7 @@ impl Hub {
             return;
         };
         let reply = match &cmd.kind {
-            Kind::Ping => json!({"event": "pong"}),
+            Kind::Ping => SessionEvent::reply(None, Event::Pong),
             other => {
                 // A code a program can match: the command was malformed, or is not one
                 // this node knows.
@@ -591,11 +592,9 @@ impl Hub {
                     }
                     _ => ("unknown_action", format!("unknown action: {}", cmd.action)),
                 };
-                let mut p = json!({"event": "session.error", "code": code, "message": message});
-                if let Some(s) = &cmd.session_id {
-                    p["session_id"] = json!(s);
-                }
-                p
+                let mut e = SessionEvent::reply(None, Event::error(code, message));
+                e.session_id.clone_from(&cmd.session_id);
+                e
             }
         };
         self.emit(traced(reply, &cmd.trace_id));
@@ -689,9 +688,9 @@ impl Hub {
 }
 
 /// `payload` with the command's `trace_id`, when it had one.
-fn traced(mut payload: Value, trace: &Option<Value>) -> Value {
-    if let Some(t) = trace {
-        payload["trace_id"] = t.clone();
+fn traced(mut payload: SessionEvent, trace: &Option<Value>) -> SessionEvent {
+    if trace.is_some() {
+        payload.trace_id.clone_from(trace);
     }
     payload
 }

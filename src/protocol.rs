@@ -5,6 +5,7 @@
 //! It knows nothing of the layers above; no threads.
 
 pub mod commands;
+pub mod events;
 pub mod limits;
 
 pub use commands::PERMISSION_MODES;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::SessionEvent;
 use crate::providers::claude::stream::{ClaudeState, RewindError};
 use crate::session::{Approval, Session};
 
@@ -171,7 +172,7 @@ pub(crate) enum Wake {
 
 /// Close whatever the running turn left open, for any agent: streamed text gets its
 /// final `session.text`, a tool still running a `session.tool_result`.
-pub(crate) fn commit_open(s: &mut Session, agent: &mut Agent, out: &mut Vec<Value>) {
+pub(crate) fn commit_open(s: &mut Session, agent: &mut Agent, out: &mut Vec<SessionEvent>) {
     match agent {
         Agent::Claude(st) => st.commit_open_blocks(s, out),
         Agent::Codex(st) => codex::driver::close_open(s, st, out),

@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+
+use crate::protocol::events::{Description, Event, SessionEvent};
 
 use crate::sys::child::ChildHandle;
 
@@ -83,13 +85,13 @@ pub(crate) type Scope = Option<String>;
 pub(crate) struct Approval {
     /// The agent's id for the request (for JSON-RPC agents, the id as JSON text).
     pub cli_request_id: String,
-    pub tool: Value,
+    pub tool: Option<String>,
     /// The tool input shown to the browser (long strings are cut when it is large).
     pub input: Value,
-    pub title: Value,
-    pub display_name: Value,
-    pub description: Value,
-    pub tool_use_id: Value,
+    pub title: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub tool_use_id: Option<String>,
     /// The subagent it comes from, if any.
     pub parent: Option<String>,
     /// What answering needs later (Claude: the whole input; ACP: the offered options).
@@ -151,12 +153,10 @@ impl Session {
     }
 
     /// The result of a turn stopped by the browser.
-    pub(crate) fn interrupted_result(&self, trace: Option<&Value>) -> Value {
+    pub(crate) fn interrupted_result(&self, trace: Option<&Value>) -> SessionEvent {
         self.event(
-            "session.result",
             trace,
-            json!({"subtype": "interrupted", "is_error": false, "result": null, "cost_usd": null,
-                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+            Event::interrupted(None, self.last_uuid.clone(), self.sdk_id.clone()),
         )
     }
 
@@ -166,66 +166,48 @@ impl Session {
     }
 
     /// What `session.started` and `sessions.snapshot` say about the session.
-    pub(crate) fn describe(&self) -> Value {
-        json!({
-            "cwd": self.cwd,
-            "model": self.model.as_deref().unwrap_or(""),
-            "resolved_model": self.resolved_model,
-            "provider": self.provider,
-            "permission_mode": self.mode_label(),
-            "effort": self.effort,
-        })
+    pub(crate) fn describe(&self) -> Description {
+        Description {
+            cwd: self.cwd.to_string_lossy().into_owned(),
+            model: self.model.clone().unwrap_or_default(),
+            resolved_model: self.resolved_model.clone(),
+            provider: self.provider.clone(),
+            permission_mode: self.mode_label().to_string(),
+            effort: self.effort.clone(),
+        }
     }
 
     /// The `session.result` of a turn the daemon answered itself (no CLI turn, no cost).
-    pub(crate) fn local_result(&self, trace: Option<&Value>, result: Value) -> Value {
+    pub(crate) fn local_result(
+        &self,
+        trace: Option<&Value>,
+        result: Option<String>,
+    ) -> SessionEvent {
         self.event(
-            "session.result",
             trace,
-            json!({"subtype": "notice", "is_error": false, "result": result, "cost_usd": 0,
-                   "cut_uuid": self.last_uuid, "sdk_session_id": self.sdk_id}),
+            Event::local_result(result, self.last_uuid.clone(), self.sdk_id.clone()),
         )
     }
 
     /// A `session.notice` at warning level.
-    pub(crate) fn warning(&self, trace: Option<&Value>, code: &str, text: &str) -> Value {
-        self.event(
-            "session.notice",
-            trace,
-            json!({"level": "warning", "code": code, "text": text}),
-        )
+    pub(crate) fn warning(&self, trace: Option<&Value>, code: &str, text: &str) -> SessionEvent {
+        self.event(trace, Event::warning(code, text))
     }
 
     /// A `session.error` with a code and message.
-    pub(crate) fn error(&self, trace: Option<&Value>, code: &str, message: &str) -> Value {
-        self.event(
-            "session.error",
-            trace,
-            json!({"code": code, "message": message}),
-        )
+    pub(crate) fn error(&self, trace: Option<&Value>, code: &str, message: &str) -> SessionEvent {
+        self.event(trace, Event::error(code, message))
     }
 
-    pub(crate) fn event(&self, name: &str, trace: Option<&Value>, fields: Value) -> Value {
-        let mut p = Map::new();
-        p.insert("event".into(), Value::String(name.into()));
-        p.insert("session_id".into(), Value::String(self.id.clone()));
-        if let Some(t) = trace {
-            p.insert("trace_id".into(), t.clone());
-        }
-        if let Value::Object(f) = fields {
-            p.extend(f);
-        }
-        Value::Object(p)
+    /// An event of this session (under its current id).
+    pub(crate) fn event(&self, trace: Option<&Value>, event: Event) -> SessionEvent {
+        SessionEvent::new(self.id.clone(), trace, event)
     }
 
     /// An event of the running turn, tagged with the subagent it came from, if any.
-    pub(crate) fn turn_event(&self, name: &str, scope: &Scope, fields: Value) -> Value {
+    pub(crate) fn turn_event(&self, scope: &Scope, event: Event) -> SessionEvent {
         let trace = self.current.as_ref().and_then(|t| t.trace_id.as_ref());
-        let mut e = self.event(name, trace, fields);
-        if let Some(p) = scope {
-            e["parent_tool_use_id"] = Value::String(p.clone());
-        }
-        e
+        self.event(trace, event).under(scope.clone())
     }
 
     pub(crate) fn trace(&self) -> Option<Value> {

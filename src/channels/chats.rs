@@ -38,6 +38,7 @@ use crate::channels::config::Telegram;
 use crate::channels::runner::{self, Call, ChannelEvent, Tag};
 use crate::channels::telegram::{self, Api, ApiError};
 use crate::protocol::commands::Command;
+use crate::protocol::events::{Event, SessionEvent};
 use crate::sys::ids::fill_random;
 use crate::sys::saver::Saver;
 use approvals::Approval;
@@ -326,54 +327,70 @@ impl Channels {
     }
 
     /// A session event the hub emits: the chat that owns the session hears about it.
-    pub fn on_session_event(&mut self, e: &Value) {
-        let Some(sid) = e.get("session_id").and_then(Value::as_str) else {
+    pub fn on_session_event(&mut self, e: &SessionEvent) {
+        let Some(sid) = e.session_id.as_deref() else {
             return;
         };
         let Some((bot, chat)) = self.owners.get(sid).cloned() else {
             return;
         };
-        let name = e.get("event").and_then(Value::as_str).unwrap_or("");
         let mut calls = Vec::new();
-        match name {
-            "session.started" => {
+        match &e.event {
+            Event::Started(d) => {
                 if let Some(c) = self.chat_mut(&bot, chat) {
-                    let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-                    c.provider = text("provider");
-                    c.model = text("resolved_model")
+                    c.provider = Some(d.provider.clone());
+                    c.model = d
+                        .resolved_model
+                        .clone()
                         .filter(|m| !m.is_empty())
-                        .or_else(|| text("model"));
-                    c.cwd = text("cwd");
+                        .or_else(|| Some(d.model.clone()));
+                    c.cwd = Some(d.cwd.clone());
                 }
             }
-            "session.identified" => {
-                if let Some(real) = e.get("sdk_session_id").and_then(Value::as_str) {
-                    self.owners.insert(real.to_string(), (bot.clone(), chat));
-                    self.saved
-                        .sessions
-                        .insert(saved_key(&bot, chat), real.to_string());
-                    self.save();
-                }
+            Event::Identified { sdk_session_id } => {
+                self.owners
+                    .insert(sdk_session_id.clone(), (bot.clone(), chat));
+                self.saved
+                    .sessions
+                    .insert(saved_key(&bot, chat), sdk_session_id.clone());
+                self.save();
             }
-            "session.text_delta" => {
-                let t = e.get("text").and_then(Value::as_str).unwrap_or("");
-                self.append(&bot, chat, t, false, &mut calls);
+            Event::TextDelta { text, .. } => {
+                self.append(&bot, chat, text, false, &mut calls);
             }
-            "session.tool_use" => {
-                let tool = e.get("tool").and_then(Value::as_str).unwrap_or("tool");
-                let line = format!("\n🔧 {tool}{}\n", tool_line(e.get("input")));
+            Event::ToolUse { tool, input, .. } => {
+                let tool = tool.as_deref().unwrap_or("tool");
+                let line = format!("\n🔧 {tool}{}\n", tool_line(Some(input)));
                 self.append(&bot, chat, &line, false, &mut calls);
             }
-            "permission.request" => self.show_approval(&bot, chat, e, &mut calls),
-            "permission.resolved" => self.approval_resolved(&bot, chat, e, &mut calls),
-            "session.result" | "session.error" => {
-                if name == "session.error" {
-                    let m = e.get("message").and_then(Value::as_str).unwrap_or("error");
-                    // An error is shown even past the reply's cut.
-                    let line = format!("\n⚠️ {}", clip_units(m, 1000));
-                    self.append(&bot, chat, &line, true, &mut calls);
-                }
-                if let Some(r) = e.get("sdk_session_id").and_then(Value::as_str)
+            Event::PermissionRequest {
+                request_id,
+                tool,
+                input,
+                ..
+            } => self.show_approval(&bot, chat, (request_id, tool.as_deref(), input), &mut calls),
+            Event::PermissionResolved {
+                request_id,
+                decision,
+                reason,
+            } => self.approval_resolved(
+                &bot,
+                chat,
+                (request_id, *decision, reason.as_deref()),
+                &mut calls,
+            ),
+            Event::Result { .. } | Event::Error { .. } => {
+                let real = match &e.event {
+                    Event::Error { message, .. } => {
+                        // An error is shown even past the reply's cut.
+                        let line = format!("\n⚠️ {}", clip_units(message, 1000));
+                        self.append(&bot, chat, &line, true, &mut calls);
+                        None
+                    }
+                    Event::Result { sdk_session_id, .. } => sdk_session_id.as_deref(),
+                    _ => None,
+                };
+                if let Some(r) = real
                     && self
                         .saved
                         .sessions
@@ -392,7 +409,7 @@ impl Channels {
                 c.pending = c.pending.saturating_sub(1);
                 c.finish_reply(chat, &mut calls);
             }
-            "session.closed" => {
+            Event::Closed => {
                 if let Some(c) = self.bots.get_mut(&bot).and_then(|b| b.chats.get_mut(&chat))
                     && c.key.as_deref() == Some(sid)
                 {

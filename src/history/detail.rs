@@ -8,12 +8,13 @@
 use std::fs::File;
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::jsonl::{Backwards, shrink_strings};
 use super::listing::Summary;
 use super::sidecar;
 use crate::protocol::SessionId;
+use crate::protocol::events::{Event, SessionEvent, text_of};
 
 /// Events kept for `history.detail` (the newest).
 pub(crate) const MAX_EVENTS: usize = 4000;
@@ -160,29 +161,26 @@ pub(crate) fn detail_reply(
     resolved_model: Option<String>,
     events: Vec<Value>,
     truncated: bool,
-) -> Value {
+) -> SessionEvent {
     let sidecar = sidecar::load(config_dir, session);
-    let pick = |k: &str| {
-        sidecar
-            .as_ref()
-            .and_then(|s| s.get(k))
-            .cloned()
-            .filter(|v| !v.is_null())
-    };
-    json!({
-        "event": "history.detail",
-        "provider": provider,
-        "session_id": session.as_str(),
-        "title": summary.title,
-        "cwd": summary.cwd.map(Value::String).or_else(|| pick("cwd")),
-        "git_branch": summary.git_branch,
-        "model": pick("model").unwrap_or_else(|| json!("")),
-        "resolved_model": resolved_model.map(Value::String).or_else(|| pick("resolved_model")),
-        "permission_mode": pick("permission_mode").unwrap_or_else(|| json!("default")),
-        "effort": pick("effort"),
-        "events": events,
-        "truncated": truncated,
-    })
+    let pick = |k: &str| text_of(sidecar.as_ref().and_then(|s| s.get(k)));
+    SessionEvent::new(
+        session.as_str(),
+        None,
+        Event::HistoryDetail {
+            provider: provider.to_string(),
+            title: summary.title,
+            cwd: summary.cwd.or_else(|| pick("cwd")),
+            git_branch: summary.git_branch,
+            model: pick("model").unwrap_or_default(),
+            resolved_model: resolved_model.or_else(|| pick("resolved_model")),
+            permission_mode: pick("permission_mode").unwrap_or_else(|| "default".into()),
+            effort: pick("effort"),
+            events,
+            truncated,
+            running: None,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -82,7 +82,11 @@ mod tests {
             json!({"version": VERSION + 1, "model": "x"}).to_string(),
         )
         .unwrap();
-        assert_eq!(load(&dir, &id("abc-2")), None, "a newer format is not trusted");
+        assert_eq!(
+            load(&dir, &id("abc-2")),
+            None,
+            "a newer format is not trusted"
+        );
         // Nothing can be saved under a bad id: there is no SessionId of it.
         assert_eq!(SessionId::parse("../evil"), None);
         assert!(!dir.join("evil.json").exists());

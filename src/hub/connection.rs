@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::delivery::node_frame;
 use super::{Hub, LinkState, Outcome, Tick};
+use crate::protocol::events::{Event, SessionEvent};
 use crate::relay::envelope;
 use crate::relay::link::{self, Down, LinkEvent, Outbound};
 use crate::sys::ids;
@@ -95,25 +96,19 @@ impl Hub {
                 {
                     return; // refused already; a redelivery changes nothing
                 }
-                let mut e = json!({
-                    "event": "session.error",
-                    "code": "command_too_large",
-                    "message": format!(
-                        "The {} command was {} MiB; this node takes at most {} MiB per command \
+                let message = format!(
+                    "The {} command was {} MiB; this node takes at most {} MiB per command \
                          (images: at most {} MiB each and {} MiB in all). Send fewer or smaller images.",
-                        action.as_deref().unwrap_or("browser"),
-                        size.div_ceil(1 << 20),
-                        link::MAX_COMMAND >> 20,
-                        crate::protocol::limits::MAX_IMAGE_BYTES >> 20,
-                        crate::protocol::limits::MAX_IMAGES_TOTAL >> 20,
-                    ),
-                });
-                if let Some(s) = session_id {
-                    e["session_id"] = json!(s);
-                }
-                if let Some(t) = trace_id {
-                    e["trace_id"] = json!(t);
-                }
+                    action.as_deref().unwrap_or("browser"),
+                    size.div_ceil(1 << 20),
+                    link::MAX_COMMAND >> 20,
+                    crate::protocol::limits::MAX_IMAGE_BYTES >> 20,
+                    crate::protocol::limits::MAX_IMAGES_TOTAL >> 20,
+                );
+                let trace = trace_id.map(Value::String);
+                let mut e =
+                    SessionEvent::reply(trace.as_ref(), Event::error("command_too_large", message));
+                e.session_id = session_id;
                 self.emit(e);
             }
             LinkEvent::Down { conn, why } => {
@@ -149,12 +144,14 @@ impl Hub {
         truncated.sort();
         truncated.dedup();
         for session_id in truncated {
-            let payload = json!({
-                "event": "session.stream_truncated",
-                "session_id": session_id,
-                "reason": "node_outbox_overflow",
-                "resume_with": "history",
-            });
+            let payload = SessionEvent::new(
+                session_id,
+                None,
+                Event::StreamTruncated {
+                    reason: "node_outbox_overflow".into(),
+                    resume_with: "history".into(),
+                },
+            );
             // Sent once, ahead of the resend, without a node_seq (it must not advance acks).
             let frame = node_frame(self.token.expose(), &payload, None);
             self.send(Outbound::Text(frame));

@@ -4,16 +4,17 @@
 //! is replaced by a notice. Runs on the hub thread.
 
 use crossbeam_channel::TrySendError;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ACK_WINDOW, Hub, LinkState};
+use crate::protocol::events::{Event, SessionEvent};
 use crate::relay::envelope;
 use crate::relay::link::Outbound;
 use crate::sys::ids;
 use crate::sys::timefmt::now_ms;
 
 impl Hub {
-    pub(super) fn emit_all(&mut self, events: Vec<Value>) {
+    pub(super) fn emit_all(&mut self, events: Vec<SessionEvent>) {
         for e in events {
             self.emit(e);
         }
@@ -21,26 +22,21 @@ impl Hub {
 
     /// Send an event to the browsers, durably when PROTOCOL §2 says so (and to the chat
     /// that owns its session, if a channel does).
-    pub fn emit(&mut self, payload: Value) {
+    pub fn emit(&mut self, payload: SessionEvent) {
         if let Some(ch) = self.channels.as_mut() {
             ch.on_session_event(&payload);
             self.schedule_channel_tick();
         }
         if envelope::is_durable(&payload) {
-            let session_id = payload
-                .get("session_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let session_id = payload.session_id.clone().unwrap_or_default();
             let token = self.token.expose();
             let frame_for = |seq| node_frame(token, &payload, Some(seq));
             // The browser needs this one to find the session again: never dropped.
-            let entry =
-                if payload.get("event").and_then(Value::as_str) == Some("session.identified") {
-                    self.outbox.push_pinned(&session_id, frame_for)
-                } else {
-                    self.outbox.push(&session_id, frame_for)
-                };
+            let entry = if matches!(payload.event, Event::Identified { .. }) {
+                self.outbox.push_pinned(&session_id, frame_for)
+            } else {
+                self.outbox.push(&session_id, frame_for)
+            };
             let frame = entry.frame.clone();
             self.send(Outbound::Text(frame));
         } else if matches!(self.state, LinkState::Up { .. }) {
@@ -127,8 +123,8 @@ pub const MAX_EVENT_BYTES: usize = 8 << 20;
 /// A `node.to_browser` envelope. `from_node` carries the node token, as the relay's
 /// reference daemon does; it goes only to the relay that issued it and is never logged.
 /// An event larger than [`MAX_EVENT_BYTES`] is replaced by a notice saying so.
-pub(super) fn node_frame(token: &str, payload: &Value, seq: Option<u64>) -> String {
-    let build = |p: &Value| {
+pub(super) fn node_frame(token: &str, payload: &SessionEvent, seq: Option<u64>) -> String {
+    let build = |p: &SessionEvent| {
         envelope::build(
             "node.to_browser",
             &ids::new_id(),
@@ -146,22 +142,16 @@ pub(super) fn node_frame(token: &str, payload: &Value, seq: Option<u64>) -> Stri
 }
 
 /// The notice that replaces an event too large to relay.
-pub(super) fn too_large(payload: &Value, size: usize) -> Value {
-    let name = payload
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("event");
+pub(super) fn too_large(payload: &SessionEvent, size: usize) -> SessionEvent {
+    let name = payload.name();
     crate::log_warn!("replacing a {size}-byte {name} event by a notice (limit {MAX_EVENT_BYTES})");
-    let mut notice = json!({
-        "event": "session.notice",
-        "level": "warning",
-        "code": "event_too_large",
-        "text": format!("A {name} of {} MiB was too large to relay.", size >> 20),
-    });
-    for key in ["session_id", "trace_id"] {
-        if let Some(v) = payload.get(key) {
-            notice[key] = v.clone();
-        }
-    }
+    let mut notice = SessionEvent::reply(
+        payload.trace_id.as_ref(),
+        Event::warning(
+            "event_too_large",
+            format!("A {name} of {} MiB was too large to relay.", size >> 20),
+        ),
+    );
+    notice.session_id.clone_from(&payload.session_id);
     notice
 }

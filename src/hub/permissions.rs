@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::hub::Tick;
 use crate::hub::timer::{Timer, TimerId};
+use crate::protocol::events::SessionEvent;
 
 /// Approvals pending across all sessions; beyond this a request is denied at once.
 pub const MAX_PENDING: usize = 256;
@@ -27,7 +28,7 @@ pub struct Pending {
     /// The tool input, returned (amended or not) with an allow.
     pub input: Value,
     /// The `permission.request` event, re-sent in `permissions.snapshot`.
-    pub body: Value,
+    pub body: SessionEvent,
     /// Its timeout, if one runs.
     pub timer: Option<TimerId>,
 }
@@ -106,7 +107,7 @@ impl Permissions {
     }
 
     /// The `permission.request` bodies of everything pending, in arrival order.
-    pub fn snapshot(&self) -> Vec<Value> {
+    pub fn snapshot(&self) -> Vec<SessionEvent> {
         self.pending.iter().map(|p| p.body.clone()).collect()
     }
 
@@ -116,7 +117,7 @@ impl Permissions {
         for p in &mut self.pending {
             if p.session == from {
                 p.session = to.to_string();
-                p.body["session_id"] = Value::String(to.to_string());
+                p.body.session_id = Some(to.to_string());
             }
         }
     }
@@ -134,7 +135,7 @@ mod tests {
             child,
             cli_request_id: cli.into(),
             input: json!({}),
-            body: json!({"request_id": id}),
+            body: SessionEvent::reply(None, crate::protocol::events::Event::Closed),
             timer: None,
         }
     }
@@ -149,7 +150,7 @@ mod tests {
         assert_eq!(t.take_cli(2, "r1").unwrap().id, "c");
         assert!(t.take_cli(2, "r1").is_none());
         t.rekey("s", "real");
-        assert_eq!(t.snapshot()[0]["session_id"], "real");
+        assert_eq!(t.snapshot()[0].session_id.as_deref(), Some("real"));
         assert_eq!(t.take("a").unwrap().session, "real");
         assert!(t.take("a").is_none());
         t.add(p("d", 1, "r3"));

@@ -2,12 +2,11 @@
 //! picker, capabilities, unread marks), run on the hub's workers so the hub never waits;
 //! each answer comes back as a [`Work`] message. Runs on the hub thread.
 
-use serde_json::{Value, json};
-
 use super::{Hub, traced};
 use crate::history::detail::DetailError;
 use crate::hub::worker::Work;
 use crate::protocol::commands::{Command, Kind};
+use crate::protocol::events::{Event, SessionEvent};
 
 impl Hub {
     /// Requests answered from the disk or a probe, on worker threads; any other command
@@ -16,7 +15,7 @@ impl Hub {
         let trace = cmd.trace_id.clone();
         let with_trace = {
             let trace = trace.clone();
-            move |v: Value| traced(v, &trace)
+            move |e: SessionEvent| traced(e, &trace)
         };
         let home = self.home.clone();
         let started = match &cmd.kind {
@@ -93,9 +92,10 @@ impl Hub {
                     } else {
                         format!("history.get: unknown provider {provider:?}")
                     };
-                    let mut e = json!({"event": "session.error", "code": "history_unavailable", "message": message});
+                    let mut e =
+                        SessionEvent::reply(None, Event::error("history_unavailable", message));
                     if !session.is_empty() {
-                        e["session_id"] = json!(session);
+                        e.session_id = Some(session);
                     }
                     self.emit(with_trace(e));
                     return None;
@@ -117,18 +117,22 @@ impl Hub {
                     let detail = id.ok_or(DetailError::InvalidId).and_then(|id| {
                         crate::node::history::detail(&dirs, &config_dir, &provider, &id)
                     });
-                    let reply = match detail {
-                        Ok(mut d) => {
-                            d["running"] = json!(running);
+                    let reply = match (detail, fallback) {
+                        (Ok(mut d), _) => {
+                            if let Event::HistoryDetail { running: r, .. } = &mut d.event {
+                                *r = Some(running);
+                            }
                             d
                         }
-                        Err(_) if fallback.is_some() => fallback.unwrap_or_default(),
-                        Err(e) => json!({
-                            "event": "session.error",
-                            "session_id": session,
-                            "code": "history_unavailable",
-                            "message": format!("Cannot open this conversation: {e}."),
-                        }),
+                        (Err(_), Some(fallback)) => fallback,
+                        (Err(e), None) => SessionEvent::new(
+                            session,
+                            None,
+                            Event::error(
+                                "history_unavailable",
+                                format!("Cannot open this conversation: {e}."),
+                            ),
+                        ),
                     };
                     Work::Reply(with_trace(reply))
                 })
@@ -220,15 +224,15 @@ impl Hub {
 
 /// The answer to a request the workers had no room for; it names the command's session,
 /// if it had one, like every error about a session.
-pub(super) fn busy_error(action: &str, session_id: Option<&str>) -> Value {
-    let mut e = json!({
-        "event": "session.error",
-        "code": "node_busy",
-        "message": format!("the node is busy; {action} was not run, try again"),
-    });
-    if let Some(s) = session_id {
-        e["session_id"] = json!(s);
-    }
+pub(super) fn busy_error(action: &str, session_id: Option<&str>) -> SessionEvent {
+    let mut e = SessionEvent::reply(
+        None,
+        Event::error(
+            "node_busy",
+            format!("the node is busy; {action} was not run, try again"),
+        ),
+    );
+    e.session_id = session_id.map(str::to_string);
     e
 }
 
@@ -238,10 +242,10 @@ mod tests {
 
     #[test]
     fn busy_errors_name_the_session() {
-        let e = busy_error("history.get", Some("abc"));
+        let e = busy_error("history.get", Some("abc")).to_value();
         assert_eq!(e["session_id"], "abc");
         assert_eq!(e["event"], "session.error");
-        let e = busy_error("fs.list", None);
+        let e = busy_error("fs.list", None).to_value();
         assert!(e.get("session_id").is_none());
     }
 }

@@ -53,6 +53,7 @@ use crate::hub::Tick;
 use crate::hub::permissions::Permissions;
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
+use crate::protocol::events::SessionEvent;
 use crate::providers::{self, Agent};
 use crate::session::Session;
 use crate::sys::child::ChildEvent;
@@ -132,7 +133,7 @@ impl Sessions {
 
     /// A worker's answer about a session (or the same work done on the hub when no
     /// worker could take it); any other answer is handed back.
-    pub(crate) fn on_work(&mut self, w: Work, out: &mut Vec<Value>) -> Option<Work> {
+    pub(crate) fn on_work(&mut self, w: Work, out: &mut Vec<SessionEvent>) -> Option<Work> {
         match w {
             Work::Prepared {
                 session,
@@ -225,7 +226,7 @@ impl Entry {
     }
 
     /// Close whatever the running turn left open (see [`providers::commit_open`]).
-    pub(crate) fn commit_open(&mut self, out: &mut Vec<Value>) {
+    pub(crate) fn commit_open(&mut self, out: &mut Vec<SessionEvent>) {
         providers::commit_open(&mut self.session, &mut self.agent, out);
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
-use serde_json::Value;
+
+use crate::protocol::events::SessionEvent;
 
 pub const MAX_WORKERS: usize = 8;
 /// Jobs waiting for a worker.
@@ -23,7 +24,7 @@ static JOB_BYTES_HELD: crate::sys::budget::Budget = crate::sys::budget::Budget::
 #[derive(Debug)]
 pub enum Work {
     /// A request-scoped reply to emit as is.
-    Reply(Value),
+    Reply(SessionEvent),
     /// A turn's media are saved: append the note, emit the notices, let the turn run.
     Prepared {
         session: String,
@@ -171,7 +172,14 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::events::Event;
+    use serde_json::Value;
     use std::time::Duration;
+
+    /// A reply that carries `i` (as its trace id).
+    fn n(i: u64) -> SessionEvent {
+        SessionEvent::reply(Some(&Value::from(i)), Event::Pong)
+    }
 
     #[test]
     fn jobs_beyond_the_workers_wait_in_the_queue() {
@@ -182,27 +190,27 @@ mod tests {
             assert!(
                 w.run("t", move || {
                     std::thread::sleep(Duration::from_millis(20));
-                    Work::Reply(Value::from(i as u64))
+                    Work::Reply(n(i as u64))
                 }),
                 "job {i} refused"
             );
         }
         assert!(
-            !w.run("t", || Work::Reply(Value::Null)),
+            !w.run("t", || Work::Reply(n(0))),
             "refused when the queue is full"
         );
         // Work that must happen runs on the caller then, its result handed back.
         let here = std::thread::current().id();
         let ran = w.run_or_here("t", move || {
-            Work::Reply(Value::from(std::thread::current().id() == here))
+            Work::Reply(n(u64::from(std::thread::current().id() == here)))
         });
         assert!(
-            matches!(ran, Some(Work::Reply(Value::Bool(true)))),
+            matches!(ran, Some(Work::Reply(ref e)) if e.trace_id == Some(Value::from(1))),
             "{ran:?}"
         );
         let mut got: Vec<u64> = (0..total)
             .map(|_| match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(Work::Reply(v)) => v.as_u64().unwrap(),
+                Ok(Work::Reply(e)) => e.trace_id.and_then(|t| t.as_u64()).unwrap(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -214,7 +222,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(w.busy.load(Ordering::Acquire), 0);
-        assert!(w.run("t", || Work::Reply(Value::from(7))));
+        assert!(w.run("t", || Work::Reply(n(7))));
         assert!(matches!(
             rx.recv_timeout(Duration::from_secs(5)),
             Ok(Work::Reply(_))

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::{Event, SessionEvent};
 use crate::sys::child::{self, ChildEvent, Spec};
 
 /// The longest a catalogue probe may take.
@@ -99,7 +100,7 @@ fn resolve(configured: Option<&Path>) -> Option<std::path::PathBuf> {
 }
 
 /// The `capabilities` reply.
-pub fn reply(available: Available, probed: &Probed) -> Value {
+pub fn reply(available: Available, probed: &Probed) -> SessionEvent {
     let commands: Vec<Value> = probed
         .claude_commands
         .iter()
@@ -168,7 +169,7 @@ pub fn reply(available: Available, probed: &Probed) -> Value {
         }),
     ];
     providers.extend(acp);
-    json!({"event": "capabilities", "providers": providers})
+    SessionEvent::reply(None, Event::Capabilities { providers })
 }
 
 /// Start a throwaway `codex app-server` and return its models (`{value, label}`) and the

@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use crate::protocol::events::{Event, FsEntry, FsKind, SessionEvent};
 
 pub const MAX_ENTRIES: usize = 1000;
 
 /// The `fs.list` reply for `path` (default: home; `~` expanded; a file lists its parent).
-pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Value {
+pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> SessionEvent {
     let requested = match path.map(str::trim).filter(|p| !p.is_empty()) {
         None => home
             .map(Path::to_path_buf)
@@ -22,14 +22,10 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Value
         home.map(|h| h.join(&requested)).unwrap_or(requested)
     };
     let error_reply = |p: &Path, e: &std::io::Error| {
-        json!({
-            "event": "fs.list",
-            "path": p,
-            "parent": p.parent(),
-            "sep": "/",
-            "entries": [],
-            "error": describe(e),
-        })
+        SessionEvent::reply(
+            None,
+            Event::fs_list_error(text(p), p.parent().map(text), describe(e)),
+        )
     };
     let mut dir = match std::fs::canonicalize(&requested) {
         Ok(d) => d,
@@ -69,20 +65,23 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Value
         entries.truncate(MAX_ENTRIES);
         truncated = true;
     }
-    let list: Vec<Value> = entries
+    let list: Vec<FsEntry> = entries
         .into_iter()
-        .map(|(is_dir, _, name)| {
-            json!({"name": name, "path": dir.join(&name), "type": if is_dir { "dir" } else { "file" }})
+        .map(|(is_dir, _, name)| FsEntry {
+            path: text(&dir.join(&name)),
+            name,
+            kind: if is_dir { FsKind::Dir } else { FsKind::File },
         })
         .collect();
-    json!({
-        "event": "fs.list",
-        "path": dir,
-        "parent": dir.parent(),
-        "sep": "/",
-        "entries": list,
-        "truncated": truncated,
-    })
+    SessionEvent::reply(
+        None,
+        Event::fs_list(text(&dir), dir.parent().map(text), list, truncated),
+    )
+}
+
+/// A path as the browser shows it (a name that is not UTF-8 shown with replacements).
+fn text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
 fn sort(entries: &mut [(bool, String, String)]) {
@@ -117,7 +116,7 @@ mod tests {
 
     #[test]
     fn root_has_no_parent() {
-        let v = list(None, Some("/"), false);
+        let v = list(None, Some("/"), false).to_value();
         assert_eq!(v["path"], "/");
         assert!(v["parent"].is_null());
     }

@@ -6,12 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
-
 use crate::history::detail::DetailError;
 use crate::history::listing::{Found, Summary, mtime_ms, summary_cached};
 use crate::node::reads::Reads;
 use crate::protocol::SessionId;
+use crate::protocol::events::{Event, HistoryEntry, SessionEvent};
 use crate::providers::acp::history as acp;
 use crate::providers::claude::history as claude;
 use crate::providers::claude::transcript::claude_dir;
@@ -77,7 +76,7 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
 
 /// `history.list`: every provider's sessions, newest first, at most `limit` (clamped to
 /// 1..=1000), each with `unread` from the read marks.
-pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) -> Value {
+pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) -> SessionEvent {
     let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
     let mut all = sources(dirs);
     all.sort_by(|a, b| {
@@ -85,7 +84,7 @@ pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) 
     });
     all.truncate(limit);
     let (baseline, marks) = reads.snapshot();
-    let sessions: Vec<Value> = all
+    let sessions: Vec<HistoryEntry> = all
         .iter()
         .map(|l| {
             let (provider, f) = (l.provider, &l.found);
@@ -96,20 +95,20 @@ pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) 
                 .copied()
                 .unwrap_or(0)
                 .max(baseline);
-            json!({
-                "provider": provider,
-                "session_id": f.id,
-                "title": s.title,
-                "cwd": s.cwd,
-                "git_branch": s.git_branch,
-                "updated_at": f.mtime,
-                "message_count": s.message_count,
-                "running": running,
-                "unread": !running && f.mtime > seen,
-            })
+            HistoryEntry {
+                provider: provider.to_string(),
+                session_id: f.id.clone(),
+                title: s.title,
+                cwd: s.cwd,
+                git_branch: s.git_branch,
+                updated_at: f.mtime,
+                message_count: s.message_count,
+                running,
+                unread: !running && f.mtime > seen,
+            }
         })
         .collect();
-    json!({"event": "history.snapshot", "sessions": sessions})
+    SessionEvent::reply(None, Event::HistorySnapshot { sessions })
 }
 
 /// `history.get` of `provider`'s session `id`.
@@ -118,7 +117,7 @@ pub(crate) fn detail(
     config_dir: &Path,
     provider: &str,
     id: &SessionId,
-) -> Result<Value, DetailError> {
+) -> Result<SessionEvent, DetailError> {
     match provider {
         "claude" => claude::detail(dirs.claude.as_deref(), config_dir, id),
         "codex" => codex::detail(dirs.codex.as_deref(), config_dir, id),

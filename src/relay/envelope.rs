@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::protocol::events::SessionEvent;
+
 /// Protocol version written in every envelope.
 pub const VERSION: u64 = 2;
 
@@ -106,7 +108,7 @@ pub fn parse(text: &str) -> Result<Incoming, ParseError> {
 }
 
 #[derive(Serialize)]
-struct Outgoing<'a> {
+struct Outgoing<'a, P: Serialize> {
     v: u64,
     id: &'a str,
     ts: u64,
@@ -116,17 +118,17 @@ struct Outgoing<'a> {
     from_node: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     node_seq: Option<u64>,
-    payload: &'a Value,
+    payload: &'a P,
 }
 
 /// Serialize an envelope of `kind` carrying `payload`.
-pub fn build(
+pub fn build<P: Serialize>(
     kind: &str,
     id: &str,
     ts: u64,
     from_node: Option<&str>,
     node_seq: Option<u64>,
-    payload: &Value,
+    payload: &P,
 ) -> String {
     let env = Outgoing {
         v: VERSION,
@@ -137,7 +139,7 @@ pub fn build(
         node_seq,
         payload,
     };
-    // Serializing a Value-bearing struct to a String cannot fail.
+    // Serializing our own payload types (and JSON values) to a String cannot fail.
     serde_json::to_string(&env).unwrap_or_default()
 }
 
@@ -152,11 +154,10 @@ pub const REQUEST_SCOPED: &[&str] = &[
     "pong",
 ];
 
-/// Is this event payload durable (PROTOCOL §2: has a `session_id`, not a request-scoped reply)?
-pub fn is_durable(payload: &Value) -> bool {
-    let has_session = matches!(payload.get("session_id"), Some(Value::String(s)) if !s.is_empty());
-    let event = payload.get("event").and_then(Value::as_str).unwrap_or("");
-    has_session && !REQUEST_SCOPED.contains(&event)
+/// Is this event durable (PROTOCOL §2: has a `session_id`, not a request-scoped reply)?
+pub fn is_durable(payload: &SessionEvent) -> bool {
+    let has_session = payload.session_id.as_deref().is_some_and(|s| !s.is_empty());
+    has_session && !REQUEST_SCOPED.contains(&payload.name())
 }
 
 #[cfg(test)]
@@ -201,14 +202,15 @@ mod tests {
 
     #[test]
     fn durability() {
-        assert!(is_durable(
-            &json!({"event": "session.text", "session_id": "s"})
-        ));
-        assert!(!is_durable(&json!({"event": "pong", "session_id": "s"})));
-        assert!(!is_durable(&json!({"event": "session.text"})));
-        assert!(!is_durable(
-            &json!({"event": "session.text", "session_id": 5})
-        ));
+        use crate::protocol::events::Event;
+        let text = || Event::Text {
+            text: "x".into(),
+            id: None,
+        };
+        assert!(is_durable(&SessionEvent::new("s", None, text())));
+        assert!(!is_durable(&SessionEvent::new("s", None, Event::Pong)));
+        assert!(!is_durable(&SessionEvent::reply(None, text())));
+        assert!(!is_durable(&SessionEvent::new("", None, text())));
     }
 
     /// Property: no input makes the parser panic. A small xorshift generator mutates

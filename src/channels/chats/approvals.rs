@@ -12,6 +12,7 @@ use super::routing::command_for;
 use super::{Channels, Chat};
 use crate::channels::runner::{Call, Tag};
 use crate::protocol::commands::{Command, Kind, Resolve};
+use crate::protocol::events::Decision;
 
 /// An approval shown in a chat.
 pub(super) struct Approval {
@@ -33,14 +34,16 @@ pub(super) struct Approval {
 
 impl Channels {
     /// `permission.request`: a message with buttons (the reply so far goes out first).
-    pub(super) fn show_approval(&mut self, bot: &str, chat: i64, e: &Value, calls: &mut Vec<Call>) {
-        let rid = e
-            .get("request_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let tool = e.get("tool").and_then(Value::as_str).unwrap_or("A tool");
-        let input = e.get("input");
+    pub(super) fn show_approval(
+        &mut self,
+        bot: &str,
+        chat: i64,
+        (rid, tool, input): (&str, Option<&str>, &Value),
+        calls: &mut Vec<Call>,
+    ) {
+        let rid = rid.to_string();
+        let tool = tool.unwrap_or("A tool");
+        let input = Some(input);
         let questions: Vec<(String, Vec<String>)> = input
             .and_then(|i| i.get("questions"))
             .and_then(Value::as_array)
@@ -215,12 +218,10 @@ impl Channels {
         &mut self,
         bot: &str,
         chat: i64,
-        e: &Value,
+        (rid, decision, why): (&str, Decision, Option<&str>),
         calls: &mut Vec<Call>,
     ) {
-        let rid = e.get("request_id").and_then(Value::as_str).unwrap_or("");
-        let decision = e.get("decision").and_then(Value::as_str).unwrap_or("deny");
-        let why = e.get("reason").and_then(Value::as_str).unwrap_or("");
+        let why = why.unwrap_or("");
         let Some(c) = self.bots.get_mut(bot).and_then(|b| b.chats.get_mut(&chat)) else {
             return;
         };
@@ -237,12 +238,12 @@ impl Channels {
         };
         let picked: Vec<String> = a.picks.iter().flatten().cloned().collect();
         let shown = match (decision, why) {
-            ("allow", _) if !picked.is_empty() => {
+            (Decision::Allow, _) if !picked.is_empty() => {
                 format!("✅ Answered: {}\n{}", picked.join(", "), a.summary)
             }
-            ("allow", _) => format!("✅ Allowed\n{}", a.summary),
+            (Decision::Allow, _) => format!("✅ Allowed\n{}", a.summary),
             (_, "timeout") => format!("⌛ No answer in time: denied\n{}", a.summary),
-            ("cancelled", _) => format!("Withdrawn\n{}", a.summary),
+            (Decision::Cancelled, _) => format!("Withdrawn\n{}", a.summary),
             _ => format!("⛔ Denied\n{}", a.summary),
         };
         match a.message_id {
@@ -374,6 +375,7 @@ mod tests {
     use super::super::saved::Saved;
     use super::super::{Bot, Channels};
     use super::*;
+    use crate::protocol::events::{Event, SessionEvent};
     use crate::channels::config;
     use crate::sys::saver::Saver;
 
@@ -422,8 +424,20 @@ mod tests {
         // A queue with no room: every call is dropped.
         let (full, _keep) = crossbeam_channel::bounded(0);
         let mut ch = channels_with(full);
-        ch.on_session_event(&json!({"event": "permission.request", "session_id": "s1",
-            "request_id": "r1", "tool": "Bash", "input": {"command": "ls"}}));
+        ch.on_session_event(&SessionEvent::new(
+            "s1",
+            None,
+            Event::PermissionRequest {
+                request_id: "r1".into(),
+                tool: Some("Bash".into()),
+                input: json!({"command": "ls"}),
+                title: None,
+                display_name: None,
+                description: None,
+                tool_use_id: None,
+                input_truncated: false,
+            },
+        ));
         let c = &ch.bots["b"].chats[&1];
         assert_eq!(c.approvals.len(), 1, "kept, not given up");
         assert!(ch.wants_tick());
@@ -445,12 +459,18 @@ mod tests {
     fn a_session_closed_mid_turn_leaves_its_reply_finished() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut ch = channels_with(tx);
-        ch.on_session_event(&json!({"event": "session.text_delta", "session_id": "s1",
-            "text": "half an answer"}));
+        ch.on_session_event(&SessionEvent::new(
+            "s1",
+            None,
+            Event::TextDelta {
+                text: "half an answer".into(),
+                id: "i1".into(),
+            },
+        ));
         let c = ch.bots.get_mut("b").unwrap().chats.get_mut(&1).unwrap();
         assert!(c.reply.is_some());
         c.key = Some("s1".into());
-        ch.on_session_event(&json!({"event": "session.closed", "session_id": "s1"}));
+        ch.on_session_event(&SessionEvent::new("s1", None, Event::Closed));
         let c = &ch.bots["b"].chats[&1];
         assert!(c.reply.is_none(), "the old reply was left open");
         let sent: Vec<Call> = rx.try_iter().collect();

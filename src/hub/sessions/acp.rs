@@ -2,15 +2,14 @@
 //! writing queued prompts; what the agent's lines mean is
 //! [`crate::providers::acp::driver`]'s. Runs on the hub thread.
 
-use serde_json::Value;
-
 use super::Sessions;
+use crate::protocol::events::SessionEvent;
 use crate::providers::Agent;
 use crate::providers::acp::{self, driver};
 
 impl Sessions {
     /// Start the agent for `key` if it has none.
-    pub(crate) fn acp_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn acp_ensure_child(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         let Some(e) = self.sessions.get(key) else {
             return;
         };
@@ -55,7 +54,7 @@ impl Sessions {
     }
 
     /// Send the next queued prompt when the session is ready and idle.
-    pub(crate) fn acp_pump(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn acp_pump(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         while let Some(e) = self.sessions.get_mut(key) {
             let (s, agent) = e.split();
             let Agent::Acp(st) = agent else { return };

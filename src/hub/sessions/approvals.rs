@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Sessions;
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
 use crate::protocol::commands::Resolve;
+use crate::protocol::events::{Decision, Event, SessionEvent};
 use crate::providers::{Answer, approval_answer, claude};
 use crate::session::{Approval, permission_input};
 use crate::sys::ids::new_id;
@@ -18,7 +19,7 @@ use crate::sys::ids::new_id;
 impl Sessions {
     /// Deny every approval `key` waits for (its CLI gets the deny, the browser a
     /// `permission.resolved`).
-    pub(crate) fn deny_pending(&mut self, key: &str, out: &mut Vec<Value>, reason: &str) {
+    pub(crate) fn deny_pending(&mut self, key: &str, out: &mut Vec<SessionEvent>, reason: &str) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
@@ -41,9 +42,12 @@ impl Sessions {
                 ));
             }
             out.push(s.event(
-                "permission.resolved",
                 s.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "deny", "reason": reason}),
+                Event::PermissionResolved {
+                    request_id: p.id,
+                    decision: Decision::Deny,
+                    reason: Some(reason.to_string()),
+                },
             ));
         }
     }
@@ -51,7 +55,12 @@ impl Sessions {
     /// Approvals of `key` that its agent stopped waiting for (the turn ended without
     /// them, or the agent said the request is settled): gone, and the browser told.
     /// `only`: just the one the agent asked as this request id.
-    pub(crate) fn settle_abandoned(&mut self, key: &str, only: Option<&str>, out: &mut Vec<Value>) {
+    pub(crate) fn settle_abandoned(
+        &mut self,
+        key: &str,
+        only: Option<&str>,
+        out: &mut Vec<SessionEvent>,
+    ) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
@@ -65,9 +74,8 @@ impl Sessions {
         for p in gone {
             crate::log_debug!("session {}: approval {} abandoned by the agent", s.id, p.id);
             out.push(s.event(
-                "permission.resolved",
                 s.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "cancelled"}),
+                Event::resolved(p.id, Decision::Cancelled),
             ));
         }
     }
@@ -80,7 +88,7 @@ impl Sessions {
         key: &str,
         child: u64,
         a: Approval,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) -> bool {
         if self.permissions.is_full() {
             return false;
@@ -91,25 +99,21 @@ impl Sessions {
         s.mark_emitted();
         let id = new_id();
         let (shown, cut) = permission_input(&a.input);
-        let mut body = s.event(
-            "permission.request",
-            s.trace().as_ref(),
-            json!({
-                "request_id": id,
-                "tool": a.tool,
-                "input": shown,
-                "title": a.title,
-                "display_name": a.display_name,
-                "description": a.description,
-                "tool_use_id": a.tool_use_id,
-            }),
-        );
-        if cut {
-            body["input_truncated"] = json!(true);
-        }
-        if let Some(p) = a.parent {
-            body["parent_tool_use_id"] = json!(p);
-        }
+        let body = s
+            .event(
+                s.trace().as_ref(),
+                Event::PermissionRequest {
+                    request_id: id.clone(),
+                    tool: a.tool,
+                    input: shown,
+                    title: a.title,
+                    display_name: a.display_name,
+                    description: a.description,
+                    tool_use_id: a.tool_use_id,
+                    input_truncated: cut,
+                },
+            )
+            .under(a.parent);
         out.push(body.clone());
         let timer = self.settings.permission_timeout.and_then(|t| {
             self.timer.at(
@@ -133,7 +137,7 @@ impl Sessions {
 
     /// [`Sessions::settle_abandoned`] at the end of a turn whose result is already in
     /// `out`: the approvals are settled before that result, as they were in time.
-    pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn settle_before_result(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         let mut settled = Vec::new();
         self.settle_abandoned(key, None, &mut settled);
         if settled.is_empty() {
@@ -141,12 +145,7 @@ impl Sessions {
         }
         let at = out
             .iter()
-            .rposition(|e| {
-                matches!(
-                    e["event"].as_str(),
-                    Some("session.result" | "session.error")
-                )
-            })
+            .rposition(|e| matches!(e.event, Event::Result { .. } | Event::Error { .. }))
             .unwrap_or(out.len());
         out.splice(at..at, settled);
     }
@@ -155,7 +154,7 @@ impl Sessions {
         &mut self,
         r: Resolve,
         trace: Option<Value>,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let rid = r.request_id.as_str();
         // Already settled (another device answered, or it timed out): nothing to do.
@@ -174,11 +173,12 @@ impl Sessions {
                 claude::DENY_MESSAGE,
             ));
             let t = trace.or_else(|| s.trace());
-            out.push(s.event(
-                "permission.resolved",
-                t.as_ref(),
-                json!({"request_id": p.id, "decision": if allow { "allow" } else { "deny" }}),
-            ));
+            let decision = if allow {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            out.push(s.event(t.as_ref(), Event::resolved(p.id, decision)));
         }
     }
 }

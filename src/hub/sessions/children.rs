@@ -5,9 +5,8 @@
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
-
 use super::Sessions;
+use crate::protocol::events::SessionEvent;
 use crate::session::Live;
 use crate::sys::child::{self, Spec};
 
@@ -21,7 +20,7 @@ impl Sessions {
         what: &str,
         how: &str,
         spec: &Spec,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) -> bool {
         self.next_child += 1;
         let child_id = self.next_child;
@@ -58,7 +57,7 @@ impl Sessions {
 
     /// Deny everything and stop every child (daemon shutdown): each turn still running
     /// ends with a `session.error` first. Returns how many children are stopping.
-    pub(crate) fn shutdown(&mut self, out: &mut Vec<Value>) -> usize {
+    pub(crate) fn shutdown(&mut self, out: &mut Vec<SessionEvent>) -> usize {
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
         let mut n = 0;
         for k in keys {
@@ -69,11 +68,10 @@ impl Sessions {
                     s.commit_open(out);
                 }
                 for turn in turns {
-                    out.push(s.event(
-                        "session.error",
+                    out.push(s.error(
                         turn.trace_id.as_ref(),
-                        json!({"code": "node_shutdown",
-                               "message": "The node is shutting down; this turn was stopped. Send it again once the node is back."}),
+                        "node_shutdown",
+                        "The node is shutting down; this turn was stopped. Send it again once the node is back.",
                     ));
                 }
                 if s.child.is_some() {

@@ -9,10 +9,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
-
 use super::Sessions;
 use crate::hub::worker::{TranscriptDone, Work};
+use crate::protocol::events::SessionEvent;
 use crate::providers::claude::driver::{self as machine, Ready, Written};
 use crate::providers::claude::stream::TranscriptIo;
 use crate::providers::claude::{self, transcript};
@@ -21,7 +20,7 @@ use crate::sys::child::Spec;
 impl Sessions {
     /// Start Claude Code for `key` if it has no child. A session with a real id is
     /// resumed once a worker has located its transcript.
-    pub(crate) fn claude_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn claude_ensure_child(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         if self.sessions.get(key).is_none_or(|e| e.child.is_some()) {
             return;
         }
@@ -65,7 +64,7 @@ impl Sessions {
     }
 
     /// The `claude` executable, or `None` after failing the waiting turns with advice.
-    fn claude_program(&mut self, key: &str, out: &mut Vec<Value>) -> Option<PathBuf> {
+    fn claude_program(&mut self, key: &str, out: &mut Vec<SessionEvent>) -> Option<PathBuf> {
         let found = claude::resolve(
             self.settings.claude_path.as_deref(),
             std::env::var_os("PATH"),
@@ -94,7 +93,7 @@ impl Sessions {
         session: &str,
         job: u64,
         done: TranscriptDone,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(key) = self.key_of(session) else {
             return;
@@ -139,7 +138,7 @@ impl Sessions {
         key: &str,
         job: u64,
         plan: transcript::ResumePlan,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(e) = self.sessions.get_mut(key) else {
             return;
@@ -259,7 +258,7 @@ impl Sessions {
         key: &str,
         opts: claude::SpawnOpts,
         program: PathBuf,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(e) = self.sessions.get(key) else {
             return;
@@ -302,7 +301,7 @@ impl Sessions {
 
     /// Write the next queued turn when the child is ready and idle (and the turns the
     /// daemon answers itself, one after another).
-    pub(crate) fn claude_pump(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn claude_pump(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         loop {
             let Some(e) = self.sessions.get_mut(key) else {
                 return;

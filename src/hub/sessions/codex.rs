@@ -2,16 +2,15 @@
 //! writing queued turns; what the server's lines mean is
 //! [`crate::providers::codex::driver`]'s. Runs on the hub thread.
 
-use serde_json::Value;
-
 use super::Sessions;
+use crate::protocol::events::SessionEvent;
 use crate::providers::Agent;
 use crate::providers::codex::{self, driver};
 
 impl Sessions {
     /// Start `codex app-server` for `key` if it has none; the thread is started (or
     /// resumed, for a session with a real id) once the server is initialized.
-    pub(crate) fn codex_ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn codex_ensure_child(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         if self.sessions.get(key).is_none_or(|e| e.child.is_some()) {
             return;
         }
@@ -47,7 +46,7 @@ impl Sessions {
     }
 
     /// Write the next queued turn when the thread is ready and no turn runs.
-    pub(crate) fn codex_pump(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn codex_pump(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         while let Some(e) = self.sessions.get_mut(key) {
             let (s, agent) = e.split();
             let Agent::Codex(st) = agent else { return };

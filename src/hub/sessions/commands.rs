@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Entry, MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
 use crate::history::sidecar;
 use crate::protocol::SessionId;
 use crate::protocol::commands::{Command, Kind, Start, TurnCmd};
+use crate::protocol::events::{Event, SessionEvent, SessionSummary, Status};
 use crate::providers::claude::{self, stream::sync_mode};
 use crate::providers::{Agent, acp, codex};
 use crate::session::{Session, Turn};
@@ -18,19 +19,22 @@ use crate::sys::fsutil::expand_home;
 
 impl Sessions {
     /// Apply a session or approval command; any other command is handed back.
-    pub(crate) fn command(&mut self, cmd: Command, out: &mut Vec<Value>) -> Option<Command> {
+    pub(crate) fn command(&mut self, cmd: Command, out: &mut Vec<SessionEvent>) -> Option<Command> {
         let trace = cmd.trace_id.clone();
         let sid = cmd.session_id.clone();
-        let unknown = |out: &mut Vec<Value>| {
-            let mut p = json!({"event": "session.error",
-                               "message": format!("unknown session: {}", sid.as_deref().unwrap_or(""))});
-            if let Some(s) = &sid {
-                p["session_id"] = json!(s);
-            }
-            if let Some(t) = &trace {
-                p["trace_id"] = t.clone();
-            }
-            out.push(p);
+        let unknown = |out: &mut Vec<SessionEvent>| {
+            let mut e = SessionEvent::reply(
+                trace.as_ref(),
+                Event::error(
+                    "unknown_session",
+                    format!(
+                        "unknown session: {}; start it again (or open it from history)",
+                        sid.as_deref().unwrap_or("")
+                    ),
+                ),
+            );
+            e.session_id.clone_from(&sid);
+            out.push(e);
         };
         let key = sid.as_deref().and_then(|s| self.key_of(s));
         match cmd.kind {
@@ -85,44 +89,45 @@ impl Sessions {
             Kind::PermissionResolve(r) => self.resolve_permission(r, trace, out),
             Kind::PermissionsList => {
                 let requests = self.permissions.snapshot();
-                let mut p = json!({"event": "permissions.snapshot", "requests": requests});
-                if let Some(t) = trace {
-                    p["trace_id"] = t;
-                }
-                out.push(p);
+                out.push(SessionEvent::reply(
+                    trace.as_ref(),
+                    Event::PermissionsSnapshot { requests },
+                ));
             }
             Kind::SessionsList => {
-                let mut list: Vec<Value> = self
+                let mut sessions: Vec<SessionSummary> = self
                     .sessions
                     .values()
-                    .map(|s| {
-                        let mut d = s.describe();
-                        d["session_id"] = json!(s.id);
-                        d["status"] = json!(if s.running() { "running" } else { "idle" });
-                        d
+                    .map(|s| SessionSummary {
+                        session_id: s.id.clone(),
+                        status: if s.running() {
+                            Status::Running
+                        } else {
+                            Status::Idle
+                        },
+                        describe: s.describe(),
                     })
                     .collect();
-                list.sort_by(|a, b| a["session_id"].as_str().cmp(&b["session_id"].as_str()));
-                let mut p = json!({"event": "sessions.snapshot", "sessions": list});
-                if let Some(t) = trace {
-                    p["trace_id"] = t;
-                }
-                out.push(p);
+                sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+                out.push(SessionEvent::reply(
+                    trace.as_ref(),
+                    Event::SessionsSnapshot { sessions },
+                ));
             }
             kind => return Some(Command { kind, ..cmd }),
         }
         None
     }
 
-    fn start(&mut self, sid: &str, start: Start, out: &mut Vec<Value>) {
+    fn start(&mut self, sid: &str, start: Start, out: &mut Vec<SessionEvent>) {
         let t = start.turn;
         let trace = t.trace.clone();
-        let fail = |out: &mut Vec<Value>, code: &str, message: String| {
-            let mut p = json!({"event": "session.error", "session_id": sid, "code": code, "message": message});
-            if let Some(t) = &trace {
-                p["trace_id"] = t.clone();
-            }
-            out.push(p);
+        let fail = |out: &mut Vec<SessionEvent>, code: &str, message: String| {
+            out.push(SessionEvent::new(
+                sid,
+                trace.as_ref(),
+                Event::error(code, message),
+            ));
         };
         let provider = start.provider.as_str();
         let Some(agent) = Agent::named(provider, &self.settings.acp_agents) else {
@@ -179,7 +184,7 @@ impl Sessions {
         s.resolved_model = saved_str("resolved_model");
         // A resumed session has its real id already: every child resumes it.
         s.sdk_id = resume.map(SessionId::into_string);
-        out.push(s.event("session.started", trace.as_ref(), s.describe()));
+        out.push(s.event(trace.as_ref(), Event::Started(s.describe())));
         let key = sid.to_string();
         self.sessions.insert(key.clone(), Entry::new(s, agent));
         if t.has_prompt() || t.has_media() {
@@ -210,7 +215,7 @@ impl Sessions {
         }
     }
 
-    fn send_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<Value>) {
+    fn send_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<SessionEvent>) {
         self.apply_overrides(key, &t);
         let Some(s) = self.sessions.get(key) else {
             return;
@@ -242,7 +247,7 @@ impl Sessions {
     }
 
     /// Queue a turn (and save its media first, if it has any).
-    fn queue_turn(&mut self, key: &str, mut t: TurnCmd, out: &mut Vec<Value>) {
+    fn queue_turn(&mut self, key: &str, mut t: TurnCmd, out: &mut Vec<SessionEvent>) {
         let Some(turn) = self.new_turn(key, &t) else {
             return;
         };
@@ -263,7 +268,7 @@ impl Sessions {
 
     /// `session.interrupt`: deny what the session waits for, then stop its turn. The
     /// turn ends with a `session.result` of subtype `interrupted`.
-    fn interrupt(&mut self, key: &str, out: &mut Vec<Value>) {
+    fn interrupt(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         self.deny_pending(key, out, "interrupted");
         let Some(e) = self.sessions.get_mut(key) else {
             return;
@@ -276,11 +281,11 @@ impl Sessions {
         }
     }
 
-    fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<Value>) {
+    fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<SessionEvent>) {
         self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");
         if let Some(s) = self.sessions.remove(key) {
-            out.push(s.event("session.closed", trace.as_ref(), json!({})));
+            out.push(s.event(trace.as_ref(), Event::Closed));
             self.aliases.retain(|_, v| v != key);
         }
     }

@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Sessions;
 use crate::hub::Tick;
 use crate::hub::worker::Work;
+use crate::protocol::events::{Decision, Event, SessionEvent};
 use crate::protocol::valid_id;
 use crate::providers::claude::stream::RewindError;
 use crate::providers::{self, Agent, Effect, Wake, acp, claude, codex};
@@ -22,7 +23,7 @@ use crate::sys::child::{ChildEvent, ExitInfo};
 
 impl Sessions {
     /// Start a child for `key` if it has none. A session with a real id is resumed.
-    pub(crate) fn ensure_child(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn ensure_child(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         match self.sessions.get(key).map(|e| &e.agent) {
             Some(Agent::Claude(_)) => self.claude_ensure_child(key, out),
             Some(Agent::Codex(_)) => self.codex_ensure_child(key, out),
@@ -32,7 +33,7 @@ impl Sessions {
     }
 
     /// Write the next queued turn when the child is ready and idle.
-    pub(crate) fn pump(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn pump(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         match self.sessions.get(key).map(|e| &e.agent) {
             Some(Agent::Claude(_)) => self.claude_pump(key, out),
             Some(Agent::Codex(_)) => self.codex_pump(key, out),
@@ -42,7 +43,7 @@ impl Sessions {
     }
 
     /// A batch of lines or an exit from a child.
-    pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<Value>) {
+    pub fn on_child(&mut self, ev: ChildEvent, out: &mut Vec<SessionEvent>) {
         match ev {
             ChildEvent::Lines { child, values } => {
                 let mut key = String::new();
@@ -74,7 +75,7 @@ impl Sessions {
     }
 
     /// One line from `key`'s child `child_id`: its provider says what it means.
-    fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<Value>) {
+    fn on_line(&mut self, key: &str, child_id: u64, v: Value, out: &mut Vec<SessionEvent>) {
         let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
@@ -94,7 +95,7 @@ impl Sessions {
     }
 
     /// A provider's timer or worker answer for the session known as `session`.
-    pub(crate) fn on_wake(&mut self, session: &str, wake: Wake, out: &mut Vec<Value>) {
+    pub(crate) fn on_wake(&mut self, session: &str, wake: Wake, out: &mut Vec<SessionEvent>) {
         let Some(key) = self.key_of(session) else {
             return;
         };
@@ -118,7 +119,7 @@ impl Sessions {
         key: &str,
         child_id: u64,
         effects: Vec<Effect>,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let mut key = key.to_string();
         for effect in effects {
@@ -177,7 +178,7 @@ impl Sessions {
         key: &str,
         code: &str,
         message: &str,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(e) = self.sessions.get_mut(key) else {
             return;
@@ -196,7 +197,7 @@ impl Sessions {
     }
 
     /// The agent named the real session id: announce it under the old id, then re-key.
-    pub(crate) fn rekey(&mut self, key: &str, sid: &str, out: &mut Vec<Value>) {
+    pub(crate) fn rekey(&mut self, key: &str, sid: &str, out: &mut Vec<SessionEvent>) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -212,9 +213,10 @@ impl Sessions {
             return;
         }
         out.push(s.event(
-            "session.identified",
             s.trace().as_ref(),
-            json!({"sdk_session_id": sid}),
+            Event::Identified {
+                sdk_session_id: sid.to_string(),
+            },
         ));
         let Some(mut s) = self.sessions.remove(key) else {
             return;
@@ -239,7 +241,7 @@ impl Sessions {
 
     /// End the turn running now (close, edit): commit what it streamed and close it as
     /// interrupted; its child is detached by the caller.
-    pub(crate) fn stop_current_turn(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
+    pub(crate) fn stop_current_turn(&mut self, key: &str, out: &mut Vec<SessionEvent>, why: &str) {
         self.deny_pending(key, out, why);
         let Some(e) = self.sessions.get_mut(key) else {
             return;
@@ -260,7 +262,7 @@ impl Sessions {
     }
 
     /// Deny the child's pending approvals and stop it; its later output is ignored.
-    pub(crate) fn detach_child(&mut self, key: &str, out: &mut Vec<Value>, why: &str) {
+    pub(crate) fn detach_child(&mut self, key: &str, out: &mut Vec<SessionEvent>, why: &str) {
         self.deny_pending(key, out, why);
         let Some(e) = self.sessions.get_mut(key) else {
             return;
@@ -276,7 +278,7 @@ impl Sessions {
     /// `key`'s child `child_id` ended: what it left open is closed, its approvals
     /// cancelled, and the turn it ran retried quietly (nothing shown yet, retries left)
     /// or ended with one `session.error`.
-    fn on_exit(&mut self, key: &str, child_id: u64, status: ExitInfo, out: &mut Vec<Value>) {
+    fn on_exit(&mut self, key: &str, child_id: u64, status: ExitInfo, out: &mut Vec<SessionEvent>) {
         let retry_limit = self.settings.retry_limit;
         let retry_backoff = self.settings.retry_backoff;
         let Some(e) = self.sessions.get_mut(key) else {
@@ -296,9 +298,8 @@ impl Sessions {
         // Approvals of a dead child can no longer be answered.
         for p in self.permissions.take_child(child_id) {
             out.push(e.event(
-                "permission.resolved",
                 e.trace().as_ref(),
-                json!({"request_id": p.id, "decision": "cancelled"}),
+                Event::resolved(p.id, Decision::Cancelled),
             ));
         }
         // Prompts written to the dead process are written again to the next one.
@@ -353,15 +354,8 @@ impl Sessions {
         } else if turn.emitted || !turn.auto {
             crate::log_warn!("session {}: {exit}", s.id);
             out.push(s.event(
-                "session.error",
                 turn.trace_id.as_ref(),
-                json!({
-                    "code": "process_crashed",
-                    "message": exit,
-                    "exception": "process_crashed",
-                    "exit_code": status.code,
-                    "stderr": status.stderr_tail,
-                }),
+                Event::crashed(exit, status.code, status.stderr_tail),
             ));
         }
         if !s.queue.is_empty() {

@@ -3,11 +3,12 @@
 //! since; the prompt to rewind to is found in memory or, on a worker, in the transcript.
 //! Runs on the hub thread.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Sessions;
 use crate::hub::worker::{TranscriptDone, Work};
 use crate::protocol::commands::Edit;
+use crate::protocol::events::{Event, SessionEvent};
 use crate::providers::claude;
 use crate::providers::claude::stream::{EditPlan, OwnRequest, RewindError};
 use crate::providers::claude::transcript;
@@ -16,19 +17,23 @@ impl Sessions {
     /// `session.edit`: fork the conversation at `cut_uuid` and run the edited turn there,
     /// with the edit's settings and media; with `restore_code`, first undo the file
     /// changes made since (a failed restore is a `session.error` and no fork).
-    pub(super) fn edit(&mut self, key: &str, e: Edit, out: &mut Vec<Value>) {
+    pub(super) fn edit(&mut self, key: &str, e: Edit, out: &mut Vec<SessionEvent>) {
         let t = e.turn;
         let trace = t.trace.clone();
         if let Some(s) = self.sessions.get(key)
             && !s.is_claude()
         {
             out.push(s.event(
-                "session.notice",
                 trace.as_ref(),
-                json!({"level": "info", "code": "edit_unsupported",
-                       "text": format!("Editing an earlier prompt is not available in {} sessions.", s.provider)}),
+                Event::notice(
+                    "edit_unsupported",
+                    format!(
+                        "Editing an earlier prompt is not available in {} sessions.",
+                        s.provider
+                    ),
+                ),
             ));
-            out.push(s.local_result(trace.as_ref(), Value::Null));
+            out.push(s.local_result(trace.as_ref(), None));
             return;
         }
         if !t.has_prompt() && !t.has_media() {
@@ -109,7 +114,7 @@ impl Sessions {
         key: &str,
         job: u64,
         found: Option<String>,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(st) = self
             .sessions
@@ -134,7 +139,7 @@ impl Sessions {
         self.pump(key, out);
     }
 
-    fn restore_point_missing(&mut self, key: &str, plan: &EditPlan, out: &mut Vec<Value>) {
+    fn restore_point_missing(&mut self, key: &str, plan: &EditPlan, out: &mut Vec<SessionEvent>) {
         if let Some(s) = self.sessions.get(key) {
             out.push(s.error(
                 plan.turn.trace_id.as_ref(),
@@ -147,7 +152,7 @@ impl Sessions {
 
     /// Files are restored by the session's own CLI (started if it is not running); a
     /// turn still running is stopped first. Then the fork runs the edited turn.
-    fn rewind_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<Value>) {
+    fn rewind_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<SessionEvent>) {
         self.stop_current_turn(key, out, "the session was rewound");
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -164,7 +169,7 @@ impl Sessions {
     }
 
     /// Ask the CLI to restore files for the pending edit.
-    pub(crate) fn send_rewind(&mut self, key: &str, out: &mut Vec<Value>) {
+    pub(crate) fn send_rewind(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
         let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
@@ -189,7 +194,7 @@ impl Sessions {
         &mut self,
         key: &str,
         result: Result<(), RewindError>,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -208,7 +213,7 @@ impl Sessions {
     }
 
     /// Announce the rewind and restart the CLI forked at the cut, with the edited turn.
-    fn restart_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<Value>) {
+    fn restart_for_edit(&mut self, key: &str, plan: EditPlan, out: &mut Vec<SessionEvent>) {
         self.stop_current_turn(key, out, "the session was rewound");
         self.detach_child(key, out, "the session was rewound");
         let Some(e) = self.sessions.get_mut(key) else {
@@ -219,9 +224,11 @@ impl Sessions {
             return;
         };
         out.push(s.event(
-            "session.rewound",
             plan.turn.trace_id.as_ref(),
-            json!({"cut_uuid": plan.cut_uuid, "prompt": plan.media.prompt}),
+            Event::Rewound {
+                cut_uuid: plan.cut_uuid.clone(),
+                prompt: plan.media.prompt.clone(),
+            },
         ));
         s.queue.clear();
         s.awaiting.clear();

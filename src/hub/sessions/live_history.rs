@@ -3,10 +3,11 @@
 //! before the agent has a transcript to read; and the id `history.mark_read` marks.
 //! Runs on the hub thread.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Sessions;
 use crate::protocol::SessionId;
+use crate::protocol::events::{Event, SessionEvent};
 use crate::providers::claude::stream::BlockKind;
 use crate::providers::note::user_part;
 use crate::session::short;
@@ -18,7 +19,7 @@ pub(crate) struct LiveHistory {
     pub(crate) real_id: Option<SessionId>,
     pub(crate) running: bool,
     /// The in-memory `history.detail`, under the asked id.
-    pub(crate) detail: Value,
+    pub(crate) detail: SessionEvent,
 }
 
 impl Sessions {
@@ -61,21 +62,23 @@ impl Sessions {
             .and_then(|e| e["text"].as_str())
             .map(|t| short(t, 80))
             .unwrap_or_else(|| "(no prompt)".to_string());
-        let detail = json!({
-            "event": "history.detail",
-            "provider": s.provider,
-            "session_id": id,
-            "title": title,
-            "cwd": s.cwd,
-            "git_branch": null,
-            "model": s.model.as_deref().unwrap_or(""),
-            "resolved_model": s.resolved_model,
-            "permission_mode": s.mode_label(),
-            "effort": s.effort,
-            "events": events,
-            "truncated": false,
-            "running": s.running(),
-        });
+        let detail = SessionEvent::new(
+            id,
+            None,
+            Event::HistoryDetail {
+                provider: s.provider.clone(),
+                title,
+                cwd: Some(s.cwd.to_string_lossy().into_owned()),
+                git_branch: None,
+                model: s.model.clone().unwrap_or_default(),
+                resolved_model: s.resolved_model.clone(),
+                permission_mode: s.mode_label().to_string(),
+                effort: s.effort.clone(),
+                events,
+                truncated: false,
+                running: Some(s.running()),
+            },
+        );
         Some(LiveHistory {
             provider: s.provider.clone(),
             // The agent's own word for it, held as text: parsed here, where it is read.

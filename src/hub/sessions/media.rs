@@ -8,13 +8,19 @@ use super::Sessions;
 use crate::hub::worker::Work;
 use crate::node::media::{Prepared, prepare};
 use crate::protocol::commands::TurnCmd;
+use crate::protocol::events::SessionEvent;
 use crate::providers::note::with_note;
 
 impl Sessions {
     /// If the newest turn of `key` came with images or attachments, hold it and save
     /// them on a worker; [`Sessions::on_prepared`] lets it run.
     /// The media move to the worker (no copy: images can be tens of MiB).
-    pub(super) fn prepare_media(&mut self, key: &str, t: &mut TurnCmd, out: &mut Vec<Value>) {
+    pub(super) fn prepare_media(
+        &mut self,
+        key: &str,
+        t: &mut TurnCmd,
+        out: &mut Vec<SessionEvent>,
+    ) {
         if !t.has_media() {
             return;
         }
@@ -66,7 +72,7 @@ impl Sessions {
         session: &str,
         turn_id: u64,
         prepared: Prepared,
-        out: &mut Vec<Value>,
+        out: &mut Vec<SessionEvent>,
     ) {
         let Some(key) = self.key_of(session) else {
             return;

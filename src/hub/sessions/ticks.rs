@@ -3,15 +3,14 @@
 //! an approval's timeout (denied to the agent, `permission.resolved` to the browser).
 //! Runs on the hub thread.
 
-use serde_json::{Value, json};
-
 use super::Sessions;
 use crate::hub::Tick;
+use crate::protocol::events::{Decision, Event, SessionEvent};
 use crate::providers::{Answer, approval_answer};
 
 impl Sessions {
     /// A timer tick for sessions.
-    pub(crate) fn on_tick(&mut self, tick: Tick, out: &mut Vec<Value>) {
+    pub(crate) fn on_tick(&mut self, tick: Tick, out: &mut Vec<SessionEvent>) {
         match tick {
             Tick::Retry { session } => {
                 if let Some(key) = self.key_of(&session)
@@ -35,9 +34,12 @@ impl Sessions {
                         "No answer from the user in time; denied by Coding Bridge",
                     ));
                     out.push(s.event(
-                        "permission.resolved",
                         s.trace().as_ref(),
-                        json!({"request_id": p.id, "decision": "deny", "reason": "timeout"}),
+                        Event::PermissionResolved {
+                            request_id: p.id,
+                            decision: Decision::Deny,
+                            reason: Some("timeout".into()),
+                        },
                     ));
                 }
             }

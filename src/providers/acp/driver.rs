@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::{Event, SessionEvent, text_of};
 use crate::providers::acp::{self, Call, State};
 use crate::providers::{Effect, Job, Wake};
 use crate::session::{Approval, MAX_BLOCK_TEXT, Session};
@@ -52,7 +53,7 @@ pub(crate) fn on_line(
     s: &mut Session,
     st: &mut State,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Vec<Effect> {
     let method = v.get("method").and_then(Value::as_str);
     let id = v.get("id").cloned();
@@ -113,12 +114,12 @@ pub(crate) fn on_line(
             let refuse = acp::reply(&ask.rpc_id, acp::permission_outcome(&ask.options, false));
             let approval = Approval {
                 cli_request_id: ask.rpc_id.to_string(),
-                tool: json!(ask.tool),
+                tool: Some(ask.tool.clone()),
                 input: ask.input,
-                title: ask.title,
-                display_name: json!(ask.tool),
-                description: Value::Null,
-                tool_use_id: ask.tool_use_id,
+                title: text_of(Some(&ask.title)),
+                display_name: Some(ask.tool),
+                description: None,
+                tool_use_id: text_of(Some(&ask.tool_use_id)),
                 parent: None,
                 keep: json!({"options": ask.options}),
             };
@@ -191,7 +192,7 @@ pub(crate) fn on_spawned(s: &Session, st: &mut State, agent: acp::AgentSpec) {
 
 /// Send the next queued prompt when the session is ready and idle. True when the turn
 /// was answered here (a slash command): look at the next one.
-pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) -> bool {
+pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) -> bool {
     if s.current.is_some() || st.replaying || s.queue.front().is_none_or(|t| t.preparing) {
         return false;
     }
@@ -206,12 +207,13 @@ pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) 
     };
     if turn.prompt.trim_start().starts_with('/') {
         out.push(s.event(
-            "session.notice",
             turn.trace_id.as_ref(),
-            json!({"level": "info", "code": "slash_unavailable",
-                   "text": "Slash commands are not available in this agent's remote sessions."}),
+            Event::notice(
+                "slash_unavailable",
+                "Slash commands are not available in this agent's remote sessions.",
+            ),
         ));
-        out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+        out.push(s.local_result(turn.trace_id.as_ref(), None));
         return true;
     }
     // Mode and model first (their answers are not waited for: the agent handles
@@ -252,7 +254,7 @@ pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) 
 }
 
 /// Stop the running prompt (its approvals are answered by the caller).
-pub(crate) fn interrupt(s: &mut Session, out: &mut Vec<Value>) {
+pub(crate) fn interrupt(s: &mut Session, out: &mut Vec<SessionEvent>) {
     if let Some(turn) = s.current.as_mut() {
         turn.interrupted = true;
         if let Some(sid) = s.sdk_id.clone() {
@@ -293,40 +295,44 @@ fn send_load(s: &mut Session, st: &mut State, sid: &str) {
 
 /// Close what the turn left open (a crash, a close): the streamed text and thought, and
 /// every tool the agent never finished.
-pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) {
     commit_stream(s, st, out);
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     let mut open: Vec<String> = st.open.drain().collect();
     open.sort();
     for tid in open {
-        out.push(s.event(
-            "session.tool_result",
-            trace.as_ref(),
-            json!({"tool_use_id": tid, "content": "Not run.", "is_error": true}),
-        ));
+        out.push(s.event(trace.as_ref(), not_run(tid)));
     }
 }
 
 /// Close the streamed text and thought of the turn so far.
-fn commit_stream(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+fn commit_stream(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) {
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     if !st.thought.is_empty() {
         let text = std::mem::take(&mut st.thought);
-        out.push(s.event("session.thinking", trace.as_ref(), json!({"text": text})));
+        out.push(s.event(trace.as_ref(), Event::Thinking { text }));
     }
     if let Some((id, text)) = st.text.take()
         && !text.is_empty()
     {
         out.push(s.event(
-            "session.text",
             trace.as_ref(),
-            json!({"text": text, "id": id}),
+            Event::Text {
+                text: text.clone(),
+                id: Some(id),
+            },
         ));
         st.last_text = Some(text);
     }
 }
 
-fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Vec<Value>) -> Next {
+fn response(
+    s: &mut Session,
+    st: &mut State,
+    id: &Value,
+    v: &Value,
+    out: &mut Vec<SessionEvent>,
+) -> Next {
     let Some(call) = st.answered(id) else {
         return Next::Nothing;
     };
@@ -411,13 +417,7 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
             let mut open: Vec<String> = st.open.drain().collect();
             open.sort();
             for tid in open {
-                out.push(s.event(
-                    "session.tool_result",
-                    trace.as_ref(),
-                    json!({
-                        "tool_use_id": tid, "content": "Not run.", "is_error": true,
-                    }),
-                ));
+                out.push(s.event(trace.as_ref(), not_run(tid)));
             }
             let stop = result
                 .get("stopReason")
@@ -430,12 +430,22 @@ fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Ve
                 } else if turn.interrupted || stop == "cancelled" {
                     out.push(s.interrupted_result(t));
                 } else {
-                    out.push(s.event("session.result", t, json!({
-                        "subtype": if stop == "end_turn" || stop.is_empty() { "success".to_string() } else { stop.to_string() },
-                        "is_error": stop == "refusal",
-                        "result": st.last_text, "cost_usd": null,
-                        "cut_uuid": null, "sdk_session_id": s.sdk_id,
-                    })));
+                    let subtype = if stop == "end_turn" || stop.is_empty() {
+                        "success"
+                    } else {
+                        stop
+                    };
+                    out.push(s.event(
+                        t,
+                        Event::Result {
+                            subtype: Some(subtype.to_string()),
+                            is_error: stop == "refusal",
+                            result: st.last_text.clone(),
+                            cost_usd: None,
+                            cut_uuid: None,
+                            sdk_session_id: s.sdk_id.clone(),
+                        },
+                    ));
                 }
             }
             st.end_turn();
@@ -458,7 +468,7 @@ fn agent_request(
     method: &str,
     id: Value,
     p: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Next {
     if method != "session/request_permission" {
         s.send(acp::reply_error(
@@ -516,7 +526,7 @@ fn agent_request(
 }
 
 /// `session.tool_use` for an ACP tool call, once.
-fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<Value>) {
+fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<SessionEvent>) {
     let Some(tid) = call.get("toolCallId").and_then(Value::as_str) else {
         return;
     };
@@ -541,18 +551,19 @@ fn show_tool(s: &mut Session, st: &mut State, call: &Value, out: &mut Vec<Value>
     st.segment += 1;
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     let e = s.event(
-        "session.tool_use",
         trace.as_ref(),
-        json!({
-            "tool": acp::tool_name(kind, &title), "tool_use_id": tid, "input": input,
-        }),
+        Event::ToolUse {
+            tool: Some(acp::tool_name(kind, &title)),
+            tool_use_id: Some(tid.to_string()),
+            input,
+        },
     );
     out.push(e);
     s.mark_emitted();
 }
 
 /// A `session/update`: streamed text and thoughts, tool calls and their results.
-fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
+fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<SessionEvent>) {
     let u = p.get("update").cloned().unwrap_or(Value::Null);
     if st.replaying {
         st.replay_seq += 1;
@@ -573,7 +584,7 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
             }
             if !st.thought.is_empty() {
                 let t = std::mem::take(&mut st.thought);
-                out.push(s.event("session.thinking", trace.as_ref(), json!({"text": t})));
+                out.push(s.event(trace.as_ref(), Event::Thinking { text: t }));
             }
             let (id, acc) = st
                 .text
@@ -583,9 +594,11 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
             }
             let id = id.clone();
             out.push(s.event(
-                "session.text_delta",
                 trace.as_ref(),
-                json!({"text": text, "id": id}),
+                Event::TextDelta {
+                    text: text.to_string(),
+                    id,
+                },
             ));
             s.mark_emitted();
         }
@@ -617,7 +630,7 @@ fn update(s: &mut Session, st: &mut State, p: &Value, out: &mut Vec<Value>) {
 }
 
 /// `session.tool_result` when a tool call reached `completed` or `failed`.
-fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>) {
+fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<SessionEvent>) {
     let status = u.get("status").and_then(Value::as_str).unwrap_or("");
     if status != "completed" && status != "failed" {
         return;
@@ -643,12 +656,22 @@ fn finish_tool(s: &mut Session, st: &mut State, u: &Value, out: &mut Vec<Value>)
     }
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     out.push(s.event(
-        "session.tool_result",
         trace.as_ref(),
-        json!({
-            "tool_use_id": tid, "content": content, "is_error": status == "failed",
-        }),
+        Event::ToolResult {
+            tool_use_id: Some(tid.to_string()),
+            content,
+            is_error: status == "failed",
+        },
     ));
+}
+
+/// The result of a tool the agent never finished.
+fn not_run(tid: String) -> Event {
+    Event::ToolResult {
+        tool_use_id: Some(tid),
+        content: "Not run.".into(),
+        is_error: true,
+    }
 }
 
 /// The provider's logic fed lines directly: no process, no thread, no hub.
@@ -670,14 +693,19 @@ mod tests {
         serde_json::from_str::<Value>(&line).unwrap()["id"].clone()
     }
 
-    fn chunk(s: &mut Session, st: &mut State, kind: &str, text: &str, out: &mut Vec<Value>) {
+    fn chunk(s: &mut Session, st: &mut State, kind: &str, text: &str, out: &mut Vec<SessionEvent>) {
         let p =
             json!({"update": {"sessionUpdate": kind, "content": {"type": "text", "text": text}}});
         update(s, st, &p, out);
     }
 
-    fn names(out: &[Value]) -> Vec<&str> {
-        out.iter().filter_map(|e| e["event"].as_str()).collect()
+    fn names(out: &[SessionEvent]) -> Vec<&'static str> {
+        out.iter().map(SessionEvent::name).collect()
+    }
+
+    /// The events as the browser gets them.
+    fn values(out: &[SessionEvent]) -> Vec<Value> {
+        out.iter().map(SessionEvent::to_value).collect()
     }
 
     #[test]
@@ -751,6 +779,7 @@ mod tests {
         assert_eq!(n.last(), Some(&"session.result"));
         assert_eq!(n.iter().filter(|e| **e == "session.result").count(), 1);
         assert!(n.contains(&"session.tool_use") && n.contains(&"session.tool_result"));
+        let out = values(&out);
         let text = out.iter().find(|e| e["event"] == "session.text").unwrap();
         assert_eq!(text["text"], "Looking.");
         let result = out.last().unwrap();
@@ -770,6 +799,7 @@ mod tests {
         let id = asked(&mut st, Call::Prompt, "session/prompt");
         let end = json!({"id": id, "result": {"stopReason": "cancelled"}});
         response(&mut s, &mut st, &id, &end, &mut out);
+        let out = values(&out);
         let closed = out
             .iter()
             .find(|e| e["event"] == "session.tool_result")

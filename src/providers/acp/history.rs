@@ -21,6 +21,7 @@ use crate::history::detail::{
 };
 use crate::history::jsonl::count_in_file;
 use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
 use crate::sys::timefmt::rfc3339_ms;
@@ -162,7 +163,7 @@ pub(crate) fn copilot_detail(
     copilot_home: Option<&Path>,
     config_dir: &Path,
     id: &SessionId,
-) -> Result<Value, DetailError> {
+) -> Result<SessionEvent, DetailError> {
     let path = copilot_home
         .map(|h| h.join("session-state").join(&**id).join("events.jsonl"))
         .filter(|p| p.is_file())
@@ -410,7 +411,7 @@ pub(crate) fn gemini_detail(
     gemini_dir: Option<&Path>,
     config_dir: &Path,
     id: &SessionId,
-) -> Result<Value, DetailError> {
+) -> Result<SessionEvent, DetailError> {
     let found = gemini_dir
         .map(gemini_sessions)
         .unwrap_or_default()

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::{Event, Level, SessionEvent, text_of};
 use crate::providers::claude::stream::{
     ClaudeState, OwnRequest, RewindError, on_assistant, on_stream_event, on_user, replayed,
     scope_of, status_text, sync_mode, sync_model,
@@ -28,7 +29,7 @@ pub(crate) fn on_line(
     s: &mut Session,
     st: &mut ClaudeState,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Vec<Effect> {
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
@@ -131,7 +132,7 @@ fn on_result(
     s: &mut Session,
     st: &mut ClaudeState,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Vec<Effect> {
     // A result that belongs to the transcript before this turn (a resumed CLI
     // replays one, on any turn) ends no turn of ours: each turn gets its own.
@@ -163,26 +164,27 @@ fn on_result(
         .and_then(Value::as_str)
         .and_then(|r| unavailable_command(&turn.prompt, r));
     if turn.interrupted || aborted {
-        let mut r = s.interrupted_result(turn.trace_id.as_ref());
-        r["cost_usd"] = v.get("total_cost_usd").cloned().unwrap_or(Value::Null);
-        out.push(r);
+        let cost = v.get("total_cost_usd").and_then(Value::as_number).cloned();
+        out.push(s.event(
+            turn.trace_id.as_ref(),
+            Event::interrupted(cost, s.last_uuid.clone(), s.sdk_id.clone()),
+        ));
     } else if let Some(name) = refused {
         // A command the CLI cannot run without a terminal (`/login`): the same notice
         // as for one the catalogue does not list, not the CLI's terse sentence.
         out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
-        out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+        out.push(s.local_result(turn.trace_id.as_ref(), None));
     } else {
         out.push(s.event(
-            "session.result",
             turn.trace_id.as_ref(),
-            json!({
-                "subtype": v.get("subtype").cloned().unwrap_or(Value::Null),
-                "is_error": v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                "result": v.get("result").cloned().unwrap_or(Value::Null),
-                "cost_usd": v.get("total_cost_usd").cloned().unwrap_or(Value::Null),
-                "cut_uuid": s.last_uuid,
-                "sdk_session_id": s.sdk_id,
-            }),
+            Event::Result {
+                subtype: text_of(v.get("subtype")),
+                is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                result: text_of(v.get("result")),
+                cost_usd: v.get("total_cost_usd").and_then(Value::as_number).cloned(),
+                cut_uuid: s.last_uuid.clone(),
+                sdk_session_id: s.sdk_id.clone(),
+            },
         ));
     }
     st.reset_stream();
@@ -195,7 +197,7 @@ fn on_control_response(
     s: &mut Session,
     st: &mut ClaudeState,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Vec<Effect> {
     let resp = v.get("response").cloned().unwrap_or(Value::Null);
     let Some(rid) = resp.get("request_id").and_then(Value::as_str) else {
@@ -272,7 +274,7 @@ fn on_control_request(s: &mut Session, st: &mut ClaudeState, v: &Value) -> Vec<E
     }
     open_turn(s, st);
     let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
-    let field = |k: &str| req.get(k).cloned().unwrap_or(Value::Null);
+    let field = |k: &str| text_of(req.get(k));
     let approval = Approval {
         cli_request_id: cli_id.to_string(),
         tool: field("tool_name"),
@@ -347,7 +349,7 @@ pub(crate) fn write_turn(
     s: &mut Session,
     st: &mut ClaudeState,
     catalogue: Option<&Vec<Value>>,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Written {
     let Some(mut turn) = s.queue.pop_front() else {
         return Written::Sent;
@@ -357,11 +359,13 @@ pub(crate) fn write_turn(
         if name.eq_ignore_ascii_case("status") {
             let text = status_text(s, st);
             out.push(s.event(
-                "session.text",
                 turn.trace_id.as_ref(),
-                json!({"text": text}),
+                Event::Text {
+                    text: text.clone(),
+                    id: None,
+                },
             ));
-            out.push(s.local_result(turn.trace_id.as_ref(), json!(text)));
+            out.push(s.local_result(turn.trace_id.as_ref(), Some(text)));
             return Written::Answered;
         }
         if let Some(cat) = st.commands.as_ref().or(catalogue) {
@@ -376,7 +380,7 @@ pub(crate) fn write_turn(
                 Some(_) => {}
                 None => {
                     out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
-                    out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+                    out.push(s.local_result(turn.trace_id.as_ref(), None));
                     return Written::Answered;
                 }
             }
@@ -438,7 +442,7 @@ pub(crate) fn on_spawned(s: &Session, st: &mut ClaudeState) {
 /// Stop the running turn (the caller denies its approvals): the child is asked to
 /// interrupt, or the request is held until the turn is written; a turn still queued
 /// ends here as interrupted.
-pub(crate) fn interrupt(s: &mut Session, st: &mut ClaudeState, out: &mut Vec<Value>) {
+pub(crate) fn interrupt(s: &mut Session, st: &mut ClaudeState, out: &mut Vec<SessionEvent>) {
     let initialized = s.child.as_ref().is_some_and(|c| c.initialized);
     if let Some(turn) = s.current.as_mut() {
         turn.interrupted = true;
@@ -461,12 +465,15 @@ pub(crate) fn interrupt(s: &mut Session, st: &mut ClaudeState, out: &mut Vec<Val
 }
 
 /// The notice for a slash command this session cannot run.
-fn slash_notice(s: &Session, trace: Option<&Value>, name: &str) -> Value {
+fn slash_notice(s: &Session, trace: Option<&Value>, name: &str) -> SessionEvent {
     s.event(
-        "session.notice",
         trace,
-        json!({"level": "info", "code": "slash_unavailable", "command": name,
-               "text": format!("/{name} is not available in a remote Coding Bridge session.")}),
+        Event::Notice {
+            level: Level::Info,
+            code: "slash_unavailable".into(),
+            command: Some(name.to_string()),
+            text: format!("/{name} is not available in a remote Coding Bridge session."),
+        },
     )
 }
 

@@ -29,6 +29,7 @@ use crate::history::jsonl::{SCAN_CHUNK, head_lines, record_at};
 use crate::history::listing::{
     Found, NO_PROMPT, Summary, mtime_ms, strip_tags, summary_cached, title_of,
 };
+use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::claude::tool_result_content;
 use crate::providers::note::user_part;
@@ -372,7 +373,7 @@ pub(crate) fn detail(
     claude_dir: Option<&Path>,
     config_dir: &Path,
     session: &SessionId,
-) -> Result<Value, DetailError> {
+) -> Result<SessionEvent, DetailError> {
     let path = claude_dir
         .and_then(|d| find_transcript(d, session))
         .ok_or(DetailError::NotFound)?;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::{Event, SessionEvent, text_of};
 use crate::providers::claude::transcript::Known;
 use crate::providers::claude::{self, SpawnOpts};
 pub(crate) use crate::session::Scope;
@@ -160,7 +161,7 @@ impl ClaudeState {
 
     /// Commit what is still open (a turn stopped mid-block): each text block as a
     /// `session.text` with its stream id, each thinking block as `session.thinking`.
-    pub(crate) fn commit_open_blocks(&mut self, s: &mut Session, out: &mut Vec<Value>) {
+    pub(crate) fn commit_open_blocks(&mut self, s: &mut Session, out: &mut Vec<SessionEvent>) {
         let mut open: Vec<((Scope, u64), Block)> = self.blocks.drain().collect();
         open.sort_by_key(|(key, _)| key.1);
         for (_, block) in open {
@@ -169,7 +170,12 @@ impl ClaudeState {
         self.streaming.clear();
     }
 
-    pub(crate) fn close_block(&mut self, s: &mut Session, block: Block, out: &mut Vec<Value>) {
+    pub(crate) fn close_block(
+        &mut self,
+        s: &mut Session,
+        block: Block,
+        out: &mut Vec<SessionEvent>,
+    ) {
         match block.kind {
             BlockKind::Text => {
                 let text = block.final_text.unwrap_or(block.text);
@@ -179,18 +185,16 @@ impl ClaudeState {
                     slot.1 = Some(text.clone());
                 }
                 out.push(s.turn_event(
-                    "session.text",
                     &block.parent,
-                    json!({"text": text, "id": block.id}),
+                    Event::Text {
+                        text,
+                        id: Some(block.id),
+                    },
                 ));
             }
             BlockKind::Thinking if !block.text.is_empty() => {
                 s.mark_emitted();
-                out.push(s.turn_event(
-                    "session.thinking",
-                    &block.parent,
-                    json!({"text": block.text}),
-                ));
+                out.push(s.turn_event(&block.parent, Event::Thinking { text: block.text }));
             }
             _ => {}
         }
@@ -263,7 +267,7 @@ pub(crate) fn on_stream_event(
     s: &mut Session,
     st: &mut ClaudeState,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) {
     let Some(ev) = v.get("event") else { return };
     let scope = scope_of(v);
@@ -351,9 +355,11 @@ pub(crate) fn on_stream_event(
                     let id = block.id.clone();
                     s.mark_emitted();
                     out.push(s.turn_event(
-                        "session.text_delta",
                         &scope,
-                        json!({"text": text, "id": id}),
+                        Event::TextDelta {
+                            text: text.to_string(),
+                            id,
+                        },
                     ));
                 }
                 ("thinking_delta", BlockKind::Thinking) => {
@@ -401,7 +407,12 @@ pub(crate) fn replayed(s: &mut Session, st: &mut ClaudeState, v: &Value) -> bool
     false
 }
 
-pub(crate) fn on_assistant(s: &mut Session, st: &mut ClaudeState, v: &Value, out: &mut Vec<Value>) {
+pub(crate) fn on_assistant(
+    s: &mut Session,
+    st: &mut ClaudeState,
+    v: &Value,
+    out: &mut Vec<SessionEvent>,
+) {
     if replayed(s, st, v) {
         return;
     }
@@ -421,24 +432,34 @@ pub(crate) fn on_assistant(s: &mut Session, st: &mut ClaudeState, v: &Value, out
                 if st.streamed.contains_key(&msg_id) {
                     repair_streamed_text(s, st, &msg_id, text, &scope, out);
                 } else if !text.is_empty() {
-                    out.push(s.turn_event("session.text", &scope, json!({"text": text})));
+                    out.push(s.turn_event(
+                        &scope,
+                        Event::Text {
+                            text: text.to_string(),
+                            id: None,
+                        },
+                    ));
                 }
             }
             Some("thinking") if !st.streamed.contains_key(&msg_id) => {
                 let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
                 if !text.is_empty() {
-                    out.push(s.turn_event("session.thinking", &scope, json!({"text": text})));
+                    out.push(s.turn_event(
+                        &scope,
+                        Event::Thinking {
+                            text: text.to_string(),
+                        },
+                    ));
                 }
             }
             Some("tool_use") => {
                 out.push(s.turn_event(
-                    "session.tool_use",
                     &scope,
-                    json!({
-                        "tool": b.get("name").cloned().unwrap_or(Value::Null),
-                        "tool_use_id": b.get("id").cloned().unwrap_or(Value::Null),
-                        "input": b.get("input").cloned().unwrap_or_else(|| json!({})),
-                    }),
+                    Event::ToolUse {
+                        tool: text_of(b.get("name")),
+                        tool_use_id: text_of(b.get("id")),
+                        input: b.get("input").cloned().unwrap_or_else(|| json!({})),
+                    },
                 ));
             }
             _ => continue,
@@ -456,7 +477,7 @@ fn repair_streamed_text(
     msg_id: &str,
     text: &str,
     scope: &Scope,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) {
     let Some(m) = st.streamed.get_mut(msg_id) else {
         return;
@@ -466,7 +487,13 @@ fn repair_streamed_text(
     let Some((id, committed)) = m.blocks.get(k).cloned() else {
         // More text blocks than were streamed: show the extra one as it is.
         if !text.is_empty() {
-            out.push(s.turn_event("session.text", scope, json!({"text": text})));
+            out.push(s.turn_event(
+                scope,
+                Event::Text {
+                    text: text.to_string(),
+                    id: None,
+                },
+            ));
         }
         return;
     };
@@ -479,7 +506,13 @@ fn repair_streamed_text(
             {
                 slot.1 = Some(text.to_string());
             }
-            out.push(s.turn_event("session.text", scope, json!({"text": text, "id": id})));
+            out.push(s.turn_event(
+                scope,
+                Event::Text {
+                    text: text.to_string(),
+                    id: Some(id),
+                },
+            ));
         }
         Some(_) => {}
         None => {
@@ -492,7 +525,12 @@ fn repair_streamed_text(
     }
 }
 
-pub(crate) fn on_user(s: &mut Session, st: &mut ClaudeState, v: &Value, out: &mut Vec<Value>) {
+pub(crate) fn on_user(
+    s: &mut Session,
+    st: &mut ClaudeState,
+    v: &Value,
+    out: &mut Vec<SessionEvent>,
+) {
     if replayed(s, st, v) {
         return;
     }
@@ -505,13 +543,12 @@ pub(crate) fn on_user(s: &mut Session, st: &mut ClaudeState, v: &Value, out: &mu
             continue;
         }
         out.push(s.turn_event(
-            "session.tool_result",
             &scope,
-            json!({
-                "tool_use_id": b.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                "content": claude::tool_result_content(b.get("content")),
-                "is_error": b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            }),
+            Event::ToolResult {
+                tool_use_id: text_of(b.get("tool_use_id")),
+                content: claude::tool_result_content(b.get("content")),
+                is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            },
         ));
         s.mark_emitted();
     }
@@ -601,7 +638,8 @@ mod tests {
             &ev(json!({"type": "content_block_stop", "index": 0})),
             &mut out,
         );
-        let names: Vec<&str> = out.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out.iter().map(SessionEvent::name).collect();
+        let out: Vec<Value> = out.iter().map(SessionEvent::to_value).collect();
         assert_eq!(
             names,
             ["session.text_delta", "session.text_delta", "session.text"]

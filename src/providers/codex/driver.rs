@@ -10,6 +10,7 @@
 
 use serde_json::{Value, json};
 
+use crate::protocol::events::{Event, SessionEvent, text_of};
 use crate::providers::Effect;
 use crate::providers::codex::{self, Call, Open, State};
 use crate::session::{Approval, MAX_BLOCK_TEXT, Session, short};
@@ -47,7 +48,7 @@ pub(crate) fn on_line(
     s: &mut Session,
     st: &mut State,
     v: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Vec<Effect> {
     let method = v.get("method").and_then(Value::as_str);
     let id = v.get("id").cloned();
@@ -89,12 +90,12 @@ pub(crate) fn on_line(
             let refuse = codex::reply(&ask.rpc_id, json!({"decision": "decline"}));
             let approval = Approval {
                 cli_request_id: ask.rpc_id.to_string(),
-                tool: json!(ask.tool),
+                tool: Some(ask.tool.into()),
                 input: ask.input.clone(),
-                title: json!(ask.title),
-                display_name: json!(ask.tool),
-                description: ask.description,
-                tool_use_id: ask.tool_use_id,
+                title: Some(ask.title),
+                display_name: Some(ask.tool.into()),
+                description: text_of(Some(&ask.description)),
+                tool_use_id: text_of(Some(&ask.tool_use_id)),
                 parent: None,
                 keep: ask.input,
             };
@@ -127,7 +128,7 @@ pub(crate) fn on_spawned(s: &Session, st: &mut State) {
 
 /// Write the next queued turn when the thread is ready and no turn runs. True when the
 /// turn was answered here (a slash command): look at the next one.
-pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) -> bool {
+pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) -> bool {
     if s.current.is_some() || s.queue.front().is_none_or(|t| t.preparing) {
         return false;
     }
@@ -142,12 +143,13 @@ pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) 
     };
     if turn.prompt.trim_start().starts_with('/') {
         out.push(s.event(
-            "session.notice",
             turn.trace_id.as_ref(),
-            json!({"level": "info", "code": "slash_codex_unsupported",
-                   "text": "Slash commands are not available in Codex sessions."}),
+            Event::notice(
+                "slash_codex_unsupported",
+                "Slash commands are not available in Codex sessions.",
+            ),
         ));
-        out.push(s.local_result(turn.trace_id.as_ref(), Value::Null));
+        out.push(s.local_result(turn.trace_id.as_ref(), None));
         return true;
     }
     st.end_turn();
@@ -171,7 +173,7 @@ pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<Value>) 
 
 /// Stop the running turn: its approvals are denied by the caller; here the server is
 /// asked to interrupt (or the request is held until the turn has an id).
-pub(crate) fn interrupt(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+pub(crate) fn interrupt(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) {
     if let Some(turn) = s.current.as_mut() {
         turn.interrupted = true;
         match (&st.turn_id, &s.sdk_id) {
@@ -192,27 +194,42 @@ pub(crate) fn interrupt(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
 
 /// Close the items of the turn that never completed (an interrupt, a crash, a close):
 /// streamed text gets its whole `session.text`, a tool a `session.tool_result`.
-pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<Value>) {
+pub(crate) fn close_open(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) {
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
     let mut open: Vec<(String, Open)> = st.open.drain().collect();
     open.sort_by(|a, b| a.0.cmp(&b.0));
     for (id, o) in open {
         match o {
             Open::Text(t) if !t.is_empty() => {
-                out.push(s.event("session.text", trace.as_ref(), json!({"text": t, "id": id})));
+                out.push(s.event(
+                    trace.as_ref(),
+                    Event::Text {
+                        text: t,
+                        id: Some(id),
+                    },
+                ));
             }
             Open::Text(_) => {}
             Open::Tool => out.push(s.event(
-                "session.tool_result",
                 trace.as_ref(),
-                json!({"tool_use_id": id, "content": "Interrupted.", "is_error": true}),
+                Event::ToolResult {
+                    tool_use_id: Some(id),
+                    content: "Interrupted.".into(),
+                    is_error: true,
+                },
             )),
         }
     }
 }
 
 /// The answer to one of our calls.
-fn response(s: &mut Session, st: &mut State, id: &Value, v: &Value, out: &mut Vec<Value>) -> Next {
+fn response(
+    s: &mut Session,
+    st: &mut State,
+    id: &Value,
+    v: &Value,
+    out: &mut Vec<SessionEvent>,
+) -> Next {
     let Some(call) = st.answered(id) else {
         return Next::Nothing;
     };
@@ -358,7 +375,7 @@ fn notification(
     st: &mut State,
     method: &str,
     p: &Value,
-    out: &mut Vec<Value>,
+    out: &mut Vec<SessionEvent>,
 ) -> Next {
     let item = p.get("item").cloned().unwrap_or(Value::Null);
     let item_id = item
@@ -368,7 +385,7 @@ fn notification(
         .to_string();
     let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
     let trace = s.current.as_ref().and_then(|t| t.trace_id.clone());
-    let ev = |s: &Session, name: &str, fields: Value| s.event(name, trace.as_ref(), fields);
+    let ev = |s: &Session, event: Event| s.event(trace.as_ref(), event);
     match method {
         "serverRequest/resolved" => {
             if let Some(id) = p.get("requestId") {
@@ -382,31 +399,38 @@ fn notification(
                 st.turn_id = Some(t.to_string());
             }
         }
-        "item/started" => {
-            match kind {
-                "agentMessage" => {
-                    st.open.insert(item_id, Open::Text(String::new()));
-                }
-                "commandExecution" => {
-                    out.push(ev(s, "session.tool_use", json!({
-                    "tool": "Bash", "tool_use_id": item_id,
-                    "input": {"command": codex::command_text(&item), "cwd": item.get("cwd")},
-                })));
-                    st.open.insert(item_id, Open::Tool);
-                    s.mark_emitted();
-                }
-                "fileChange" => {
-                    let changes = item.get("changes").cloned().unwrap_or_else(|| json!([]));
-                    out.push(ev(s, "session.tool_use", json!({
-                    "tool": "apply_patch", "tool_use_id": item_id, "input": {"changes": changes},
-                })));
-                    st.changes.insert(item_id.clone(), changes);
-                    st.open.insert(item_id, Open::Tool);
-                    s.mark_emitted();
-                }
-                _ => {}
+        "item/started" => match kind {
+            "agentMessage" => {
+                st.open.insert(item_id, Open::Text(String::new()));
             }
-        }
+            "commandExecution" => {
+                out.push(ev(
+                        s,
+                        Event::ToolUse {
+                            tool: Some("Bash".into()),
+                            tool_use_id: Some(item_id.clone()),
+                            input: json!({"command": codex::command_text(&item), "cwd": item.get("cwd")}),
+                        },
+                    ));
+                st.open.insert(item_id, Open::Tool);
+                s.mark_emitted();
+            }
+            "fileChange" => {
+                let changes = item.get("changes").cloned().unwrap_or_else(|| json!([]));
+                out.push(ev(
+                    s,
+                    Event::ToolUse {
+                        tool: Some("apply_patch".into()),
+                        tool_use_id: Some(item_id.clone()),
+                        input: json!({"changes": changes}),
+                    },
+                ));
+                st.changes.insert(item_id.clone(), changes);
+                st.open.insert(item_id, Open::Tool);
+                s.mark_emitted();
+            }
+            _ => {}
+        },
         "item/agentMessage/delta" => {
             let id = p
                 .get("itemId")
@@ -424,8 +448,10 @@ fn notification(
             }
             out.push(ev(
                 s,
-                "session.text_delta",
-                json!({"text": delta, "id": id}),
+                Event::TextDelta {
+                    text: delta.to_string(),
+                    id,
+                },
             ));
             s.mark_emitted();
         }
@@ -438,7 +464,13 @@ fn notification(
                     .unwrap_or("")
                     .to_string();
                 if !text.is_empty() {
-                    out.push(ev(s, "session.text", json!({"text": text, "id": item_id})));
+                    out.push(ev(
+                        s,
+                        Event::Text {
+                            text: text.clone(),
+                            id: Some(item_id),
+                        },
+                    ));
                     s.mark_emitted();
                     st.last_text = Some(text);
                 }
@@ -446,7 +478,7 @@ fn notification(
             "reasoning" => {
                 let text = codex::reasoning_text(&item);
                 if !text.trim().is_empty() {
-                    out.push(ev(s, "session.thinking", json!({"text": text})));
+                    out.push(ev(s, Event::Thinking { text }));
                     s.mark_emitted();
                 }
             }
@@ -466,10 +498,11 @@ fn notification(
                 let is_error = status != "completed" || exit.is_some_and(|c| c != 0);
                 out.push(ev(
                     s,
-                    "session.tool_result",
-                    json!({
-                        "tool_use_id": item_id, "content": content, "is_error": is_error,
-                    }),
+                    Event::ToolResult {
+                        tool_use_id: Some(item_id),
+                        content,
+                        is_error,
+                    },
                 ));
             }
             _ => {}
@@ -504,13 +537,15 @@ fn notification(
                     ));
                 } else {
                     out.push(s.event(
-                        "session.result",
                         t,
-                        json!({
-                            "subtype": "success", "is_error": false,
-                            "result": st.last_text, "cost_usd": null,
-                            "cut_uuid": null, "sdk_session_id": s.sdk_id,
-                        }),
+                        Event::Result {
+                            subtype: Some("success".into()),
+                            is_error: false,
+                            result: st.last_text.clone(),
+                            cost_usd: None,
+                            cut_uuid: None,
+                            sdk_session_id: s.sdk_id.clone(),
+                        },
                     ));
                 }
             }
@@ -536,12 +571,23 @@ mod tests {
     }
 
     /// Notification `method` with `params`, as the server sends it.
-    fn note(s: &mut Session, st: &mut State, method: &str, p: Value, out: &mut Vec<Value>) -> Next {
+    fn note(
+        s: &mut Session,
+        st: &mut State,
+        method: &str,
+        p: Value,
+        out: &mut Vec<SessionEvent>,
+    ) -> Next {
         notification(s, st, method, &p, out)
     }
 
-    fn names(out: &[Value]) -> Vec<&str> {
-        out.iter().filter_map(|e| e["event"].as_str()).collect()
+    fn names(out: &[SessionEvent]) -> Vec<&'static str> {
+        out.iter().map(SessionEvent::name).collect()
+    }
+
+    /// The events as the browser gets them.
+    fn values(out: &[SessionEvent]) -> Vec<Value> {
+        out.iter().map(SessionEvent::to_value).collect()
     }
 
     #[test]
@@ -618,6 +664,7 @@ mod tests {
                 "session.result"
             ]
         );
+        let out = values(&out);
         let result = out.last().unwrap();
         assert_eq!(result["result"], "hello");
         assert_eq!(result["trace_id"], "t1");
@@ -660,7 +707,7 @@ mod tests {
             n.contains(&"session.tool_result"),
             "the cut-off tool is closed: {n:?}"
         );
-        assert_eq!(out.last().unwrap()["subtype"], "interrupted");
+        assert_eq!(values(&out).last().unwrap()["subtype"], "interrupted");
     }
 
     #[test]

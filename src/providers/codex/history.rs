@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
 use crate::history::jsonl::{count_in_file, head_lines};
 use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
 
@@ -252,7 +253,7 @@ pub(crate) fn detail(
     codex_home: Option<&Path>,
     config_dir: &Path,
     id: &SessionId,
-) -> Result<Value, DetailError> {
+) -> Result<SessionEvent, DetailError> {
     let path = codex_home
         .and_then(|h| find(h, id))
         .ok_or(DetailError::NotFound)?;
