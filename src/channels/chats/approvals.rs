@@ -375,8 +375,8 @@ mod tests {
     use super::super::saved::Saved;
     use super::super::{Bot, Channels};
     use super::*;
-    use crate::protocol::events::{Event, SessionEvent};
     use crate::channels::config;
+    use crate::protocol::events::{Event, SessionEvent};
     use crate::sys::saver::Saver;
 
     #[test]

@@ -808,4 +808,54 @@ mod tests {
         assert_eq!(closed["is_error"], true);
         assert_eq!(out.last().unwrap()["subtype"], "interrupted");
     }
+
+    #[test]
+    fn a_loaded_session_is_rekeyed_and_waits_for_its_replay_to_go_quiet() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let id = asked(&mut st, Call::Load, "session/load");
+        st.replaying = true;
+        let fx = on_line(&mut s, &mut st, &json!({"id": id, "result": {}}), &mut out);
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::Rekey(sid), Effect::After(d, Wake::Quiet(0))]
+                if sid == "sess-1" && *d == REPLAY_QUIET
+        ));
+        // The replay goes on: wait again, with the newer count.
+        chunk(&mut s, &mut st, "agent_message_chunk", "old text", &mut out);
+        let fx = on_wake(&mut s, &mut st, &Wake::Quiet(0));
+        assert!(matches!(fx.as_slice(), [Effect::After(_, Wake::Quiet(1))]));
+        assert!(out.is_empty(), "a replay shows nothing");
+        // Quiet since: the first prompt may go.
+        let fx = on_wake(&mut s, &mut st, &Wake::Quiet(1));
+        assert!(matches!(fx.as_slice(), [Effect::Pump]));
+        assert!(!st.replaying);
+    }
+
+    #[test]
+    fn a_permission_request_is_asked_with_a_refusal_ready_and_a_load_put_off_is_armed() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("go".into(), None));
+        let mut out = Vec::new();
+        let ask = json!({"id": 7, "method": "session/request_permission", "params": {
+            "options": [{"optionId": "a", "kind": "allow_once"}, {"optionId": "r", "kind": "reject_once"}],
+            "toolCall": {"toolCallId": "tc1", "kind": "execute", "title": "ls", "rawInput": {"command": "ls"}}}});
+        let fx = on_line(&mut s, &mut st, &ask, &mut out);
+        let [Effect::Ask { approval, refuse }] = fx.as_slice() else {
+            panic!("one approval asked");
+        };
+        assert_eq!(approval.cli_request_id, "7");
+        assert_eq!(approval.tool_use_id.as_deref(), Some("tc1"));
+        assert!(
+            refuse.contains("\"r\""),
+            "the refusal picks the reject option: {refuse}"
+        );
+        // A worker found the load must wait (Gemini's minute): a timer for it.
+        let fx = on_wake(
+            &mut s,
+            &mut st,
+            &Wake::LoadAfter(std::time::Duration::from_secs(30)),
+        );
+        assert!(matches!(fx.as_slice(), [Effect::After(d, Wake::Load)] if d.as_secs() == 30));
+    }
 }

@@ -566,3 +566,169 @@ fn stream_is_replay(st: &mut ClaudeState, v: &Value) -> bool {
     }
     st.streaming.get(&scope).is_some_and(|(_, r)| *r)
 }
+
+/// Claude Code's logic fed lines directly: no process, no thread, no hub.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> (Session, ClaudeState) {
+        let s = Session::new("b1", std::path::PathBuf::from("/tmp"));
+        (s, ClaudeState::default())
+    }
+
+    fn names(out: &[SessionEvent]) -> Vec<&'static str> {
+        out.iter().map(SessionEvent::name).collect()
+    }
+
+    fn turn(prompt: &str) -> Turn {
+        Turn::new(prompt.into(), Some(json!("t1")))
+    }
+
+    #[test]
+    fn init_names_the_real_id_and_a_new_model_of_a_known_id_saves_the_settings() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let init = json!({"type": "system", "subtype": "init", "session_id": "r1",
+                          "model": "claude-x", "cwd": "/real"});
+        let fx = on_line(&mut s, &mut st, &init, &mut out);
+        assert!(matches!(fx.as_slice(), [Effect::Rekey(id)] if id == "r1"));
+        assert_eq!(s.resolved_model.as_deref(), Some("claude-x"));
+        assert_eq!(st.transcript_cwd(&s), std::path::Path::new("/real"));
+        // Keyed by the real id now (the hub did it): a new model is saved at once.
+        s.id = "r1".into();
+        s.sdk_id = Some("r1".into());
+        let init = json!({"type": "system", "subtype": "init", "session_id": "r1",
+                          "model": "claude-y"});
+        let fx = on_line(&mut s, &mut st, &init, &mut out);
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::Rekey(_), Effect::SaveSidecar]
+        ));
+        assert!(out.is_empty(), "nothing for the browser: {out:?}");
+    }
+
+    #[test]
+    fn a_tool_request_is_asked_with_its_refusal_ready_and_a_cancel_withdraws_it() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let ask = json!({"type": "control_request", "request_id": "c1",
+                         "request": {"subtype": "can_use_tool", "tool_name": "Bash",
+                                     "input": {"command": "ls"}, "tool_use_id": "toolu_1"}});
+        let fx = on_line(&mut s, &mut st, &ask, &mut out);
+        let [Effect::Ask { approval, refuse }] = fx.as_slice() else {
+            panic!("one approval asked");
+        };
+        assert_eq!(approval.cli_request_id, "c1");
+        assert_eq!(approval.tool.as_deref(), Some("Bash"));
+        assert_eq!(approval.tool_use_id.as_deref(), Some("toolu_1"));
+        assert_eq!(approval.keep, json!({"command": "ls"}));
+        assert!(refuse.contains("Too many pending approvals"), "{refuse}");
+        // Asked while no turn ran: the CLI's own turn is opened for it.
+        assert!(s.current.as_ref().is_some_and(|t| t.auto));
+        let cancel = json!({"type": "control_cancel_request", "request_id": "c1"});
+        let fx = on_line(&mut s, &mut st, &cancel, &mut out);
+        assert!(matches!(fx.as_slice(), [Effect::Withdrawn(id)] if id == "c1"));
+    }
+
+    #[test]
+    fn a_result_ends_its_own_turn_once_and_a_replayed_one_is_dropped() {
+        let (mut s, mut st) = session();
+        let mut t = turn("hi");
+        t.prompt_uuid = Some("p1".into());
+        s.current = Some(t);
+        st.known.uuids.insert("old".into());
+        let mut out = Vec::new();
+        let replayed = json!({"type": "result", "subtype": "success", "result": "before",
+                              "user_message_uuid": "old"});
+        let fx = on_line(&mut s, &mut st, &replayed, &mut out);
+        assert!(fx.is_empty() && out.is_empty(), "a replay ends nothing");
+        assert!(s.current.is_some());
+        let ours = json!({"type": "result", "subtype": "success", "result": "hello",
+                          "total_cost_usd": 0.25, "user_message_uuid": "p1",
+                          "session_id": "r1"});
+        let fx = on_line(&mut s, &mut st, &ours, &mut out);
+        assert!(
+            matches!(fx.as_slice(), [Effect::Pump]),
+            "the next turn may go"
+        );
+        assert_eq!(names(&out), ["session.result"]);
+        let v = out[0].to_value();
+        assert_eq!(v["result"], "hello");
+        assert_eq!(v["cost_usd"], 0.25);
+        assert_eq!(v["trace_id"], "t1");
+        assert!(s.current.is_none());
+        assert_eq!(s.sdk_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_turn_the_cli_announces_holds_the_queue_until_it_starts_or_is_late() {
+        let (mut s, mut st) = session();
+        s.queue.push_back(turn("next"));
+        let mut out = Vec::new();
+        let note = json!({"type": "system", "subtype": "task_notification"});
+        let fx = on_line(&mut s, &mut st, &note, &mut out);
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::After(d, Wake::AutoTurnLate)] if *d == AUTO_TURN_WAIT
+        ));
+        assert_eq!(st.autos_owed, 1);
+        assert_eq!(ready(&s, &st), Ready::Wait);
+        // It never started: the queue goes ahead.
+        let fx = on_wake(&mut s, &mut st, &Wake::AutoTurnLate);
+        assert!(matches!(fx.as_slice(), [Effect::Pump]));
+        assert_eq!(st.autos_owed, 0);
+        // A second late wake-up changes nothing.
+        assert!(on_wake(&mut s, &mut st, &Wake::AutoTurnLate).is_empty());
+    }
+
+    #[test]
+    fn slash_commands_are_answered_here_or_spelled_as_the_cli_spells_them() {
+        let (mut s, mut st) = session();
+        let catalogue = vec![json!({"name": "compact", "aliases": ["squash"]})];
+        let mut out = Vec::new();
+        s.queue.push_back(turn("/status"));
+        assert_eq!(
+            write_turn(&mut s, &mut st, Some(&catalogue), &mut out),
+            Written::Answered
+        );
+        assert_eq!(names(&out), ["session.text", "session.result"]);
+        out.clear();
+        s.queue.push_back(turn("/nope now"));
+        assert_eq!(
+            write_turn(&mut s, &mut st, Some(&catalogue), &mut out),
+            Written::Answered
+        );
+        assert_eq!(names(&out), ["session.notice", "session.result"]);
+        assert_eq!(out[0].to_value()["code"], "slash_unavailable");
+        out.clear();
+        s.queue.push_back(turn("/Compact please"));
+        assert_eq!(
+            write_turn(&mut s, &mut st, Some(&catalogue), &mut out),
+            Written::Sent
+        );
+        let running = s.current.as_ref().expect("the turn runs");
+        assert_eq!(running.prompt, "/compact please");
+        assert!(running.prompt_uuid.is_some(), "written under a uuid");
+        assert_eq!(st.prompts.len(), 1, "remembered for a restore");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn output_while_idle_opens_the_clis_own_turn() {
+        let (mut s, mut st) = session();
+        let mut out = Vec::new();
+        let line = json!({"type": "assistant", "uuid": "u9",
+                          "message": {"id": "m9", "content": [{"type": "text", "text": "Done."}]}});
+        assert!(on_line(&mut s, &mut st, &line, &mut out).is_empty());
+        assert!(s.current.as_ref().is_some_and(|t| t.auto && t.emitted));
+        assert_eq!(names(&out), ["session.text"]);
+        assert_eq!(s.last_uuid.as_deref(), Some("u9"));
+        // A replayed message (known to the transcript) opens nothing.
+        let (mut s, mut st) = session();
+        st.known.uuids.insert("u9".into());
+        let mut out = Vec::new();
+        on_line(&mut s, &mut st, &line, &mut out);
+        assert!(s.current.is_none() && out.is_empty());
+    }
+}

@@ -724,4 +724,30 @@ mod tests {
         assert!(matches!(next, Next::Settled(ref id) if *id == json!(7)));
         assert!(out.is_empty());
     }
+
+    #[test]
+    fn a_command_approval_is_asked_with_a_decline_ready_and_a_turn_end_settles_and_pumps() {
+        let (mut s, mut st) = session();
+        s.current = Some(Turn::new("go".into(), None));
+        let mut out = Vec::new();
+        let ask = json!({"id": 3, "method": "item/commandExecution/requestApproval",
+                         "params": {"itemId": "c1", "command": "rm -rf build", "reason": "clean"}});
+        let fx = on_line(&mut s, &mut st, &ask, &mut out);
+        let [Effect::Ask { approval, refuse }] = fx.as_slice() else {
+            panic!("one approval asked");
+        };
+        assert_eq!(approval.tool.as_deref(), Some("Bash"));
+        assert_eq!(approval.description.as_deref(), Some("clean"));
+        assert!(refuse.contains("decline"), "{refuse}");
+        // The server settles it itself: withdrawn.
+        let settled = json!({"method": "serverRequest/resolved", "params": {"requestId": 3}});
+        let fx = on_line(&mut s, &mut st, &settled, &mut out);
+        assert!(matches!(fx.as_slice(), [Effect::Withdrawn(id)] if id == "3"));
+        let done = json!({"method": "turn/completed", "params": {"turn": {"status": "completed"}}});
+        let fx = on_line(&mut s, &mut st, &done, &mut out);
+        assert!(matches!(fx.as_slice(), [Effect::SettleOpen, Effect::Pump]));
+        // In bypass mode nothing is asked: the server gets its accept at once.
+        s.permission_mode = Some("bypassPermissions".into());
+        assert!(on_line(&mut s, &mut st, &ask, &mut out).is_empty());
+    }
 }
