@@ -15,9 +15,9 @@
 //!   `poll(2)` and forwards parsed envelopes. Reports `Up` (with the writer's sender and a
 //!   kill switch) and `Down`.
 //! - **link writer**: one per connection; writes what the hub sends it.
-//! - **child supervisor / stdout reader** ([`crate::sys::child`]): per agent child; the
-//!   session logic that reads them is [`crate::hub::sessions`] and the providers' drivers,
-//!   called from the hub.
+//! - **child supervisor / stdout reader** ([`crate::sys::child`]): per agent child; its
+//!   lines go to the session's provider ([`crate::providers`], a state machine), and the
+//!   effects it returns are applied by [`crate::hub::sessions`], on the hub.
 //! - **workers** ([`crate::hub::worker`]): short-lived threads for everything that touches
 //!   the disk or the network (history, media, transcripts, probes); results come back as
 //!   [`Work`].
@@ -40,8 +40,9 @@
 //! Here: the state, the main loop and the dispatch of every input. Beside it:
 //! [`connection`] (the link coming and going, heartbeats), [`delivery`] (events out,
 //! the outbox, the ack window), [`services`] (requests the workers answer), [`sessions`]
-//! (the session table, which the providers' drivers extend), [`permissions`], [`timer`],
-//! [`worker`].
+//! (the session table; it feeds the providers and applies their effects),
+//! [`permissions`], [`timer`], [`worker`]. Every event is a typed
+//! [`crate::protocol::events::SessionEvent`], serialized only where it becomes a frame.
 
 mod connection;
 mod delivery;

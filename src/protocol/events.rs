@@ -486,7 +486,7 @@ mod tests {
         }
     }
 
-    // --- the envelope: hub/session.rs `Session::event`, `Session::turn_event` ---
+    // --- the envelope: session.rs `Session::event`, `Session::turn_event` ---
 
     #[test]
     fn envelope_omits_trace_and_parent_when_none() {
@@ -497,7 +497,7 @@ mod tests {
         );
     }
 
-    // hub/session.rs `turn_event` (claude/stream.rs: every event of a subagent's scope)
+    // session.rs `turn_event` (claude/stream.rs: every event of a subagent's scope)
     #[test]
     fn envelope_tags_subagent_events() {
         let e = SessionEvent::new("s1", trace().as_ref(), Event::Thinking { text: "x".into() })
@@ -591,7 +591,7 @@ mod tests {
     // --- session.started ---
 
     // hub/sessions/commands.rs `start`: s.event("session.started", trace, s.describe())
-    // (hub/session.rs `describe`)
+    // (session.rs `describe`)
     #[test]
     fn started() {
         assert_eq!(
@@ -761,7 +761,7 @@ mod tests {
 
     // --- session.result ---
 
-    // hub/session.rs `interrupted_result` (every caller but the one below)
+    // session.rs `interrupted_result` (every caller but the one below)
     #[test]
     fn result_interrupted() {
         assert_eq!(
@@ -785,7 +785,7 @@ mod tests {
         );
     }
 
-    // hub/session.rs `local_result` (claude/driver.rs `pump` /status: json!(text); the
+    // session.rs `local_result` (claude/driver.rs `pump` /status: json!(text); the
     // rest: Value::Null)
     #[test]
     fn result_local() {
@@ -848,7 +848,7 @@ mod tests {
 
     // --- session.notice ---
 
-    // hub/session.rs `warning` (claude/driver.rs control_failed, hub/sessions/media.rs
+    // session.rs `warning` (claude/driver.rs control_failed, hub/sessions/media.rs
     // attachment_skipped)
     #[test]
     fn notice_warning() {
@@ -914,7 +914,7 @@ mod tests {
 
     // --- session.error ---
 
-    // hub/session.rs `error` (every s.error(...)); hub/sessions/children.rs `shutdown`
+    // session.rs `error` (every s.error(...)); hub/sessions/children.rs `shutdown`
     // (node_shutdown, built with s.event but the same keys)
     #[test]
     fn error_of_session() {
