@@ -11,6 +11,7 @@
 //! - `flood N`: N text chunks, one line per write (the benchmark's stream);
 //! - anything else: `echo: <prompt>`.
 //!
+//! With `FAKE_ACP_LOAD=1` it offers `session/load` (and a loaded session keeps its id).
 //! Every line it receives is appended to `FAKE_ACP_LOG` when set.
 
 use std::io::{BufRead, Write};
@@ -32,7 +33,8 @@ fn chunk(session: &str, text: &str) {
 
 fn main() {
     let log = std::env::var("FAKE_ACP_LOG").ok();
-    let session = format!("fake-{}", std::process::id());
+    let mut session = format!("fake-{}", std::process::id());
+    let can_load = std::env::var_os("FAKE_ACP_LOAD").is_some();
     let mut pending_prompt: Option<Value> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -50,7 +52,14 @@ fn main() {
         let id = v["id"].clone();
         match v["method"].as_str() {
             Some("initialize") => send(json!({"jsonrpc": "2.0", "id": id, "result": {
-                "protocolVersion": 1, "agentCapabilities": {"loadSession": false}}})),
+                "protocolVersion": 1, "agentCapabilities": {"loadSession": can_load}}})),
+            Some("session/load") if can_load => {
+                session = v["params"]["sessionId"]
+                    .as_str()
+                    .unwrap_or(&session)
+                    .to_string();
+                send(json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+            }
             Some("session/new") => {
                 // FAKE_ACP_FAIL_NEW_ONCE=<file>: the first session/new fails (the file records it).
                 if let Ok(marker) = std::env::var("FAKE_ACP_FAIL_NEW_ONCE")

@@ -24,6 +24,7 @@
 //! - `earlytool`: a tool approval before `system/init` names the session
 //! - `grandchild`: start `sleep 300` in the process group, report its pid, then answer
 //! - `hang`: ignore SIGTERM and stdin and never answer (tests the SIGKILL path)
+//! - `oomkill`: some output, then SIGKILL itself (as the OOM killer would)
 //! - `garbage`: non-JSON lines, a 17 MiB line and an unknown message type, then an answer
 //! - `bigresult`: a 9 MiB tool result (over the daemon's event size limit)
 //! - `orphan`: leave a short-lived background job orphaned, then answer
@@ -473,6 +474,15 @@ impl Fake {
                 self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial"}}));
                 eprintln!("boom: the fake CLI crashed");
                 std::process::exit(3);
+            }
+            "oomkill" => {
+                self.stream(json!({"type": "message_start", "message": {"id": "m_oom"}}));
+                self.stream(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+                self.stream(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "working"}}));
+                // SAFETY: kill(2) on ourselves.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
             }
             "crashquiet" => {
                 let times: u32 = rest.trim().parse().unwrap_or(1);

@@ -5,7 +5,8 @@
 //! The error paths: `crash` (a delta, then exit 3 mid-turn), `garbage` (lines that are not
 //! messages, then a normal answer), `abandon` (asks to approve a command, then settles the
 //! request itself with `serverRequest/resolved` and completes the turn). Any other prompt
-//! is answered `echo: <prompt>`.
+//! is answered `echo: <prompt>`. Every line it receives is appended to `FAKE_CODEX_LOG`
+//! when set.
 
 use std::io::{BufRead, Write};
 
@@ -25,14 +26,32 @@ fn main() {
     let mut turn_no = 0;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(path) = std::env::var_os("FAKE_CODEX_LOG")
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
         let Ok(v) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
         let id = v["id"].clone();
         match v["method"].as_str() {
             Some("initialize") => send(json!({"id": id, "result": {"userAgent": "fake/0.0.0"}})),
-            Some("thread/start" | "thread/resume") => {
+            Some("thread/start") => {
                 send(json!({"id": id, "result": {"thread": {"id": thread}, "model": "fake-model"}}))
+            }
+            // A resumed thread keeps its id.
+            Some("thread/resume") => {
+                let resumed = v["params"]["threadId"]
+                    .as_str()
+                    .unwrap_or(&thread)
+                    .to_string();
+                send(
+                    json!({"id": id, "result": {"thread": {"id": resumed}, "model": "fake-model"}}),
+                )
             }
             Some("turn/start") => {
                 turn_no += 1;

@@ -117,6 +117,10 @@ pub enum Tick {
     Retry {
         session: String,
     },
+    /// Is this session's agent idle long enough to stop?
+    IdleCheck {
+        session: String,
+    },
     /// A timer a session's provider armed ([`crate::providers::Effect::After`]).
     Wake {
         session: String,
@@ -164,6 +168,8 @@ pub struct Options {
     /// Hosts attachments may be downloaded from (https only), and the TLS to use.
     pub attachment_hosts: Vec<String>,
     pub http_tls: ureq::tls::TlsConfig,
+    /// Idle stop, the cap on live agents, the memory guard.
+    pub limits: crate::hub::sessions::Limits,
 }
 
 /// How the hub's run ended (the command line chooses the exit code).
@@ -272,6 +278,7 @@ impl Hub {
                 allowed_hosts: cfg.attachment_hosts.clone(),
                 tls: cfg.http_tls.clone(),
             },
+            limits: cfg.limits.clone(),
         };
         let workers = Workers::new(work_tx);
         Hub {

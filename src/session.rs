@@ -129,6 +129,9 @@ pub(crate) struct Session {
     /// The newest message uuid of the conversation (Claude Code's): where an edit of the
     /// next prompt cuts, reported with every result as `cut_uuid`.
     pub(crate) last_uuid: Option<String>,
+    /// When the session last did something (its agent wrote, the browser asked): an
+    /// agent idle long enough is stopped, the least recently used first.
+    pub(crate) last_active: Instant,
 }
 
 impl Session {
@@ -149,6 +152,7 @@ impl Session {
             current: None,
             awaiting: VecDeque::new(),
             last_uuid: None,
+            last_active: Instant::now(),
         }
     }
 

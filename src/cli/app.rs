@@ -544,6 +544,22 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
     }
 }
 
+/// The small-host limits: the agent cap defaults to what the host can hold (one agent
+/// per 512 MiB of the memory the daemon may use, at least 2, at most 16).
+fn limits(cfg: &Config) -> crate::hub::sessions::Limits {
+    let memory = crate::sys::memory::Sources::system();
+    let max_agents = cfg.max_agents.unwrap_or_else(|| {
+        crate::sys::memory::read(&memory)
+            .map_or(4, |m| crate::sys::memory::default_max_agents(m.total))
+    });
+    crate::hub::sessions::Limits {
+        idle_stop: cfg.idle_stop,
+        max_agents,
+        min_free: cfg.min_free_memory,
+        memory,
+    }
+}
+
 /// What the daemon needs of the configuration.
 fn daemon_settings(cfg: &Config, node_token: Secret) -> crate::daemon::Settings {
     crate::daemon::Settings {
@@ -570,6 +586,7 @@ fn daemon_settings(cfg: &Config, node_token: Secret) -> crate::daemon::Settings 
             // A CA file that cannot be read stops the start in `daemon::run` (the relay
             // link's TLS), with its reason.
             http_tls: http_tls(cfg).unwrap_or_default(),
+            limits: limits(cfg),
         },
     }
 }

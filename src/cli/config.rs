@@ -23,6 +23,10 @@ pub const DEFAULT_TURN_RETRY_BACKOFF_SECS: f64 = 0.5;
 pub const DEFAULT_CLAUDE_ENTRYPOINT: &str = "claude-vscode";
 pub const DEFAULT_OUTBOX_MAX: usize = 5000;
 pub const DEFAULT_PAIR_POLL_SECS: f64 = 2.0;
+/// An agent with nothing to do for this long is stopped (it resumes on the next turn).
+pub const DEFAULT_IDLE_STOP_SECS: f64 = 900.0;
+/// Below this much free memory no agent starts before idle ones are stopped.
+pub const DEFAULT_MIN_FREE_MEMORY: u64 = 256 << 20;
 
 /// Every variable the daemon reads, for `.env.example` and the README.
 pub const ENV_VARS: &[&str] = &[
@@ -52,6 +56,11 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_CODEX_PATH",
     "CODING_BRIDGE_SERVICE_MANAGER",
     "CODING_BRIDGE_SERVICE_DIR",
+    "CODING_BRIDGE_IDLE_STOP",
+    "CODING_BRIDGE_MAX_AGENTS",
+    "CODING_BRIDGE_MIN_FREE_MEMORY",
+    "CODING_BRIDGE_MEMINFO",
+    "CODING_BRIDGE_CGROUP_DIR",
 ];
 
 /// The validated configuration.
@@ -97,6 +106,12 @@ pub struct Config {
     pub claude_entrypoint: Option<String>,
     /// Forward info-and-above log lines to the relay as `node.log` while connected.
     pub log_forward: bool,
+    /// Stop an agent idle this long (`None`: never).
+    pub idle_stop: Option<Duration>,
+    /// Live agents at most (`None`: what the host can hold, see `sys::memory`).
+    pub max_agents: Option<usize>,
+    /// Memory that must stay free when an agent starts, in bytes.
+    pub min_free_memory: u64,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -341,6 +356,24 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             });
         }
     };
+    let idle_stop = match pick(&none, "", "CODING_BRIDGE_IDLE_STOP") {
+        Some(raw) => match seconds(&raw)? {
+            0.0 => None,
+            s => Some(Duration::from_secs_f64(s)),
+        },
+        None => Some(Duration::from_secs_f64(DEFAULT_IDLE_STOP_SECS)),
+    };
+    let max_agents = match pick(&none, "", "CODING_BRIDGE_MAX_AGENTS") {
+        Some(raw) => match raw.value.trim().parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => Some(n),
+            _ => return Err(raw.err("expected a whole number of agents from 1 to 64")),
+        },
+        None => None,
+    };
+    let min_free_memory = match pick(&none, "", "CODING_BRIDGE_MIN_FREE_MEMORY") {
+        Some(raw) => bytes(&raw)?,
+        None => DEFAULT_MIN_FREE_MEMORY,
+    };
     // Set but blank means "leave CLAUDE_CODE_ENTRYPOINT unset".
     let claude_entrypoint = match env("CODING_BRIDGE_CLAUDE_ENTRYPOINT") {
         None => Some(DEFAULT_CLAUDE_ENTRYPOINT.to_string()),
@@ -388,7 +421,33 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         turn_retry_backoff,
         claude_entrypoint,
         log_forward,
+        idle_stop,
+        max_agents,
+        min_free_memory,
     })
+}
+
+/// A size such as `256M`, `1.5G`, `512MiB` or `300` (plain numbers are MiB).
+fn bytes(raw: &Raw) -> Result<u64, ConfigError> {
+    let v = raw.value.trim().to_ascii_lowercase();
+    let v = v.strip_suffix('b').unwrap_or(&v);
+    let v = v.strip_suffix('i').unwrap_or(v);
+    let (num, unit) = match v.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, "m"),
+    };
+    let scale: u64 = match unit {
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(raw.err("expected a size such as 256M, 1G or 300 (MiB)")),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=1048576.0 * 1024.0).contains(&n) => {
+            Ok((n * scale as f64) as u64)
+        }
+        _ => Err(raw.err("expected a size such as 256M, 1G or 300 (MiB)")),
+    }
 }
 
 impl Config {

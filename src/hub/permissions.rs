@@ -55,6 +55,11 @@ impl Permissions {
         }
     }
 
+    /// Whether session `key` waits for an answer.
+    pub fn has_session(&self, key: &str) -> bool {
+        self.pending.iter().any(|p| p.session == key)
+    }
+
     pub fn is_full(&self) -> bool {
         self.pending.len() >= MAX_PENDING
     }

@@ -37,6 +37,7 @@ mod codex;
 mod commands;
 mod drive;
 mod edit;
+mod limits;
 mod live_history;
 mod media;
 mod sidecar;
@@ -48,6 +49,8 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use serde_json::Value;
+
+pub use limits::Limits;
 
 use crate::hub::Tick;
 use crate::hub::permissions::Permissions;
@@ -85,6 +88,8 @@ pub struct Settings {
     /// Where the per-session settings sidecars live (`<config_dir>/sessions`).
     pub config_dir: PathBuf,
     pub media: crate::node::media::Settings,
+    /// Idle stop, the cap on live agents, the memory guard.
+    pub limits: Limits,
 }
 
 /// All sessions of this daemon.
@@ -209,11 +214,17 @@ impl Sessions {
 pub(crate) struct Entry {
     pub(crate) session: Session,
     pub(crate) agent: Agent,
+    /// An idle check is armed for it ([`Sessions::touch`]).
+    pub(crate) idle_check: bool,
 }
 
 impl Entry {
     pub(crate) fn new(session: Session, agent: Agent) -> Entry {
-        Entry { session, agent }
+        Entry {
+            session,
+            agent,
+            idle_check: false,
+        }
     }
 
     /// The session and its provider's state, both mutable.

@@ -18,8 +18,20 @@ use crate::session::{Session, Turn};
 use crate::sys::fsutil::expand_home;
 
 impl Sessions {
-    /// Apply a session or approval command; any other command is handed back.
+    /// Apply a session or approval command; any other command is handed back. The
+    /// session it names is active now (see [`Sessions::touch`]).
     pub(crate) fn command(&mut self, cmd: Command, out: &mut Vec<SessionEvent>) -> Option<Command> {
+        let sid = cmd.session_id.clone();
+        let rest = self.apply_command(cmd, out);
+        if rest.is_none()
+            && let Some(key) = sid.as_deref().and_then(|s| self.key_of(s))
+        {
+            self.touch(&key);
+        }
+        rest
+    }
+
+    fn apply_command(&mut self, cmd: Command, out: &mut Vec<SessionEvent>) -> Option<Command> {
         let trace = cmd.trace_id.clone();
         let sid = cmd.session_id.clone();
         let unknown = |out: &mut Vec<SessionEvent>| {

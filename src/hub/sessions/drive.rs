@@ -20,10 +20,15 @@ use crate::providers::claude::stream::RewindError;
 use crate::providers::{self, Agent, Effect, Wake, acp, claude, codex};
 use crate::session::Turn;
 use crate::sys::child::{ChildEvent, ExitInfo};
+use crate::sys::memory;
 
 impl Sessions {
     /// Start a child for `key` if it has none. A session with a real id is resumed.
     pub(crate) fn ensure_child(&mut self, key: &str, out: &mut Vec<SessionEvent>) {
+        // Room under the cap and enough memory first (idle agents may be stopped).
+        if self.sessions.get(key).is_some_and(|e| !e.holds_agent()) && !self.make_room(key, out) {
+            return;
+        }
         match self.sessions.get(key).map(|e| &e.agent) {
             Some(Agent::Claude(_)) => self.claude_ensure_child(key, out),
             Some(Agent::Codex(_)) => self.codex_ensure_child(key, out),
@@ -92,6 +97,11 @@ impl Sessions {
             }
         };
         self.apply(key, child_id, effects, out);
+        // Whatever the line was, the session is active (a turn the CLI starts by itself
+        // counts); it may have been re-keyed meanwhile.
+        if let Some(Some(key)) = self.children.get(&child_id).cloned() {
+            self.touch(&key);
+        }
     }
 
     /// A provider's timer or worker answer for the session known as `session`.
@@ -317,12 +327,21 @@ impl Sessions {
         }
         agent.child_gone();
         let Some(mut turn) = affected else {
-            crate::log_info!(
-                "session {}: {} exited while idle ({:?}); the next turn resumes it",
-                s.id,
-                s.provider,
-                status.code
-            );
+            if status.signal == Some(libc_sigkill()) {
+                crate::log_warn!(
+                    "session {}: {} exited while idle, killed by SIGKILL that the node did \
+                     not send (short of memory?); the next turn resumes it",
+                    s.id,
+                    label
+                );
+            } else {
+                crate::log_info!(
+                    "session {}: {} exited while idle ({:?}); the next turn resumes it",
+                    s.id,
+                    s.provider,
+                    status.code
+                );
+            }
             if agent
                 .claude_ref()
                 .is_some_and(|st| st.pending_edit.is_some())
@@ -333,6 +352,10 @@ impl Sessions {
             return;
         };
         let exit = exit_message(&label, &status, lived, "mid-turn");
+        // SIGKILL that the daemon did not send (a child it stops is detached first and
+        // never comes here): the system's doing, most likely the OOM killer. Like any
+        // end before output, it is retried quietly first.
+        let killed = status.signal == Some(libc_sigkill());
         if turn.interrupted {
             out.push(s.interrupted_result(turn.trace_id.as_ref()));
         } else if !turn.emitted && !turn.auto && turn.retries < retry_limit {
@@ -351,6 +374,20 @@ impl Sessions {
                 },
             );
             return;
+        } else if killed && (turn.emitted || !turn.auto) {
+            let memory = memory::read(&self.settings.limits.memory)
+                .map(|m| format!(": {}", m.describe()))
+                .unwrap_or_default();
+            let message = format!(
+                "The system stopped {label} mid-turn (SIGKILL after {:.1} s), probably for \
+                 lack of memory{memory}. The conversation is kept: send again to continue it.",
+                lived.as_secs_f64()
+            );
+            crate::log_warn!("session {}: {message}", s.id);
+            out.push(s.event(
+                turn.trace_id.as_ref(),
+                Event::error("agent_killed", message),
+            ));
         } else if turn.emitted || !turn.auto {
             crate::log_warn!("session {}: {exit}", s.id);
             out.push(s.event(
@@ -363,6 +400,11 @@ impl Sessions {
             self.pump(key, out);
         }
     }
+}
+
+/// SIGKILL's number (9 on every Linux architecture).
+const fn libc_sigkill() -> i32 {
+    9
 }
 
 /// The person-readable account of a child's end, with the last line it printed.

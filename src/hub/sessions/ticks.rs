@@ -21,6 +21,7 @@ impl Sessions {
                 }
             }
             Tick::Wake { session, wake } => self.on_wake(&session, wake, out),
+            Tick::IdleCheck { session } => self.on_idle_check(&session, out),
             Tick::Permission { request_id } => {
                 if let Some(p) = self.permissions.take(&request_id)
                     && let Some(s) = self.sessions.get(&p.session)
