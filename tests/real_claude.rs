@@ -248,6 +248,15 @@ fn start_node(
     cli: &std::path::Path,
     tag: &str,
 ) -> (FakeRelay, TempDir, Daemon, Arc<Mutex<Vec<Value>>>) {
+    start_node_with(cli, tag, &[])
+}
+
+/// [`start_node`] with more of the daemon's environment.
+fn start_node_with(
+    cli: &std::path::Path,
+    tag: &str,
+    env: &[(&str, &str)],
+) -> (FakeRelay, TempDir, Daemon, Arc<Mutex<Vec<Value>>>) {
     let (api_port, api_log) = start_api();
     let relay = FakeRelay::start();
     relay.set_auto_ack(true);
@@ -272,6 +281,9 @@ fn start_node(
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .args(["-v", "run"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let d = Daemon::spawn(c, &home);
     relay
         .recv_type("node.heartbeat", T)
@@ -832,4 +844,57 @@ fn real_claude_code_local_commands_end_their_turns_and_retry_keeps_the_mode() {
         .and_then(|a| a.iter().find(|s| s["session_id"] == real.as_str()))
         .unwrap_or_else(|| panic!("{snap}"));
     assert_eq!(s["permission_mode"], "default", "{snap}");
+}
+
+/// Issue 19: an idle Claude Code is stopped (process and all), and the next turn resumes
+/// it: the same conversation (the resumed CLI sends the earlier messages to the API), no
+/// re-key, no error, no notice.
+#[test]
+fn real_claude_code_stopped_while_idle_resumes_with_the_conversation() {
+    let Some(cli) = cli_or_skip(NEW_PIN, "idle stop") else {
+        return;
+    };
+    let (relay, home, d, api) =
+        start_node_with(&cli, "idle-stop", &[("CODING_BRIDGE_IDLE_STOP", "2")]);
+    let work = home.join("work");
+    let err = || format!("daemon stderr: {}", d.stderr());
+    let n = AtomicU32::new(0);
+    let cmd =
+        |p: Value| assert!(relay.command(&format!("i{}", n.fetch_add(1, Ordering::Relaxed)), p));
+    cmd(
+        json!({"action": "session.start", "session_id": "b1", "prompt": "Remember the word PELICAN", "cwd": work}),
+    );
+    let ev = until_allowing(&relay, "session.result", &err);
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = last_cli_pid(&d);
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = || unsafe { libc::kill(pid, 0) } == 0;
+    assert!(wait_until(T, || !alive()), "not stopped: {}", err());
+    assert!(d.stderr().contains("idle for"), "{}", err());
+    cmd(
+        json!({"action": "session.send", "session_id": real, "prompt": "Which word did I ask you to remember?"}),
+    );
+    let ev = until_allowing(&relay, "session.result", &err);
+    for name in ["session.identified", "session.error", "session.notice"] {
+        assert!(named(&ev, name).is_empty(), "{name}: {ev:#?}");
+    }
+    let r = ev.last().unwrap();
+    assert_eq!(r["is_error"], false, "{ev:#?}");
+    assert_eq!(r["sdk_session_id"], real.as_str());
+    let asked = api
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["messages"].as_str().unwrap_or("").contains("Which word"))
+        .map(|r| r["messages"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    assert!(
+        asked.contains("PELICAN"),
+        "the resumed CLI lost the conversation: {asked}"
+    );
+    assert_ne!(last_cli_pid(&d), pid, "a new process took the turn");
 }
