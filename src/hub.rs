@@ -194,6 +194,8 @@ pub struct Hub {
     dedupe: Dedupe,
     backoff: Backoff,
     exit: Option<Outcome>,
+    /// What the run state file says of the link: up, since when, the last error.
+    link_record: (bool, u64, Option<String>),
     sessions: Sessions,
     /// Text frames produced in this step, handed to the writer in one batch.
     outq: Vec<String>,
@@ -320,6 +322,7 @@ impl Hub {
             dedupe: Dedupe::new(DEDUPE_IDS),
             backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
             exit: None,
+            link_record: (false, now_ms(), None),
         }
     }
 
@@ -344,6 +347,12 @@ impl Hub {
             }
             crate::sys::logging::set_context(None, None);
             self.flush_out();
+            if self.sessions.take_agents_changed() {
+                self.write_state();
+                if let Some(ch) = self.channels.as_mut() {
+                    ch.set_agent_states(self.sessions.agent_states());
+                }
+            }
             if let Some(outcome) = self.exit {
                 self.shutdown(&inputs);
                 return outcome;

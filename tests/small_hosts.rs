@@ -354,3 +354,52 @@ fn codex_and_an_acp_agent_are_stopped_and_resumed_too() {
         "{acp_log}"
     );
 }
+
+#[test]
+fn status_shows_the_live_agents_the_limits_and_the_memory() {
+    let n = Node::start(&[
+        ("CODING_BRIDGE_MAX_AGENTS", "3"),
+        ("CODING_BRIDGE_IDLE_STOP", "0"),
+    ]);
+    let real = real_id(&start(&n, "b1", "say hi"));
+    let pid = claude_pids(&n)[0];
+    let status = || {
+        let o = run(agent(&n.home).args(["status", "--json"]));
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()
+    };
+    // Written by the saver once the agent is idle.
+    assert!(
+        wait_until(T, || status()["agents"][0]["state"] == "idle"),
+        "{:#}",
+        status()
+    );
+    let s = status();
+    let a = &s["agents"][0];
+    assert_eq!(a["provider"], "claude");
+    assert_eq!(a["session"], real.as_str());
+    assert!(a["rss_bytes"].as_u64().is_some_and(|r| r > 0), "{a}");
+    assert!(a["idle_s"].is_u64(), "{a}");
+    // The agent the daemon runs is the one `status` reads (under its guard).
+    assert!(a["pid"].as_u64().is_some(), "{a} (agent pid {pid})");
+    assert_eq!(s["limits"]["max_agents"], 3);
+    assert!(s["limits"]["idle_stop_s"].is_null(), "0: never");
+    assert!(
+        s["memory"]["available_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0)
+    );
+    // And for people.
+    let o = run(agent(&n.home).arg("status"));
+    let text = stdout(&o);
+    assert!(text.contains("Agents:      1 live"), "{text}");
+    assert!(text.contains("3 agents at most"), "{text}");
+    // A stopped agent leaves the list.
+    n.cmd(json!({"action": "session.close", "session_id": real}));
+    assert!(
+        wait_until(T, || status()["agents"]
+            .as_array()
+            .is_some_and(Vec::is_empty)),
+        "{:#}",
+        status()
+    );
+}

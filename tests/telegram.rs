@@ -191,6 +191,7 @@ fn a_chat_drives_one_session_with_approvals_as_buttons() {
     assert!(
         status.contains(work.to_str().unwrap())
             && status.contains("Model:")
+            && status.contains("Agent: idle")
             && status.contains("Turn running: no"),
         "{status}"
     );
@@ -760,4 +761,37 @@ fn a_chat_runs_any_provider_with_its_approvals_as_buttons() {
         "the agent got its allow option: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// Issue 19: `/status` says what the chat's agent is doing, and that a stopped one comes
+/// back with the next message.
+#[test]
+fn status_shows_the_chats_agent_stopped_while_idle_and_back_with_the_next_message() {
+    let bot = FakeBot::start();
+    let n = start_node_env(
+        &bot,
+        TempDir::new("tg-idle"),
+        "",
+        &[("CODING_BRIDGE_IDLE_STOP", "1")],
+    );
+    bot.message(ME, ME, "say first words");
+    bot.wait_shown(ME, "the reply", |t| t.contains("first words"));
+    assert!(
+        wait_until(Duration::from_secs(30), || n
+            .daemon
+            .stderr()
+            .contains("idle for")),
+        "{}",
+        n.daemon.stderr()
+    );
+    bot.message(ME, ME, "/status");
+    let status = bot.wait_shown(ME, "status", |t| t.contains("Agent:"));
+    assert!(
+        status.contains("Agent: stopped (your next message resumes it)"),
+        "{status}"
+    );
+    bot.message(ME, ME, "recall");
+    bot.wait_shown(ME, "the resumed conversation", |t| {
+        t.contains("first prompt was: say first words")
+    });
 }

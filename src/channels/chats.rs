@@ -92,6 +92,9 @@ pub struct Channels {
     /// Numbers for replies and approvals; starts at random so that a button of an
     /// earlier run does not match one of this run.
     next_number: u64,
+    /// The state of each live agent, by session id (`running`, `waiting`, `idle`), as
+    /// the hub last said; a session without one has no agent process now.
+    agent_states: HashMap<String, String>,
 }
 
 impl Channels {
@@ -159,7 +162,13 @@ impl Channels {
             saver,
             // 52 bits: room to count up, and short in callback data.
             next_number: u64::from_le_bytes(seed) >> 12,
+            agent_states: HashMap::new(),
         }
+    }
+
+    /// The hub's word on the live agents (for `/status`).
+    pub fn set_agent_states(&mut self, states: HashMap<String, String>) {
+        self.agent_states = states;
     }
 
     pub fn is_empty(&self) -> bool {

@@ -258,6 +258,25 @@ fn status(cfg: &Config) -> i32 {
         Source::File => "file",
         Source::Env => "env",
     });
+    // What the running daemon last recorded: its live agents and limits.
+    let state = pid.and_then(|p| crate::node::runstate::read(&cfg.config_dir, p));
+    let memory = crate::sys::memory::read(&crate::sys::memory::Sources::system());
+    let now = crate::sys::timefmt::now_ms();
+    let agents: Vec<Value> = state
+        .iter()
+        .flat_map(|s| &s.agents)
+        .map(|a| {
+            json!({
+                "provider": a.provider,
+                "session": a.session,
+                "state": a.state,
+                "pid": a.pid,
+                "rss_bytes": crate::sys::memory::rss_of(a.pid),
+                "idle_s": (a.state == "idle").then(|| now.saturating_sub(a.active_ms) / 1000),
+            })
+        })
+        .collect();
+    let limits = state.as_ref().and_then(|s| s.limits.clone());
     if cfg.json {
         print_json(&json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -271,6 +290,13 @@ fn status(cfg: &Config) -> i32 {
             "credentials_problem": problem,
             "daemon_running": running,
             "daemon_pid": pid,
+            "agents": agents,
+            "limits": limits,
+            "memory": memory.map(|m| json!({
+                "available_bytes": m.available,
+                "total_bytes": m.total,
+                "cgroup_limit_bytes": m.cgroup.map(|c| c.limit),
+            })),
         }));
     } else {
         let paired_text = match (source, &problem) {
@@ -290,6 +316,38 @@ fn status(cfg: &Config) -> i32 {
         say!("Config dir:  {}", cfg.config_dir.display());
         say!("Paired:      {paired_text}");
         say!("Daemon:      {daemon}");
+        if let Some(m) = memory {
+            say!("Memory:      {}", m.describe());
+        }
+        if let Some(l) = &limits {
+            let idle = l
+                .idle_stop_s
+                .map_or_else(|| "never".to_string(), |s| format!("after {s} s"));
+            say!(
+                "Limits:      {} agents at most, idle agents stopped {idle}, {} MiB kept free",
+                l.max_agents,
+                l.min_free_bytes >> 20
+            );
+        }
+        if running {
+            say!("Agents:      {} live", agents.len());
+        }
+        for a in &agents {
+            let rss = a["rss_bytes"]
+                .as_u64()
+                .map_or_else(|| "?".to_string(), |b| format!("{} MiB", b >> 20));
+            let idle = a["idle_s"]
+                .as_u64()
+                .map(|s| format!(", idle {s} s"))
+                .unwrap_or_default();
+            say!(
+                "  {} {} ({}, pid {}, {rss}{idle})",
+                a["provider"].as_str().unwrap_or(""),
+                a["session"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or(""),
+                a["pid"]
+            );
+        }
     }
     EXIT_OK
 }

@@ -17,12 +17,21 @@ use crate::sys::timefmt::now_ms;
 
 impl Hub {
     /// Tell `status` (through the config dir) whether the link is up and what failed.
-    pub(super) fn record_state(&self, connected: bool, last_error: Option<String>) {
+    pub(super) fn record_state(&mut self, connected: bool, last_error: Option<String>) {
+        self.link_record = (connected, now_ms(), last_error);
+        self.write_state();
+    }
+
+    /// Write the run state: the link, the live agents, the limits.
+    pub(super) fn write_state(&self) {
+        let (connected, since_ms, last_error) = self.link_record.clone();
         let state = crate::node::runstate::RunState {
             pid: std::process::id(),
             connected,
-            since_ms: now_ms(),
+            since_ms,
             last_error,
+            agents: self.sessions.agents_report(),
+            limits: Some(self.sessions.limits_report()),
         };
         let dir = self.config_dir.clone();
         self.saver.save(crate::node::runstate::path(&dir), move || {

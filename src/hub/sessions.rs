@@ -110,6 +110,8 @@ pub struct Sessions {
     pub(crate) catalogue: Option<Vec<Value>>,
     /// Numbers the worker jobs of the sessions (a late answer to an old one is dropped).
     pub(crate) next_job: u64,
+    /// A session left the table or changed its id: the run state is written again.
+    pub(crate) agents_changed: bool,
 }
 
 impl Sessions {
@@ -133,6 +135,7 @@ impl Sessions {
             next_child: 0,
             catalogue: None,
             next_job: 0,
+            agents_changed: false,
         }
     }
 
@@ -216,6 +219,10 @@ pub(crate) struct Entry {
     pub(crate) agent: Agent,
     /// An idle check is armed for it ([`Sessions::touch`]).
     pub(crate) idle_check: bool,
+    /// Its agent's state as the run state last said (`None`: no agent).
+    pub(crate) reported: Option<&'static str>,
+    /// Something happened since: look at its state again.
+    pub(crate) state_dirty: bool,
 }
 
 impl Entry {
@@ -224,6 +231,8 @@ impl Entry {
             session,
             agent,
             idle_check: false,
+            reported: None,
+            state_dirty: true,
         }
     }
 

@@ -1,6 +1,7 @@
 //! What a running daemon says about itself for `status` and `service status`:
 //! `<config dir>/daemon-state.json` with its pid, whether the relay link is up (since
-//! when) and the last link error. Written for the hub by its saver thread when the link
+//! when), the last link error, its live agents and the limits in force. Written when the
+//! link or an agent's state changes. Written for the hub by its saver thread when the link
 //! comes up or goes down (a few hundred bytes, replaced atomically by a rename, not
 //! synced: losing it in a power cut costs nothing),
 //! read by the CLI, which trusts it as current only while the lock says that pid runs.
@@ -17,6 +18,33 @@ pub struct RunState {
     pub since_ms: u64,
     /// Why the link last went down or could not come up.
     pub last_error: Option<String>,
+    /// The agent processes alive now.
+    #[serde(default)]
+    pub agents: Vec<AgentRun>,
+    /// The small-host limits in force.
+    #[serde(default)]
+    pub limits: Option<LimitsRun>,
+}
+
+/// One live agent process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRun {
+    pub provider: String,
+    pub session: String,
+    /// `running` (a turn), `waiting` (for an approval or question) or `idle`.
+    pub state: String,
+    pub pid: u32,
+    /// Milliseconds since the epoch of its session's last activity.
+    pub active_ms: u64,
+}
+
+/// The limits of `CODING_BRIDGE_IDLE_STOP`, `_MAX_AGENTS` and `_MIN_FREE_MEMORY`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitsRun {
+    /// Seconds; `None`: never.
+    pub idle_stop_s: Option<u64>,
+    pub max_agents: usize,
+    pub min_free_bytes: u64,
 }
 
 pub fn path(config_dir: &Path) -> PathBuf {
@@ -60,6 +88,14 @@ mod tests {
             connected: false,
             since_ms: 7,
             last_error: Some("refused".into()),
+            agents: vec![AgentRun {
+                provider: "claude".into(),
+                session: "s1".into(),
+                state: "idle".into(),
+                pid: 9,
+                active_ms: 5,
+            }],
+            limits: None,
         };
         write(&dir, &s);
         assert_eq!(read(&dir, 42), Some(s));

@@ -416,6 +416,7 @@ mod tests {
             state_path: std::env::temp_dir().join(format!("cba-chats-{}.json", std::process::id())),
             saver: Saver::inline(),
             next_number: 100,
+            agent_states: HashMap::new(),
         }
     }
 

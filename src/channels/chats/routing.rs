@@ -134,8 +134,20 @@ impl Channels {
             "status" => {
                 let cfg = &self.bots[bot_id].cfg;
                 let c = &self.bots[bot_id].chats[&chat];
+                let session = self.saved.sessions.get(&saved_key(bot_id, chat));
+                let agent = match session
+                    .or(key.as_ref())
+                    .and_then(|s| self.agent_states.get(s))
+                    .map(String::as_str)
+                {
+                    Some("running") => "running a turn",
+                    Some("waiting") => "waiting for your answer",
+                    Some(_) => "idle (stopped when idle long enough; your next message resumes it)",
+                    None if session.is_some() => "stopped (your next message resumes it)",
+                    None => "not started (your first message starts it)",
+                };
                 let text = format!(
-                    "Provider: {}\nModel: {}\nWorking directory: {}\nSession: {}\nTurn running: {}",
+                    "Provider: {}\nModel: {}\nWorking directory: {}\nSession: {}\nAgent: {agent}\nTurn running: {}",
                     c.provider.as_deref().unwrap_or(&cfg.default_provider),
                     c.model
                         .as_deref()

@@ -37,6 +37,7 @@ impl Sessions {
                     s.cwd.display()
                 );
                 self.children.insert(child_id, Some(key.to_string()));
+                self.agents_changed = true;
                 s.child = Some(Live {
                     handle,
                     initialized: false,

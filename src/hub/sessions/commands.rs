@@ -297,6 +297,7 @@ impl Sessions {
         self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");
         if let Some(s) = self.sessions.remove(key) {
+            self.agents_changed = true;
             out.push(s.event(trace.as_ref(), Event::Closed));
             self.aliases.retain(|_, v| v != key);
         }

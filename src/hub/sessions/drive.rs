@@ -246,6 +246,7 @@ impl Sessions {
             }
         }
         self.permissions.rekey(key, sid);
+        self.agents_changed = true;
         self.save_sidecar(sid);
     }
 
@@ -278,6 +279,7 @@ impl Sessions {
             return;
         };
         let Some(live) = e.child.take() else { return };
+        self.agents_changed = true;
         live.handle.close();
         self.children.insert(live.handle.id, None);
         if let Some(st) = e.agent.claude_state() {
@@ -298,6 +300,7 @@ impl Sessions {
             return;
         }
         let live = e.child.take();
+        self.agents_changed = true;
         let lived = live.map(|l| l.started.elapsed()).unwrap_or_default();
         let label = e.agent.label();
         // What the dead process left open is closed (Claude's own blocks: below, once

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Entry, Sessions};
 use crate::hub::Tick;
+use crate::node::runstate::{AgentRun, LimitsRun};
 use crate::protocol::events::SessionEvent;
 use crate::providers::Agent;
 use crate::providers::claude::stream::TranscriptIo;
@@ -64,6 +65,7 @@ impl Sessions {
             return;
         };
         e.session.last_active = Instant::now();
+        e.state_dirty = true;
         self.arm_idle_check(key);
     }
 
@@ -216,5 +218,93 @@ impl Sessions {
             need >> 20
         );
         self.fail_waiting(key, "low_memory", &message, out);
+    }
+}
+
+impl Sessions {
+    /// The live agents, for the run state (`status`).
+    pub(crate) fn agents_report(&self) -> Vec<AgentRun> {
+        let now = Instant::now();
+        let now_ms = crate::sys::timefmt::now_ms();
+        let mut agents: Vec<AgentRun> = self
+            .sessions
+            .iter()
+            .filter_map(|(key, e)| {
+                let child = e.child.as_ref()?;
+                let ago = now.saturating_duration_since(e.last_active).as_millis() as u64;
+                Some(AgentRun {
+                    provider: e.provider.clone(),
+                    session: e.id.clone(),
+                    state: self.agent_state(key).to_string(),
+                    pid: child.handle.pid,
+                    active_ms: now_ms.saturating_sub(ago),
+                })
+            })
+            .collect();
+        agents.sort_by(|a, b| a.session.cmp(&b.session));
+        agents
+    }
+
+    /// Each live agent's state by session id (and by the ids it had before a re-key),
+    /// for the chat channels' `/status`.
+    pub(crate) fn agent_states(&self) -> std::collections::HashMap<String, String> {
+        let mut states = std::collections::HashMap::new();
+        for (key, e) in &self.sessions {
+            if e.child.is_some() {
+                states.insert(e.id.clone(), self.agent_state(key).to_string());
+            }
+        }
+        for (old, key) in &self.aliases {
+            if let Some(s) = states.get(key).cloned() {
+                states.insert(old.clone(), s);
+            }
+        }
+        states
+    }
+
+    /// The limits in force, for the run state.
+    pub(crate) fn limits_report(&self) -> LimitsRun {
+        let l = &self.settings.limits;
+        LimitsRun {
+            idle_stop_s: l.idle_stop.map(|d| d.as_secs()),
+            max_agents: l.max_agents,
+            min_free_bytes: l.min_free,
+        }
+    }
+
+    /// `running`, `waiting` (for the browser's answer) or `idle`.
+    fn agent_state(&self, key: &str) -> &'static str {
+        if self.permissions.has_session(key) {
+            "waiting"
+        } else if self.is_idle(key) {
+            "idle"
+        } else {
+            "running"
+        }
+    }
+
+    /// Whether what [`Sessions::agents_report`] says changed since the last call (a
+    /// child started or went, a session turned busy or idle).
+    pub(crate) fn take_agents_changed(&mut self) -> bool {
+        let keys: Vec<String> = self
+            .sessions
+            .iter_mut()
+            .filter_map(|(k, e)| std::mem::take(&mut e.state_dirty).then(|| k.clone()))
+            .collect();
+        let mut changed = std::mem::take(&mut self.agents_changed);
+        for key in keys {
+            let now = self
+                .sessions
+                .get(&key)
+                .filter(|e| e.child.is_some())
+                .map(|_| self.agent_state(&key));
+            if let Some(e) = self.sessions.get_mut(&key)
+                && e.reported != now
+            {
+                e.reported = now;
+                changed = true;
+            }
+        }
+        changed
     }
 }
