@@ -773,6 +773,46 @@ fn history_bench(listener: &TcpListener, port: u16) {
             median(&mut peaks)
         );
     }
+    // The summary index (issue 19): the first listing of a daemon restarted with the
+    // index its predecessor left, against one without (cold).
+    let (mut colds, mut warms) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let cfg =
+            std::env::temp_dir().join(format!("cba-bench-index-{}-{round}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cfg);
+        let env = [
+            ("HOME", home.to_string_lossy().into_owned()),
+            (
+                "CODING_BRIDGE_CONFIG_DIR",
+                cfg.to_string_lossy().into_owned(),
+            ),
+        ];
+        for (i, times) in [&mut colds, &mut warms].into_iter().enumerate() {
+            let node = spawn_with(port, &format!("index{round}-{i}"), "15", &env);
+            let mut ws = accept(listener);
+            while read_json(&mut ws)["type"] != "node.heartbeat" {}
+            let (reply, ms) = ask(
+                &mut ws,
+                json!({"action": "history.list", "limit": 200}),
+                "history.snapshot",
+            );
+            assert_eq!(
+                reply["payload"]["sessions"]
+                    .as_array()
+                    .map_or(0, |a| a.len()),
+                200
+            );
+            times.push(ms);
+            drop(ws);
+            drop(node);
+        }
+        let _ = std::fs::remove_dir_all(&cfg);
+    }
+    println!(
+        "history.list (limit 200) right after a restart: without the summary index median {:.0} ms, with it median {:.1} ms",
+        median(&mut colds),
+        median(&mut warms)
+    );
     let mut times = Vec::new();
     let mut peaks = Vec::new();
     let mut size = 0;
@@ -797,6 +837,31 @@ fn history_bench(listener: &TcpListener, port: u16) {
         "history.get of a 200 MiB transcript (fresh daemon): median {:.0} ms, {:.1} MiB of events, peak RSS median {:.2} MiB",
         median(&mut times),
         size as f64 / (1 << 20) as f64,
+        median(&mut peaks)
+    );
+    // Both in one daemon, as a user browsing history does (issue 19: within 32 MiB).
+    let mut peaks = Vec::new();
+    for round in 0..3 {
+        let node = spawn_with(port, &format!("both{round}"), "15", &env);
+        let pid = node.child.id();
+        let mut ws = accept(listener);
+        while read_json(&mut ws)["type"] != "node.heartbeat" {}
+        ask(
+            &mut ws,
+            json!({"action": "history.list", "limit": 1000}),
+            "history.snapshot",
+        );
+        ask(
+            &mut ws,
+            json!({"action": "history.get", "provider": "claude", "session_id": "sess-00000"}),
+            "history.detail",
+        );
+        peaks.push(proc_field(pid, "status", "VmHWM:") as f64 / 1024.0);
+        drop(ws);
+        drop(node);
+    }
+    println!(
+        "history.list (limit 1000) then history.get of the 200 MiB transcript in one daemon: peak RSS median {:.2} MiB",
         median(&mut peaks)
     );
 }

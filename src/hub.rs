@@ -297,7 +297,10 @@ impl Hub {
             ),
             saver,
             workers,
-            history_dirs: crate::node::history::Dirs::from_env(home.as_deref()),
+            history_dirs: crate::node::history::Dirs {
+                index: Some(cfg.config_dir.join("history-index.json")),
+                ..crate::node::history::Dirs::from_env(home.as_deref())
+            },
             home,
             reads: crate::node::reads::Reads::open(&cfg.config_dir, now_ms()),
             config_dir: cfg.config_dir.clone(),

@@ -1101,3 +1101,89 @@ fn titles_come_from_title_records_and_claude_config_dir_is_honoured() {
     );
     assert_eq!(e["session_id"], "decoy-0001");
 }
+
+/// Issue 19: the summary index in the config dir. A restarted daemon takes a file's
+/// summary from it while the file keeps its size and time (it does not read it again),
+/// summarizes a file that changed, and rebuilds an index it cannot read.
+#[test]
+fn a_restarted_daemon_summarizes_only_what_changed() {
+    let home = TempDir::new("hist-index");
+    let dir = project_dir(home.path(), "/w");
+    let title = |snap: &Value, id: &str| {
+        snap["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["session_id"] == id)
+            .map(|s| {
+                (
+                    s["title"].as_str().unwrap().to_string(),
+                    s["message_count"].clone(),
+                )
+            })
+            .unwrap()
+    };
+    let prompt = |text: &str| {
+        rec(
+            json!({"type": "user", "message": {"role": "user", "content": text}, "uuid": "u1", "cwd": "/w"}),
+        )
+    };
+    let kept = dir.join("kept-0001.jsonl");
+    let grown = dir.join("grown-0001.jsonl");
+    fs::write(&kept, prompt("first title AAAA")).unwrap();
+    fs::write(&grown, prompt("grows later")).unwrap();
+    set_mtime(&kept, 600);
+    set_mtime(&grown, 500);
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(title(&snap, "kept-0001").0, "first title AAAA");
+    let index = n.home.join("cfg/history-index.json");
+    assert!(wait_until(T, || index.exists()), "no index written");
+    let home = n.stop();
+
+    // Same size and time, other words: the index's summary stands (not read again).
+    let was = fs::metadata(&kept).unwrap().modified().unwrap();
+    fs::write(&kept, prompt("other title BBBB")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&kept)
+        .unwrap()
+        .set_modified(was)
+        .unwrap();
+    // Appended: summarized again.
+    let mut more = fs::read_to_string(&grown).unwrap();
+    more += &rec(
+        json!({"type": "assistant", "message": {"content": [{"type": "text", "text": "ok"}]}, "uuid": "a1"}),
+    );
+    fs::write(&grown, more).unwrap();
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(
+        title(&snap, "kept-0001").0,
+        "first title AAAA",
+        "read again"
+    );
+    assert_eq!(title(&snap, "grown-0001").1, 2, "the change was missed");
+    let home = n.stop();
+
+    // A corrupt index is not trusted: everything is summarized afresh, and it is rebuilt.
+    fs::write(home.join("cfg/history-index.json"), b"{not json").unwrap();
+    let n = Node::start_in(home, &[]);
+    let snap = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert_eq!(title(&snap, "kept-0001").0, "other title BBBB");
+    assert!(
+        wait_until(T, || fs::read(n.home.join("cfg/history-index.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some()),
+        "the index was not rebuilt"
+    );
+    assert!(
+        n.daemon.stderr().contains("rebuilding it"),
+        "{}",
+        n.daemon.stderr()
+    );
+    let meta = fs::metadata(n.home.join("cfg/history-index.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}

@@ -2,6 +2,12 @@
 //! its [`Summary`] (title, cwd, branch, message count) cached by (path, size, mtime) so a
 //! second listing reads nothing but directory entries, and the title rules every
 //! provider shares. Runs on worker threads, never on the hub.
+//!
+//! The cache is also the summary index in the config dir ([`open_index`],
+//! [`save_index`]): a restarted daemon summarizes only the files that changed. The index
+//! is bounded, replaced atomically, and never trusted blindly: an entry counts only for a
+//! file found with the same size and modification time, and an index that cannot be
+//! read (or is of another version) is dropped and rebuilt.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -9,15 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+use serde::{Deserialize, Serialize};
+
 /// The title shown for a session without a single prompt.
 pub(crate) const NO_PROMPT: &str = "(no prompt)";
 /// Longest title, in characters.
 const TITLE_CHARS: usize = 80;
 /// Summaries cached before the cache starts over.
 const CACHE_ENTRIES: usize = 8192;
+/// The index file's format.
+const INDEX_VERSION: u64 = 1;
+/// An index file larger than this is not read (it is rebuilt).
+const MAX_INDEX_BYTES: u64 = 16 << 20;
 
 /// What the listing shows of one session file.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Summary {
     pub(crate) title: String,
     pub(crate) cwd: Option<String>,
@@ -43,29 +55,132 @@ pub(crate) fn mtime_ms(meta: &Metadata) -> u64 {
         .unwrap_or(0)
 }
 
-/// `summarize(path)`, cached by (path, size, mtime) across listings.
+/// The summaries known, by path, with the size and time they were taken at.
+#[derive(Default)]
+struct Index {
+    entries: HashMap<PathBuf, (u64, u64, Summary)>,
+    /// The file it is kept in, once opened.
+    file: Option<PathBuf>,
+    /// Changed since it was last saved.
+    dirty: bool,
+}
+
+static INDEX: Mutex<Option<Index>> = Mutex::new(None);
+
+/// One entry of the index file.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    path: String,
+    size: u64,
+    mtime: u64,
+    #[serde(flatten)]
+    summary: Summary,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredIndex {
+    version: u64,
+    entries: Vec<Stored>,
+}
+
+/// Use the index kept in `file` (read once per process; a missing, unreadable or foreign
+/// one starts empty and is rebuilt by the listings).
+pub(crate) fn open_index(file: &Path) {
+    let Ok(mut guard) = INDEX.lock() else {
+        return;
+    };
+    let index = guard.get_or_insert_with(Index::default);
+    if index.file.as_deref() == Some(file) {
+        return;
+    }
+    index.file = Some(file.to_path_buf());
+    let read = std::fs::metadata(file)
+        .ok()
+        .filter(|m| m.len() <= MAX_INDEX_BYTES)
+        .and_then(|_| std::fs::read(file).ok());
+    let Some(bytes) = read else {
+        return;
+    };
+    match serde_json::from_slice::<StoredIndex>(&bytes) {
+        Ok(stored) if stored.version == INDEX_VERSION => {
+            for e in stored.entries.into_iter().take(CACHE_ENTRIES) {
+                index
+                    .entries
+                    .entry(PathBuf::from(e.path))
+                    .or_insert((e.size, e.mtime, e.summary));
+            }
+        }
+        Ok(_) | Err(_) => {
+            crate::log_warn!(
+                "the history index {} is unreadable or of another version; rebuilding it",
+                file.display()
+            );
+            index.dirty = true;
+        }
+    }
+}
+
+/// Save the index if listings changed it (atomically, 0600; a failure is logged).
+pub(crate) fn save_index() {
+    let (file, bytes) = {
+        let Ok(mut guard) = INDEX.lock() else {
+            return;
+        };
+        let Some(index) = guard.as_mut() else {
+            return;
+        };
+        let Some(file) = index.file.clone().filter(|_| index.dirty) else {
+            return;
+        };
+        index.dirty = false;
+        let entries = index
+            .entries
+            .iter()
+            .filter_map(|(p, (size, mtime, summary))| {
+                Some(Stored {
+                    path: p.to_str()?.to_string(),
+                    size: *size,
+                    mtime: *mtime,
+                    summary: summary.clone(),
+                })
+            })
+            .collect();
+        let stored = StoredIndex {
+            version: INDEX_VERSION,
+            entries,
+        };
+        (file, serde_json::to_vec(&stored).unwrap_or_default())
+    };
+    if let Err(e) = crate::sys::fsutil::replace_private_file_quick(&file, &bytes) {
+        crate::log_warn!("cannot save the history index {}: {e}", file.display());
+    }
+}
+
+/// `summarize(path)`, cached by (path, size, mtime) across listings (and restarts,
+/// through the index).
 pub(crate) fn summary_cached(
     path: &Path,
     size: u64,
     mtime: u64,
     summarize: fn(&Path) -> Summary,
 ) -> Summary {
-    type Cache = HashMap<PathBuf, (u64, u64, Summary)>;
-    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
-    if let Ok(mut c) = CACHE.lock()
-        && let Some((sz, mt, s)) = c.get_or_insert_with(HashMap::new).get(path)
+    if let Ok(mut c) = INDEX.lock()
+        && let Some((sz, mt, s)) = c.get_or_insert_with(Index::default).entries.get(path)
         && *sz == size
         && *mt == mtime
     {
         return s.clone();
     }
     let s = summarize(path);
-    if let Ok(mut c) = CACHE.lock() {
-        let map = c.get_or_insert_with(HashMap::new);
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
+    if let Ok(mut c) = INDEX.lock() {
+        let index = c.get_or_insert_with(Index::default);
+        if index.entries.len() >= CACHE_ENTRIES {
+            index.entries.clear();
         }
-        map.insert(path.to_path_buf(), (size, mtime, s.clone()));
+        index
+            .entries
+            .insert(path.to_path_buf(), (size, mtime, s.clone()));
+        index.dirty = true;
     }
     s
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::history::detail::DetailError;
-use crate::history::listing::{Found, Summary, mtime_ms, summary_cached};
+use crate::history::listing::{self, Found, Summary, mtime_ms, summary_cached};
 use crate::node::reads::Reads;
 use crate::protocol::SessionId;
 use crate::protocol::events::{Event, HistoryEntry, SessionEvent};
@@ -27,6 +27,8 @@ pub struct Dirs {
     pub copilot: Option<PathBuf>,
     /// `$GEMINI_CLI_HOME/.gemini` or `~/.gemini`.
     pub gemini: Option<PathBuf>,
+    /// Where the summary index is kept (`<config dir>/history-index.json`).
+    pub index: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -38,6 +40,7 @@ impl Dirs {
             codex: codex::codex_home(home, var("CODEX_HOME").as_deref()),
             copilot: acp::copilot_home(home, var("COPILOT_HOME").as_deref()),
             gemini: acp::gemini_dir(home, var("GEMINI_CLI_HOME").as_deref()),
+            index: None,
         }
     }
 }
@@ -78,6 +81,9 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
 /// 1..=1000), each with `unread` from the read marks.
 pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) -> SessionEvent {
     let limit = limit.unwrap_or(200).clamp(1, 1000) as usize;
+    if let Some(file) = &dirs.index {
+        listing::open_index(file);
+    }
     let mut all = sources(dirs);
     all.sort_by(|a, b| {
         (b.found.mtime.cmp(&a.found.mtime)).then_with(|| a.found.id.cmp(&b.found.id))
@@ -108,6 +114,7 @@ pub fn list(dirs: &Dirs, limit: Option<i64>, running: &[String], reads: &Reads) 
             }
         })
         .collect();
+    listing::save_index();
     SessionEvent::reply(None, Event::HistorySnapshot { sessions })
 }
 
