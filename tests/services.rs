@@ -1104,7 +1104,7 @@ fn titles_come_from_title_records_and_claude_config_dir_is_honoured() {
 
 /// Issue 19: the summary index in the config dir. A restarted daemon takes a file's
 /// summary from it while the file keeps its size and time (it does not read it again),
-/// summarizes a file that changed, and rebuilds an index it cannot read.
+/// reads only what a transcript gained since, and rebuilds an index it cannot read.
 #[test]
 fn a_restarted_daemon_summarizes_only_what_changed() {
     let home = TempDir::new("hist-index");
@@ -1150,8 +1150,11 @@ fn a_restarted_daemon_summarizes_only_what_changed() {
         .unwrap()
         .set_modified(was)
         .unwrap();
-    // Appended: summarized again.
-    let mut more = fs::read_to_string(&grown).unwrap();
+    // Appended: only what was appended is read (the head's words, changed in place to
+    // prove it, are not read again), and it is counted.
+    let mut more = fs::read_to_string(&grown)
+        .unwrap()
+        .replace("grows later", "GROWS LATER");
     more += &rec(
         json!({"type": "assistant", "message": {"content": [{"type": "text", "text": "ok"}]}, "uuid": "a1"}),
     );
@@ -1164,6 +1167,11 @@ fn a_restarted_daemon_summarizes_only_what_changed() {
         "read again"
     );
     assert_eq!(title(&snap, "grown-0001").1, 2, "the change was missed");
+    assert_eq!(
+        title(&snap, "grown-0001").0,
+        "grows later",
+        "summarized whole, not from where it grew"
+    );
     let home = n.stop();
 
     // A corrupt index is not trusted: everything is summarized afresh, and it is rebuilt.

@@ -55,10 +55,30 @@ pub(crate) fn mtime_ms(meta: &Metadata) -> u64 {
         .unwrap_or(0)
 }
 
+/// How a provider summarizes one of its files.
+#[derive(Clone, Copy)]
+pub(crate) enum Summarizer {
+    /// Read whole, each time it changed.
+    Whole(fn(&Path) -> Summary),
+    /// An append-only file (a JSONL transcript): read whole once (with what carrying on
+    /// needs, as JSON), then only what was appended since.
+    Growing {
+        whole: fn(&Path) -> (Summary, Option<serde_json::Value>),
+        grow: Grow,
+    },
+}
+
+/// Carry a summary on over what a file gained past its old size.
+pub(crate) type Grow =
+    fn(&Path, u64, &Summary, &serde_json::Value) -> Option<(Summary, Option<serde_json::Value>)>;
+
+/// A summary, the size and time it was taken at, and what growing it needs.
+type Cached = (u64, u64, Summary, Option<serde_json::Value>);
+
 /// The summaries known, by path, with the size and time they were taken at.
 #[derive(Default)]
 struct Index {
-    entries: HashMap<PathBuf, (u64, u64, Summary)>,
+    entries: HashMap<PathBuf, Cached>,
     /// The file it is kept in, once opened.
     file: Option<PathBuf>,
     /// Changed since it was last saved.
@@ -75,6 +95,8 @@ struct Stored {
     mtime: u64,
     #[serde(flatten)]
     summary: Summary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    growth: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,7 +129,7 @@ pub(crate) fn open_index(file: &Path) {
                 index
                     .entries
                     .entry(PathBuf::from(e.path))
-                    .or_insert((e.size, e.mtime, e.summary));
+                    .or_insert((e.size, e.mtime, e.summary, e.growth));
             }
         }
         Ok(_) | Err(_) => {
@@ -136,12 +158,13 @@ pub(crate) fn save_index() {
         let entries = index
             .entries
             .iter()
-            .filter_map(|(p, (size, mtime, summary))| {
+            .filter_map(|(p, (size, mtime, summary, growth))| {
                 Some(Stored {
                     path: p.to_str()?.to_string(),
                     size: *size,
                     mtime: *mtime,
                     summary: summary.clone(),
+                    growth: growth.clone(),
                 })
             })
             .collect();
@@ -156,22 +179,33 @@ pub(crate) fn save_index() {
     }
 }
 
-/// `summarize(path)`, cached by (path, size, mtime) across listings (and restarts,
-/// through the index).
-pub(crate) fn summary_cached(
-    path: &Path,
-    size: u64,
-    mtime: u64,
-    summarize: fn(&Path) -> Summary,
-) -> Summary {
-    if let Ok(mut c) = INDEX.lock()
-        && let Some((sz, mt, s)) = c.get_or_insert_with(Index::default).entries.get(path)
+/// The summary of `path`, cached by (path, size, mtime) across listings (and restarts,
+/// through the index); a grown file of a [`Summarizer::Growing`] provider is read only
+/// from where its summary left off.
+pub(crate) fn summary_cached(path: &Path, size: u64, mtime: u64, how: Summarizer) -> Summary {
+    let known = INDEX.lock().ok().and_then(|mut c| {
+        c.get_or_insert_with(Index::default)
+            .entries
+            .get(path)
+            .cloned()
+    });
+    if let Some((sz, mt, s, _)) = &known
         && *sz == size
         && *mt == mtime
     {
         return s.clone();
     }
-    let s = summarize(path);
+    let grown = match (how, &known) {
+        (Summarizer::Growing { grow, .. }, Some((old, _, s, Some(g)))) if size > *old => {
+            grow(path, *old, s, g)
+        }
+        _ => None,
+    };
+    let (s, growth) = match (grown, how) {
+        (Some(done), _) => done,
+        (None, Summarizer::Whole(f)) => (f(path), None),
+        (None, Summarizer::Growing { whole, .. }) => whole(path),
+    };
     if let Ok(mut c) = INDEX.lock() {
         let index = c.get_or_insert_with(Index::default);
         if index.entries.len() >= CACHE_ENTRIES {
@@ -179,7 +213,7 @@ pub(crate) fn summary_cached(
         }
         index
             .entries
-            .insert(path.to_path_buf(), (size, mtime, s.clone()));
+            .insert(path.to_path_buf(), (size, mtime, s.clone(), growth));
         index.dirty = true;
     }
     s

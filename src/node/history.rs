@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::history::detail::DetailError;
-use crate::history::listing::{self, Found, Summary, mtime_ms, summary_cached};
+use crate::history::listing::{self, Found, Summarizer, mtime_ms, summary_cached};
 use crate::node::reads::Reads;
 use crate::protocol::SessionId;
 use crate::protocol::events::{Event, HistoryEntry, SessionEvent};
@@ -49,13 +49,13 @@ impl Dirs {
 struct Listed {
     provider: &'static str,
     found: Found,
-    summarize: fn(&Path) -> Summary,
+    summarize: Summarizer,
 }
 
 /// Every provider's session files.
 fn sources(dirs: &Dirs) -> Vec<Listed> {
     let mut out = Vec::new();
-    let mut add = |provider, files: Vec<Found>, summarize: fn(&Path) -> Summary| {
+    let mut add = |provider, files: Vec<Found>, summarize: Summarizer| {
         out.extend(files.into_iter().map(|found| Listed {
             provider,
             found,
@@ -63,16 +63,28 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
         }));
     };
     if let Some(d) = &dirs.claude {
-        add("claude", claude::transcripts(d), claude::summarize);
+        add("claude", claude::transcripts(d), claude::SUMMARIZER);
     }
     if let Some(d) = &dirs.codex {
-        add("codex", codex::rollouts(d), codex::summarize);
+        add(
+            "codex",
+            codex::rollouts(d),
+            Summarizer::Whole(codex::summarize),
+        );
     }
     if let Some(d) = &dirs.copilot {
-        add("copilot", acp::copilot_sessions(d), acp::copilot_summarize);
+        add(
+            "copilot",
+            acp::copilot_sessions(d),
+            Summarizer::Whole(acp::copilot_summarize),
+        );
     }
     if let Some(d) = &dirs.gemini {
-        add("gemini", acp::gemini_sessions(d), acp::gemini_summarize);
+        add(
+            "gemini",
+            acp::gemini_sessions(d),
+            Summarizer::Whole(acp::gemini_summarize),
+        );
     }
     out
 }

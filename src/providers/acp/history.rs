@@ -20,7 +20,9 @@ use crate::history::detail::{
     DETAIL_BUDGET, DetailError, MAX_EVENTS, cut, detail_reply, newest_events, parse_ts,
 };
 use crate::history::jsonl::count_in_file;
-use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::history::listing::{
+    Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
+};
 use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
@@ -172,7 +174,12 @@ pub(crate) fn copilot_detail(
     let meta = file
         .metadata()
         .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), copilot_summarize);
+    let summary = summary_cached(
+        &path,
+        meta.len(),
+        mtime_ms(&meta),
+        Summarizer::Whole(copilot_summarize),
+    );
     let mut model = None;
     let relevant = |l: &[u8]| {
         memmem::find(l, b"\"type\":\"user.message\"").is_some()
@@ -420,7 +427,12 @@ pub(crate) fn gemini_detail(
         .ok_or(DetailError::NotFound)?;
     let chat = read_chat(&found.path)
         .ok_or_else(|| DetailError::Unreadable("too large or unreadable".into()))?;
-    let summary = summary_cached(&found.path, found.size, found.mtime, gemini_summarize);
+    let summary = summary_cached(
+        &found.path,
+        found.size,
+        found.mtime,
+        Summarizer::Whole(gemini_summarize),
+    );
     let mut events: Vec<Value> = Vec::new();
     let mut truncated = false;
     let mut model = None;

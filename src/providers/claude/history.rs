@@ -21,13 +21,16 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::FileExt;
+
 use memchr::memmem;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
 use crate::history::jsonl::{SCAN_CHUNK, head_lines, record_at};
 use crate::history::listing::{
-    Found, NO_PROMPT, Summary, mtime_ms, strip_tags, summary_cached, title_of,
+    Found, NO_PROMPT, Summarizer, Summary, mtime_ms, strip_tags, summary_cached, title_of,
 };
 use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
@@ -77,15 +80,52 @@ pub(crate) fn updated_at(claude_dir: Option<&Path>, id: &SessionId) -> Option<u6
     std::fs::metadata(path).ok().map(|m| mtime_ms(&m))
 }
 
+/// What a transcript's summary needs to be carried on when the transcript grows: the
+/// head's findings and the scan's counts, up to the size it was summarized at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Growth {
+    /// The first prompt's title (or a slash command's), from the head.
+    head_title: Option<String>,
+    messages: u64,
+    ai_titles: Vec<u64>,
+    custom_titles: Vec<u64>,
+}
+
+/// How the listing and the index summarize a transcript: whole once, then what it gained.
+pub(crate) const SUMMARIZER: Summarizer = Summarizer::Growing {
+    whole: summarize_indexed,
+    grow: grow_indexed,
+};
+
+/// [`summarize_growing`] for the summary index (the growth as JSON).
+pub(crate) fn summarize_indexed(path: &Path) -> (Summary, Option<Value>) {
+    let (s, g) = summarize_growing(path);
+    (s, g.and_then(|g| serde_json::to_value(g).ok()))
+}
+
+/// [`grow`] for the summary index: `growth` as it stored it.
+pub(crate) fn grow_indexed(
+    path: &Path,
+    old_size: u64,
+    summary: &Summary,
+    growth: &Value,
+) -> Option<(Summary, Option<Value>)> {
+    let g: Growth = serde_json::from_value(growth.clone()).ok()?;
+    let (s, g) = grow(path, old_size, summary, &g)?;
+    Some((s, serde_json::to_value(g).ok()))
+}
+
 /// Read a transcript once: cwd, branch and the first real prompt from its head, then a
 /// scan of the whole file (no parsing) that counts user/assistant records and finds the
 /// last title record. The title is Claude Code's own (a `custom-title` the user set,
 /// else an `ai-title`), else the first prompt, else [`NO_PROMPT`].
-pub(crate) fn summarize(path: &Path) -> Summary {
+/// Also what [`grow`] needs later (`None` when the head was not all read, so a later
+/// growth could still change what it says: summarized whole again).
+pub(crate) fn summarize_growing(path: &Path) -> (Summary, Option<Growth>) {
     let mut s = Summary::default();
     let Ok(file) = File::open(path) else {
         s.title = NO_PROMPT.to_string();
-        return s;
+        return (s, None);
     };
     let (mut prompt, mut slash) = (None, None);
     head_lines(&file, HEAD_BYTES, |line| {
@@ -120,7 +160,10 @@ pub(crate) fn summarize(path: &Path) -> Summary {
             ControlFlow::Continue(())
         }
     });
-    let scan = scan(&file);
+    // The first real prompt (the title's source) is found: what the file gains later
+    // does not change what its head says.
+    let head_done = prompt.is_some();
+    let scan = scan(&file, 0, Scan::default());
     s.message_count = scan.messages;
     // The newest title record that says something: Claude Code writes empty ones while
     // it refines a title, and they must not wipe it.
@@ -133,10 +176,67 @@ pub(crate) fn summarize(path: &Path) -> Summary {
     };
     let own_title =
         newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"));
+    let head_title = prompt.or(slash).map(|p| title_of(&user_part(&p)));
     s.title = own_title
-        .or_else(|| prompt.or(slash).map(|p| title_of(&user_part(&p))))
+        .or_else(|| head_title.clone())
         .unwrap_or_else(|| NO_PROMPT.to_string());
-    s
+    let growth = head_done.then_some(Growth {
+        head_title,
+        messages: scan.messages,
+        ai_titles: scan.ai_titles,
+        custom_titles: scan.custom_titles,
+    });
+    (s, growth)
+}
+
+/// The summary of a transcript that grew from `old_size` bytes (summarized then as
+/// `summary` with `growth`): only the new bytes are scanned. `None` when the file does
+/// not look like the same one grown (it shrank, or the old end is no line end).
+pub(crate) fn grow(
+    path: &Path,
+    old_size: u64,
+    summary: &Summary,
+    growth: &Growth,
+) -> Option<(Summary, Growth)> {
+    let file = File::open(path).ok()?;
+    if old_size == 0 || file.metadata().ok()?.len() <= old_size {
+        return None;
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, old_size - 1).ok()?;
+    if last[0] != b'\n' {
+        return None;
+    }
+    let before = Scan {
+        messages: growth.messages,
+        ai_titles: growth.ai_titles.clone(),
+        custom_titles: growth.custom_titles.clone(),
+    };
+    let scan = scan(&file, old_size, before);
+    let newest = |offsets: &[u64], key: &str| {
+        offsets.iter().rev().find_map(|&at| {
+            let v = record_at(&file, at)?;
+            let t = title_of(&user_part(v.get(key)?.as_str()?));
+            (!t.is_empty()).then_some(t)
+        })
+    };
+    let own_title =
+        newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"));
+    let s = Summary {
+        title: own_title
+            .or_else(|| growth.head_title.clone())
+            .unwrap_or_else(|| NO_PROMPT.to_string()),
+        cwd: summary.cwd.clone(),
+        git_branch: summary.git_branch.clone(),
+        message_count: scan.messages,
+    };
+    let growth = Growth {
+        head_title: growth.head_title.clone(),
+        messages: scan.messages,
+        ai_titles: scan.ai_titles,
+        custom_titles: scan.custom_titles,
+    };
+    Some((s, growth))
 }
 
 /// What one pass over a whole transcript finds without parsing it.
@@ -159,21 +259,21 @@ fn keep_newest(offsets: &mut Vec<u64>, at: u64) {
     offsets.push(at);
 }
 
-/// Count `"type":"user"` / `"type":"assistant"` and find the last title records. JSON
-/// escapes every quote inside a string, so these byte patterns only match real keys.
-fn scan(mut file: &File) -> Scan {
+/// Count `"type":"user"` / `"type":"assistant"` and find the last title records from
+/// byte `from` on, adding to what `out` holds of the bytes before. JSON escapes every
+/// quote inside a string, so these byte patterns only match real keys.
+fn scan(mut file: &File, from: u64, mut out: Scan) -> Scan {
     const KEY: &[u8] = b"\"type\":\"";
     /// Bytes after the key needed to tell the record type (`custom-title"` is 13).
     const LOOK: usize = 16;
     const NEED: usize = KEY.len() + LOOK;
     let finder = memmem::Finder::new(KEY);
-    let mut out = Scan::default();
-    if file.seek(SeekFrom::Start(0)).is_err() {
+    if file.seek(SeekFrom::Start(from)).is_err() {
         return out;
     }
     let mut buf = vec![0u8; SCAN_CHUNK + NEED];
     let mut kept = 0; // bytes carried over from the previous read
-    let mut base: u64 = 0; // file offset of buf[0]
+    let mut base: u64 = from; // file offset of buf[0]
     loop {
         let n = match file.read(&mut buf[kept..]) {
             Ok(n) => n,
@@ -381,7 +481,7 @@ pub(crate) fn detail(
     let meta = file
         .metadata()
         .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), summarize);
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), SUMMARIZER);
     let mut resolved_model: Option<String> = None;
     let mut branch: Option<String> = None;
     let (events, truncated) = newest_events(&file, meta.len(), is_message_line, |v, cut| {
@@ -416,6 +516,42 @@ pub(crate) fn detail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_transcript_is_summarized_from_where_it_left_off() {
+        let dir = std::env::temp_dir().join(format!("cba-grow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("g.jsonl");
+        let line = |v: Value| format!("{v}\n");
+        let mut text = line(
+            json!({"type": "user", "message": {"role": "user", "content": "first ask"}, "cwd": "/w"}),
+        );
+        text += &line(
+            json!({"type": "assistant", "message": {"content": [{"type": "text", "text": "ok"}]}}),
+        );
+        std::fs::write(&p, &text).unwrap();
+        let (s, g) = summarize_growing(&p);
+        let g = g.expect("the head holds the first prompt");
+        assert_eq!((s.title.as_str(), s.message_count), ("first ask", 2));
+        let old = text.len() as u64;
+        text += &line(json!({"type": "user", "message": {"role": "user", "content": "more"}}));
+        text += &line(json!({"type": "custom-title", "customTitle": "Named by the user"}));
+        std::fs::write(&p, &text).unwrap();
+        let (grown, g2) = grow(&p, old, &s, &g).expect("grown");
+        assert_eq!(grown.title, "Named by the user");
+        assert_eq!(grown.message_count, 3);
+        assert_eq!(grown.cwd.as_deref(), Some("/w"));
+        // What it says equals a whole reading.
+        assert_eq!(grown, summarize_growing(&p).0);
+        assert_eq!(g2.messages, 3);
+        // Not the same file grown (the old size is not at a line's end): read whole.
+        assert!(grow(&p, old - 1, &s, &g).is_none());
+        assert!(
+            grow(&p, text.len() as u64, &s, &g).is_none(),
+            "did not grow"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn injected_context() {

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
 use crate::history::jsonl::{count_in_file, head_lines};
-use crate::history::listing::{Found, NO_PROMPT, Summary, mtime_ms, summary_cached, title_of};
+use crate::history::listing::{
+    Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
+};
 use crate::protocol::events::SessionEvent;
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
@@ -261,7 +263,12 @@ pub(crate) fn detail(
     let meta = file
         .metadata()
         .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), summarize);
+    let summary = summary_cached(
+        &path,
+        meta.len(),
+        mtime_ms(&meta),
+        Summarizer::Whole(summarize),
+    );
     let mut model: Option<String> = None;
     let relevant = |line: &[u8]| {
         memmem::find(line, b"\"item_completed\"").is_some()
