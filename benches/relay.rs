@@ -171,7 +171,7 @@ fn main() {
         .position(|a| a == "--idle")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
-    // `--only link|sessions|stall|providers|history|resume`: one section.
+    // `--only link|sessions|stall|providers|history|resume|smallhost`: one section.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -197,6 +197,10 @@ fn main() {
     }
     if run("resume") {
         resume_bench(&listener, port);
+    }
+    // Needs the real Claude Code CLI (`.ci/run` installs it); only when asked for.
+    if only.as_deref() == Some("smallhost") {
+        small_host_bench(&listener, port);
     }
     if let Some(secs) = idle_secs {
         idle_bench(&listener, port, secs);
@@ -1016,4 +1020,217 @@ fn resume_bench(listener: &TcpListener, port: u16) {
         median(&mut maxes),
         median(&mut counts)
     );
+}
+
+/// A fake Anthropic Messages API on loopback for the real Claude Code CLI: every turn is
+/// answered "All done here." as a stream; anything else is a 404.
+fn fake_messages_api() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                let mut s = r.into_inner();
+                if !line.starts_with("POST /v1/messages") || line.contains("count_tokens") {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                    );
+                    return;
+                }
+                let model = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b["model"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "claude-sonnet-4-5".into());
+                let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+                );
+                out += &ev(
+                    "message_start",
+                    json!({"type": "message_start", "message": {"id": format!("msg_{}", now_ns()), "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+                );
+                out += &ev(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                );
+                out += &ev(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "All done here."}}),
+                );
+                out += &ev(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                );
+                out += &ev(
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+                );
+                out += &ev("message_stop", json!({"type": "message_stop"}));
+                let _ = s.write_all(out.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+/// The resident memory of `root` and every process under it, in MiB.
+fn tree_rss_mib(root: u32) -> f64 {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(pp) = ppid {
+            parent.insert(pid, pp);
+        }
+    }
+    let under = |mut p: u32| {
+        while p > 1 {
+            if p == root {
+                return true;
+            }
+            p = parent.get(&p).copied().unwrap_or(0);
+        }
+        false
+    };
+    parent
+        .keys()
+        .copied()
+        .chain([root])
+        .filter(|p| under(*p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| proc_field(p, "status", "VmRSS:") as f64 / 1024.0)
+        .sum()
+}
+
+/// Issue 19's figures with the real Claude Code CLI (2.1.331, as `.ci/run` installs it):
+/// ten sessions opened and left idle, the RSS of the daemon and its agents before and
+/// after the idle stop, and the time from `session.send` to the first text of a stopped
+/// session against a live one.
+fn small_host_bench(listener: &TcpListener, port: u16) {
+    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/claude-code-2.1.331/node_modules/.bin/claude");
+    if !cli.exists() {
+        println!(
+            "smallhost: skipped, no Claude Code at {} (run .ci/run once)",
+            cli.display()
+        );
+        return;
+    }
+    let api = fake_messages_api();
+    const IDLE: u64 = 20;
+    let env = [
+        (
+            "CODING_BRIDGE_CLAUDE_PATH",
+            cli.to_string_lossy().into_owned(),
+        ),
+        ("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{api}")),
+        ("ANTHROPIC_API_KEY", "sk-test".to_string()),
+        ("DISABLE_TELEMETRY", "1".into()),
+        ("DISABLE_AUTOUPDATER", "1".into()),
+        ("DISABLE_ERROR_REPORTING", "1".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("CODING_BRIDGE_IDLE_STOP", IDLE.to_string()),
+        ("CODING_BRIDGE_MAX_AGENTS", "16".into()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+    ];
+    let setup = |home: &std::path::Path| {
+        std::fs::create_dir_all(home.join("work")).unwrap();
+        std::fs::write(
+            home.join(".claude.json"),
+            json!({"customApiKeyResponses": {"approved": ["sk-test"], "rejected": []}}).to_string(),
+        )
+        .unwrap();
+    };
+    let node = spawn_setup(port, "smallhost", "15", &env, &setup);
+    let pid = node.child.id();
+    let work = node._home.join("work");
+    let mut ws = accept(listener);
+    while read_json(&mut ws)["type"] != "node.heartbeat" {}
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ws.send(cmd_msg(
+            &format!("s{i}"),
+            json!({"action": "session.start", "session_id": format!("b{i}"), "cwd": work, "prompt": "hello"}),
+        ))
+        .unwrap();
+        let (v, _) = until_event(&mut ws, "session.result", "");
+        ids.push(
+            v["payload"]["session_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let before = tree_rss_mib(pid);
+    let t0 = Instant::now();
+    while tree_rss_mib(pid) > before / 4.0 && t0.elapsed() < Duration::from_secs(IDLE * 4) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = tree_rss_mib(pid);
+    // First text of a stopped session (resumed), then of the same one live.
+    let first_text = |ws: &mut Ws, id: &str| {
+        let t0 = Instant::now();
+        ws.send(cmd_msg(
+            &format!("t{}", now_ns()),
+            json!({"action": "session.send", "session_id": id, "prompt": "hello again"}),
+        ))
+        .unwrap();
+        let mut ms = None;
+        loop {
+            let v = read_json(ws);
+            let e = v["payload"]["event"].as_str().unwrap_or("");
+            if ms.is_none() && (e == "session.text_delta" || e == "session.text") {
+                ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            if e == "session.result" {
+                if let Some(seq) = v.get("node_seq").and_then(Value::as_u64) {
+                    let ack = json!({"v": 2, "id": "a", "ts": 0, "type": "node.ack", "payload": {"up_to_node_seq": seq}});
+                    ws.send(Message::Text(ack.to_string().into())).unwrap();
+                }
+                return ms.unwrap_or(f64::NAN);
+            }
+        }
+    };
+    let (mut stopped, mut live) = (Vec::new(), Vec::new());
+    for id in ids.iter().take(5) {
+        stopped.push(first_text(&mut ws, id));
+        live.push(first_text(&mut ws, id));
+    }
+    println!(
+        "10 real Claude Code sessions left idle: daemon + agents RSS {before:.0} MiB, {after:.0} MiB after the idle stop ({IDLE} s)"
+    );
+    println!(
+        "session.send -> first text: stopped session (resumed) median {:.0} ms, live session median {:.0} ms (5 each)",
+        median(&mut stopped),
+        median(&mut live)
+    );
+    drop(ws);
+    drop(node);
 }
