@@ -403,3 +403,26 @@ fn status_shows_the_live_agents_the_limits_and_the_memory() {
         status()
     );
 }
+
+#[test]
+fn an_idle_stop_takes_the_agents_whole_process_tree() {
+    // What the agent started (an MCP server, a tool's shell) goes with it.
+    let n = Node::start(&[("CODING_BRIDGE_IDLE_STOP", "1")]);
+    start(&n, "b1", "grandchild");
+    let grandchild = n
+        .log()
+        .iter()
+        .find_map(|l| l["grandchild"].as_u64())
+        .expect("the fake CLI started a grandchild");
+    assert!(alive(grandchild));
+    assert!(
+        wait_until(T, || !alive(grandchild)),
+        "grandchild {grandchild} outlived the idle stop: {}",
+        n.daemon.stderr()
+    );
+    assert!(
+        n.daemon.stderr().contains("idle for"),
+        "{}",
+        n.daemon.stderr()
+    );
+}
