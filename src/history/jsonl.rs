@@ -45,9 +45,17 @@ pub(crate) fn head_lines(file: &File, limit: u64, mut each: impl FnMut(&[u8]) ->
 /// How many times any of `needles` occurs in the file at `path`, read in fixed chunks
 /// (memory stays bounded whatever its size). Needles are at most 64 bytes.
 pub(crate) fn count_in_file(path: &Path, needles: &[&[u8]]) -> u64 {
+    count_in_file_from(path, 0, needles)
+}
+
+/// [`count_in_file`] over the bytes from offset `from` on (what a file gained).
+pub(crate) fn count_in_file_from(path: &Path, from: u64, needles: &[&[u8]]) -> u64 {
     let Ok(mut f) = File::open(path) else {
         return 0;
     };
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return 0;
+    }
     let finders: Vec<memmem::Finder> = needles.iter().map(memmem::Finder::new).collect();
     let longest = needles.iter().map(|n| n.len()).max().unwrap_or(1);
     let mut buf = vec![0u8; SCAN_CHUNK + 64];

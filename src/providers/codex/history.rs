@@ -15,7 +15,7 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
-use crate::history::jsonl::{count_in_file, head_lines};
+use crate::history::jsonl::{count_in_file, count_in_file_from, head_lines};
 use crate::history::listing::{
     Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
 };
@@ -103,6 +103,52 @@ fn item_text(item: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// What a rollout's messages are counted by.
+const MESSAGE_KEYS: [&[u8]; 2] = [
+    b"\"type\":\"UserMessage\"".as_slice(),
+    b"\"type\":\"AgentMessage\"".as_slice(),
+];
+
+/// How the listing and the index summarize a rollout (append-only JSONL): whole once,
+/// then only what it gained.
+pub(crate) const SUMMARIZER: Summarizer = Summarizer::Growing {
+    whole: summarize_indexed,
+    grow: grow_indexed,
+};
+
+/// [`summarize`], with what growing it needs (the count so far), once its head named
+/// the first prompt (so what it gains cannot change the title, cwd or branch).
+fn summarize_indexed(path: &Path) -> (Summary, Option<Value>) {
+    let s = summarize(path);
+    let growth = (s.title != NO_PROMPT).then(|| json!({"messages": s.message_count}));
+    (s, growth)
+}
+
+/// The summary of a rollout that grew from `old_size` bytes: its new bytes counted.
+fn grow_indexed(
+    path: &Path,
+    old_size: u64,
+    summary: &Summary,
+    growth: &Value,
+) -> Option<(Summary, Option<Value>)> {
+    let before = growth.get("messages")?.as_u64()?;
+    let file = File::open(path).ok()?;
+    let mut last = [0u8; 1];
+    if old_size == 0 || file.metadata().ok()?.len() <= old_size {
+        return None;
+    }
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, old_size - 1).ok()?;
+    if last[0] != b'\n' {
+        return None;
+    }
+    let messages = before + count_in_file_from(path, old_size, &MESSAGE_KEYS);
+    let s = Summary {
+        message_count: messages,
+        ..summary.clone()
+    };
+    Some((s, Some(json!({"messages": messages}))))
+}
+
 /// cwd and the first prompt from the head, and the count of user and agent messages
 /// from a scan of the whole file (without parsing it).
 pub(crate) fn summarize(path: &Path) -> Summary {
@@ -140,13 +186,7 @@ pub(crate) fn summarize(path: &Path) -> Summary {
         }
         ControlFlow::Continue(())
     });
-    s.message_count = count_in_file(
-        path,
-        &[
-            b"\"type\":\"UserMessage\"".as_slice(),
-            b"\"type\":\"AgentMessage\"".as_slice(),
-        ],
-    );
+    s.message_count = count_in_file(path, &MESSAGE_KEYS);
     s.title = prompt
         .map(|p| title_of(&user_part(&p)))
         .filter(|t| !t.is_empty())
@@ -263,12 +303,7 @@ pub(crate) fn detail(
     let meta = file
         .metadata()
         .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(
-        &path,
-        meta.len(),
-        mtime_ms(&meta),
-        Summarizer::Whole(summarize),
-    );
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), SUMMARIZER);
     let mut model: Option<String> = None;
     let relevant = |line: &[u8]| {
         memmem::find(line, b"\"item_completed\"").is_some()
@@ -291,6 +326,42 @@ pub(crate) fn detail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_rollout_counts_only_what_it_gained() {
+        let dir = std::env::temp_dir().join(format!("cba-codex-grow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("rollout.jsonl");
+        let item = |kind: &str, text: &str| {
+            format!(
+                "{}\n",
+                json!({"type": "event_msg", "payload": {"type": "item_completed",
+                       "item": {"type": kind, "content": [{"type": "text", "text": text}]}}})
+            )
+        };
+        let mut text = format!(
+            "{}\n",
+            json!({"type": "session_meta", "payload": {"cwd": "/w", "git": {"branch": "main"}}})
+        );
+        text += &item("UserMessage", "first ask");
+        text += &item("AgentMessage", "ok");
+        std::fs::write(&p, &text).unwrap();
+        let (s, g) = summarize_indexed(&p);
+        let g = g.expect("the head named the prompt");
+        assert_eq!((s.title.as_str(), s.message_count), ("first ask", 2));
+        let old = text.len() as u64;
+        text += &item("UserMessage", "more");
+        text += &item("AgentMessage", "done");
+        std::fs::write(&p, &text).unwrap();
+        let (grown, _) = grow_indexed(&p, old, &s, &g).expect("grown");
+        assert_eq!(grown, summarize(&p), "the same as a whole reading");
+        assert_eq!(grown.message_count, 4);
+        assert!(
+            grow_indexed(&p, old - 1, &s, &g).is_none(),
+            "not at a line's end"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn thread_ids_from_file_names() {
