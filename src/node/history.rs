@@ -73,11 +73,7 @@ fn sources(dirs: &Dirs) -> Vec<Listed> {
         );
     }
     if let Some(d) = &dirs.copilot {
-        add(
-            "copilot",
-            acp::copilot_sessions(d),
-            Summarizer::Whole(acp::copilot_summarize),
-        );
+        add("copilot", acp::copilot_sessions(d), acp::COPILOT_SUMMARIZER);
     }
     if let Some(d) = &dirs.gemini {
         add(

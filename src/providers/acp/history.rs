@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::history::detail::{
     DETAIL_BUDGET, DetailError, MAX_EVENTS, cut, detail_reply, newest_events, parse_ts,
 };
-use crate::history::jsonl::count_in_file;
+use crate::history::jsonl::{count_in_file, grown_count};
 use crate::history::listing::{
     Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
 };
@@ -73,8 +73,41 @@ fn yaml_field(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// What Copilot's event log counts as messages.
+const COPILOT_MESSAGES: [&[u8]; 2] = [
+    b"\"type\":\"user.message\"".as_slice(),
+    b"\"type\":\"assistant.message\"".as_slice(),
+];
+
+/// How the listing and the index summarize a Copilot session: the small
+/// `workspace.yaml` each time, the append-only event log only over what it gained.
+pub(crate) const COPILOT_SUMMARIZER: Summarizer = Summarizer::Growing {
+    whole: |events| {
+        let s = copilot_summarize(events);
+        let growth = json!({"messages": s.message_count});
+        (s, Some(growth))
+    },
+    grow: |events, old_size, _summary, growth| {
+        let before = growth.get("messages")?.as_u64()?;
+        let messages = grown_count(events, old_size, before, &COPILOT_MESSAGES)?;
+        let s = Summary {
+            message_count: messages,
+            ..copilot_head(events)
+        };
+        Some((s, Some(json!({"messages": messages}))))
+    },
+};
+
 /// Title and cwd from `workspace.yaml`, messages counted in the event log.
 pub(crate) fn copilot_summarize(events: &Path) -> Summary {
+    Summary {
+        message_count: count_in_file(events, &COPILOT_MESSAGES),
+        ..copilot_head(events)
+    }
+}
+
+/// Title and cwd from the session's `workspace.yaml` (no count).
+fn copilot_head(events: &Path) -> Summary {
     let mut s = Summary::default();
     let yaml = events
         .parent()
@@ -86,13 +119,6 @@ pub(crate) fn copilot_summarize(events: &Path) -> Summary {
         .map(|t| title_of(&user_part(&t)))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| NO_PROMPT.to_string());
-    s.message_count = count_in_file(
-        events,
-        &[
-            b"\"type\":\"user.message\"".as_slice(),
-            b"\"type\":\"assistant.message\"".as_slice(),
-        ],
-    );
     s
 }
 
@@ -174,12 +200,7 @@ pub(crate) fn copilot_detail(
     let meta = file
         .metadata()
         .map_err(|e| DetailError::Unreadable(e.to_string()))?;
-    let summary = summary_cached(
-        &path,
-        meta.len(),
-        mtime_ms(&meta),
-        Summarizer::Whole(copilot_summarize),
-    );
+    let summary = summary_cached(&path, meta.len(), mtime_ms(&meta), COPILOT_SUMMARIZER);
     let mut model = None;
     let relevant = |l: &[u8]| {
         memmem::find(l, b"\"type\":\"user.message\"").is_some()
@@ -203,6 +224,33 @@ pub(crate) fn copilot_detail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_copilot_log_counts_only_what_it_gained() {
+        let dir = std::env::temp_dir().join(format!("cba-copilot-grow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("workspace.yaml"), "cwd: /w\nname: Fix the build\n").unwrap();
+        let events = dir.join("events.jsonl");
+        let rec = |kind: &str| format!("{}\n", json!({"type": kind, "data": {"content": "x"}}));
+        let mut text = rec("user.message") + &rec("assistant.message");
+        std::fs::write(&events, &text).unwrap();
+        let Summarizer::Growing { whole, grow } = COPILOT_SUMMARIZER else {
+            panic!("a growing summarizer");
+        };
+        let (s, g) = whole(&events);
+        assert_eq!((s.title.as_str(), s.message_count), ("Fix the build", 2));
+        let old = text.len() as u64;
+        text += &rec("user.message");
+        std::fs::write(&events, &text).unwrap();
+        let (grown, _) = grow(&events, old, &s, g.as_ref().unwrap()).expect("grown");
+        assert_eq!(
+            grown,
+            copilot_summarize(&events),
+            "the same as a whole reading"
+        );
+        assert!(grow(&events, old + 1, &s, g.as_ref().unwrap()).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn flat_yaml() {

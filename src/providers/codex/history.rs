@@ -15,7 +15,7 @@ use memchr::memmem;
 use serde_json::{Value, json};
 
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
-use crate::history::jsonl::{count_in_file, count_in_file_from, head_lines};
+use crate::history::jsonl::{count_in_file, grown_count, head_lines};
 use crate::history::listing::{
     Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
 };
@@ -132,16 +132,7 @@ fn grow_indexed(
     growth: &Value,
 ) -> Option<(Summary, Option<Value>)> {
     let before = growth.get("messages")?.as_u64()?;
-    let file = File::open(path).ok()?;
-    let mut last = [0u8; 1];
-    if old_size == 0 || file.metadata().ok()?.len() <= old_size {
-        return None;
-    }
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, old_size - 1).ok()?;
-    if last[0] != b'\n' {
-        return None;
-    }
-    let messages = before + count_in_file_from(path, old_size, &MESSAGE_KEYS);
+    let messages = grown_count(path, old_size, before, &MESSAGE_KEYS)?;
     let s = Summary {
         message_count: messages,
         ..summary.clone()
