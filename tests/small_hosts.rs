@@ -67,6 +67,16 @@ fn an_idle_agent_is_stopped_and_its_next_turn_resumes_the_conversation() {
     let list = n.ask(json!({"action": "sessions.list"}), "sessions.snapshot");
     assert_eq!(list["sessions"][0]["session_id"], real.as_str());
     assert_eq!(list["sessions"][0]["status"], "idle");
+    // History still shows it.
+    let history = n.ask(json!({"action": "history.list"}), "history.snapshot");
+    assert!(
+        history["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["session_id"] == real.as_str()),
+        "{history:#}"
+    );
     // The next turn resumes it: the same conversation, no re-key, no error, no notice.
     let ev = send(&n, &real, "recall");
     assert!(
