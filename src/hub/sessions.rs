@@ -27,7 +27,9 @@
 //! - [`children`]: spawning an agent's child, stopping them all at shutdown;
 //! - [`ticks`]: the timer's ticks for sessions (retries, ACP waits, approval timeouts);
 //! - [`sidecar`]: the per-session settings saved beside the transcript;
-//! - [`live_history`]: what `history.get` sees of a session held here.
+//! - [`live_history`]: what `history.get` sees of a session held here;
+//! - [`limits`]: small hosts: idle agents stopped, the cap on live agents, the memory
+//!   guard, and what `status` says of the agents.
 
 mod acp;
 mod approvals;
