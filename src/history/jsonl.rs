@@ -48,15 +48,10 @@ pub(crate) fn count_in_file(path: &Path, needles: &[&[u8]]) -> u64 {
     count_in_file_from(path, 0, needles)
 }
 
-/// `before` plus what [`count_in_file`] finds in the bytes `path` gained past
-/// `old_size`; `None` unless it grew, and `old_size` was the end of a line (else it is
-/// not the same file grown, and must be read whole).
-pub(crate) fn grown_count(
-    path: &Path,
-    old_size: u64,
-    before: u64,
-    needles: &[&[u8]],
-) -> Option<u64> {
+/// The file at `path`, opened, when it looks like the one that was `old_size` bytes
+/// long, grown: longer now, and `old_size` was the end of a line. Otherwise (it shrank,
+/// or was rewritten) it must be read whole.
+pub(crate) fn grown_file(path: &Path, old_size: u64) -> Option<File> {
     use std::os::unix::fs::FileExt;
     let file = File::open(path).ok()?;
     if old_size == 0 || file.metadata().ok()?.len() <= old_size {
@@ -64,7 +59,19 @@ pub(crate) fn grown_count(
     }
     let mut last = [0u8; 1];
     file.read_exact_at(&mut last, old_size - 1).ok()?;
-    (last[0] == b'\n').then(|| before + count_in_file_from(path, old_size, needles))
+    (last[0] == b'\n').then_some(file)
+}
+
+/// `before` plus what [`count_in_file`] finds in the bytes `path` gained past
+/// `old_size`; `None` unless it is the same file grown ([`grown_file`]).
+pub(crate) fn grown_count(
+    path: &Path,
+    old_size: u64,
+    before: u64,
+    needles: &[&[u8]],
+) -> Option<u64> {
+    grown_file(path, old_size)?;
+    Some(before + count_in_file_from(path, old_size, needles))
 }
 
 /// [`count_in_file`] over the bytes from offset `from` on (what a file gained).

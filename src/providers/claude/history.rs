@@ -21,14 +21,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use std::os::unix::fs::FileExt;
-
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::history::detail::{DetailError, MAX_FIELD, cut, detail_reply, newest_events, parse_ts};
-use crate::history::jsonl::{SCAN_CHUNK, head_lines, record_at};
+use crate::history::jsonl::{SCAN_CHUNK, grown_file, head_lines, record_at};
 use crate::history::listing::{
     Found, NO_PROMPT, Summarizer, Summary, mtime_ms, strip_tags, summary_cached, title_of,
 };
@@ -86,9 +84,8 @@ pub(crate) fn updated_at(claude_dir: Option<&Path>, id: &SessionId) -> Option<u6
 pub(crate) struct Growth {
     /// The first prompt's title (or a slash command's), from the head.
     head_title: Option<String>,
-    messages: u64,
-    ai_titles: Vec<u64>,
-    custom_titles: Vec<u64>,
+    #[serde(flatten)]
+    scan: Scan,
 }
 
 /// How the listing and the index summarize a transcript: whole once, then what it gained.
@@ -165,28 +162,26 @@ pub(crate) fn summarize_growing(path: &Path) -> (Summary, Option<Growth>) {
     let head_done = prompt.is_some();
     let scan = scan(&file, 0, Scan::default());
     s.message_count = scan.messages;
-    // The newest title record that says something: Claude Code writes empty ones while
-    // it refines a title, and they must not wipe it.
+    let head_title = prompt.or(slash).map(|p| title_of(&user_part(&p)));
+    s.title = own_title(&file, &scan)
+        .or_else(|| head_title.clone())
+        .unwrap_or_else(|| NO_PROMPT.to_string());
+    let growth = head_done.then_some(Growth { head_title, scan });
+    (s, growth)
+}
+
+/// The title Claude Code gave the session itself: the newest `custom-title` the user
+/// set, else the newest `ai-title`, that says something (Claude Code writes empty ones
+/// while it refines a title, and they must not wipe it).
+fn own_title(file: &File, scan: &Scan) -> Option<String> {
     let newest = |offsets: &[u64], key: &str| {
         offsets.iter().rev().find_map(|&at| {
-            let v = record_at(&file, at)?;
+            let v = record_at(file, at)?;
             let t = title_of(&user_part(v.get(key)?.as_str()?));
             (!t.is_empty()).then_some(t)
         })
     };
-    let own_title =
-        newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"));
-    let head_title = prompt.or(slash).map(|p| title_of(&user_part(&p)));
-    s.title = own_title
-        .or_else(|| head_title.clone())
-        .unwrap_or_else(|| NO_PROMPT.to_string());
-    let growth = head_done.then_some(Growth {
-        head_title,
-        messages: scan.messages,
-        ai_titles: scan.ai_titles,
-        custom_titles: scan.custom_titles,
-    });
-    (s, growth)
+    newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"))
 }
 
 /// The summary of a transcript that grew from `old_size` bytes (summarized then as
@@ -198,32 +193,10 @@ pub(crate) fn grow(
     summary: &Summary,
     growth: &Growth,
 ) -> Option<(Summary, Growth)> {
-    let file = File::open(path).ok()?;
-    if old_size == 0 || file.metadata().ok()?.len() <= old_size {
-        return None;
-    }
-    let mut last = [0u8; 1];
-    file.read_exact_at(&mut last, old_size - 1).ok()?;
-    if last[0] != b'\n' {
-        return None;
-    }
-    let before = Scan {
-        messages: growth.messages,
-        ai_titles: growth.ai_titles.clone(),
-        custom_titles: growth.custom_titles.clone(),
-    };
-    let scan = scan(&file, old_size, before);
-    let newest = |offsets: &[u64], key: &str| {
-        offsets.iter().rev().find_map(|&at| {
-            let v = record_at(&file, at)?;
-            let t = title_of(&user_part(v.get(key)?.as_str()?));
-            (!t.is_empty()).then_some(t)
-        })
-    };
-    let own_title =
-        newest(&scan.custom_titles, "customTitle").or_else(|| newest(&scan.ai_titles, "aiTitle"));
+    let file = grown_file(path, old_size)?;
+    let scan = scan(&file, old_size, growth.scan.clone());
     let s = Summary {
-        title: own_title
+        title: own_title(&file, &scan)
             .or_else(|| growth.head_title.clone())
             .unwrap_or_else(|| NO_PROMPT.to_string()),
         cwd: summary.cwd.clone(),
@@ -232,15 +205,13 @@ pub(crate) fn grow(
     };
     let growth = Growth {
         head_title: growth.head_title.clone(),
-        messages: scan.messages,
-        ai_titles: scan.ai_titles,
-        custom_titles: scan.custom_titles,
+        scan,
     };
     Some((s, growth))
 }
 
 /// What one pass over a whole transcript finds without parsing it.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Scan {
     messages: u64,
     /// Offsets of the newest title records (at most [`TITLE_RECORDS`] of each kind).
@@ -543,7 +514,7 @@ mod tests {
         assert_eq!(grown.cwd.as_deref(), Some("/w"));
         // What it says equals a whole reading.
         assert_eq!(grown, summarize_growing(&p).0);
-        assert_eq!(g2.messages, 3);
+        assert_eq!(g2.scan.messages, 3);
         // Not the same file grown (the old size is not at a line's end): read whole.
         assert!(grow(&p, old - 1, &s, &g).is_none());
         assert!(
