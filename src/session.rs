@@ -193,6 +193,32 @@ impl Session {
         )
     }
 
+    /// A turn the daemon answers itself with `notice` (a command this agent cannot run
+    /// here): the notice, then the turn's result.
+    pub(crate) fn answer_with_notice(
+        &self,
+        trace: Option<&Value>,
+        notice: Event,
+        out: &mut Vec<SessionEvent>,
+    ) {
+        out.push(self.event(trace, notice));
+        out.push(self.local_result(trace, None));
+    }
+
+    /// The next queued turn, taken, with the agent's id of the conversation, when the
+    /// agent can be given one now: none runs, the front one's media are saved, the
+    /// conversation has its id and the child is initialized.
+    pub(crate) fn take_ready_turn(&mut self) -> Option<(String, Turn)> {
+        if self.current.is_some() || self.queue.front().is_none_or(|t| t.preparing) {
+            return None;
+        }
+        let id = self.sdk_id.clone()?;
+        if !self.child.as_ref().is_some_and(|c| c.initialized) {
+            return None;
+        }
+        Some((id, self.queue.pop_front()?))
+    }
+
     /// A `session.notice` at warning level.
     pub(crate) fn warning(&self, trace: Option<&Value>, code: &str, text: &str) -> SessionEvent {
         self.event(trace, Event::warning(code, text))

@@ -59,6 +59,7 @@ use crate::hub::permissions::Permissions;
 use crate::hub::timer::Timer;
 use crate::hub::worker::{Work, Workers};
 use crate::protocol::events::SessionEvent;
+use crate::providers::claude::stream::ClaudeState;
 use crate::providers::{self, Agent};
 use crate::session::Session;
 use crate::sys::child::ChildEvent;
@@ -192,6 +193,11 @@ impl Sessions {
                 .or_else(|| self.settings.default_model.clone()),
             _ => s.model.clone(),
         }
+    }
+
+    /// Claude Code's state of session `key`, if it is a Claude Code session.
+    pub(crate) fn claude_of(&mut self, key: &str) -> Option<&mut ClaudeState> {
+        self.sessions.get_mut(key)?.agent.claude_state()
     }
 
     /// Ids (current and provisional) of sessions with a turn in flight.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::Sessions;
+use super::{Entry, Sessions};
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
 use crate::protocol::commands::Resolve;
@@ -32,14 +32,7 @@ impl Sessions {
         };
         for p in self.permissions.take_session(key) {
             if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
-                s.send(approval_answer(
-                    &s.agent,
-                    &p.cli_request_id,
-                    &p.input,
-                    answer,
-                    None,
-                    claude::DENY_MESSAGE,
-                ));
+                s.answer(&p, answer, None, claude::DENY_MESSAGE);
             }
             out.push(s.event(
                 s.trace().as_ref(),
@@ -164,14 +157,8 @@ impl Sessions {
         };
         let allow = r.allow;
         if let Some(s) = self.sessions.get(&p.session) {
-            s.send(approval_answer(
-                &s.agent,
-                &p.cli_request_id,
-                &p.input,
-                if allow { Answer::Allow } else { Answer::Deny },
-                r.answer.as_ref(),
-                claude::DENY_MESSAGE,
-            ));
+            let how = if allow { Answer::Allow } else { Answer::Deny };
+            s.answer(&p, how, r.answer.as_ref(), claude::DENY_MESSAGE);
             let t = trace.or_else(|| s.trace());
             let decision = if allow {
                 Decision::Allow
@@ -180,5 +167,26 @@ impl Sessions {
             };
             out.push(s.event(t.as_ref(), Event::resolved(p.id, decision)));
         }
+    }
+}
+
+impl Entry {
+    /// Answer approval `p` to this session's agent, in its own protocol: allow (with
+    /// the browser's `answer`, for Claude's AskUserQuestion) or deny with `deny_message`.
+    pub(super) fn answer(
+        &self,
+        p: &Pending,
+        how: Answer,
+        answer: Option<&Value>,
+        deny_message: &str,
+    ) {
+        self.send(approval_answer(
+            &self.agent,
+            &p.cli_request_id,
+            &p.input,
+            how,
+            answer,
+            deny_message,
+        ));
     }
 }

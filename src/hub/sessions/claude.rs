@@ -102,11 +102,7 @@ impl Sessions {
             TranscriptDone::Resume(plan) => self.on_resume_plan(&key, job, plan, out),
             TranscriptDone::RestorePoint(found) => self.on_restore_point(&key, job, found, out),
             TranscriptDone::Read(delta) => {
-                let Some(st) = self
-                    .sessions
-                    .get_mut(&key)
-                    .and_then(|e| e.agent.claude_state())
-                else {
+                let Some(st) = self.claude_of(&key) else {
                     return;
                 };
                 let TranscriptIo::Reading { job: want, turn } = st.io else {
@@ -120,10 +116,7 @@ impl Sessions {
                 self.pump(&key, out);
                 // Fresh only for this pump: a turn held back (the CLI started one of its
                 // own meanwhile) reads again when it may go.
-                if let Some(st) = self
-                    .sessions
-                    .get_mut(&key)
-                    .and_then(|e| e.agent.claude_state())
+                if let Some(st) = self.claude_of(&key)
                     && st.io == (TranscriptIo::Fresh { turn })
                 {
                     st.io = TranscriptIo::Idle;

@@ -282,9 +282,7 @@ impl Sessions {
         self.agents_changed = true;
         live.handle.close();
         self.children.insert(live.handle.id, None);
-        if let Some(st) = e.agent.claude_state() {
-            st.child_gone();
-        }
+        e.agent.child_gone();
     }
 
     /// `key`'s child `child_id` ended: what it left open is closed, its approvals

@@ -23,17 +23,14 @@ impl Sessions {
         if let Some(s) = self.sessions.get(key)
             && !s.is_claude()
         {
-            out.push(s.event(
-                trace.as_ref(),
-                Event::notice(
-                    "edit_unsupported",
-                    format!(
-                        "Editing an earlier prompt is not available in {} sessions.",
-                        s.provider
-                    ),
+            let notice = Event::notice(
+                "edit_unsupported",
+                format!(
+                    "Editing an earlier prompt is not available in {} sessions.",
+                    s.provider
                 ),
-            ));
-            out.push(s.local_result(trace.as_ref(), None));
+            );
+            s.answer_with_notice(trace.as_ref(), notice, out);
             return;
         }
         if !t.has_prompt() && !t.has_media() {
@@ -90,11 +87,7 @@ impl Sessions {
         let job = self.next_job;
         let session = key.to_string();
         let lookup = move || transcript::first_prompt_after(&path, cut.as_deref());
-        let Some(st) = self
-            .sessions
-            .get_mut(key)
-            .and_then(|e| e.agent.claude_state())
-        else {
+        let Some(st) = self.claude_of(key) else {
             return;
         };
         st.edit_lookup = Some((job, plan));
@@ -116,11 +109,7 @@ impl Sessions {
         found: Option<String>,
         out: &mut Vec<SessionEvent>,
     ) {
-        let Some(st) = self
-            .sessions
-            .get_mut(key)
-            .and_then(|e| e.agent.claude_state())
-        else {
+        let Some(st) = self.claude_of(key) else {
             return;
         };
         if st.edit_lookup.as_ref().is_none_or(|(j, _)| *j != job) {

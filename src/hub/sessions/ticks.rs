@@ -6,7 +6,7 @@
 use super::Sessions;
 use crate::hub::Tick;
 use crate::protocol::events::{Decision, Event, SessionEvent};
-use crate::providers::{Answer, approval_answer};
+use crate::providers::Answer;
 
 impl Sessions {
     /// A timer tick for sessions.
@@ -26,14 +26,12 @@ impl Sessions {
                 if let Some(p) = self.permissions.take(&request_id)
                     && let Some(s) = self.sessions.get(&p.session)
                 {
-                    s.send(approval_answer(
-                        &s.agent,
-                        &p.cli_request_id,
-                        &p.input,
+                    s.answer(
+                        &p,
                         Answer::Deny,
                         None,
                         "No answer from the user in time; denied by Coding Bridge",
-                    ));
+                    );
                     out.push(s.event(
                         s.trace().as_ref(),
                         Event::PermissionResolved {

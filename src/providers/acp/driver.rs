@@ -193,27 +193,18 @@ pub(crate) fn on_spawned(s: &Session, st: &mut State, agent: acp::AgentSpec) {
 /// Send the next queued prompt when the session is ready and idle. True when the turn
 /// was answered here (a slash command): look at the next one.
 pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) -> bool {
-    if s.current.is_some() || st.replaying || s.queue.front().is_none_or(|t| t.preparing) {
+    if st.replaying {
         return false;
     }
-    let (Some(sid), true) = (
-        s.sdk_id.clone(),
-        s.child.as_ref().is_some_and(|c| c.initialized),
-    ) else {
-        return false;
-    };
-    let Some(turn) = s.queue.pop_front() else {
+    let Some((sid, turn)) = s.take_ready_turn() else {
         return false;
     };
     if turn.prompt.trim_start().starts_with('/') {
-        out.push(s.event(
-            turn.trace_id.as_ref(),
-            Event::notice(
-                "slash_unavailable",
-                "Slash commands are not available in this agent's remote sessions.",
-            ),
-        ));
-        out.push(s.local_result(turn.trace_id.as_ref(), None));
+        let notice = Event::notice(
+            "slash_unavailable",
+            "Slash commands are not available in this agent's remote sessions.",
+        );
+        s.answer_with_notice(turn.trace_id.as_ref(), notice, out);
         return true;
     }
     // Mode and model first (their answers are not waited for: the agent handles

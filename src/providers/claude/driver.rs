@@ -172,8 +172,7 @@ fn on_result(
     } else if let Some(name) = refused {
         // A command the CLI cannot run without a terminal (`/login`): the same notice
         // as for one the catalogue does not list, not the CLI's terse sentence.
-        out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
-        out.push(s.local_result(turn.trace_id.as_ref(), None));
+        s.answer_with_notice(turn.trace_id.as_ref(), slash_notice(&name), out);
     } else {
         out.push(s.event(
             turn.trace_id.as_ref(),
@@ -379,8 +378,7 @@ pub(crate) fn write_turn(
                 }
                 Some(_) => {}
                 None => {
-                    out.push(slash_notice(s, turn.trace_id.as_ref(), &name));
-                    out.push(s.local_result(turn.trace_id.as_ref(), None));
+                    s.answer_with_notice(turn.trace_id.as_ref(), slash_notice(&name), out);
                     return Written::Answered;
                 }
             }
@@ -465,16 +463,13 @@ pub(crate) fn interrupt(s: &mut Session, st: &mut ClaudeState, out: &mut Vec<Ses
 }
 
 /// The notice for a slash command this session cannot run.
-fn slash_notice(s: &Session, trace: Option<&Value>, name: &str) -> SessionEvent {
-    s.event(
-        trace,
-        Event::Notice {
-            level: Level::Info,
-            code: "slash_unavailable".into(),
-            command: Some(name.to_string()),
-            text: format!("/{name} is not available in a remote Coding Bridge session."),
-        },
-    )
+fn slash_notice(name: &str) -> Event {
+    Event::Notice {
+        level: Level::Info,
+        code: "slash_unavailable".into(),
+        command: Some(name.to_string()),
+        text: format!("/{name} is not available in a remote Coding Bridge session."),
+    }
 }
 
 /// What Claude Code answers to a command it cannot run here ("/login isn't available in

@@ -129,27 +129,15 @@ pub(crate) fn on_spawned(s: &Session, st: &mut State) {
 /// Write the next queued turn when the thread is ready and no turn runs. True when the
 /// turn was answered here (a slash command): look at the next one.
 pub(crate) fn write_turn(s: &mut Session, st: &mut State, out: &mut Vec<SessionEvent>) -> bool {
-    if s.current.is_some() || s.queue.front().is_none_or(|t| t.preparing) {
-        return false;
-    }
-    let (Some(thread), true) = (
-        s.sdk_id.clone(),
-        s.child.as_ref().is_some_and(|c| c.initialized),
-    ) else {
-        return false;
-    };
-    let Some(mut turn) = s.queue.pop_front() else {
+    let Some((thread, mut turn)) = s.take_ready_turn() else {
         return false;
     };
     if turn.prompt.trim_start().starts_with('/') {
-        out.push(s.event(
-            turn.trace_id.as_ref(),
-            Event::notice(
-                "slash_codex_unsupported",
-                "Slash commands are not available in Codex sessions.",
-            ),
-        ));
-        out.push(s.local_result(turn.trace_id.as_ref(), None));
+        let notice = Event::notice(
+            "slash_codex_unsupported",
+            "Slash commands are not available in Codex sessions.",
+        );
+        s.answer_with_notice(turn.trace_id.as_ref(), notice, out);
         return true;
     }
     st.end_turn();
