@@ -291,6 +291,18 @@ fn start_node_with(
     (relay, home, d, api_log)
 }
 
+/// The messages of the newest API request whose conversation holds `needle` ("" when
+/// none does).
+fn last_messages(api: &Mutex<Vec<Value>>, needle: &str) -> String {
+    api.lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["messages"].as_str().unwrap_or("").contains(needle))
+        .map(|r| r["messages"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
 /// The pid of the Claude Code process the daemon started last (from its log).
 fn last_cli_pid(d: &Daemon) -> i32 {
     let err = d.stderr();
@@ -341,15 +353,7 @@ fn session_flows(version: &str) {
     let n = AtomicU32::new(0);
     let cmd =
         |p: Value| assert!(relay.command(&format!("f{}", n.fetch_add(1, Ordering::Relaxed)), p));
-    let last_messages = |needle: &str| {
-        api.lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|r| r["messages"].as_str().unwrap_or("").contains(needle))
-            .map(|r| r["messages"].as_str().unwrap_or("").to_string())
-            .unwrap_or_default()
-    };
+    let last_messages = |needle: &str| last_messages(&api, needle);
 
     // 1. A first turn, then the CLI dies while idle: the next prompt resumes it.
     cmd(
@@ -884,14 +888,7 @@ fn real_claude_code_stopped_while_idle_resumes_with_the_conversation() {
     let r = ev.last().unwrap();
     assert_eq!(r["is_error"], false, "{ev:#?}");
     assert_eq!(r["sdk_session_id"], real.as_str());
-    let asked = api
-        .lock()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|r| r["messages"].as_str().unwrap_or("").contains("Which word"))
-        .map(|r| r["messages"].as_str().unwrap_or("").to_string())
-        .unwrap_or_default();
+    let asked = last_messages(&api, "Which word");
     assert!(
         asked.contains("PELICAN"),
         "the resumed CLI lost the conversation: {asked}"
