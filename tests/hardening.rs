@@ -172,21 +172,6 @@ fn started_from_the_root_the_default_cwd_is_home() {
     assert_eq!(started["cwd"], n.home.path().to_str().unwrap());
 }
 
-/// State of `pid` (`None` when gone, `Some('Z')` for a zombie nobody reaped yet).
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
-fn alive(pid: u32) -> bool {
-    !matches!(state(pid), None | Some('Z'))
-}
-
 #[test]
 fn nothing_outlives_a_sigkilled_daemon() {
     let mut n = Node::start(&[]);

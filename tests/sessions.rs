@@ -333,11 +333,6 @@ fn close_denies_pending_and_stops_the_child_group() {
     );
 }
 
-/// A process that exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    coding_bridge_agent::testing::process(pid).is_some_and(|p| !p.is_zombie())
-}
-
 #[test]
 fn interrupt_mid_stream_and_while_starting() {
     let n = Node::start(&[]);

@@ -13,19 +13,11 @@ use serde_json::{Value, json};
 use support::node::{Node, T, example, named, texts};
 use support::*;
 
-/// Whether process `pid` runs (a zombie does not count).
-fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 /// The pids of the fake Claude Code processes started so far, in order.
-fn claude_pids(n: &Node) -> Vec<u64> {
+fn claude_pids(n: &Node) -> Vec<u32> {
     n.starts()
         .iter()
-        .filter_map(|s| s["start"].as_u64())
+        .filter_map(|s| s["start"].as_u64()?.try_into().ok())
         .collect()
 }
 
@@ -422,7 +414,7 @@ fn an_idle_stop_takes_the_agents_whole_process_tree() {
     let grandchild = n
         .log()
         .iter()
-        .find_map(|l| l["grandchild"].as_u64())
+        .find_map(|l| l["grandchild"].as_u64()?.try_into().ok())
         .expect("the fake CLI started a grandchild");
     assert!(alive(grandchild));
     assert!(

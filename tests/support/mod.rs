@@ -227,6 +227,11 @@ impl Drop for Daemon {
     }
 }
 
+/// A process that exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    coding_bridge_agent::testing::process(pid).is_some_and(|p| !p.is_zombie())
+}
+
 /// Poll `f` every 10 ms until it is true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
