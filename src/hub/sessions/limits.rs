@@ -64,13 +64,15 @@ impl Sessions {
         let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
-        e.session.last_active = Instant::now();
+        let now = Instant::now();
+        e.session.last_active = now;
         e.state_dirty = true;
-        self.arm_idle_check(key);
+        self.arm_idle_check(key, now);
     }
 
-    /// Arm the session's idle check, unless one is armed or there is nothing to stop.
-    fn arm_idle_check(&mut self, key: &str) {
+    /// Arm the session's idle check for `idle_stop` after `since`, unless one is armed
+    /// or there is nothing to stop.
+    fn arm_idle_check(&mut self, key: &str, since: Instant) {
         let Some(idle_stop) = self.settings.limits.idle_stop else {
             return;
         };
@@ -80,7 +82,7 @@ impl Sessions {
         if e.idle_check || e.child.is_none() {
             return;
         }
-        let at = (e.last_active + idle_stop).max(Instant::now());
+        let at = (since + idle_stop).max(Instant::now());
         e.idle_check = self
             .timer
             .at(
@@ -107,17 +109,16 @@ impl Sessions {
             return;
         }
         if !self.is_idle(&key) {
-            // Busy now: it is touched again as it works; look again later regardless.
-            if let Some(e) = self.sessions.get_mut(&key) {
-                e.session.last_active = Instant::now();
-            }
-            return self.arm_idle_check(&key);
+            // Busy now (a turn, an approval waiting for its answer): look again a whole
+            // idle period later; the work it does meanwhile touches it anyway.
+            return self.arm_idle_check(&key, Instant::now());
         }
         let Some(e) = self.sessions.get(&key) else {
             return;
         };
         if e.last_active.elapsed() < idle_stop {
-            return self.arm_idle_check(&key);
+            let since = e.last_active;
+            return self.arm_idle_check(&key, since);
         }
         crate::log_info!(
             "session {}: {} idle for {} s; stopped (its next turn resumes it)",
