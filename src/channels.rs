@@ -4,6 +4,7 @@
 //! chat owns which session, and how its events become messages).
 
 pub mod chats;
+pub use chats::GrantView;
 pub mod config;
 pub mod runner;
 pub mod telegram;

@@ -19,14 +19,18 @@ const CHANNEL_QUEUE: usize = 256;
 const LOG_QUEUE: usize = 64;
 /// Bound of the workers → hub queue (at most a few workers run at once).
 const WORK_QUEUE: usize = 16;
+/// Rotated audit files kept beside `audit.jsonl`.
+const AUDIT_FILES: usize = 5;
+/// How long the exit waits for the audit log's last records.
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Catch SIGINT and SIGTERM from now on; each arrives as a number on the channel,
+/// Catch SIGINT, SIGTERM and SIGHUP from now on; each arrives as a number on the channel,
 /// delivered by a small thread blocked in signal-hook's iterator.
 pub fn signal_channel() -> Result<Receiver<i32>, Error> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (signal_tx, signal_rx) = bounded(4);
     let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(Error::Signals)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -51,6 +55,8 @@ pub struct Settings {
     pub ca_file: Option<std::path::PathBuf>,
     /// Forward info-and-above log lines to the relay as `node.log` while connected.
     pub log_forward: bool,
+    /// Bytes of `audit.jsonl` before it rotates.
+    pub audit_max: u64,
     pub hub: crate::hub::Options,
 }
 
@@ -150,6 +156,12 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
     } else {
         crossbeam_channel::never()
     };
+    let audit = crate::sys::audit::Audit::start(crate::sys::audit::Config {
+        path: cfg.hub.config_dir.join("audit.jsonl"),
+        max_bytes: cfg.audit_max,
+        keep: AUDIT_FILES,
+    })
+    .map_err(|e| Error::Thread("audit", e))?;
     let hub = Hub::new(
         &cfg.hub,
         cfg.node_token.clone(),
@@ -160,13 +172,14 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
             child_tx,
             work_tx,
             saver,
+            audit: audit.clone(),
         },
     );
     let mut hub = hub;
     if !channels.is_empty() {
         hub.set_channels(channels);
     }
-    Ok(hub.run(Inputs {
+    let outcome = hub.run(Inputs {
         link_rx,
         child_rx,
         work_rx,
@@ -174,7 +187,11 @@ pub fn run(cfg: &Settings, signal_rx: Receiver<i32>) -> Result<Outcome, Error> {
         signal_rx,
         log_rx,
         channel_rx,
-    }))
+    });
+    if !audit.flush(AUDIT_WAIT) {
+        crate::log_warn!("the audit log was still being written at exit");
+    }
+    Ok(outcome)
 }
 
 /// glibc gives each thread that allocates its own malloc arena, which multiplies resident

@@ -46,6 +46,7 @@
 
 mod connection;
 mod delivery;
+pub mod grants;
 pub mod permissions;
 mod services;
 pub mod sessions;
@@ -71,6 +72,9 @@ use crate::sys::child::ChildEvent;
 use crate::sys::saver::Saver;
 use crate::sys::secret::Secret;
 use crate::sys::timefmt::now_ms;
+
+/// The signal that makes the daemon read its policy again.
+const SIGHUP: i32 = signal_hook::consts::SIGHUP;
 
 /// Commands remembered for de-duplication.
 pub const DEDUPE_IDS: usize = 1000;
@@ -128,6 +132,8 @@ pub enum Tick {
     },
     /// The chat channels' second: streamed replies edited, typing indicators renewed.
     Channels,
+    /// A scoped grant's time is up.
+    GrantEnds,
 }
 
 enum LinkState {
@@ -170,6 +176,10 @@ pub struct Options {
     pub http_tls: ureq::tls::TlsConfig,
     /// Idle stop, the cap on live agents, the memory guard.
     pub limits: crate::hub::sessions::Limits,
+    /// The owner's policy, read at start (`<config dir>/policy.toml`).
+    pub policy: crate::policy::Policy,
+    /// How long a chat's "Allow for 1 h" grant lasts.
+    pub grant_for: Duration,
 }
 
 /// How the hub's run ended (the command line chooses the exit code).
@@ -245,6 +255,8 @@ pub struct Wiring {
     pub child_tx: Sender<ChildEvent>,
     pub work_tx: Sender<Work>,
     pub saver: Saver,
+    /// The audit log's writer.
+    pub audit: crate::sys::audit::Audit,
 }
 
 impl Hub {
@@ -255,6 +267,7 @@ impl Hub {
             child_tx,
             work_tx,
             saver,
+            audit,
         } = wiring;
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
         let claude_dir = crate::providers::claude::transcript::claude_dir(
@@ -281,6 +294,7 @@ impl Hub {
                 tls: cfg.http_tls.clone(),
             },
             limits: cfg.limits.clone(),
+            grant_for: cfg.grant_for,
         };
         let workers = Workers::new(work_tx);
         Hub {
@@ -294,6 +308,8 @@ impl Hub {
                 child_tx,
                 workers.clone(),
                 saver.clone(),
+                cfg.policy.clone(),
+                audit,
             ),
             saver,
             workers,
@@ -331,6 +347,12 @@ impl Hub {
 
     /// Run until a signal or a fatal link error.
     pub fn run(mut self, inputs: Inputs) -> Outcome {
+        let policy = &self.sessions.policy;
+        self.sessions.audit(
+            "node_start",
+            serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "policy_file": policy.file,
+                               "policy": policy.to_json()}),
+        );
         self.record_state(false, None);
         self.connect();
         loop {
@@ -342,6 +364,7 @@ impl Hub {
             match step {
                 Step::Go => {}
                 Step::Stop => break,
+                Step::Signal(SIGHUP) => self.reload_policy(),
                 Step::Signal(sig) => {
                     crate::log_info!("signal {sig} received; shutting down");
                     self.shutdown(&inputs);
@@ -349,6 +372,7 @@ impl Hub {
                 }
             }
             crate::sys::logging::set_context(None, None);
+            self.sync_grants();
             self.flush_out();
             if self.sessions.take_agents_changed() {
                 self.write_state();
@@ -487,8 +511,33 @@ impl Hub {
     }
 
     /// Run these chat channels from now on.
-    pub fn set_channels(&mut self, channels: crate::channels::chats::Channels) {
+    pub fn set_channels(&mut self, mut channels: crate::channels::chats::Channels) {
+        channels.set_grant_for(self.sessions.settings.grant_for);
         self.channels = Some(channels);
+    }
+
+    /// SIGHUP: read `policy.toml` again, on a worker; a broken file keeps the policy in
+    /// force.
+    fn reload_policy(&mut self) {
+        crate::log_info!("SIGHUP: reading {} again", crate::policy::FILE);
+        let dir = self.config_dir.clone();
+        let home = self.home.clone();
+        let here = self.workers.run_or_here("policy", move || {
+            Work::Policy(crate::policy::load(&dir, home.as_deref()))
+        });
+        if let Some(w) = here {
+            self.on_work(w);
+        }
+    }
+
+    /// Tell the chats about the grants in force when they changed (before they see the
+    /// decision that made one).
+    fn sync_grants(&mut self) {
+        if let Some(grants) = self.sessions.take_grants_changed()
+            && let Some(ch) = self.channels.as_mut()
+        {
+            ch.set_grants(grants);
+        }
     }
 
     /// News from a chat channel: the session commands it asks for run like the
@@ -594,6 +643,7 @@ impl Hub {
         crate::log_debug!("command {:?}", cmd.action);
         let mut out = Vec::new();
         let Some(cmd) = self.sessions.command(cmd, &mut out) else {
+            self.sync_grants();
             self.emit_all(out);
             return;
         };
@@ -635,10 +685,32 @@ impl Hub {
                 let available = crate::node::capabilities::available(&self.cli_paths);
                 for t in self.probe_waiting.take().unwrap_or_default() {
                     self.emit(traced(
-                        crate::node::capabilities::reply(available.clone(), &probed),
+                        crate::node::capabilities::reply(
+                            available.clone(),
+                            &probed,
+                            &self.sessions.policy,
+                        ),
                         &t,
                     ));
                 }
+            }
+            Some(Work::Policy(Ok(policy))) => {
+                crate::log_info!(
+                    "{} read again; now in force:\n{}",
+                    crate::policy::FILE,
+                    policy.describe().trim_end()
+                );
+                for w in policy.warnings() {
+                    crate::log_warn!("policy: {w}");
+                }
+                self.sessions.set_policy(policy);
+            }
+            Some(Work::Policy(Err(e))) => {
+                crate::log_error!("{e}; the policy in force stays as it was");
+                self.sessions.audit(
+                    "policy_rejected",
+                    serde_json::json!({"error": e.to_string()}),
+                );
             }
             // The sessions' own answers were handled above.
             Some(_) => {}

@@ -5,7 +5,7 @@
 //! The layers, each using only those to its right (`tests/layers.rs` keeps it so):
 //!
 //! ```text
-//! main → cli → daemon → hub → { relay, channels, node } → providers → { session, history } → protocol → sys
+//! main → cli → daemon → hub → { relay, channels, node } → providers → { session, history, policy } → protocol → sys
 //! ```
 //!
 //! - [`cli`]: the command line, configuration, exit codes, pairing, credentials and the
@@ -25,6 +25,8 @@
 //!   the events built from it).
 //! - [`history`]: what sessions leave on disk that providers and the hub share (the
 //!   JSONL toolkit, the settings sidecars).
+//! - [`policy`]: the owner's `policy.toml`: allowed modes, roots and agents, approval
+//!   rules, and what a scoped grant covers.
 //! - [`sys`]: processes, files, logging, ids, time, the saver, byte budgets.
 //!
 
@@ -38,6 +40,7 @@ pub(crate) mod daemon;
 pub(crate) mod history;
 pub(crate) mod hub;
 pub(crate) mod node;
+pub(crate) mod policy;
 pub(crate) mod protocol;
 pub(crate) mod providers;
 pub(crate) mod relay;

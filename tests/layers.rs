@@ -1,11 +1,11 @@
 //! The layers run one way (issue 18, `../shared/ARCHITECTURE.md`):
 //!
 //! ```text
-//! main → cli → daemon → hub → { relay, channels, node } → providers → { session, history } → protocol → sys
+//! main → cli → daemon → hub → { relay, channels, node } → providers → { session, history, policy } → protocol → sys
 //! ```
 //!
 //! Each layer may use only the layers to its right; siblings (`relay`, `channels` and
-//! `node`; `session` and `history`) know nothing of each other. `protocol` sits below
+//! `node`; `session`, `history` and `policy`) know nothing of each other. `protocol` sits below
 //! `session` and `history` (the architecture note draws them side by side) because both
 //! build the protocol's events and parse its ids. This test reads every `crate::…` path in the code under `src/`
 //! (comments left out) and fails on one that points up or sideways, so the shape cannot
@@ -24,7 +24,7 @@ fn rank(module: &str) -> Option<u8> {
         "hub" => 5,
         "relay" | "channels" | "node" => 4,
         "providers" => 3,
-        "session" | "history" => 2,
+        "session" | "history" | "policy" => 2,
         // Below the session and the history: both build the protocol's events.
         "protocol" => 1,
         // The logging macros are exported at the crate root from `sys::logging`.

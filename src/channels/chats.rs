@@ -95,6 +95,25 @@ pub struct Channels {
     /// The state of each live agent, by session id (`running`, `waiting`, `idle`), as
     /// the hub last said; a session without one has no agent process now.
     agent_states: HashMap<String, String>,
+    /// The scoped grants in force, as the hub last said (for `/status` and the
+    /// approval messages).
+    grants: Vec<GrantView>,
+    /// How long a grant lasts (the "Allow for 1 h" button says so).
+    grant_for: std::time::Duration,
+}
+
+/// A scoped grant as a chat shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    /// The session it belongs to (its current id).
+    pub session: String,
+    /// The approval it was made from.
+    pub request_id: String,
+    pub tool: String,
+    /// What it covers, in words ("commands starting `cargo test`").
+    pub scope: String,
+    /// When it ends, `HH:MM` UTC.
+    pub until_hm: String,
 }
 
 impl Channels {
@@ -163,6 +182,28 @@ impl Channels {
             // 52 bits: room to count up, and short in callback data.
             next_number: u64::from_le_bytes(seed) >> 12,
             agent_states: HashMap::new(),
+            grants: Vec::new(),
+            grant_for: std::time::Duration::from_secs(3600),
+        }
+    }
+
+    /// The grants in force now (the hub's word).
+    pub fn set_grants(&mut self, grants: Vec<GrantView>) {
+        self.grants = grants;
+    }
+
+    /// How long the grants the chats make last.
+    pub fn set_grant_for(&mut self, d: std::time::Duration) {
+        self.grant_for = d;
+    }
+
+    /// The grant's length as its button says it: `1 h`, `30 min`, `20 s`.
+    fn grant_label(&self) -> String {
+        let s = self.grant_for.as_secs();
+        match s {
+            _ if s >= 3600 && s.is_multiple_of(3600) => format!("{} h", s / 3600),
+            _ if s >= 60 && s.is_multiple_of(60) => format!("{} min", s / 60),
+            _ => format!("{s} s"),
         }
     }
 

@@ -26,6 +26,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::{Spanned, Value};
 
+use crate::sys::textpos::{key_before, line_at};
+
 /// One Telegram bot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Telegram {
@@ -404,34 +406,6 @@ fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         Some(k) if !message.starts_with(k) => err(line, format!("{k}: {message}")),
         _ => err(line, message),
     }
-}
-
-/// The line (from 1) of byte `offset`; an error at the very end (an array or string
-/// left open) names the last line that has something on it.
-fn line_at(text: &str, offset: usize) -> usize {
-    let end = text.trim_end().len();
-    let at = if offset >= end {
-        end.saturating_sub(1)
-    } else {
-        offset
-    };
-    1 + text.as_bytes()[..at]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-}
-
-/// The bare key of `key = value` when byte `offset` is in its value on the same line.
-fn key_before(text: &str, offset: usize) -> Option<&str> {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let (key, _) = text[start..offset].split_once('=')?;
-    let key = key.trim();
-    (!key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)))
-    .then_some(key)
 }
 
 /// The commented skeleton `channels init` writes.

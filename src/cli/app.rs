@@ -80,6 +80,25 @@ pub fn main() -> i32 {
                 _ => channels_doctor(&cfg),
             }
         }
+        Command::Policy => {
+            logging::init(cfg.log_level, None);
+            match cli.flags.sub.as_deref() {
+                Some("init") => policy_init(&cfg),
+                _ => policy_check(&cfg),
+            }
+        }
+        Command::Audit => {
+            logging::init(cfg.log_level, None);
+            crate::cli::audit::run(
+                &cfg.config_dir,
+                &crate::cli::audit::Options {
+                    since: cli.flags.since.clone(),
+                    session: cli.flags.session.clone(),
+                    json: cli.flags.json,
+                    verify: cli.flags.verify,
+                },
+            )
+        }
         Command::Service => {
             logging::init(cfg.log_level, None);
             let verb = cli
@@ -122,10 +141,94 @@ pub fn main() -> i32 {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
+            // So does a broken policy.toml.
+            let policy = match load_policy(&cfg) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_USAGE;
+                }
+            };
             logging::init(cfg.log_level, Some(&cfg.log_dir));
-            run(&cfg, command == Command::Up)
+            for w in policy.warnings() {
+                crate::log_warn!("policy: {w}");
+            }
+            run(&cfg, command == Command::Up, policy)
         }
     }
+}
+
+/// The owner's policy (`<config dir>/policy.toml`); no file is no limits.
+fn load_policy(cfg: &Config) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    crate::policy::load(&cfg.config_dir, home.as_deref())
+}
+
+/// `policy init`: a commented skeleton, private from the first byte, never over a file.
+fn policy_init(cfg: &Config) -> i32 {
+    let path = cfg.config_dir.join(crate::policy::FILE);
+    if path.exists() {
+        eprintln!(
+            "error: {} exists already; edit it, or move it away to start again",
+            path.display()
+        );
+        return EXIT_FAILED;
+    }
+    let written = crate::sys::fsutil::ensure_private_dir(&cfg.config_dir).and_then(|_| {
+        crate::sys::fsutil::write_private_file(&path, crate::policy::SKELETON.as_bytes())
+    });
+    match written {
+        Ok(()) => {
+            say!(
+                "Wrote {} (0600). Uncomment what you want to limit, run `coding-bridge-agent policy check`, then restart the daemon or send it SIGHUP.",
+                path.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `policy check`: the file is valid; the policy in force, in words or as JSON.
+fn policy_check(cfg: &Config) -> i32 {
+    let policy = match load_policy(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            if cfg.json {
+                print_json(&json!({"ok": false, "line": e.line, "message": e.message}));
+            }
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let warnings = policy.warnings();
+    if cfg.json {
+        let mut v = policy.to_json();
+        v["ok"] = json!(true);
+        v["warnings"] = json!(warnings);
+        print_json(&v);
+        return EXIT_OK;
+    }
+    match &policy.file {
+        Some(f) => say!("{} is valid. In force:", f.display()),
+        None => say!(
+            "No {} in {}: no limits (every mode, directory and agent; every approval asked). `coding-bridge-agent policy init` writes a skeleton.",
+            crate::policy::FILE,
+            cfg.config_dir.display()
+        ),
+    }
+    if policy.file.is_some() && policy.is_open() {
+        say!("It limits nothing: every mode, directory and agent; every approval asked.");
+    } else if policy.file.is_some() {
+        say!("{}", policy.describe().trim_end());
+    }
+    for w in warnings {
+        say!("warning: {w}");
+    }
+    EXIT_OK
 }
 
 /// `channels init`: a commented skeleton, private from the first byte, never over a file.
@@ -532,7 +635,7 @@ fn pairing_exit(f: &pairing::Failure) -> i32 {
 }
 
 /// `run` and `up`: take the lock, get credentials (pairing first for `up`), run the daemon.
-fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
+fn run(cfg: &Config, pair_if_needed: bool, policy: crate::policy::Policy) -> i32 {
     let creds = load_credentials(cfg);
     if creds.is_none() && !pair_if_needed {
         eprintln!("Not paired. Run `coding-bridge-agent pair` first.");
@@ -587,7 +690,7 @@ fn run(cfg: &Config, pair_if_needed: bool) -> i32 {
             cfg.bridge_url
         );
     }
-    let settings = daemon_settings(cfg, creds.node_token);
+    let settings = daemon_settings(cfg, creds.node_token, policy);
     match crate::daemon::run(&settings, signals) {
         Ok(Outcome::Stopped) => EXIT_OK,
         Ok(Outcome::TokenRejected) => EXIT_FAILED,
@@ -619,13 +722,18 @@ fn limits(cfg: &Config) -> crate::hub::sessions::Limits {
 }
 
 /// What the daemon needs of the configuration.
-fn daemon_settings(cfg: &Config, node_token: Secret) -> crate::daemon::Settings {
+fn daemon_settings(
+    cfg: &Config,
+    node_token: Secret,
+    policy: crate::policy::Policy,
+) -> crate::daemon::Settings {
     crate::daemon::Settings {
         bridge_url: cfg.bridge_url.clone(),
         node_name: cfg.node_name.clone(),
         node_token,
         ca_file: cfg.ca_file.clone(),
         log_forward: cfg.log_forward,
+        audit_max: cfg.audit_max,
         hub: crate::hub::Options {
             heartbeat: cfg.heartbeat_interval,
             outbox_max: cfg.outbox_max,
@@ -645,6 +753,8 @@ fn daemon_settings(cfg: &Config, node_token: Secret) -> crate::daemon::Settings 
             // link's TLS), with its reason.
             http_tls: http_tls(cfg).unwrap_or_default(),
             limits: limits(cfg),
+            policy,
+            grant_for: cfg.grant_for,
         },
     }
 }

@@ -17,6 +17,10 @@ pub enum Command {
     Channels,
     /// `service install|start|stop|restart|status|uninstall`.
     Service,
+    /// `policy init` / `policy check`.
+    Policy,
+    /// `audit [--since T] [--session ID] [--verify]`.
+    Audit,
 }
 
 impl Command {
@@ -29,6 +33,8 @@ impl Command {
             Command::Logout => "logout",
             Command::Channels => "channels",
             Command::Service => "service",
+            Command::Policy => "policy",
+            Command::Audit => "audit",
         }
     }
 
@@ -41,6 +47,8 @@ impl Command {
             "logout" => Command::Logout,
             "channels" => Command::Channels,
             "service" => Command::Service,
+            "policy" => Command::Policy,
+            "audit" => Command::Audit,
             _ => return None,
         })
     }
@@ -59,7 +67,10 @@ impl Command {
             Command::Up => RUN.contains(&flag) || PAIR.contains(&flag),
             Command::Run => RUN.contains(&flag),
             Command::Pair => PAIR.contains(&flag),
-            Command::Status | Command::Logout | Command::Channels => flag == "json",
+            Command::Status | Command::Logout | Command::Channels | Command::Policy => {
+                flag == "json"
+            }
+            Command::Audit => ["json", "since", "session", "verify"].contains(&flag),
             Command::Service => ["json", "system", "force", "dry-run"].contains(&flag),
         }
     }
@@ -97,6 +108,10 @@ pub struct Flags {
     pub system: bool,
     pub force: bool,
     pub dry_run: bool,
+    /// `audit`: records from this time on, of this session only; check the chain.
+    pub since: Option<String>,
+    pub session: Option<String>,
+    pub verify: bool,
 }
 
 #[derive(Debug)]
@@ -192,6 +207,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
                 specific.push("dry-run");
                 flags.dry_run = true;
             }
+            Long("since") => {
+                specific.push("since");
+                flags.since = Some(text(parser.value()?, "since")?);
+            }
+            Long("session") => {
+                specific.push("session");
+                flags.session = Some(text(parser.value()?, "session")?);
+            }
+            Long("verify") => {
+                specific.push("verify");
+                flags.verify = true;
+            }
             Long("timeout") => {
                 specific.push("timeout");
                 flags.timeout = Some(text(parser.value()?, "timeout")?);
@@ -208,13 +235,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
                 } else if command.is_none() {
                     command = Some(Command::from_name(&v).ok_or_else(|| {
                         UsageError(format!(
-                            "unknown command {v:?} (expected up, pair, run, status, logout, channels or service)"
+                            "unknown command {v:?} (expected up, pair, run, status, logout, channels, service, policy or audit)"
                         ))
                     })?);
                 } else if command == Some(Command::Channels) && flags.sub.is_none() {
                     if v != "init" && v != "doctor" {
                         return Err(UsageError(format!(
                             "unknown channels command {v:?} (expected init or doctor)"
+                        )));
+                    }
+                    flags.sub = Some(v);
+                } else if command == Some(Command::Policy) && flags.sub.is_none() {
+                    if v != "init" && v != "check" {
+                        return Err(UsageError(format!(
+                            "unknown policy command {v:?} (expected init or check)"
                         )));
                     }
                     flags.sub = Some(v);
@@ -249,6 +283,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, UsageError
     if command == Command::Channels && flags.sub.is_none() {
         return Err(UsageError(
             "`channels` needs a command: init (write a skeleton channels.toml) or doctor (check it)".into(),
+        ));
+    }
+    if command == Command::Policy && flags.sub.is_none() {
+        return Err(UsageError(
+            "`policy` needs a command: init (write a skeleton policy.toml) or check (validate it and show the policy in force)".into(),
         ));
     }
     if command == Command::Service {
@@ -331,6 +370,8 @@ Commands:
   logout    remove the stored credentials
   channels  init: write a skeleton channels.toml; doctor: check it and reach each bot
   service   install, start, stop, restart, status or uninstall the daemon as a service
+  policy    init: write a skeleton policy.toml; check: validate it, show the policy
+  audit     show the audit log (--since, --session), or check its chain (--verify)
   help      show help for a command
 
 {GLOBAL_OPTIONS}
@@ -416,6 +457,45 @@ Exit codes:
 
 Environment: CODING_BRIDGE_SERVICE_MANAGER (systemd, openrc or none) overrides the
 detection; CODING_BRIDGE_SERVICE_DIR, where a system unit or OpenRC script goes.
+
+{GLOBAL_OPTIONS}"
+        ),
+        Some(Command::Policy) => format!(
+            "The machine owner's policy in <config dir>/policy.toml: the permission modes, working
+directories and agents remote parties may use, and approval rules decided on this machine.
+
+Usage: coding-bridge-agent policy init      write a commented skeleton (0600), if none
+       coding-bridge-agent policy check     validate it and print the policy in force
+
+      --json                    check: the policy as one JSON object
+
+A running daemon reads the file again on SIGHUP (a broken file then keeps the old policy).
+
+Exit codes:
+  0  done (check: the file is valid, or there is none: no limits)
+  1  init: the file exists already, or cannot be written
+  2  the file is malformed (its line is named), or a usage error
+
+{GLOBAL_OPTIONS}"
+        ),
+        Some(Command::Audit) => format!(
+            "The audit log (<config dir>/audit.jsonl and its rotated files): every session start,
+tool approval request, decision and refusal by policy, each line chained to the one
+before it by its SHA-256.
+
+Usage: coding-bridge-agent audit [--since T] [--session ID] [--json]
+       coding-bridge-agent audit --verify [--json]
+
+      --since T                 records from T on: a time (2026-12-08, 2026-12-08T14:00Z)
+                                or a span back from now (90s, 30m, 2h, 7d)
+      --session ID              only the records of this session
+      --json                    the records as stored, one JSON object per line
+      --verify                  check the whole chain; names the first broken line
+
+Exit codes:
+  0  done; --verify: the chain is intact
+  1  --verify: the chain is broken (a line was changed, removed or inserted)
+  2  a usage error (a --since that is not a time or a span)
 
 {GLOBAL_OPTIONS}"
         ),

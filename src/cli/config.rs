@@ -27,6 +27,10 @@ pub const DEFAULT_PAIR_POLL_SECS: f64 = 2.0;
 pub const DEFAULT_IDLE_STOP_SECS: f64 = 900.0;
 /// Below this much free memory no agent starts before idle ones are stopped.
 pub const DEFAULT_MIN_FREE_MEMORY: u64 = 256 << 20;
+/// A chat's "Allow for 1 h" lasts this long.
+pub const DEFAULT_GRANT_SECS: f64 = 3600.0;
+/// `audit.jsonl` rotates at this size.
+pub const DEFAULT_AUDIT_MAX: u64 = 8 << 20;
 
 /// Every variable the daemon reads, for `.env.example` and the README.
 pub const ENV_VARS: &[&str] = &[
@@ -61,6 +65,8 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_MIN_FREE_MEMORY",
     "CODING_BRIDGE_MEMINFO",
     "CODING_BRIDGE_CGROUP_DIR",
+    "CODING_BRIDGE_GRANT_SECONDS",
+    "CODING_BRIDGE_AUDIT_MAX",
 ];
 
 /// The validated configuration.
@@ -112,6 +118,10 @@ pub struct Config {
     pub max_agents: Option<usize>,
     /// Memory that must stay free when an agent starts, in bytes.
     pub min_free_memory: u64,
+    /// How long a chat's scoped grant lasts.
+    pub grant_for: Duration,
+    /// Bytes of `audit.jsonl` before it rotates.
+    pub audit_max: u64,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -374,6 +384,14 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         Some(raw) => bytes(&raw)?,
         None => DEFAULT_MIN_FREE_MEMORY,
     };
+    let grant_for = match pick(&none, "", "CODING_BRIDGE_GRANT_SECONDS") {
+        Some(raw) => seconds_within(&raw, 1.0, 86_400.0, "a grant's length")?,
+        None => Duration::from_secs_f64(DEFAULT_GRANT_SECS),
+    };
+    let audit_max = match pick(&none, "", "CODING_BRIDGE_AUDIT_MAX") {
+        Some(raw) => bytes(&raw)?.max(4096),
+        None => DEFAULT_AUDIT_MAX,
+    };
     // Set but blank means "leave CLAUDE_CODE_ENTRYPOINT unset".
     let claude_entrypoint = match env("CODING_BRIDGE_CLAUDE_ENTRYPOINT") {
         None => Some(DEFAULT_CLAUDE_ENTRYPOINT.to_string()),
@@ -424,6 +442,8 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         idle_stop,
         max_agents,
         min_free_memory,
+        grant_for,
+        audit_max,
     })
 }
 

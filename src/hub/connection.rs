@@ -257,7 +257,7 @@ impl Hub {
             None,
             // Looked up each time (a few stat calls), so installing Claude Code shows up
             // without restarting the daemon.
-            &json!({"capabilities": crate::node::capabilities::heartbeat_list(&self.cli_paths)}),
+            &json!({"capabilities": crate::node::capabilities::heartbeat_list(&self.cli_paths, &self.sessions.policy)}),
         );
         self.send(Outbound::Text(frame));
     }

@@ -31,6 +31,11 @@ pub struct Pending {
     pub body: SessionEvent,
     /// Its timeout, if one runs.
     pub timer: Option<TimerId>,
+    /// The tool's name, and what it is about (for the audit log and grants).
+    pub tool: String,
+    pub subject: crate::policy::Subject,
+    /// No rule spoke for it, so a chat's "Allow for 1 h" may make a grant of it.
+    pub grantable: bool,
 }
 
 #[derive(Default)]
@@ -142,6 +147,9 @@ mod tests {
             input: json!({}),
             body: SessionEvent::reply(None, crate::protocol::events::Event::Closed),
             timer: None,
+            tool: "Bash".into(),
+            subject: Default::default(),
+            grantable: true,
         }
     }
 

@@ -139,11 +139,13 @@ impl Hub {
             }
             Kind::FsList { path, show_hidden } => {
                 let (path, hidden) = (path.clone(), *show_hidden);
+                let policy = self.sessions.policy.clone();
                 self.workers.run("fs", move || {
                     Work::Reply(with_trace(crate::node::fslist::list(
                         home.as_deref(),
                         path.as_deref(),
                         hidden,
+                        policy.roots.as_deref(),
                     )))
                 })
             }
@@ -166,7 +168,8 @@ impl Hub {
                         if let Some(c) = live {
                             probed.claude_commands = c;
                         }
-                        self.emit(with_trace(caps::reply(available, &probed)));
+                        let reply = caps::reply(available, &probed, &self.sessions.policy);
+                        self.emit(with_trace(reply));
                         true
                     }
                     None => {

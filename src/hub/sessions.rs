@@ -28,6 +28,8 @@
 //! - [`ticks`]: the timer's ticks for sessions (retries, ACP waits, approval timeouts);
 //! - [`sidecar`]: the per-session settings saved beside the transcript;
 //! - [`live_history`]: what `history.get` sees of a session held here;
+//! - [`policing`]: the owner's policy applied (agents, directories, modes, approval
+//!   rules), scoped grants, and the audit records;
 //! - [`limits`]: small hosts: idle agents stopped, the cap on live agents, the memory
 //!   guard, and what `status` says of the agents.
 
@@ -42,6 +44,7 @@ mod edit;
 mod limits;
 mod live_history;
 mod media;
+mod policing;
 mod sidecar;
 mod ticks;
 
@@ -93,6 +96,8 @@ pub struct Settings {
     pub media: crate::node::media::Settings,
     /// Idle stop, the cap on live agents, the memory guard.
     pub limits: Limits,
+    /// How long a chat's "Allow for 1 h" grant lasts.
+    pub grant_for: Duration,
 }
 
 /// All sessions of this daemon.
@@ -115,6 +120,13 @@ pub struct Sessions {
     pub(crate) next_job: u64,
     /// A session left the table or changed its id: the run state is written again.
     pub(crate) agents_changed: bool,
+    /// The owner's policy in force (replaced on SIGHUP).
+    pub(crate) policy: std::sync::Arc<crate::policy::Policy>,
+    /// Where starts, approvals, decisions and refusals are recorded.
+    pub(crate) audit: crate::sys::audit::Audit,
+    pub(crate) grants: crate::hub::grants::Grants,
+    /// The grants changed since the chats were told.
+    pub(crate) grants_changed: bool,
 }
 
 impl Sessions {
@@ -124,6 +136,8 @@ impl Sessions {
         child_tx: Sender<ChildEvent>,
         workers: Workers,
         saver: Saver,
+        policy: crate::policy::Policy,
+        audit: crate::sys::audit::Audit,
     ) -> Sessions {
         Sessions {
             settings,
@@ -139,6 +153,10 @@ impl Sessions {
             catalogue: None,
             next_job: 0,
             agents_changed: false,
+            policy: std::sync::Arc::new(policy),
+            audit,
+            grants: Default::default(),
+            grants_changed: false,
         }
     }
 
@@ -231,6 +249,8 @@ pub(crate) struct Entry {
     pub(crate) reported: Option<&'static str>,
     /// Something happened since: look at its state again.
     pub(crate) state_dirty: bool,
+    /// The permission mode last refused by the policy (noticed once in a row).
+    pub(crate) refused_mode: Option<String>,
 }
 
 impl Entry {
@@ -241,6 +261,7 @@ impl Entry {
             idle_check: false,
             reported: None,
             state_dirty: true,
+            refused_mode: None,
         }
     }
 

@@ -45,6 +45,8 @@ pub enum Work {
     },
     /// What the capability probes found (empty lists where they failed).
     Catalogue(crate::node::capabilities::Probed),
+    /// `policy.toml` read again (SIGHUP).
+    Policy(Result<crate::policy::Policy, crate::policy::PolicyError>),
 }
 
 /// The result of a [`Work::Transcript`] job.

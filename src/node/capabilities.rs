@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::policy::Policy;
 use crate::protocol::events::{Event, SessionEvent};
 use crate::sys::child::{self, ChildEvent, Spec};
 
@@ -61,6 +62,18 @@ pub fn available(paths: &Paths) -> Available {
     }
 }
 
+impl Available {
+    /// What the owner's policy lets remote parties start: the others are unavailable.
+    pub fn restrict(mut self, policy: &Policy) -> Available {
+        self.claude &= policy.allows_provider("claude");
+        self.codex &= policy.allows_provider("codex");
+        for (spec, ok) in &mut self.acp {
+            *ok &= policy.allows_provider(&spec.name);
+        }
+        self
+    }
+}
+
 /// What the probes found (cached by the hub).
 #[derive(Debug, Clone, Default)]
 pub struct Probed {
@@ -70,8 +83,8 @@ pub struct Probed {
 }
 
 /// The heartbeat's capability list.
-pub fn heartbeat_list(paths: &Paths) -> Vec<String> {
-    let a = available(paths);
+pub fn heartbeat_list(paths: &Paths, policy: &Policy) -> Vec<String> {
+    let a = available(paths).restrict(policy);
     let mut caps = Vec::new();
     if a.claude {
         caps.push("claude".to_string());
@@ -100,7 +113,13 @@ fn resolve(configured: Option<&Path>) -> Option<std::path::PathBuf> {
 }
 
 /// The `capabilities` reply.
-pub fn reply(available: Available, probed: &Probed) -> SessionEvent {
+pub fn reply(available: Available, probed: &Probed, policy: &Policy) -> SessionEvent {
+    let available = available.restrict(policy);
+    // The selectors offer only the modes the policy lets a remote party pick.
+    let modes: Vec<&str> = crate::protocol::PERMISSION_MODES
+        .into_iter()
+        .filter(|m| policy.allows_mode(m))
+        .collect();
     let commands: Vec<Value> = probed
         .claude_commands
         .iter()
@@ -128,7 +147,7 @@ pub fn reply(available: Available, probed: &Probed) -> SessionEvent {
             "available": ok,
             "models": [{"value": "", "label": "Default (from the agent)"}],
             "efforts": [""],
-            "permission_modes": crate::protocol::PERMISSION_MODES,
+            "permission_modes": modes,
             "allow_custom_model": true,
             "supports_edit": false,
             "supports_code_restore": false,
@@ -149,7 +168,7 @@ pub fn reply(available: Available, probed: &Probed) -> SessionEvent {
                 {"value": "haiku", "label": "Haiku"},
             ],
             "efforts": ["", "low", "medium", "high", "max"],
-            "permission_modes": crate::protocol::PERMISSION_MODES,
+            "permission_modes": modes,
             "allow_custom_model": true,
             "supports_edit": true,
             "supports_code_restore": true,
@@ -161,7 +180,7 @@ pub fn reply(available: Available, probed: &Probed) -> SessionEvent {
             "available": available.codex,
             "models": codex_models,
             "efforts": codex_efforts,
-            "permission_modes": crate::protocol::PERMISSION_MODES,
+            "permission_modes": modes,
             "allow_custom_model": true,
             "supports_edit": false,
             "supports_code_restore": false,

@@ -1,6 +1,8 @@
 //! The directory picker (`fs.list`): one directory's entries for choosing a session's
 //! working directory. Runs on a worker thread. Dirs first, then files, each sorted
-//! case-insensitively; hidden entries only on request; at most [`MAX_ENTRIES`].
+//! case-insensitively; hidden entries only on request; at most [`MAX_ENTRIES`]. With
+//! the owner's `roots` ([`crate::policy`]), nothing outside them is listed: a directory
+//! above a root shows only the way down to it, and one elsewhere is an error.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +10,22 @@ use crate::protocol::events::{Event, FsEntry, FsKind, SessionEvent};
 
 pub const MAX_ENTRIES: usize = 1000;
 
-/// The `fs.list` reply for `path` (default: home; `~` expanded; a file lists its parent).
-pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> SessionEvent {
+/// The `fs.list` reply for `path` (default: home, or the first root when home is outside
+/// them; `~` expanded; a file lists its parent). `roots`: the directories the policy
+/// lets sessions run in (resolved), if it limits them.
+pub fn list(
+    home: Option<&Path>,
+    path: Option<&str>,
+    show_hidden: bool,
+    roots: Option<&[PathBuf]>,
+) -> SessionEvent {
+    let inside = |d: &Path| roots.is_none_or(|r| r.iter().any(|r| d.starts_with(r)));
     let requested = match path.map(str::trim).filter(|p| !p.is_empty()) {
         None => home
+            .filter(|h| inside(&std::fs::canonicalize(h).unwrap_or_else(|_| h.to_path_buf())))
             .map(Path::to_path_buf)
+            .or_else(|| roots.and_then(|r| r.first().cloned()))
+            .or_else(|| home.map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/")),
         Some(p) => crate::sys::fsutil::expand_home(p, home),
     };
@@ -37,6 +50,20 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Sessi
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/"));
     }
+    // Above a root: only the entries on the way down to one.
+    let above = !inside(&dir);
+    if above && !roots.is_some_and(|r| r.iter().any(|r| r.starts_with(&dir))) {
+        let message = format!(
+            "outside the directories the node's policy lets sessions run in ({})",
+            roots
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return SessionEvent::reply(None, Event::fs_list_error(text(&dir), None, message));
+    }
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) => return error_reply(&dir, &e),
@@ -47,6 +74,12 @@ pub fn list(home: Option<&Path>, path: Option<&str>, show_hidden: bool) -> Sessi
         let name = e.file_name().to_string_lossy().into_owned();
         if !show_hidden && name.starts_with('.') {
             continue;
+        }
+        if above {
+            let path = e.path();
+            if !roots.is_some_and(|r| r.iter().any(|r| r.starts_with(&path))) {
+                continue;
+            }
         }
         // Follow symlinks so a link to a directory can be picked.
         let is_dir = std::fs::metadata(e.path())
@@ -115,8 +148,47 @@ mod tests {
     }
 
     #[test]
+    fn nothing_outside_the_roots_is_listed() {
+        let base = std::env::temp_dir().join(format!("fslist-roots-{}", std::process::id()));
+        let root = base.join("work/proj");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(base.join("work/secret")).unwrap();
+        std::fs::create_dir_all(base.join("other")).unwrap();
+        std::fs::write(root.join("a.rs"), "").unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let roots = [root.clone()];
+        let names = |p: &Path| {
+            let v = list(None, Some(&p.to_string_lossy()), false, Some(&roots)).to_value();
+            let mut n: Vec<String> = v["entries"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e["name"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            n.sort();
+            (n, v["error"].clone())
+        };
+        assert_eq!(names(&root).0, ["a.rs"]);
+        assert_eq!(names(&base.join("work")).0, ["proj"]);
+        assert_eq!(names(&base).0, ["work"]);
+        let (n, e) = names(&base.join("other"));
+        assert!(n.is_empty());
+        assert!(e.as_str().unwrap().contains("outside"), "{e}");
+        // A link out of a root is judged where it leads.
+        let link = root.join("out");
+        let _ = std::os::unix::fs::symlink(base.join("other"), &link);
+        assert!(names(&link).1.as_str().unwrap().contains("outside"));
+        // No path: the first root when home is outside them.
+        let v = list(Some(&base.join("other")), None, false, Some(&roots)).to_value();
+        assert_eq!(v["path"], root.to_string_lossy().as_ref());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
     fn root_has_no_parent() {
-        let v = list(None, Some("/"), false).to_value();
+        let v = list(None, Some("/"), false, None).to_value();
         assert_eq!(v["path"], "/");
         assert!(v["parent"].is_null());
     }

@@ -37,6 +37,18 @@ pub struct Command {
     /// held here; the history commands also carry it parsed, see [`Kind::HistoryGet`]).
     pub session_id: Option<String>,
     pub kind: Kind,
+    /// Who sent it: the relay (the browser), or a chat of a chat channel.
+    pub origin: Origin,
+}
+
+/// Where a command came from (the audit log says so, and a decision names who made it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// The relay: the browser, or anything else holding the node's relay session.
+    #[default]
+    Relay,
+    /// A chat of a chat channel (Telegram): the chat, and the user who pressed a button.
+    Chat { chat: i64, user: Option<i64> },
 }
 
 #[derive(Debug)]
@@ -101,6 +113,9 @@ pub struct Resolve {
     pub allow: bool,
     /// AskUserQuestion answers (or an amended input), as the browser sent them.
     pub answer: Option<Value>,
+    /// Allow this and what is like it for a while (Telegram's "Allow for 1 h"; the
+    /// browser cannot ask for it).
+    pub grant: bool,
 }
 
 /// A setting the browser may send with a turn: absent leaves it as it is; present sets
@@ -259,6 +274,7 @@ pub fn parse(mut cmd: Map<String, Value>) -> Command {
                 request_id,
                 allow: cmd.get("decision").and_then(Value::as_str) == Some("allow"),
                 answer: cmd.remove("answer"),
+                grant: false,
             }),
             None => Kind::Invalid("permission.resolve needs a request_id".into()),
         },
@@ -293,6 +309,7 @@ pub fn parse(mut cmd: Map<String, Value>) -> Command {
         trace_id,
         session_id,
         kind,
+        origin: Origin::Relay,
     }
 }
 

@@ -252,6 +252,15 @@ pub fn add_secret(secret: &str) {
     }
 }
 
+/// `text` with every registered secret (and `token=` value) replaced, as a log line
+/// would have it: for records kept elsewhere (the audit log).
+pub fn redact_secrets(text: &str) -> String {
+    match logger().sinks.lock() {
+        Ok(s) => redact(text, &s.secrets),
+        Err(_) => redact(text, &[]),
+    }
+}
+
 /// Whether a line at `level` would be written.
 pub fn enabled(level: Level) -> bool {
     level as u8 <= logger().level.load(Ordering::Relaxed)

@@ -5,13 +5,17 @@
 //! forged or stale press finds nothing and does nothing. Runs on the hub thread, like
 //! all of [`super`]; the bots' own threads are in [`crate::channels::runner`].
 
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
 
 use super::replies::{CREATE_TRIES, MAX_MESSAGE, clip_units, tool_line};
 use super::routing::command_for;
 use super::{Channels, Chat};
 use crate::channels::runner::{Call, Tag};
-use crate::protocol::commands::{Command, Kind, Resolve};
+use crate::policy::Subject;
+use crate::policy::scope::Scope;
+use crate::protocol::commands::{Command, Kind, Origin, Resolve};
 use crate::protocol::events::Decision;
 
 /// An approval shown in a chat.
@@ -43,6 +47,7 @@ impl Channels {
     ) {
         let rid = rid.to_string();
         let tool = tool.unwrap_or("A tool");
+        let raw = input;
         let input = Some(input);
         let questions: Vec<(String, Vec<String>)> = input
             .and_then(|i| i.get("questions"))
@@ -98,6 +103,13 @@ impl Channels {
                 {"text": "Allow", "callback_data": format!("a:{n}")},
                 {"text": "Deny", "callback_data": format!("d:{n}")},
             ]));
+            // A grant for what is like it (same tool, command prefix or directory), when
+            // one can be made; the node's rules still come first.
+            let subject = Subject::of(raw, Path::new("/"));
+            if Scope::of(tool, &subject).is_some() {
+                rows.push(json!([{"text": format!("Allow for {}", self.grant_label()),
+                                  "callback_data": format!("g:{n}")}]));
+            }
             let summary = format!("{tool}{}", tool_line(input));
             (format!("🔐 Approve {summary}?"), summary)
         };
@@ -175,8 +187,9 @@ impl Channels {
             answer(self, "This request is settled already.");
             return Vec::new();
         };
+        let grant = matches!(press, Press::Grant(_));
         let (allow, reply) = match press {
-            Press::Allow(_) => (true, None),
+            Press::Allow(_) | Press::Grant(_) => (true, None),
             Press::Deny(_) => (false, None),
             Press::Pick(_, qi, oi) => {
                 let Some(label) = a.questions.get(qi).and_then(|(_, o)| o.get(oi)).cloned() else {
@@ -201,14 +214,26 @@ impl Channels {
             }
         };
         let request_id = a.request_id.clone();
-        answer(self, if allow { "Allowed" } else { "Denied" });
+        answer(
+            self,
+            match (allow, grant) {
+                (true, true) => "Allowed (and what is like it, for a while)",
+                (true, false) => "Allowed",
+                _ => "Denied",
+            },
+        );
         vec![command_for(
             &key,
             Kind::PermissionResolve(Resolve {
                 request_id,
                 allow,
                 answer: reply,
+                grant,
             }),
+            Origin::Chat {
+                chat,
+                user: Some(from),
+            },
         )]
     }
 
@@ -241,7 +266,13 @@ impl Channels {
             (Decision::Allow, _) if !picked.is_empty() => {
                 format!("✅ Answered: {}\n{}", picked.join(", "), a.summary)
             }
-            (Decision::Allow, _) => format!("✅ Allowed\n{}", a.summary),
+            (Decision::Allow, _) => match self.grants.iter().find(|g| g.request_id == rid) {
+                Some(g) => format!(
+                    "✅ Allowed until {} UTC: {} {} in this session\n{}",
+                    g.until_hm, g.tool, g.scope, a.summary
+                ),
+                None => format!("✅ Allowed\n{}", a.summary),
+            },
             (_, "timeout") => format!("⌛ No answer in time: denied\n{}", a.summary),
             (Decision::Cancelled, _) => format!("Withdrawn\n{}", a.summary),
             _ => format!("⛔ Denied\n{}", a.summary),
@@ -327,9 +358,11 @@ impl Chat {
     }
 }
 
-/// A button press: `a:<n>` allow, `d:<n>` deny, `q:<n>:<question>:<option>` a pick.
+/// A button press: `a:<n>` allow, `g:<n>` allow with a grant, `d:<n>` deny,
+/// `q:<n>:<question>:<option>` a pick.
 enum Press {
     Allow(u64),
+    Grant(u64),
     Deny(u64),
     Pick(u64, usize, usize),
 }
@@ -341,6 +374,7 @@ impl Press {
         let n = parts.next()?.parse().ok()?;
         let press = match kind {
             "a" => Press::Allow(n),
+            "g" => Press::Grant(n),
             "d" => Press::Deny(n),
             "q" => Press::Pick(n, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?),
             _ => return None,
@@ -350,7 +384,7 @@ impl Press {
 
     fn number(&self) -> u64 {
         match self {
-            Press::Allow(n) | Press::Deny(n) | Press::Pick(n, ..) => *n,
+            Press::Allow(n) | Press::Grant(n) | Press::Deny(n) | Press::Pick(n, ..) => *n,
         }
     }
 }
@@ -417,6 +451,8 @@ mod tests {
             saver: Saver::inline(),
             next_number: 100,
             agent_states: HashMap::new(),
+            grants: Vec::new(),
+            grant_for: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -15,7 +15,7 @@ use super::replies::{TYPING_EVERY, typing};
 use super::saved::saved_key;
 use crate::channels::runner::FileFailed;
 use crate::protocol::SessionId;
-use crate::protocol::commands::{Command, Inline, Kind, Start, TurnCmd};
+use crate::protocol::commands::{Command, Inline, Kind, Origin, Start, TurnCmd};
 
 impl Channels {
     /// An update from Telegram: a message (admitted first) or a button press.
@@ -146,8 +146,19 @@ impl Channels {
                     None if session.is_some() => "stopped (your next message resumes it)",
                     None => "not started (your first message starts it)",
                 };
+                let grants: Vec<String> = self
+                    .grants
+                    .iter()
+                    .filter(|g| session.or(key.as_ref()) == Some(&g.session))
+                    .map(|g| format!("\n• {} {} until {} UTC", g.tool, g.scope, g.until_hm))
+                    .collect();
+                let grants = if grants.is_empty() {
+                    "none".to_string()
+                } else {
+                    grants.concat()
+                };
                 let text = format!(
-                    "Provider: {}\nModel: {}\nWorking directory: {}\nSession: {}\nAgent: {agent}\nTurn running: {}",
+                    "Provider: {}\nModel: {}\nWorking directory: {}\nSession: {}\nAgent: {agent}\nTurn running: {}\nAllowed for a while: {grants}",
                     c.provider.as_deref().unwrap_or(&cfg.default_provider),
                     c.model
                         .as_deref()
@@ -173,7 +184,11 @@ impl Channels {
             "stop" => match key {
                 Some(key) if self.bots[bot_id].chats[&chat].pending > 0 => {
                     self.say(bot_id, chat, "Stopping…");
-                    return vec![command_for(&key, Kind::SessionInterrupt)];
+                    return vec![command_for(
+                        &key,
+                        Kind::SessionInterrupt,
+                        Origin::Chat { chat, user: None },
+                    )];
                 }
                 _ => self.say(bot_id, chat, "Nothing is running."),
             },
@@ -200,7 +215,11 @@ impl Channels {
                     "A new conversation starts with your next message.",
                 );
                 if let Some(key) = key {
-                    return vec![command_for(&key, Kind::SessionClose)];
+                    return vec![command_for(
+                        &key,
+                        Kind::SessionClose,
+                        Origin::Chat { chat, user: None },
+                    )];
                 }
             }
             _ => {}
@@ -251,7 +270,11 @@ impl Channels {
         }
         self.owners.insert(key.clone(), (bot_id.to_string(), chat));
         if existing.is_some() {
-            return vec![command_for(&key, Kind::SessionSend(turn))];
+            return vec![command_for(
+                &key,
+                Kind::SessionSend(turn),
+                Origin::Chat { chat, user: None },
+            )];
         }
         let cfg = &self.bots[bot_id].cfg;
         let start = Start {
@@ -265,7 +288,11 @@ impl Channels {
                 .and_then(|r| SessionId::parse(r)),
             turn,
         };
-        vec![command_for(&key, Kind::SessionStart(start))]
+        vec![command_for(
+            &key,
+            Kind::SessionStart(start),
+            Origin::Chat { chat, user: None },
+        )]
     }
 }
 
@@ -280,12 +307,13 @@ fn session_key(bot: &str, chat: i64, generation: u32) -> String {
 }
 
 /// A session command from the chats, for session `key`.
-pub(super) fn command_for(key: &str, kind: Kind) -> Command {
+pub(super) fn command_for(key: &str, kind: Kind, origin: Origin) -> Command {
     Command {
         action: "telegram".into(),
         trace_id: None,
         session_id: Some(key.to_string()),
         kind,
+        origin,
     }
 }
 

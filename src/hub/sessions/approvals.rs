@@ -10,11 +10,10 @@ use serde_json::Value;
 use super::{Entry, Sessions};
 use crate::hub::Tick;
 use crate::hub::permissions::Pending;
-use crate::protocol::commands::Resolve;
+use crate::protocol::commands::{Origin, Resolve};
 use crate::protocol::events::{Decision, Event, SessionEvent};
 use crate::providers::{Answer, approval_answer, claude};
 use crate::session::{Approval, permission_input};
-use crate::sys::ids::new_id;
 
 impl Sessions {
     /// Deny every approval `key` waits for (its CLI gets the deny, the browser a
@@ -30,10 +29,16 @@ impl Sessions {
         } else {
             Answer::Deny
         };
+        let by = match reason {
+            "interrupted" => "interrupt",
+            "the session was closed" => "closed",
+            _ => "stopped",
+        };
         for p in self.permissions.take_session(key) {
             if s.child.as_ref().is_some_and(|c| c.handle.id == p.child) {
                 s.answer(&p, answer, None, claude::DENY_MESSAGE);
             }
+            self.audit_decision(&p, "deny", by, Origin::Relay);
             out.push(s.event(
                 s.trace().as_ref(),
                 Event::PermissionResolved {
@@ -66,6 +71,7 @@ impl Sessions {
         };
         for p in gone {
             crate::log_debug!("session {}: approval {} abandoned by the agent", s.id, p.id);
+            self.audit_decision(&p, "cancelled", "agent", Origin::Relay);
             out.push(s.event(
                 s.trace().as_ref(),
                 Event::resolved(p.id, Decision::Cancelled),
@@ -80,7 +86,9 @@ impl Sessions {
         &mut self,
         key: &str,
         child: u64,
+        id: String,
         a: Approval,
+        (tool, subject, grantable): (String, crate::policy::Subject, bool),
         out: &mut Vec<SessionEvent>,
     ) -> bool {
         if self.permissions.is_full() {
@@ -90,7 +98,6 @@ impl Sessions {
             return false;
         };
         s.mark_emitted();
-        let id = new_id();
         let (shown, cut) = permission_input(&a.input);
         let body = s
             .event(
@@ -124,6 +131,9 @@ impl Sessions {
             input: a.keep,
             body,
             timer,
+            tool,
+            subject,
+            grantable,
         });
         true
     }
@@ -147,6 +157,7 @@ impl Sessions {
         &mut self,
         r: Resolve,
         trace: Option<Value>,
+        origin: Origin,
         out: &mut Vec<SessionEvent>,
     ) {
         let rid = r.request_id.as_str();
@@ -156,6 +167,18 @@ impl Sessions {
             return;
         };
         let allow = r.allow;
+        let by = match origin {
+            Origin::Relay => "browser",
+            Origin::Chat { .. } => "telegram",
+        };
+        self.audit_decision(&p, if allow { "allow" } else { "deny" }, by, origin);
+        if allow && r.grant {
+            let user = match origin {
+                Origin::Chat { user, .. } => user,
+                Origin::Relay => None,
+            };
+            self.make_grant(&p, user);
+        }
         if let Some(s) = self.sessions.get(&p.session) {
             let how = if allow { Answer::Allow } else { Answer::Deny };
             s.answer(&p, how, r.answer.as_ref(), claude::DENY_MESSAGE);

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{Entry, MAX_QUEUED_TURNS, MAX_SESSIONS, Sessions};
 use crate::history::sidecar;
 use crate::protocol::SessionId;
-use crate::protocol::commands::{Command, Kind, Start, TurnCmd};
+use crate::protocol::commands::{Command, Kind, Origin, Start, TurnCmd};
 use crate::protocol::events::{Event, SessionEvent, SessionSummary, Status};
 use crate::providers::claude::{self, stream::sync_mode};
 use crate::providers::{Agent, acp, codex};
@@ -34,6 +34,7 @@ impl Sessions {
     fn apply_command(&mut self, cmd: Command, out: &mut Vec<SessionEvent>) -> Option<Command> {
         let trace = cmd.trace_id.clone();
         let sid = cmd.session_id.clone();
+        let origin = cmd.origin;
         let unknown = |out: &mut Vec<SessionEvent>| {
             let mut e = SessionEvent::reply(
                 trace.as_ref(),
@@ -73,17 +74,21 @@ impl Sessions {
                             }
                             turn.effort = None;
                         }
-                        self.send_turn(&key, turn, out)
+                        self.send_turn(&key, turn, origin, out)
                     }
-                    None => self.start(&sid, start, out),
+                    None => self.start(&sid, start, origin, out),
                 }
             }
             Kind::SessionSend(t) => match key {
-                Some(key) => self.send_turn(&key, t, out),
+                Some(key) => self.send_turn(&key, t, origin, out),
                 None => unknown(out),
             },
-            Kind::SessionEdit(e) => match key {
-                Some(key) => self.edit(&key, e, out),
+            Kind::SessionEdit(mut e) => match key {
+                Some(key) => {
+                    let trace = e.turn.trace.clone();
+                    self.police_turn_mode(&key, &mut e.turn.mode, origin, trace.as_ref(), out);
+                    self.edit(&key, e, out)
+                }
                 None => unknown(out),
             },
             Kind::SessionInterrupt => {
@@ -98,7 +103,7 @@ impl Sessions {
                     self.close(&key, trace, out);
                 }
             }
-            Kind::PermissionResolve(r) => self.resolve_permission(r, trace, out),
+            Kind::PermissionResolve(r) => self.resolve_permission(r, trace, origin, out),
             Kind::PermissionsList => {
                 let requests = self.permissions.snapshot();
                 out.push(SessionEvent::reply(
@@ -131,7 +136,7 @@ impl Sessions {
         None
     }
 
-    fn start(&mut self, sid: &str, start: Start, out: &mut Vec<SessionEvent>) {
+    fn start(&mut self, sid: &str, start: Start, origin: Origin, out: &mut Vec<SessionEvent>) {
         let t = start.turn;
         let trace = t.trace.clone();
         let fail = |out: &mut Vec<SessionEvent>, code: &str, message: String| {
@@ -142,6 +147,9 @@ impl Sessions {
             ));
         };
         let provider = start.provider.as_str();
+        if !self.police_provider(sid, provider, origin, trace.as_ref(), out) {
+            return;
+        }
         let Some(agent) = Agent::named(provider, &self.settings.acp_agents) else {
             fail(
                 out,
@@ -185,20 +193,34 @@ impl Sessions {
             );
             return;
         }
-        let mut s = Session::new(sid, cwd);
-        s.provider = provider.to_string();
-        s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
-        s.permission_mode = t
+        if !self.police_cwd(sid, &cwd, origin, trace.as_ref(), out) {
+            return;
+        }
+        let asked_mode = t
             .mode
             .clone()
             .unwrap_or_else(|| saved_str("permission_mode"));
+        let (mode, refused) = self.police_start_mode(sid, asked_mode.clone(), origin);
+        let mut s = Session::new(sid, cwd);
+        s.provider = provider.to_string();
+        s.model = t.model.clone().unwrap_or_else(|| saved_str("model"));
+        s.permission_mode = mode;
         s.effort = t.effort.clone().unwrap_or_else(|| saved_str("effort"));
         s.resolved_model = saved_str("resolved_model");
         // A resumed session has its real id already: every child resumes it.
         s.sdk_id = resume.map(SessionId::into_string);
         out.push(s.event(trace.as_ref(), Event::Started(s.describe())));
+        let refused_mode = refused
+            .as_ref()
+            .map(|_| asked_mode.clone().unwrap_or_else(|| "default".to_string()));
+        if let Some(notice) = refused {
+            out.push(s.event(trace.as_ref(), notice));
+        }
         let key = sid.to_string();
-        self.sessions.insert(key.clone(), Entry::new(s, agent));
+        let mut entry = Entry::new(s, agent);
+        entry.refused_mode = refused_mode;
+        self.sessions.insert(key.clone(), entry);
+        self.audit_start(&key, asked_mode.as_deref(), origin);
         if t.has_prompt() || t.has_media() {
             self.queue_turn(&key, t, out);
         }
@@ -227,7 +249,15 @@ impl Sessions {
         }
     }
 
-    fn send_turn(&mut self, key: &str, t: TurnCmd, out: &mut Vec<SessionEvent>) {
+    fn send_turn(
+        &mut self,
+        key: &str,
+        mut t: TurnCmd,
+        origin: Origin,
+        out: &mut Vec<SessionEvent>,
+    ) {
+        let trace = t.trace.clone();
+        self.police_turn_mode(key, &mut t.mode, origin, trace.as_ref(), out);
         self.apply_overrides(key, &t);
         let Some(s) = self.sessions.get(key) else {
             return;
@@ -296,6 +326,7 @@ impl Sessions {
     fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<SessionEvent>) {
         self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");
+        self.end_session_grants(key);
         if let Some(s) = self.sessions.remove(key) {
             self.agents_changed = true;
             out.push(s.event(trace.as_ref(), Event::Closed));

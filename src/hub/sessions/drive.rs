@@ -144,11 +144,7 @@ impl Sessions {
                 Effect::Pump => self.pump(&key, out),
                 Effect::SettleOpen => self.settle_before_result(&key, out),
                 Effect::Ask { approval, refuse } => {
-                    if !self.put_approval(&key, child_id, *approval, out)
-                        && let Some(s) = self.sessions.get(&key)
-                    {
-                        s.send(refuse);
-                    }
+                    self.ask(&key, child_id, *approval, refuse, out);
                 }
                 Effect::Withdrawn(cli_id) => self.settle_abandoned(&key, Some(&cli_id), out),
                 Effect::Fail { code, message } => {
@@ -246,6 +242,7 @@ impl Sessions {
             }
         }
         self.permissions.rekey(key, sid);
+        self.grants.rekey(key, sid);
         self.agents_changed = true;
         self.save_sidecar(sid);
     }
@@ -307,7 +304,14 @@ impl Sessions {
             e.commit_open(out);
         }
         // Approvals of a dead child can no longer be answered.
-        for p in self.permissions.take_child(child_id) {
+        let gone = self.permissions.take_child(child_id);
+        for p in &gone {
+            self.audit_decision(p, "cancelled", "agent_exited", Default::default());
+        }
+        let Some(e) = self.sessions.get_mut(key) else {
+            return;
+        };
+        for p in gone {
             out.push(e.event(
                 e.trace().as_ref(),
                 Event::resolved(p.id, Decision::Cancelled),

@@ -22,10 +22,12 @@ impl Sessions {
             }
             Tick::Wake { session, wake } => self.on_wake(&session, wake, out),
             Tick::IdleCheck { session } => self.on_idle_check(&session, out),
+            Tick::GrantEnds => self.end_grants(),
             Tick::Permission { request_id } => {
                 if let Some(p) = self.permissions.take(&request_id)
                     && let Some(s) = self.sessions.get(&p.session)
                 {
+                    self.audit_decision(&p, "deny", "timeout", Default::default());
                     s.answer(
                         &p,
                         Answer::Deny,

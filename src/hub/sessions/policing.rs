@@ -1,0 +1,459 @@
+//! The owner's policy applied to sessions ([`crate::policy`]), and the audit log fed
+//! from here: which agents may start, where, in which permission mode; approval
+//! requests decided by a rule or a scoped grant before they reach the browser; the
+//! grants a chat makes and their end. Every start, request, decision and refusal is an
+//! audit record ([`crate::sys::audit`], written off the hub). Runs on the hub thread.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::Sessions;
+use crate::hub::Tick;
+use crate::hub::grants::Grant;
+use crate::hub::permissions::Pending;
+use crate::policy::scope::Scope;
+use crate::policy::{Decision as RuleDecision, Subject};
+use crate::protocol::commands::{Origin, Override};
+use crate::protocol::events::{Event, SessionEvent};
+use crate::providers::{Answer, approval_answer};
+use crate::session::{Approval, short};
+use crate::sys::ids::new_id;
+use crate::sys::timefmt::{now_ms, rfc3339_ms};
+
+/// Characters of a tool input kept in its audit record.
+const AUDIT_INPUT: usize = 300;
+
+impl Sessions {
+    /// One audit record: `event` and these fields.
+    pub(crate) fn audit(&self, event: &str, fields: Value) {
+        let mut m = Map::new();
+        m.insert("event".into(), event.into());
+        if let Value::Object(f) = fields {
+            m.extend(f);
+        }
+        self.audit.record(m);
+    }
+
+    /// A refusal by policy: in the audit log, and a line in the node's log.
+    fn refused(&self, session: &str, what: &str, asked: &str, origin: Origin, message: &str) {
+        crate::log_info!("session {session}: {message}");
+        let mut f = json!({"session": session, "refused": what, "asked": asked});
+        add_origin(&mut f, origin);
+        self.audit("policy_refusal", f);
+    }
+
+    /// May `provider` start here? If not, the start is answered with `provider_refused`.
+    pub(super) fn police_provider(
+        &self,
+        sid: &str,
+        provider: &str,
+        origin: Origin,
+        trace: Option<&Value>,
+        out: &mut Vec<SessionEvent>,
+    ) -> bool {
+        if self.policy.allows_provider(provider) {
+            return true;
+        }
+        let message = format!(
+            "{} does not allow the agent {provider} on this machine (allowed: {}). Pick one of those, or ask the machine's owner.",
+            capitalized(&self.policy.named()),
+            self.policy
+                .providers
+                .as_deref()
+                .unwrap_or_default()
+                .join(", ")
+        );
+        self.refused(sid, "provider", provider, origin, &message);
+        out.push(SessionEvent::new(
+            sid,
+            trace,
+            Event::error("provider_refused", message),
+        ));
+        false
+    }
+
+    /// May a session run in `cwd` (it exists)? Judged on the directory with its
+    /// symlinks resolved; if not, the start is answered with `cwd_refused`.
+    pub(super) fn police_cwd(
+        &self,
+        sid: &str,
+        cwd: &Path,
+        origin: Origin,
+        trace: Option<&Value>,
+        out: &mut Vec<SessionEvent>,
+    ) -> bool {
+        if self.policy.roots.is_none() {
+            return true;
+        }
+        let resolved = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+        if self.policy.allows_dir(&resolved) {
+            return true;
+        }
+        let message = format!(
+            "The working directory {} is outside the directories {} lets sessions run in ({}). Pick a directory inside them.",
+            cwd.display(),
+            self.policy.named(),
+            self.policy.roots_text()
+        );
+        self.refused(sid, "cwd", &cwd.to_string_lossy(), origin, &message);
+        out.push(SessionEvent::new(
+            sid,
+            trace,
+            Event::error("cwd_refused", message),
+        ));
+        false
+    }
+
+    /// The mode a new session runs in when it asks for `asked` (`None`: the default),
+    /// and, when the policy refused that, the notice saying so.
+    pub(super) fn police_start_mode(
+        &self,
+        sid: &str,
+        asked: Option<String>,
+        origin: Origin,
+    ) -> (Option<String>, Option<Event>) {
+        let wanted = asked.as_deref().unwrap_or("default");
+        if self.policy.allows_mode(wanted) {
+            return (asked, None);
+        }
+        let instead = self.policy.mode_instead(None);
+        let notice = self.mode_notice(wanted, &instead);
+        self.refused(sid, "permission_mode", wanted, origin, &notice);
+        (Some(instead), Some(Event::notice("mode_refused", notice)))
+    }
+
+    /// A turn's permission mode (`session.send`, `session.edit`) as the policy lets it
+    /// be: a refused one becomes the session's current mode (or `default`), with a
+    /// `mode_refused` notice the first time it is asked in a row.
+    pub(super) fn police_turn_mode(
+        &mut self,
+        key: &str,
+        mode: &mut Override,
+        origin: Origin,
+        trace: Option<&Value>,
+        out: &mut Vec<SessionEvent>,
+    ) {
+        let Some(asked) = mode.as_ref() else { return };
+        let wanted = asked.clone().unwrap_or_else(|| "default".into());
+        let allowed = self.policy.allows_mode(&wanted);
+        let Some(e) = self.sessions.get(key) else {
+            return;
+        };
+        if allowed {
+            if let Some(e) = self.sessions.get_mut(key) {
+                e.refused_mode = None;
+            }
+            return;
+        }
+        let instead = self.policy.mode_instead(e.permission_mode.as_deref());
+        let notice = self.mode_notice(&wanted, &instead);
+        self.refused(&e.id, "permission_mode", &wanted, origin, &notice);
+        if e.refused_mode.as_deref() != Some(wanted.as_str()) {
+            out.push(e.event(trace, Event::notice("mode_refused", notice)));
+        }
+        *mode = Some(Some(instead));
+        if let Some(e) = self.sessions.get_mut(key) {
+            e.refused_mode = Some(wanted);
+        }
+    }
+
+    fn mode_notice(&self, wanted: &str, instead: &str) -> String {
+        format!(
+            "{} does not allow the permission mode {wanted}; this session runs in {instead} instead.",
+            capitalized(&self.policy.named())
+        )
+    }
+
+    /// The audit record of a session's start.
+    pub(super) fn audit_start(&self, key: &str, asked: Option<&str>, origin: Origin) {
+        let Some(e) = self.sessions.get(key) else {
+            return;
+        };
+        let mut f = json!({
+            "session": e.id,
+            "provider": e.provider,
+            "cwd": e.cwd,
+            "mode_asked": asked.unwrap_or("default"),
+            "mode": e.mode_label(),
+            "resume": e.sdk_id,
+        });
+        add_origin(&mut f, origin);
+        self.audit("session_start", f);
+    }
+
+    /// An agent asks to use a tool: the node's rules decide first (allow: answered
+    /// here, never shown; deny: refused with the reason), then a grant in force, and
+    /// anything else goes before the browser and the chats.
+    pub(crate) fn ask(
+        &mut self,
+        key: &str,
+        child: u64,
+        a: Approval,
+        refuse: String,
+        out: &mut Vec<SessionEvent>,
+    ) {
+        let Some(e) = self.sessions.get(key) else {
+            return;
+        };
+        let tool = a.tool.clone().unwrap_or_default();
+        let subject = Subject::of(&a.input, &e.cwd);
+        let id = new_id();
+        self.audit(
+            "permission_request",
+            json!({"session": e.id, "request_id": id, "tool": tool,
+                   "input": input_summary(&subject, &a.input)}),
+        );
+        let policy = self.policy.clone();
+        let rule = policy.decide(&tool, &subject);
+        let decided = |how: &str, by: &str, extra: Value| {
+            let mut f = json!({"session": e.id, "request_id": id, "tool": tool,
+                               "decision": how, "by": by});
+            if let (Value::Object(f), Value::Object(x)) = (&mut f, extra) {
+                f.extend(x);
+            }
+            f
+        };
+        match rule.map(|r| r.decision) {
+            Some(RuleDecision::Allow) => {
+                let line = rule.map_or(0, |r| r.line);
+                crate::log_info!(
+                    "session {}: {tool} allowed by the rule at line {line} of the policy",
+                    e.id
+                );
+                e.send(approval_answer(
+                    &e.agent,
+                    &a.cli_request_id,
+                    &a.keep,
+                    Answer::Allow,
+                    None,
+                    "",
+                ));
+                self.audit(
+                    "permission_decision",
+                    decided("allow", "rule", json!({"rule_line": line})),
+                );
+                return;
+            }
+            Some(RuleDecision::Deny) => {
+                let described = rule.map(|r| r.describe()).unwrap_or_default();
+                let line = rule.map_or(0, |r| r.line);
+                let why = format!(
+                    "Denied by {}: {described}. Do not try it another way; tell the user it is not allowed on this machine.",
+                    policy.named()
+                );
+                e.send(approval_answer(
+                    &e.agent,
+                    &a.cli_request_id,
+                    &a.keep,
+                    Answer::Deny,
+                    None,
+                    &why,
+                ));
+                let what = subject
+                    .command
+                    .as_ref()
+                    .map(|c| format!(" `{}`", short(c, 80)))
+                    .unwrap_or_default();
+                out.push(e.event(
+                    e.trace().as_ref(),
+                    Event::notice(
+                        "tool_denied",
+                        format!("{tool}{what} was denied by {described}."),
+                    ),
+                ));
+                self.audit(
+                    "permission_decision",
+                    decided("deny", "rule", json!({"rule_line": line})),
+                );
+                return;
+            }
+            Some(RuleDecision::Ask) => {}
+            None => {
+                if let Some(g) = self.grants.covering(key, &tool, &subject, Instant::now()) {
+                    e.send(approval_answer(
+                        &e.agent,
+                        &a.cli_request_id,
+                        &a.keep,
+                        Answer::Allow,
+                        None,
+                        "",
+                    ));
+                    self.audit(
+                        "permission_decision",
+                        decided(
+                            "allow",
+                            "grant",
+                            json!({"grant_from": g.request_id, "user": g.by}),
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        // A rule that says ask means a person answers every time: no grant for it.
+        let grantable = rule.is_none();
+        let audit_full = decided("deny", "full", json!({}));
+        if !self.put_approval(key, child, id, a, (tool, subject, grantable), out) {
+            if let Some(e) = self.sessions.get(key) {
+                e.send(refuse);
+            }
+            self.audit("permission_decision", audit_full);
+        }
+    }
+
+    /// The audit record of a pending approval's end.
+    pub(crate) fn audit_decision(&self, p: &Pending, decision: &str, by: &str, origin: Origin) {
+        let session = self
+            .sessions
+            .get(&p.session)
+            .map_or(p.session.as_str(), |e| e.id.as_str());
+        let mut f = json!({"session": session, "request_id": p.id, "tool": p.tool,
+                           "decision": decision, "by": by});
+        if let Origin::Chat { chat, user } = origin {
+            f["chat"] = json!(chat);
+            f["user"] = json!(user);
+        }
+        self.audit("permission_decision", f);
+    }
+
+    /// A chat's "Allow for 1 h" on approval `p`: a grant for what is like it, unless a
+    /// rule asks for this every time or no scope can be drawn (then it was allowed once).
+    pub(crate) fn make_grant(&mut self, p: &Pending, user: Option<i64>) {
+        let scope = if p.grantable {
+            Scope::of(&p.tool, &p.subject)
+        } else {
+            None
+        };
+        let Some(scope) = scope else {
+            crate::log_info!(
+                "approval {}: allowed once (no grant can be made for it)",
+                p.id
+            );
+            return;
+        };
+        let length = self.settings.grant_for;
+        let until_ms = now_ms() + length.as_millis() as u64;
+        let g = Grant {
+            session: p.session.clone(),
+            tool: p.tool.clone(),
+            scope,
+            until: Instant::now() + length,
+            until_ms,
+            request_id: p.id.clone(),
+            by: user,
+        };
+        let session = self
+            .sessions
+            .get(&p.session)
+            .map_or(p.session.clone(), |e| e.id.clone());
+        self.audit(
+            "grant",
+            json!({"session": session, "tool": g.tool, "scope": g.scope.describe(),
+                   "until": rfc3339_ms(until_ms), "user": user, "request_id": p.id}),
+        );
+        self.timer
+            .at(g.until + Duration::from_millis(5), Tick::GrantEnds);
+        self.grants.add(g);
+        self.grants_changed = true;
+    }
+
+    /// Grants whose time is up are gone.
+    pub(crate) fn end_grants(&mut self) {
+        for g in self.grants.expire(Instant::now()) {
+            self.grants_changed = true;
+            self.audit(
+                "grant_ended",
+                json!({"session": g.session, "tool": g.tool, "scope": g.scope.describe(),
+                       "why": "expired"}),
+            );
+        }
+    }
+
+    /// A session's grants end with it.
+    pub(crate) fn end_session_grants(&mut self, key: &str) {
+        for g in self.grants.remove_session(key) {
+            self.grants_changed = true;
+            self.audit(
+                "grant_ended",
+                json!({"session": g.session, "tool": g.tool, "scope": g.scope.describe(),
+                       "why": "session closed"}),
+            );
+        }
+    }
+
+    /// The grants in force, as the chats show them; `None` when unchanged since asked.
+    pub(crate) fn take_grants_changed(&mut self) -> Option<Vec<crate::channels::GrantView>> {
+        if !std::mem::take(&mut self.grants_changed) {
+            return None;
+        }
+        Some(
+            self.grants
+                .list()
+                .iter()
+                .map(|g| crate::channels::GrantView {
+                    session: self
+                        .sessions
+                        .get(&g.session)
+                        .map_or(g.session.clone(), |e| e.id.clone()),
+                    request_id: g.request_id.clone(),
+                    tool: g.tool.clone(),
+                    scope: g.scope.describe(),
+                    until_hm: rfc3339_ms(g.until_ms).get(11..16).unwrap_or("").to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    /// A new policy is in force (SIGHUP).
+    pub(crate) fn set_policy(&mut self, policy: crate::policy::Policy) {
+        self.audit(
+            "policy_loaded",
+            json!({"file": policy.file, "policy": policy.to_json()}),
+        );
+        self.policy = std::sync::Arc::new(policy);
+    }
+}
+
+/// Where a command came from, as audit fields.
+fn add_origin(f: &mut Value, origin: Origin) {
+    match origin {
+        Origin::Relay => f["via"] = json!("relay"),
+        Origin::Chat { chat, user } => {
+            f["via"] = json!("telegram");
+            f["chat"] = json!(chat);
+            if user.is_some() {
+                f["user"] = json!(user);
+            }
+        }
+    }
+}
+
+/// What a tool's input says, short: its command, its paths, or its JSON cut; secrets
+/// the log knows are replaced.
+fn input_summary(subject: &Subject, input: &Value) -> String {
+    let text = if let Some(c) = &subject.command {
+        c.clone()
+    } else if !subject.paths.is_empty() {
+        subject
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        // Bounded before it is serialized whole: the summary only needs its start.
+        let (shown, _) = crate::session::permission_input(input);
+        shown.to_string()
+    };
+    crate::sys::logging::redact_secrets(&short(&text, AUDIT_INPUT))
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,132 @@
+//! The patterns of a rule's `match`, and what they are matched against: a glob
+//! (`*` any run of characters, `/` included; `?` one character), a shell command cut
+//! into the simple commands it chains, and a path made absolute and free of `.` and
+//! `..` without touching the disk. Plain functions; no threads.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Whether `text` matches `pattern` as a whole (`*` any run, `?` one character).
+pub fn matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it is trying to cover up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Characters that make a command more than one simple command, or let it reach past
+/// what its words say: chaining, pipes, background, substitution, redirection.
+const COMPOUND: &[char] = &[';', '|', '&', '`', '$', '>', '<', '\n', '\r', '(', ')'];
+
+/// Whether `command` is one simple command: an allow rule or a grant covers only those,
+/// so `cargo test*` never allows `cargo test; rm -rf ~`.
+pub fn is_simple(command: &str) -> bool {
+    !command.contains(COMPOUND)
+}
+
+/// The pieces of `command` a deny or ask rule is matched against: the whole command and
+/// each simple command it chains (cut at `;`, `|`, `&`, newlines, `$(`, backquotes and
+/// parentheses), trimmed.
+pub fn pieces(command: &str) -> Vec<&str> {
+    let mut out = vec![command.trim()];
+    out.extend(
+        command
+            .split([';', '|', '&', '\n', '\r', '`', '(', ')', '$'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty()),
+    );
+    out
+}
+
+/// `path` made absolute (relative to `cwd`) with `.` and `..` resolved as text, so
+/// `/src/app/../../etc/passwd` is matched as `/etc/passwd`. Symlinks are not followed
+/// (the file may not exist yet).
+pub fn normalize(path: &str, cwd: &Path) -> PathBuf {
+    let joined = cwd.join(path);
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(matches("cargo test*", "cargo test"));
+        assert!(matches("cargo test*", "cargo test --all"));
+        assert!(!matches("cargo test*", "cargo build"));
+        assert!(matches("*", ""));
+        assert!(matches("/src/*", "/src/a/b.rs"));
+        assert!(matches("*.rs", "/src/a/b.rs"));
+        assert!(!matches("*.rs", "/src/a/b.rsx"));
+        assert!(matches("a?c", "abc"));
+        assert!(!matches("a?c", "ac"));
+        assert!(matches("*a*b*", "xxaxxbxx"));
+        assert!(!matches("*a*b", "xxaxxbxxc"));
+        assert!(matches("rm -rf*", "rm -rf /"));
+        assert!(matches("héllo*", "héllo wörld"));
+    }
+
+    #[test]
+    fn commands_are_cut_into_simple_ones() {
+        assert!(is_simple("cargo test --release"));
+        for c in [
+            "cargo test; rm -rf ~",
+            "cargo test && curl x",
+            "cargo test | sh",
+            "cargo test > /etc/x",
+            "cargo test $(rm -rf ~)",
+            "cargo test `id`",
+            "cargo test\nrm x",
+        ] {
+            assert!(!is_simple(c), "{c}");
+        }
+        let p = pieces("echo hi; rm -rf / && ls | tail $(whoami)");
+        for want in ["rm -rf /", "echo hi", "ls", "tail", "whoami"] {
+            assert!(p.contains(&want), "{want} in {p:?}");
+        }
+    }
+
+    #[test]
+    fn paths_are_normalized_as_text() {
+        let cwd = Path::new("/src/app");
+        assert_eq!(normalize("a/b.rs", cwd), PathBuf::from("/src/app/a/b.rs"));
+        assert_eq!(
+            normalize("../../etc/passwd", cwd),
+            PathBuf::from("/etc/passwd")
+        );
+        assert_eq!(normalize("/x/./y/../z", cwd), PathBuf::from("/x/z"));
+        assert_eq!(normalize("/../..", cwd), PathBuf::from("/"));
+    }
+}

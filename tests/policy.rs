@@ -1,0 +1,379 @@
+//! The machine owner's policy (issue 20), through the relay as the browser drives the
+//! daemon, with the scripted fake agents: each key of `policy.toml` (a refused mode
+//! never reaches the agent's argv or `set_permission_mode`, a refused working directory
+//! starts no process, a refused agent is unavailable), approval rules for Claude Code and
+//! an ACP agent, the audit log (appended, rotated, verified, a tampered line caught),
+//! SIGHUP reload, and malformed files. Telegram's scoped grants are in `telegram.rs`.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::node::{Node, example, named};
+use support::*;
+
+/// A home whose config dir holds this `policy.toml`.
+fn home_with(tag: &str, policy: &str) -> TempDir {
+    let home = TempDir::new(tag);
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(home.join("cfg/policy.toml"), policy).unwrap();
+    home
+}
+
+/// `coding-bridge-agent <args>` for this home.
+fn cli(home: &TempDir, args: &[&str]) -> std::process::Output {
+    run(agent(home).args(args))
+}
+
+fn argv(start: &Value) -> String {
+    start["argv"].to_string()
+}
+
+/// The audit log's records, as `audit --json` prints them.
+fn audit(home: &TempDir, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["audit", "--json"];
+    args.extend(extra);
+    let o = cli(home, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Wait for the audit log to hold a record matching `f` (it is written off the hub).
+fn audited(home: &TempDir, f: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut last = Vec::new();
+    let found = wait_until(Duration::from_secs(10), || {
+        last = audit(home, &[]);
+        last.iter().any(&f)
+    });
+    assert!(found, "no such audit record in {last:#?}");
+    last
+}
+
+#[test]
+fn a_refused_mode_runs_in_default_and_never_reaches_the_agent() {
+    let home = home_with("pol-mode", "permission_modes = [\"default\", \"plan\"]\n");
+    let n = Node::start_in(home, &[]);
+    // The browser's default for a new session: bypassPermissions.
+    n.cmd(
+        json!({"action": "session.start", "session_id": "m1", "prompt": "say hi",
+                 "cwd": n.cwd(), "permission_mode": "bypassPermissions"}),
+    );
+    let ev = n.until("session.result");
+    let notice = named(&ev, "session.notice");
+    assert_eq!(notice.len(), 1, "{ev:#?}");
+    assert_eq!(notice[0]["code"], "mode_refused");
+    let text = notice[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("bypassPermissions")
+            && text.contains("policy.toml")
+            && text.contains("default"),
+        "{text}"
+    );
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = argv(&n.starts()[0]);
+    assert!(!a.contains("bypassPermissions"), "{a}");
+    assert!(a.contains("\"--permission-mode\",\"default\""), "{a}");
+    // The selector sends the mode again with every message: refused, told once in a row.
+    for _ in 0..2 {
+        n.cmd(
+            json!({"action": "session.send", "session_id": real, "prompt": "say again",
+                     "permission_mode": "bypassPermissions"}),
+        );
+        n.until("session.result");
+    }
+    // An allowed mode goes live; a refused one after it is told again.
+    n.cmd(
+        json!({"action": "session.send", "session_id": real, "prompt": "say plan",
+                 "permission_mode": "plan"}),
+    );
+    let ev = n.until("session.result");
+    assert!(named(&ev, "session.notice").is_empty(), "{ev:#?}");
+    n.cmd(
+        json!({"action": "session.send", "session_id": real, "prompt": "say back",
+                 "permission_mode": "bypassPermissions"}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "session.notice")[0]["code"], "mode_refused");
+    // An edit asking for it: the fork runs in the session's allowed mode.
+    let cut = ev.last().unwrap()["cut_uuid"].as_str().unwrap().to_string();
+    n.cmd(
+        json!({"action": "session.edit", "session_id": real, "prompt": "say edited",
+                 "cut_uuid": cut, "permission_mode": "bypassPermissions"}),
+    );
+    n.until("session.result");
+    let modes: Vec<Value> = n
+        .stdin_of("set_permission_mode")
+        .iter()
+        .map(|s| s["request"]["mode"].clone())
+        .collect();
+    assert!(modes.contains(&json!("plan")), "{modes:?}");
+    assert!(!modes.contains(&json!("bypassPermissions")), "{modes:?}");
+    for s in n.starts() {
+        assert!(!argv(&s).contains("bypassPermissions"), "{}", argv(&s));
+    }
+    n.cmd(json!({"action": "sessions.list"}));
+    let s = n.until("sessions.snapshot").pop().unwrap()["sessions"][0].clone();
+    assert_ne!(s["permission_mode"], "bypassPermissions");
+    // The selectors offer only what the policy allows.
+    let caps = n.ask(json!({"action": "capabilities.get"}), "capabilities");
+    assert_eq!(
+        caps["providers"][0]["permission_modes"],
+        json!(["default", "plan"])
+    );
+    let records = audited(&n.home, |r| r["event"] == "policy_refusal");
+    let start = records
+        .iter()
+        .find(|r| r["event"] == "session_start")
+        .unwrap();
+    assert_eq!(start["mode_asked"], "bypassPermissions");
+    assert_eq!(start["mode"], "default");
+    assert_eq!(start["via"], "relay");
+    assert_eq!(start["provider"], "claude");
+}
+
+#[test]
+fn a_cwd_outside_the_roots_starts_no_process_and_is_not_listed() {
+    let home = TempDir::new("pol-roots");
+    for d in ["work/proj", "work/secret", "other"] {
+        std::fs::create_dir_all(home.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink(home.join("other"), home.join("work/proj/escape")).unwrap();
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(home.join("cfg/policy.toml"), "roots = [\"~/work/proj\"]\n").unwrap();
+    let n = Node::start_in(home, &[]);
+    let at = |d: &str| n.home.join(d).to_string_lossy().into_owned();
+    for cwd in [at("other"), at("work/secret"), at("work/proj/escape")] {
+        n.cmd(
+            json!({"action": "session.start", "session_id": "r1", "prompt": "say hi", "cwd": cwd}),
+        );
+        let e = n.until("session.error").pop().unwrap();
+        assert_eq!(e["code"], "cwd_refused", "{e}");
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains(&cwd) && m.contains("work/proj"), "{m}");
+    }
+    assert!(
+        n.starts().is_empty(),
+        "a refused cwd started {:?}",
+        n.starts()
+    );
+    // The daemon's own default (the home) is outside too.
+    n.cmd(json!({"action": "session.start", "session_id": "r2", "prompt": "say hi"}));
+    assert_eq!(
+        n.until("session.error").pop().unwrap()["code"],
+        "cwd_refused"
+    );
+    n.cmd(json!({"action": "session.start", "session_id": "r3", "prompt": "say hi", "cwd": at("work/proj")}));
+    n.until("session.result");
+    assert_eq!(n.starts().len(), 1);
+    // The picker: the way down to the root, nothing beside it, nothing outside.
+    let list = |p: &str| n.ask(json!({"action": "fs.list", "path": p}), "fs.list");
+    let names = |v: &Value| -> Vec<String> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&list(&at("work"))), ["proj"]);
+    let outside = list(&at("other"));
+    assert!(names(&outside).is_empty());
+    assert!(
+        outside["error"].as_str().unwrap().contains("outside"),
+        "{outside}"
+    );
+    assert!(list(&at("work/proj/escape"))["error"].is_string());
+    audited(&n.home, |r| {
+        r["event"] == "policy_refusal" && r["refused"] == "cwd"
+    });
+}
+
+#[test]
+fn a_refused_agent_is_unavailable_and_not_started() {
+    let codex = example("fake_codex");
+    let home = home_with("pol-prov", "providers = [\"claude\"]\n");
+    let n = Node::start_in(
+        home,
+        &[("CODING_BRIDGE_CODEX_PATH", codex.to_str().unwrap())],
+    );
+    let caps = n.ask(json!({"action": "capabilities.get"}), "capabilities");
+    let p = |name: &str| {
+        caps["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(p("claude")["available"], true);
+    assert_eq!(p("codex")["available"], false);
+    n.cmd(
+        json!({"action": "session.start", "session_id": "c1", "provider": "codex",
+                 "prompt": "hi", "cwd": n.cwd()}),
+    );
+    let e = n.until("session.error").pop().unwrap();
+    assert_eq!(e["code"], "provider_refused", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("codex"), "{e}");
+    audited(&n.home, |r| {
+        r["event"] == "policy_refusal" && r["asked"] == "codex"
+    });
+}
+
+const RULES: &str = r#"
+[[rule]]
+tool = "Bash"
+match = "cargo test*"
+decision = "allow"
+
+[[rule]]
+tool = "*"
+match = "rm -rf*"
+decision = "deny"
+
+[[rule]]
+tool = "Bash"
+match = "touch*"
+decision = "ask"
+"#;
+
+/// The tool result of the turn in `ev`.
+fn tool_result(ev: &[Value]) -> Value {
+    named(ev, "session.tool_result")
+        .first()
+        .map(|v| (*v).clone())
+        .unwrap_or_else(|| panic!("no tool result in {ev:#?}"))
+}
+
+#[test]
+fn rules_allow_deny_and_ask_for_claude_code() {
+    let n = Node::start_in(home_with("pol-rules", RULES), &[]);
+    // Allowed by the rule: never shown, the agent runs it.
+    n.cmd(
+        json!({"action": "session.start", "session_id": "p1", "cwd": n.cwd(),
+                 "prompt": "tool Bash {\"command\":\"cargo test --all\"}"}),
+    );
+    let ev = n.until("session.result");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:#?}");
+    let tr = tool_result(&ev);
+    assert_eq!(tr["is_error"], false, "{tr}");
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Denied by the rule, also inside a chain: the agent is told why, the browser too.
+    for cmd in ["rm -rf /", "cargo test; rm -rf ~"] {
+        n.cmd(json!({"action": "session.send", "session_id": real,
+                     "prompt": format!("tool Bash {}", json!({"command": cmd}))}));
+        let ev = n.until("session.result");
+        assert!(named(&ev, "permission.request").is_empty(), "{ev:#?}");
+        let tr = tool_result(&ev);
+        assert_eq!(tr["is_error"], true);
+        let why = tr["content"].as_str().unwrap();
+        assert!(why.contains("policy.toml line 7"), "{why}");
+        let notice = named(&ev, "session.notice");
+        assert_eq!(notice[0]["code"], "tool_denied", "{ev:#?}");
+    }
+    // A chain the allow rule does not cover, and an ask rule: the browser decides.
+    for cmd in ["cargo test | sh", "touch x"] {
+        n.cmd(json!({"action": "session.send", "session_id": real,
+                     "prompt": format!("tool Bash {}", json!({"command": cmd}))}));
+        let req = n.until("permission.request").pop().unwrap();
+        n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+        let ev = n.until("session.result");
+        assert_eq!(tool_result(&ev)["is_error"], false);
+    }
+    let records = audited(&n.home, |r| {
+        r["event"] == "permission_decision" && r["by"] == "browser"
+    });
+    let by: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["event"] == "permission_decision")
+        .map(|r| (r["decision"].as_str().unwrap(), r["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("allow", "rule"),
+            ("deny", "rule"),
+            ("deny", "rule"),
+            ("allow", "browser"),
+            ("allow", "browser")
+        ]
+    );
+    let requests: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "permission_request")
+        .map(|r| r["input"].as_str().unwrap())
+        .collect();
+    assert_eq!(requests[0], "cargo test --all");
+    assert_eq!(requests.len(), 5);
+}
+
+#[test]
+fn rules_allow_deny_and_ask_for_an_acp_agent() {
+    let home = home_with("pol-acp", "");
+    let fake = example("fake_acp");
+    std::fs::write(
+        home.join("cfg/agents.json"),
+        json!({"agents": [{"name": "fakeacp", "label": "Fake ACP agent",
+                           "command": fake, "env": {"FAKE_ACP_LOG": home.join("acp.log")}}]})
+        .to_string(),
+    )
+    .unwrap();
+    // The fake agent asks to run `touch x` (an ACP "execute": Bash).
+    let answers = |home: &Path| -> Vec<Value> {
+        std::fs::read_to_string(home.join("acp.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["id"] == 7 && v.get("result").is_some())
+            .collect()
+    };
+    let mut home = Some(home);
+    for (decision, option) in [("allow", "yes"), ("deny", "no"), ("ask", "yes")] {
+        let h = home.take().unwrap();
+        std::fs::write(
+            h.join("cfg/policy.toml"),
+            format!("[[rule]]\ntool = \"Bash\"\nmatch = \"touch *\"\ndecision = \"{decision}\"\n"),
+        )
+        .unwrap();
+        let n = Node::start_in(h, &[]);
+        n.cmd(
+            json!({"action": "session.start", "session_id": "a1", "provider": "fakeacp",
+                     "prompt": "ask", "cwd": n.cwd()}),
+        );
+        if decision == "ask" {
+            let req = n.until("permission.request").pop().unwrap();
+            assert_eq!(req["tool"], "Bash");
+            n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+            n.until("session.result");
+        } else {
+            let ev = n.until("session.result");
+            assert!(
+                named(&ev, "permission.request").is_empty(),
+                "{decision}: {ev:#?}"
+            );
+        }
+        let a = answers(n.home.path());
+        assert_eq!(
+            a.last().unwrap()["result"]["outcome"]["optionId"],
+            option,
+            "{decision}: {a:?}"
+        );
+        let by = if decision == "ask" { "browser" } else { "rule" };
+        let want = if decision == "deny" { "deny" } else { "allow" };
+        audited(&n.home, |r| {
+            r["event"] == "permission_decision" && r["by"] == by && r["decision"] == want
+        });
+        home = Some(n.stop());
+    }
+}
