@@ -377,3 +377,204 @@ fn rules_allow_deny_and_ask_for_an_acp_agent() {
         home = Some(n.stop());
     }
 }
+
+#[test]
+fn the_audit_log_is_chained_rotated_and_a_tampered_line_is_caught() {
+    let n = Node::start(&[("CODING_BRIDGE_AUDIT_MAX", "4K")]);
+    let cfg = n.home.join("cfg");
+    for i in 0..10 {
+        let sid = format!("au{i}");
+        n.cmd(
+            json!({"action": "session.start", "session_id": sid, "cwd": n.cwd(),
+                     "prompt": format!("tool Bash {}", json!({"command": format!("echo {i}")}))}),
+        );
+        let req = n.until("permission.request").pop().unwrap();
+        n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "deny"}));
+        n.until("session.result");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || cfg
+            .join("audit.1.jsonl")
+            .exists()),
+        "no rotation"
+    );
+    let records = audited(&n.home, |r| {
+        r["event"] == "permission_decision"
+            && r["request_id"].is_string()
+            && r["by"] == "browser"
+            && r["session"]
+                .as_str()
+                .is_some_and(|s| s.ends_with('9') || s.len() > 8)
+    });
+    // One chain across the files: seq counts on.
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["prev"].as_str().is_some_and(|p| p.len() == 64))
+    );
+    let o = cli(&n.home, &["audit", "--verify"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
+    // A session's records only, and a time filter.
+    let one = audit(&n.home, &["--session", "au3"]);
+    assert!(
+        !one.is_empty() && one.iter().all(|r| r["session"] == "au3"),
+        "{one:#?}"
+    );
+    assert_eq!(audit(&n.home, &["--since", "1h"]).len(), records.len());
+    assert!(audit(&n.home, &["--since", "2999-01-01"]).is_empty());
+    let text = stdout(&cli(&n.home, &["audit", "--session", "au3"]));
+    assert!(
+        text.contains("session_start") && text.contains("au3"),
+        "{text}"
+    );
+    // No secret in any of it.
+    for f in std::fs::read_dir(&cfg).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.starts_with("audit") {
+            let body = std::fs::read_to_string(f.path()).unwrap();
+            assert!(!body.contains("tok-node"), "{name}");
+            use std::os::unix::fs::PermissionsExt;
+            let mode = f.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+    let _kept = n.stop();
+    // Change one character of a line in the middle of a rotated file.
+    let home = TempDir::new("pol-audit-tamper");
+    let dir = home.join("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(&cfg).unwrap().flatten() {
+        if f.file_name().to_string_lossy().starts_with("audit") {
+            std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+        }
+    }
+    let older = dir.join("audit.1.jsonl");
+    let body = std::fs::read_to_string(&older).unwrap();
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    assert!(lines.len() >= 3);
+    lines[1] = lines[1]
+        .replacen("\"deny\"", "\"allow\"", 1)
+        .replacen("echo", "ECHO", 1);
+    std::fs::write(&older, lines.join("\n") + "\n").unwrap();
+    let o = cli(&home, &["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("audit.1.jsonl:3"), "{said}");
+    // A removed line is caught as well.
+    let mut lines: Vec<&str> = body.lines().collect();
+    lines.remove(1);
+    std::fs::write(&older, lines.join("\n") + "\n").unwrap();
+    let o = cli(&home, &["audit", "--verify", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["line"], 2, "{v}");
+}
+
+#[test]
+fn sighup_reads_the_policy_again_and_a_broken_one_keeps_it() {
+    let n = Node::start(&[]);
+    let start = |sid: &str| {
+        n.cmd(
+            json!({"action": "session.start", "session_id": sid, "prompt": "say hi",
+                     "cwd": n.cwd(), "permission_mode": "bypassPermissions"}),
+        );
+        n.until("session.result")
+    };
+    let ev = start("h1");
+    assert!(named(&ev, "session.notice").is_empty(), "{ev:#?}");
+    assert!(argv(n.starts().last().unwrap()).contains("bypassPermissions"));
+    let policy = n.home.join("cfg/policy.toml");
+    std::fs::write(&policy, "permission_modes = [\"default\"]\n").unwrap();
+    n.daemon.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || n
+            .daemon
+            .stderr()
+            .contains("read again")),
+        "{}",
+        n.daemon.stderr()
+    );
+    let ev = start("h2");
+    assert_eq!(
+        named(&ev, "session.notice")[0]["code"],
+        "mode_refused",
+        "{ev:#?}"
+    );
+    assert!(!argv(n.starts().last().unwrap()).contains("bypassPermissions"));
+    // A broken file: said in the log, the daemon goes on under the policy it had.
+    std::fs::write(&policy, "permission_modes = [\"default\"]\n\nroots = 5\n").unwrap();
+    n.daemon.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || n
+            .daemon
+            .stderr()
+            .contains("policy.toml line 3")),
+        "{}",
+        n.daemon.stderr()
+    );
+    let ev = start("h3");
+    assert_eq!(
+        named(&ev, "session.notice")[0]["code"],
+        "mode_refused",
+        "{ev:#?}"
+    );
+    let records = audited(&n.home, |r| r["event"] == "policy_rejected");
+    assert!(records.iter().any(|r| r["event"] == "policy_loaded"));
+}
+
+#[test]
+fn a_malformed_policy_is_named_by_line_and_stops_the_start() {
+    let home = home_with(
+        "pol-bad",
+        "permission_modes = [\"default\"]\n\n[[rule]]\ntool = \"Bash\"\ndecision = \"sometimes\"\n",
+    );
+    let o = cli(&home, &["policy", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("policy.toml line 5"), "{}", stderr(&o));
+    let o = cli(&home, &["policy", "check", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["line"].clone()),
+        (json!(false), json!(5))
+    );
+    // The daemon does not start on it (before any connection).
+    let o = run(agent(&home)
+        .env("CODING_BRIDGE_URL", "http://127.0.0.1:9")
+        .env("CODING_BRIDGE_NODE_TOKEN", "tok-node")
+        .arg("run"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("policy.toml line 5"), "{}", stderr(&o));
+    // init writes a private skeleton once; it limits nothing until edited.
+    let fresh = TempDir::new("pol-init");
+    let o = cli(&fresh, &["policy", "init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(fresh.join("cfg/policy.toml")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(cli(&fresh, &["policy", "init"]).status.code(), Some(1));
+    let o = cli(&fresh, &["policy", "check"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("limits nothing"), "{}", stdout(&o));
+    // A valid one is printed as in force, in words and as JSON.
+    std::fs::write(fresh.join("cfg/policy.toml"), RULES).unwrap();
+    let o = cli(&fresh, &["policy", "check"]);
+    assert!(
+        stdout(&o).contains("line 2: allow Bash matching \"cargo test*\""),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("warning: bypassPermissions is allowed"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cli(&fresh, &["policy", "check", "--json"]);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["rules"][1]["decision"], "deny");
+    assert_eq!(v["permission_modes"], Value::Null);
+}

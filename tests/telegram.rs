@@ -795,3 +795,148 @@ fn status_shows_the_chats_agent_stopped_while_idle_and_back_with_the_next_messag
         t.contains("first prompt was: say first words")
     });
 }
+
+#[test]
+fn allow_for_a_while_covers_what_is_alike_until_it_ends_and_never_past_a_rule() {
+    let bot = FakeBot::start();
+    let home = TempDir::new("tg-grant");
+    std::fs::create_dir_all(home.join("cfg")).unwrap();
+    std::fs::write(
+        home.join("cfg/policy.toml"),
+        "[[rule]]\ntool = \"Bash\"\nmatch = \"cargo test --release*\"\ndecision = \"deny\"\n",
+    )
+    .unwrap();
+    let n = start_node_env(
+        &bot,
+        home,
+        "rate_limit_per_min = 0\n",
+        &[("CODING_BRIDGE_GRANT_SECONDS", "4")],
+    );
+    let bash = |cmd: &str| format!("tool Bash {}", json!({ "command": cmd }));
+    // The approval offers a grant for a while; pressing it allows this one.
+    bot.message(ME, ME, &bash("cargo test -q"));
+    let (_, buttons) = approval(&bot);
+    let grant = button(&buttons, "Allow for 4 s").to_string();
+    bot.press(ME, ME, &grant);
+    bot.wait("the grant shown", |m, b| {
+        m == "editMessageText"
+            && b["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("✅ Allowed until")
+            && b["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("commands starting `cargo test`")
+    });
+    // What the agent was answered, in order (allow, or deny with its reason).
+    let answered = |count: usize| -> Value {
+        assert!(
+            wait_until(Duration::from_secs(10), || n
+                .stdin_of("control_response")
+                .len()
+                >= count),
+            "{:?}",
+            n.stdin_of("control_response")
+        );
+        n.stdin_of("control_response")[count - 1]["response"]["response"].clone()
+    };
+    bot.wait_shown(ME, "the first run", |t| {
+        t.contains("cargo test -q\nafter tool")
+    });
+    assert_eq!(answered(1)["behavior"], "allow");
+    // The same prefix runs without a question; a rule's deny still wins.
+    bot.forget_calls();
+    bot.message(ME, ME, &bash("cargo test --all"));
+    bot.wait_shown(ME, "the granted run", |t| {
+        t.contains("cargo test --all\nafter tool")
+    });
+    assert_eq!(answered(2)["behavior"], "allow");
+    bot.message(ME, ME, &bash("cargo test --release"));
+    bot.wait_shown(ME, "the rule's deny", |t| {
+        t.contains("cargo test --release\nafter tool")
+    });
+    let deny = answered(3);
+    assert_eq!(deny["behavior"], "deny");
+    assert!(
+        deny["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy.toml line 1"),
+        "{deny}"
+    );
+    // Another prefix is asked.
+    bot.message(ME, ME, &bash("cargo build"));
+    let (text, build_buttons) = approval(&bot);
+    assert!(text.contains("cargo build"), "{text}");
+    assert_eq!(
+        bot.calls()
+            .iter()
+            .filter(|(m, b)| m == "sendMessage" && b.get("reply_markup").is_some())
+            .count(),
+        1,
+        "only cargo build was asked: {:?}",
+        bot.calls()
+    );
+    bot.message(ME, ME, "/status");
+    let status = bot.wait_shown(ME, "status", |t| t.contains("Allowed for a while"));
+    assert!(
+        status.contains("Bash commands starting `cargo test` until"),
+        "{status}"
+    );
+    bot.press(ME, ME, button(&build_buttons, "Deny"));
+    assert_eq!(answered(4)["behavior"], "deny");
+    // It ends by itself: the prefix is asked again, and /status lists nothing.
+    let mut status = String::new();
+    let ended = wait_until(Duration::from_secs(15), || {
+        std::thread::sleep(Duration::from_millis(500));
+        bot.forget_calls();
+        bot.message(ME, ME, "/status");
+        status = bot.wait_shown(ME, "status", |t| t.contains("Allowed for a while"));
+        status.contains("Allowed for a while: none")
+    });
+    assert!(ended, "{status}");
+    bot.forget_calls();
+    bot.message(ME, ME, &bash("cargo test --doc"));
+    let (text, _) = approval(&bot);
+    assert!(text.contains("cargo test --doc"), "{text}");
+    let out = run(agent(&n.home).args(["audit", "--json"]));
+    let records: Vec<Value> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |e: &str| records.iter().filter(|r| r["event"] == e).count();
+    assert_eq!(of("grant"), 1, "{records:#?}");
+    assert_eq!(of("grant_ended"), 1, "{records:#?}");
+    let by: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "permission_decision")
+        .map(|r| r["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        by,
+        ["telegram", "grant", "rule", "telegram"],
+        "{records:#?}"
+    );
+    let first = records
+        .iter()
+        .find(|r| r["event"] == "permission_decision")
+        .unwrap();
+    assert_eq!(first["user"], ME);
+    let start = records
+        .iter()
+        .find(|r| r["event"] == "session_start")
+        .unwrap();
+    assert_eq!(start["via"], "telegram");
+    assert_eq!(start["chat"], ME);
+    // The bot token is nowhere in the audit log.
+    let mut files = Vec::new();
+    every_file_under(&n.home.join("cfg"), &mut files);
+    for f in files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("audit"))
+    {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(!text.contains(TOKEN), "{}", f.display());
+    }
+}
