@@ -895,3 +895,79 @@ fn real_claude_code_stopped_while_idle_resumes_with_the_conversation() {
     );
     assert_ne!(last_cli_pid(&d), pid, "a new process took the turn");
 }
+
+/// Issue 20: the owner's rules decide the real CLI's approvals on the node (an allow
+/// never reaches the browser, a deny tells the model why), a policy read on SIGHUP, and
+/// the browser's bypassPermissions refused, so the CLI asks at all.
+#[test]
+fn real_claude_code_approvals_decided_by_the_nodes_rules() {
+    let Some(cli) = cli_or_skip(NEW_PIN, "test") else {
+        return;
+    };
+    let (relay, home, d, api_log) = start_node(&cli, "real-rules");
+    let work = home.join("work");
+    let err = || format!("daemon stderr: {}", d.stderr());
+    std::fs::write(
+        home.join("cfg/policy.toml"),
+        format!(
+            "permission_modes = [\"default\", \"plan\"]\n\n[[rule]]\ntool = \"Write\"\nmatch = \"{}/*\"\ndecision = \"allow\"\n\n[[rule]]\ntool = \"Bash\"\nmatch = \"python3*\"\ndecision = \"deny\"\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .stderr()
+            .contains("read again")),
+        "{}",
+        err()
+    );
+    let file = work.join("ruled.txt");
+    assert!(relay.command(
+        "r1",
+        json!({"action": "session.start", "session_id": "rules-1", "cwd": work,
+               "permission_mode": "bypassPermissions",
+               "prompt": format!("WRITE:{}:by the rule", file.display())})
+    ));
+    let ev = events_until(&relay, "session.result", &err);
+    assert!(
+        ev.iter().all(|e| e["event"] != "permission.request"),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "session.notice" && e["code"] == "mode_refused"),
+        "{ev:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default().trim(),
+        "by the rule"
+    );
+    let real = ev
+        .iter()
+        .find(|e| e["event"] == "session.identified")
+        .and_then(|e| e["sdk_session_id"].as_str())
+        .unwrap()
+        .to_string();
+    // The model asks for `python3 -c …`: denied on the node, the reason in its context.
+    assert!(relay.command(
+        "r2",
+        json!({"action": "session.send", "session_id": real, "prompt": "Please write the file out.txt"})
+    ));
+    let ev = events_until(&relay, "session.result", &err);
+    assert!(
+        ev.iter().all(|e| e["event"] != "permission.request"),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "session.notice" && e["code"] == "tool_denied"),
+        "{ev:#?}"
+    );
+    assert!(!work.join("out.txt").exists(), "a denied command ran");
+    assert!(
+        last_messages(&api_log, "Denied by").contains("policy.toml line"),
+        "the model was not told why"
+    );
+}

@@ -35,14 +35,33 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Characters that make a command more than one simple command, or let it reach past
-/// what its words say: chaining, pipes, background, substitution, redirection.
-const COMPOUND: &[char] = &[';', '|', '&', '`', '$', '>', '<', '\n', '\r', '(', ')'];
+/// Characters that, unquoted, make a command more than one simple command or let it
+/// reach past what its words say: chaining, pipes, background, subshells, redirection.
+const COMPOUND: &[char] = &[';', '|', '&', '>', '<', '\n', '\r', '(', ')'];
 
 /// Whether `command` is one simple command: an allow rule or a grant covers only those,
-/// so `cargo test*` never allows `cargo test; rm -rf ~`.
+/// so `cargo test*` never allows `cargo test; rm -rf ~`. Quotes are honoured as the
+/// shell does (`python3 -c "print(1)"` is simple); a command substitution (`$(…)`,
+/// backquotes) is not simple even inside double quotes, where the shell still runs it.
 pub fn is_simple(command: &str) -> bool {
-    !command.contains(COMPOUND)
+    let mut single = false;
+    let mut double = false;
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !single => {
+                chars.next();
+            }
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '`' if !single => return false,
+            '$' if !single && chars.peek() == Some(&'(') => return false,
+            c if !single && !double && COMPOUND.contains(&c) => return false,
+            _ => {}
+        }
+    }
+    // An unclosed quote: the shell would read on; not one simple command.
+    !single && !double
 }
 
 /// The pieces of `command` a deny or ask rule is matched against: the whole command and
@@ -101,6 +120,10 @@ mod tests {
     #[test]
     fn commands_are_cut_into_simple_ones() {
         assert!(is_simple("cargo test --release"));
+        assert!(is_simple("python3 -c \"open('x','w').write('a; b > c')\""));
+        assert!(is_simple("echo 'a | b' \\; done"));
+        assert!(!is_simple("echo \"$(id)\""));
+        assert!(!is_simple("echo 'open"));
         for c in [
             "cargo test; rm -rf ~",
             "cargo test && curl x",
