@@ -24,8 +24,12 @@
 //! - **saver** ([`crate::sys::saver`]): writes the run state, the chats' state and the
 //!   settings sidecars in order.
 //! - **timer** ([`crate::hub::timer`]): heartbeats, reconnect backoff, permission timeouts,
-//!   crash retries.
-//! - **signals**: SIGINT/SIGTERM from signal-hook's iterator thread.
+//!   crash retries, the end of scoped grants.
+//! - **audit writer** ([`crate::sys::audit`]): appends the audit records the sessions
+//!   make (starts, approvals, decisions, refusals by the owner's policy), chained and
+//!   rotated, from a bounded queue the hub never waits on.
+//! - **signals**: SIGINT/SIGTERM (stop) and SIGHUP (read `policy.toml` again, on a
+//!   worker) from signal-hook's iterator thread.
 //! - **bot poller / bot sender** ([`crate::channels::runner`]): per Telegram bot; the
 //!   chats' side is [`crate::channels::chats`], called from the hub, which also ticks it
 //!   once a second while a chat has a turn running or a reply to show.
@@ -40,8 +44,8 @@
 //! Here: the state, the main loop and the dispatch of every input. Beside it:
 //! [`connection`] (the link coming and going, heartbeats), [`delivery`] (events out,
 //! the outbox, the ack window), [`services`] (requests the workers answer), [`sessions`]
-//! (the session table; it feeds the providers and applies their effects),
-//! [`permissions`], [`timer`], [`worker`]. Every event is a typed
+//! (the session table; it feeds the providers and applies their effects, and applies
+//! the owner's policy), [`permissions`], [`grants`], [`timer`], [`worker`]. Every event is a typed
 //! [`crate::protocol::events::SessionEvent`], serialized only where it becomes a frame.
 
 mod connection;
