@@ -707,7 +707,9 @@ impl Hub {
                 for w in policy.warnings() {
                     crate::log_warn!("policy: {w}");
                 }
-                self.sessions.set_policy(policy);
+                let mut out = Vec::new();
+                self.sessions.set_policy(policy, &mut out);
+                self.emit_all(out);
             }
             Some(Work::Policy(Err(e))) => {
                 crate::log_error!("{e}; the policy in force stays as it was");

@@ -477,28 +477,47 @@ fn the_audit_log_is_chained_rotated_and_a_tampered_line_is_caught() {
 #[test]
 fn sighup_reads_the_policy_again_and_a_broken_one_keeps_it() {
     let n = Node::start(&[]);
-    let start = |sid: &str| {
+    let inside = n.home.join("inside");
+    std::fs::create_dir_all(&inside).unwrap();
+    let start = |sid: &str, cwd: &Path| {
         n.cmd(
             json!({"action": "session.start", "session_id": sid, "prompt": "say hi",
-                     "cwd": n.cwd(), "permission_mode": "bypassPermissions"}),
+                     "cwd": cwd, "permission_mode": "bypassPermissions"}),
         );
         n.until("session.result")
     };
-    let ev = start("h1");
+    let ev = start("h1", &inside);
     assert!(named(&ev, "session.notice").is_empty(), "{ev:#?}");
     assert!(argv(n.starts().last().unwrap()).contains("bypassPermissions"));
+    let h1 = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    start("hx", n.home.path());
+    // Tightened while both run: h1 goes on in default, at once; hx (outside) is closed.
     let policy = n.home.join("cfg/policy.toml");
-    std::fs::write(&policy, "permission_modes = [\"default\"]\n").unwrap();
+    std::fs::write(
+        &policy,
+        format!("permission_modes = [\"default\"]\nroots = [{:?}]\n", inside),
+    )
+    .unwrap();
     n.daemon.signal(libc::SIGHUP);
+    let mut ev = n.until("session.error");
+    ev.extend(n.until("session.closed"));
+    let notice = named(&ev, "session.notice");
+    assert_eq!(notice[0]["code"], "mode_refused", "{ev:#?}");
+    assert_eq!(notice[0]["session_id"], h1, "{ev:#?}");
+    let closed = named(&ev, "session.error")[0];
+    assert_eq!(closed["code"], "cwd_refused", "{ev:#?}");
+    assert_ne!(closed["session_id"], h1);
     assert!(
-        wait_until(Duration::from_secs(10), || n
-            .daemon
-            .stderr()
-            .contains("read again")),
-        "{}",
-        n.daemon.stderr()
+        wait_until(Duration::from_secs(5), || n
+            .stdin_of("set_permission_mode")
+            .iter()
+            .any(|r| r["request"]["mode"] == "default")),
+        "{:?}",
+        n.stdin_of("set_permission_mode")
     );
-    let ev = start("h2");
+    assert!(n.daemon.stderr().contains("read again"));
+    // A new session asking for bypass is refused now.
+    let ev = start("h2", &inside);
     assert_eq!(
         named(&ev, "session.notice")[0]["code"],
         "mode_refused",
@@ -516,7 +535,7 @@ fn sighup_reads_the_policy_again_and_a_broken_one_keeps_it() {
         "{}",
         n.daemon.stderr()
     );
-    let ev = start("h3");
+    let ev = start("h3", &inside);
     assert_eq!(
         named(&ev, "session.notice")[0]["code"],
         "mode_refused",

@@ -323,7 +323,7 @@ impl Sessions {
         }
     }
 
-    fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<SessionEvent>) {
+    pub(super) fn close(&mut self, key: &str, trace: Option<Value>, out: &mut Vec<SessionEvent>) {
         self.stop_current_turn(key, out, "the session was closed");
         self.detach_child(key, out, "the session was closed");
         self.end_session_grants(key);

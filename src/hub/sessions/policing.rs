@@ -406,13 +406,87 @@ impl Sessions {
         )
     }
 
-    /// A new policy is in force (SIGHUP).
-    pub(crate) fn set_policy(&mut self, policy: crate::policy::Policy) {
+    /// A new policy is in force (SIGHUP), for the sessions held here too: one in a mode
+    /// it no longer allows goes on in an allowed one (live for Claude Code and ACP
+    /// approvals; Codex from its next turn), with a `mode_refused` notice; one whose
+    /// agent or directory it no longer allows is closed, with the error saying why.
+    pub(crate) fn set_policy(
+        &mut self,
+        policy: crate::policy::Policy,
+        out: &mut Vec<SessionEvent>,
+    ) {
         self.audit(
             "policy_loaded",
             json!({"file": policy.file, "policy": policy.to_json()}),
         );
         self.policy = std::sync::Arc::new(policy);
+        let mut keys: Vec<String> = self.sessions.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let Some(e) = self.sessions.get(&key) else {
+                continue;
+            };
+            let via = Origin::Relay;
+            let refusal = if !self.policy.allows_provider(&e.provider) {
+                Some((
+                    "provider_refused",
+                    "provider",
+                    e.provider.clone(),
+                    format!(
+                        "{} no longer allows the agent {}; this session is closed.",
+                        capitalized(&self.policy.named()),
+                        e.provider
+                    ),
+                ))
+            } else if self.policy.roots.is_some()
+                && !self
+                    .policy
+                    .allows_dir(&std::fs::canonicalize(&e.cwd).unwrap_or_else(|_| e.cwd.clone()))
+            {
+                Some((
+                    "cwd_refused",
+                    "cwd",
+                    e.cwd.to_string_lossy().into_owned(),
+                    format!(
+                        "{} no longer lets sessions run in {} (allowed: {}); this session is closed.",
+                        capitalized(&self.policy.named()),
+                        e.cwd.display(),
+                        self.policy.roots_text()
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((code, what, asked, message)) = refusal {
+                out.push(e.event(e.trace().as_ref(), Event::error(code, message.clone())));
+                let id = e.id.clone();
+                self.refused(&id, what, &asked, via, &message);
+                self.close(&key, None, out);
+                continue;
+            }
+            let mode = e.mode_label().to_string();
+            if self.policy.allows_mode(&mode) {
+                continue;
+            }
+            let instead = self.policy.mode_instead(None);
+            let notice = self.mode_notice(&mode, &instead);
+            out.push(e.event(
+                e.trace().as_ref(),
+                Event::notice("mode_refused", notice.clone()),
+            ));
+            let id = e.id.clone();
+            self.refused(&id, "permission_mode", &mode, via, &notice);
+            let Some(e) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            e.permission_mode = Some(instead);
+            e.refused_mode = Some(mode);
+            let (s, agent) = e.split();
+            if let Some(st) = agent.claude_state() {
+                crate::providers::claude::stream::sync_mode(s, st);
+            }
+            self.save_sidecar(&key);
+        }
     }
 }
 
