@@ -4,7 +4,9 @@
 //! `item/agentMessage/delta` notifications, one line per write, before completing.
 //! The error paths: `crash` (a delta, then exit 3 mid-turn), `garbage` (lines that are not
 //! messages, then a normal answer), `abandon` (asks to approve a command, then settles the
-//! request itself with `serverRequest/resolved` and completes the turn). Any other prompt
+//! request itself with `serverRequest/resolved` and completes the turn), `approve <cmd>`
+//! (asks to approve running `<cmd>` and, once answered, completes the turn saying
+//! `decision: <the answer>`). Any other prompt
 //! is answered `echo: <prompt>`. Every line it receives is appended to `FAKE_CODEX_LOG`
 //! when set.
 
@@ -24,6 +26,8 @@ fn main() {
         std::process::id() % 10000
     );
     let mut turn_no = 0;
+    // A turn waiting for the answer to its approval request (id 9): its turn id.
+    let mut waiting: Option<String> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if let Some(path) = std::env::var_os("FAKE_CODEX_LOG")
@@ -38,6 +42,31 @@ fn main() {
             continue;
         };
         let id = v["id"].clone();
+        if v["method"].is_null()
+            && id == 9
+            && let Some(turn) = waiting.take()
+        {
+            let decision = v["result"]["decision"].as_str().unwrap_or("?").to_string();
+            let item = format!("msg_{turn}");
+            let text = format!("decision: {decision}");
+            send(
+                json!({"method": "item/started", "params": {"threadId": thread, "turnId": turn,
+                "item": {"type": "agentMessage", "id": item, "text": ""}}}),
+            );
+            send(
+                json!({"method": "item/agentMessage/delta", "params": {"threadId": thread,
+                "turnId": turn, "itemId": item, "delta": text}}),
+            );
+            send(
+                json!({"method": "item/completed", "params": {"threadId": thread, "turnId": turn,
+                "item": {"type": "agentMessage", "id": item, "text": text}}}),
+            );
+            send(
+                json!({"method": "turn/completed", "params": {"threadId": thread,
+                "turn": {"id": turn, "status": "completed", "error": null}}}),
+            );
+            continue;
+        }
         match v["method"].as_str() {
             Some("initialize") => send(json!({"id": id, "result": {"userAgent": "fake/0.0.0"}})),
             Some("thread/start") => {
@@ -63,6 +92,15 @@ fn main() {
                     .flatten()
                     .filter_map(|i| i["text"].as_str())
                     .collect();
+                if let Some(cmd) = prompt.strip_prefix("approve ") {
+                    send(
+                        json!({"id": 9, "method": "item/commandExecution/requestApproval",
+                        "params": {"threadId": thread, "turnId": turn, "itemId": "call_9",
+                                   "command": cmd, "cwd": "/"}}),
+                    );
+                    waiting = Some(turn);
+                    continue;
+                }
                 let item = format!("msg_{turn_no}");
                 let base = json!({"threadId": thread, "turnId": turn});
                 send(

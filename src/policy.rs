@@ -321,7 +321,7 @@ fn toml_error(text: &str, e: &toml::de::Error) -> PolicyError {
 /// What an approval request is about, as rules and grants see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subject {
-    /// The shell command, for tools that run one.
+    /// The shell command, for tools that run one (a shell wrapper's script taken out).
     pub command: Option<String>,
     /// The files it touches (absolute, normalized), for tools that name them.
     pub paths: Vec<PathBuf>,
@@ -332,7 +332,7 @@ impl Subject {
     /// the ACP agents' spellings), relative paths taken from `cwd`.
     pub fn of(input: &Value, cwd: &Path) -> Subject {
         let command = match input.get("command") {
-            Some(Value::String(c)) => Some(c.clone()),
+            Some(Value::String(c)) => Some(glob::unwrap_shell(c).to_string()),
             Some(Value::Array(words)) => Some(
                 words
                     .iter()

@@ -597,3 +597,52 @@ fn a_malformed_policy_is_named_by_line_and_stops_the_start() {
     assert_eq!(v["rules"][1]["decision"], "deny");
     assert_eq!(v["permission_modes"], Value::Null);
 }
+
+#[test]
+fn rules_allow_deny_and_ask_for_codex() {
+    let codex = example("fake_codex");
+    let home = home_with("pol-codex", RULES);
+    let n = Node::start_in(
+        home,
+        &[
+            ("CODING_BRIDGE_CODEX_PATH", codex.to_str().unwrap()),
+            ("FAKE_CODEX_LOG", "codex.log"),
+        ],
+    );
+    let turn = |sid: &Value, prompt: &str| -> Vec<Value> {
+        n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": prompt}));
+        n.until("session.result")
+    };
+    n.cmd(
+        json!({"action": "session.start", "session_id": "x1", "provider": "codex",
+                 "prompt": "hello", "cwd": n.cwd()}),
+    );
+    let ev = n.until("session.result");
+    let sid = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    // Codex reports the command as its shell runs it: the script is what rules see.
+    let ev = turn(&sid, "approve /bin/bash -lc 'cargo test -q'");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:#?}");
+    assert!(
+        support::node::texts(&ev).contains("decision: accept"),
+        "{ev:#?}"
+    );
+    let ev = turn(&sid, "approve /bin/bash -lc 'rm -rf build'");
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:#?}");
+    assert!(
+        support::node::texts(&ev).contains("decision: decline"),
+        "{ev:#?}"
+    );
+    assert_eq!(named(&ev, "session.notice")[0]["code"], "tool_denied");
+    n.cmd(json!({"action": "session.send", "session_id": sid, "prompt": "approve touch x"}));
+    let req = n.until("permission.request").pop().unwrap();
+    assert_eq!(req["tool"], "Bash");
+    n.cmd(json!({"action": "permission.resolve", "request_id": req["request_id"], "decision": "allow"}));
+    let ev = n.until("session.result");
+    assert!(
+        support::node::texts(&ev).contains("decision: accept"),
+        "{ev:#?}"
+    );
+    audited(&n.home, |r| {
+        r["event"] == "permission_decision" && r["by"] == "browser"
+    });
+}

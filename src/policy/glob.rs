@@ -66,16 +66,66 @@ pub fn is_simple(command: &str) -> bool {
 
 /// The pieces of `command` a deny or ask rule is matched against: the whole command and
 /// each simple command it chains (cut at `;`, `|`, `&`, newlines, `$(`, backquotes and
-/// parentheses), trimmed.
-pub fn pieces(command: &str) -> Vec<&str> {
-    let mut out = vec![command.trim()];
-    out.extend(
-        command
+/// parentheses), trimmed, read both as written and with its quotes taken out, and the
+/// script of any shell wrapper among them (`bash -c "rm -rf $HOME"` gives `rm -rf HOME`
+/// too). Over-matching is the safe side for a deny.
+pub fn pieces(command: &str) -> Vec<String> {
+    let unquoted: String = command
+        .chars()
+        .filter(|c| *c != '\'' && *c != '"')
+        .collect();
+    let mut out = vec![command.trim().to_string()];
+    for text in [command, unquoted.as_str()] {
+        for p in text
             .split([';', '|', '&', '\n', '\r', '`', '(', ')', '$'])
             .map(str::trim)
-            .filter(|p| !p.is_empty()),
-    );
+            .filter(|p| !p.is_empty())
+        {
+            out.push(p.to_string());
+            let words: Vec<&str> = p.split_whitespace().collect();
+            if let Some(at) = words.iter().position(|w| *w == "-c" || *w == "-lc")
+                && at > 0
+                && ["sh", "bash", "zsh", "dash"]
+                    .contains(&words[at - 1].rsplit('/').next().unwrap_or(""))
+            {
+                out.push(words[at + 1..].join(" "));
+            }
+        }
+    }
+    out.dedup();
     out
+}
+
+/// The script of a shell wrapper (`/bin/bash -lc 'cargo test'`, as Codex reports the
+/// commands it runs) or the command as it is. Only a script quoted whole with no quote of
+/// its own kind inside is taken out; anything else stays wrapped (and an allow rule then
+/// does not match it, so it is asked).
+pub fn unwrap_shell(command: &str) -> &str {
+    let c = command.trim();
+    let Some((program, rest)) = c.split_once(' ') else {
+        return c;
+    };
+    let shell = program.rsplit('/').next().unwrap_or(program);
+    if !["sh", "bash", "zsh", "dash"].contains(&shell) {
+        return c;
+    }
+    let rest = rest.trim_start();
+    let Some(script) = ["-c ", "-lc ", "-l -c "]
+        .iter()
+        .find_map(|f| rest.strip_prefix(f))
+        .map(str::trim)
+    else {
+        return c;
+    };
+    for q in ['\'', '"'] {
+        if let Some(inner) = script.strip_prefix(q).and_then(|s| s.strip_suffix(q))
+            && !inner.contains(q)
+            && (q == '\'' || !inner.contains(['\\', '$', '`']))
+        {
+            return inner;
+        }
+    }
+    c
 }
 
 /// `path` made absolute (relative to `cwd`) with `.` and `..` resolved as text, so
@@ -137,8 +187,30 @@ mod tests {
         }
         let p = pieces("echo hi; rm -rf / && ls | tail $(whoami)");
         for want in ["rm -rf /", "echo hi", "ls", "tail", "whoami"] {
-            assert!(p.contains(&want), "{want} in {p:?}");
+            assert!(p.iter().any(|x| x == want), "{want} in {p:?}");
         }
+        let p = pieces("bash -c \"rm -rf $HOME\"");
+        assert!(p.iter().any(|x| matches("rm -rf*", x)), "{p:?}");
+        let p = pieces("/bin/sh -lc 'rm -rf build'");
+        assert!(p.iter().any(|x| matches("rm -rf*", x)), "{p:?}");
+    }
+
+    #[test]
+    fn shell_wrappers_are_taken_off() {
+        assert_eq!(
+            unwrap_shell("/bin/bash -lc 'cargo test -q'"),
+            "cargo test -q"
+        );
+        assert_eq!(unwrap_shell("bash -c \"ls -la\""), "ls -la");
+        assert_eq!(unwrap_shell("sh -c 'a; b'"), "a; b");
+        // Not quoted whole, or with quotes inside: left as is.
+        assert_eq!(unwrap_shell("bash -lc 'a' 'b'"), "bash -lc 'a' 'b'");
+        assert_eq!(
+            unwrap_shell("bash -c \"echo $(id)\""),
+            "bash -c \"echo $(id)\""
+        );
+        assert_eq!(unwrap_shell("cargo test"), "cargo test");
+        assert_eq!(unwrap_shell("python -c 'x'"), "python -c 'x'");
     }
 
     #[test]
