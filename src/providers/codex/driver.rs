@@ -310,10 +310,16 @@ fn server_request(s: &mut Session, st: &mut State, method: &str, id: Value, p: &
                 return Next::Nothing;
             }
             let command = codex::command_text(p);
+            let mut input = json!({"command": command, "cwd": p.get("cwd"), "reason": reason});
+            // What runs, beside what Codex shows of it (its parsed actions leave pipeline
+            // helpers out): the node's rules judge this one.
+            if let Some(line) = p.get("command").filter(|c| c.as_str() != Some(&command)) {
+                input["command_line"] = line.clone();
+            }
             Next::Ask(Ask {
                 rpc_id: id,
                 tool: "Bash",
-                input: json!({"command": command, "cwd": p.get("cwd"), "reason": reason}),
+                input,
                 title: format!("Run `{}`?", short(&command, 120)),
                 description: reason,
                 tool_use_id: item,
