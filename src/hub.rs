@@ -517,6 +517,7 @@ impl Hub {
     /// Run these chat channels from now on.
     pub fn set_channels(&mut self, mut channels: crate::channels::chats::Channels) {
         channels.set_grant_for(self.sessions.settings.grant_for);
+        channels.set_policy(self.sessions.policy.clone());
         self.channels = Some(channels);
     }
 
@@ -709,6 +710,9 @@ impl Hub {
                 }
                 let mut out = Vec::new();
                 self.sessions.set_policy(policy, &mut out);
+                if let Some(ch) = self.channels.as_mut() {
+                    ch.set_policy(self.sessions.policy.clone());
+                }
                 self.emit_all(out);
             }
             Some(Work::Policy(Err(e))) => {

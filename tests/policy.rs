@@ -452,11 +452,23 @@ fn the_audit_log_is_chained_rotated_and_a_tampered_line_is_caught() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
     // A session's records only, and a time filter.
+    // One session, by the browser's id or the agent's: all of its records.
     let one = audit(&n.home, &["--session", "au3"]);
+    let real = one
+        .iter()
+        .find(|r| r["event"] == "session_identified")
+        .map(|r| r["now"].clone())
+        .unwrap_or_else(|| panic!("{one:#?}"));
+    let events: Vec<&str> = one.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    for e in ["session_start", "permission_request", "permission_decision"] {
+        assert!(events.contains(&e), "{e} in {events:?}");
+    }
     assert!(
-        !one.is_empty() && one.iter().all(|r| r["session"] == "au3"),
+        one.iter()
+            .all(|r| r["session"] == "au3" || r["session"] == real),
         "{one:#?}"
     );
+    assert_eq!(audit(&n.home, &["--session", real.as_str().unwrap()]), one);
     assert_eq!(audit(&n.home, &["--since", "1h"]).len(), records.len());
     assert!(audit(&n.home, &["--since", "2999-01-01"]).is_empty());
     let text = stdout(&cli(&n.home, &["audit", "--session", "au3"]));

@@ -100,6 +100,8 @@ pub struct Channels {
     grants: Vec<GrantView>,
     /// How long a grant lasts (the "Allow for 1 h" button says so).
     grant_for: std::time::Duration,
+    /// The owner's policy (no grant button where a rule asks every time).
+    policy: std::sync::Arc<crate::policy::Policy>,
 }
 
 /// A scoped grant as a chat shows it.
@@ -184,7 +186,13 @@ impl Channels {
             agent_states: HashMap::new(),
             grants: Vec::new(),
             grant_for: std::time::Duration::from_secs(3600),
+            policy: Default::default(),
         }
+    }
+
+    /// The owner's policy in force.
+    pub fn set_policy(&mut self, policy: std::sync::Arc<crate::policy::Policy>) {
+        self.policy = policy;
     }
 
     /// The grants in force now (the hub's word).

@@ -72,16 +72,43 @@ fn run_with(
             return EXIT_FAILED;
         }
     };
+    // A session is known by the browser's id first and the agent's once it names it
+    // (`session_identified` links the two): either id finds all of its records.
+    let mut ids: Vec<String> = o.session.iter().cloned().collect();
+    loop {
+        let before = ids.len();
+        for e in &entries {
+            let r = &e.record;
+            if r.get("event").and_then(Value::as_str) != Some("session_identified") {
+                continue;
+            }
+            let (Some(a), Some(b)) = (
+                r.get("session").and_then(Value::as_str),
+                r.get("now").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            for (known, other) in [(a, b), (b, a)] {
+                if ids.iter().any(|i| i == known) && !ids.iter().any(|i| i == other) {
+                    ids.push(other.to_string());
+                }
+            }
+        }
+        if ids.len() == before {
+            break;
+        }
+    }
     let wanted = |rec: &Map<String, Value>| {
         let after = cutoff.as_deref().is_none_or(|c| {
             rec.get("ts")
                 .and_then(Value::as_str)
                 .is_some_and(|ts| ts >= c)
         });
-        let ours = o
-            .session
-            .as_deref()
-            .is_none_or(|id| rec.get("session").and_then(Value::as_str) == Some(id));
+        let ours = o.session.is_none()
+            || rec
+                .get("session")
+                .and_then(Value::as_str)
+                .is_some_and(|s| ids.iter().any(|i| i == s));
         after && ours
     };
     for e in entries.iter().filter(|e| wanted(&e.record)) {

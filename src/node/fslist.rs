@@ -40,19 +40,8 @@ pub fn list(
             Event::fs_list_error(text(p), p.parent().map(text), describe(e)),
         )
     };
-    let mut dir = match std::fs::canonicalize(&requested) {
-        Ok(d) => d,
-        Err(e) => return error_reply(&requested, &e),
-    };
-    if !dir.is_dir() {
-        dir = dir
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
-    }
-    // Above a root: only the entries on the way down to one.
-    let above = !inside(&dir);
-    if above && !roots.is_some_and(|r| r.iter().any(|r| r.starts_with(&dir))) {
+    let toward_root = |d: &Path| roots.is_some_and(|r| r.iter().any(|r| r.starts_with(d)));
+    let outside = |d: &Path| {
         let message = format!(
             "outside the directories the node's policy lets sessions run in ({})",
             roots
@@ -62,7 +51,30 @@ pub fn list(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        return SessionEvent::reply(None, Event::fs_list_error(text(&dir), None, message));
+        SessionEvent::reply(None, Event::fs_list_error(text(d), None, message))
+    };
+    let mut dir = match std::fs::canonicalize(&requested) {
+        Ok(d) => d,
+        Err(e) => {
+            // Outside the roots, whether a path exists is not told either.
+            let lexical =
+                crate::policy::glob::normalize(&requested.to_string_lossy(), Path::new("/"));
+            if roots.is_some() && !inside(&lexical) && !toward_root(&lexical) {
+                return outside(&requested);
+            }
+            return error_reply(&requested, &e);
+        }
+    };
+    if !dir.is_dir() {
+        dir = dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+    }
+    // Above a root: only the entries on the way down to one.
+    let above = !inside(&dir);
+    if above && !toward_root(&dir) {
+        return outside(&dir);
     }
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
@@ -180,6 +192,9 @@ mod tests {
         let link = root.join("out");
         let _ = std::os::unix::fs::symlink(base.join("other"), &link);
         assert!(names(&link).1.as_str().unwrap().contains("outside"));
+        // A path outside that does not exist reads the same as one that does.
+        let (_, e) = names(&base.join("other/nothing-here"));
+        assert!(e.as_str().unwrap().contains("outside"), "{e}");
         // No path: the first root when home is outside them.
         let v = list(Some(&base.join("other")), None, false, Some(&roots)).to_value();
         assert_eq!(v["path"], root.to_string_lossy().as_ref());

@@ -84,6 +84,7 @@ pub fn pieces(command: &str) -> Vec<String> {
             .filter(|p| !p.is_empty())
         {
             out.push(p.to_string());
+            out.push(plain(p));
             let words: Vec<&str> = p.split_whitespace().collect();
             if let Some(at) = words.iter().position(|w| *w == "-c" || *w == "-lc")
                 && at > 0
@@ -96,6 +97,34 @@ pub fn pieces(command: &str) -> Vec<String> {
     }
     out.dedup();
     out
+}
+
+/// Words that run the command after them: a deny for `rm -rf*` holds for `sudo rm -rf`.
+const WRAPPERS: &[&str] = &[
+    "sudo", "doas", "env", "command", "builtin", "exec", "nohup", "time", "nice", "ionice",
+];
+
+/// A simple command as a deny reads it: single spaces, leading `VAR=value` words and
+/// wrappers (with their flags) left out, and the program without its directory or a
+/// leading backslash (`FOO=1 sudo -E /bin/rm  -rf /` reads `rm -rf /`).
+fn plain(piece: &str) -> String {
+    let mut words = piece.split_whitespace().peekable();
+    while let Some(w) = words.peek() {
+        let assignment = w.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let wrapper = WRAPPERS.contains(&w.rsplit('/').next().unwrap_or(w));
+        if !(assignment || wrapper || (w.starts_with('-') && piece.contains(' '))) {
+            break;
+        }
+        words.next();
+    }
+    let mut out: Vec<String> = words.map(str::to_string).collect();
+    if let Some(first) = out.first_mut() {
+        let name = first.trim_start_matches('\\');
+        *first = name.rsplit('/').next().unwrap_or(name).to_string();
+    }
+    out.join(" ")
 }
 
 /// The script of a shell wrapper (`/bin/bash -lc 'cargo test'`, as Codex reports the
@@ -197,6 +226,17 @@ mod tests {
         assert!(p.iter().any(|x| matches("rm -rf*", x)), "{p:?}");
         let p = pieces("/bin/sh -lc 'rm -rf build'");
         assert!(p.iter().any(|x| matches("rm -rf*", x)), "{p:?}");
+        for c in [
+            "rm  -rf /",
+            "FOO=1 rm -rf /",
+            "/bin/rm -rf /",
+            "\\rm -rf /",
+            "sudo -E rm -rf /",
+            "env A=b rm -rf /",
+        ] {
+            let p = pieces(c);
+            assert!(p.iter().any(|x| matches("rm -rf*", x)), "{c}: {p:?}");
+        }
     }
 
     #[test]

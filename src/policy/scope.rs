@@ -14,38 +14,61 @@ use super::glob;
 pub enum Scope {
     /// Simple commands whose first words are these.
     Prefix(Vec<String>),
+    /// This very command, word for word (a program without a subcommand, or one that
+    /// runs whatever it is given).
+    Exact(Vec<String>),
     /// Files in this directory or below.
     Dir(PathBuf),
 }
 
 /// Tools a grant is never made for: their request is a question, not an action.
-const NEVER: &[&str] = &["AskUserQuestion", "ExitPlanMode"];
+pub const QUESTIONS: &[&str] = &["AskUserQuestion", "ExitPlanMode"];
+
+/// Programs that run whatever they are given: a grant for one covers only the command
+/// as it was asked, never "`python3 …` for an hour".
+const RUNS_ANYTHING: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "fish", "env", "sudo", "doas", "su", "xargs", "eval", "exec",
+    "nohup", "time", "timeout", "nice", "ionice", "watch", "ssh", "python", "python3", "node",
+    "deno", "bun", "perl", "ruby", "php", "lua", "npx", "bunx", "uvx", "busybox", "docker",
+    "podman", "kubectl",
+];
 
 impl Scope {
     /// The scope a grant for this request would have; `None` when none can be made (a
     /// question, a compound command, a request with neither a command nor a path).
     pub fn of(tool: &str, subject: &Subject) -> Option<Scope> {
-        if NEVER.contains(&tool) {
+        if QUESTIONS.contains(&tool) {
             return None;
         }
         if let Some(c) = &subject.command {
             if !glob::is_simple(c) {
                 return None;
             }
-            let words: Vec<&str> = c.split_whitespace().collect();
+            let words: Vec<String> = c.split_whitespace().map(str::to_string).collect();
             let first = words.first()?;
-            let mut prefix = vec![first.to_string()];
-            // A subcommand (`cargo test`, `git status`): a plain word, not a flag or a path.
-            if let Some(sub) = words.get(1)
-                && sub
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-                && !sub.starts_with('-')
-            {
-                prefix.push(sub.to_string());
+            // A program that runs anything, or one set by a variable: only this command.
+            if first.contains('=') || RUNS_ANYTHING.contains(&program_name(first)) {
+                return Some(Scope::Exact(words));
             }
-            return Some(Scope::Prefix(prefix));
+            // A subcommand (`cargo test`, `npm run`): a plain word, not a flag or a path.
+            match words.get(1) {
+                Some(sub)
+                    if !sub.starts_with('-')
+                        && sub
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') =>
+                {
+                    Some(Scope::Prefix(words[..2].to_vec()))
+                }
+                // No subcommand (`rm -f build.log`): only this command.
+                _ => Some(Scope::Exact(words)),
+            }
+        } else {
+            Scope::of_paths(subject)
         }
+    }
+
+    fn of_paths(subject: &Subject) -> Option<Scope> {
         let mut dirs = subject.paths.iter().map(|p| p.parent().map(PathBuf::from));
         let first = dirs.next()??;
         // Several files: only when they share the directory.
@@ -65,6 +88,9 @@ impl Scope {
                     words.len() >= prefix.len() && prefix.iter().zip(&words).all(|(p, w)| p == w)
                 }
             }),
+            Scope::Exact(exact) => subject.command.as_ref().is_some_and(|c| {
+                glob::is_simple(c) && c.split_whitespace().eq(exact.iter().map(String::as_str))
+            }),
             Scope::Dir(dir) => {
                 subject.command.is_none()
                     && !subject.paths.is_empty()
@@ -77,9 +103,15 @@ impl Scope {
     pub fn describe(&self) -> String {
         match self {
             Scope::Prefix(p) => format!("commands starting `{}`", p.join(" ")),
+            Scope::Exact(c) => format!("the command `{}`", c.join(" ")),
             Scope::Dir(d) => format!("files in {}", d.display()),
         }
     }
+}
+
+/// A program's name without its directory (`/usr/bin/python3` → `python3`).
+fn program_name(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
 }
 
 #[cfg(test)]
@@ -100,8 +132,22 @@ mod tests {
         assert!(!s.covers(&cmd("cargo testx")));
         assert!(!s.covers(&cmd("cargo build")));
         assert!(!s.covers(&cmd("cargo test; rm -rf ~")));
-        let s = Scope::of("Bash", &cmd("ls -la /tmp")).unwrap();
-        assert_eq!(s, Scope::Prefix(vec!["ls".into()]));
+        // No subcommand: this command only.
+        let s = Scope::of("Bash", &cmd("rm -f build.log")).unwrap();
+        assert!(s.covers(&cmd("rm  -f build.log")));
+        assert!(!s.covers(&cmd("rm -rf ~")));
+        // Programs that run anything: this command only.
+        for c in [
+            "python3 -c 'print(1)'",
+            "bash x.sh",
+            "/usr/bin/env FOO=1 cargo",
+            "FOO=1 cargo test",
+        ] {
+            let s = Scope::of("Bash", &cmd(c)).unwrap();
+            assert!(matches!(s, Scope::Exact(_)), "{c}: {s:?}");
+        }
+        let s = Scope::of("Bash", &cmd("python3 -c 'print(1)'")).unwrap();
+        assert!(!s.covers(&cmd("python3 -c 'import os'")));
         assert!(Scope::of("Bash", &cmd("make && rm x")).is_none());
         assert!(Scope::of("AskUserQuestion", &cmd("x")).is_none());
     }

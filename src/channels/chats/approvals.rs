@@ -104,14 +104,29 @@ impl Channels {
                 {"text": "Deny", "callback_data": format!("d:{n}")},
             ]));
             // A grant for what is like it (same tool, command prefix or directory), when
-            // one can be made; the node's rules still come first.
+            // one can be made and no rule of the node asks for this every time; the
+            // message says what it would cover.
             let subject = Subject::of(raw, Path::new("/"));
-            if Scope::of(tool, &subject).is_some() {
-                rows.push(json!([{"text": format!("Allow for {}", self.grant_label()),
+            let asked_by_rule = self
+                .policy
+                .decide(tool, &subject)
+                .is_some_and(|r| r.decision == crate::policy::Decision::Ask);
+            let scope = Scope::of(tool, &subject).filter(|_| !asked_by_rule);
+            let label = self.grant_label();
+            if scope.is_some() {
+                rows.push(json!([{"text": format!("Allow for {label}"),
                                   "callback_data": format!("g:{n}")}]));
             }
             let summary = format!("{tool}{}", tool_line(input));
-            (format!("🔐 Approve {summary}?"), summary)
+            let covers = scope
+                .map(|s| {
+                    format!(
+                        "\n\n“Allow for {label}” also allows {tool} for {} in this session.",
+                        s.describe()
+                    )
+                })
+                .unwrap_or_default();
+            (format!("🔐 Approve {summary}?{covers}"), summary)
         };
         let picks = vec![None; questions.len()];
         let body = json!({"chat_id": chat, "text": clip_units(&text, MAX_MESSAGE),
@@ -214,14 +229,7 @@ impl Channels {
             }
         };
         let request_id = a.request_id.clone();
-        answer(
-            self,
-            match (allow, grant) {
-                (true, true) => "Allowed (and what is like it, for a while)",
-                (true, false) => "Allowed",
-                _ => "Denied",
-            },
-        );
+        answer(self, if allow { "Allowed" } else { "Denied" });
         vec![command_for(
             &key,
             Kind::PermissionResolve(Resolve {
@@ -453,6 +461,7 @@ mod tests {
             agent_states: HashMap::new(),
             grants: Vec::new(),
             grant_for: std::time::Duration::from_secs(3600),
+            policy: Default::default(),
         }
     }
 

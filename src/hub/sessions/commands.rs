@@ -193,9 +193,9 @@ impl Sessions {
             );
             return;
         }
-        if !self.police_cwd(sid, &cwd, origin, trace.as_ref(), out) {
+        let Some(cwd) = self.police_cwd(sid, cwd, origin, trace.as_ref(), out) else {
             return;
-        }
+        };
         let asked_mode = t
             .mode
             .clone()

@@ -224,6 +224,10 @@ impl Sessions {
                 sdk_session_id: sid.to_string(),
             },
         ));
+        self.audit(
+            "session_identified",
+            serde_json::json!({"session": key, "now": sid}),
+        );
         let Some(mut s) = self.sessions.remove(key) else {
             return;
         };

@@ -4,7 +4,7 @@
 //! grants a chat makes and their end. Every start, request, decision and refusal is an
 //! audit record ([`crate::sys::audit`], written off the hub). Runs on the hub thread.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -75,21 +75,23 @@ impl Sessions {
     }
 
     /// May a session run in `cwd` (it exists)? Judged on the directory with its
-    /// symlinks resolved; if not, the start is answered with `cwd_refused`.
+    /// symlinks resolved, which is then the session's directory (a link changed later
+    /// cannot move it out of the roots); if not, the start is answered with `cwd_refused`
+    /// and `None`.
     pub(super) fn police_cwd(
         &self,
         sid: &str,
-        cwd: &Path,
+        cwd: PathBuf,
         origin: Origin,
         trace: Option<&Value>,
         out: &mut Vec<SessionEvent>,
-    ) -> bool {
+    ) -> Option<PathBuf> {
         if self.policy.roots.is_none() {
-            return true;
+            return Some(cwd);
         }
-        let resolved = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+        let resolved = std::fs::canonicalize(&cwd).unwrap_or_else(|_| cwd.clone());
         if self.policy.allows_dir(&resolved) {
-            return true;
+            return Some(resolved);
         }
         let message = format!(
             "The working directory {} is outside the directories {} lets sessions run in ({}). Pick a directory inside them.",
@@ -103,7 +105,7 @@ impl Sessions {
             trace,
             Event::error("cwd_refused", message),
         ));
-        false
+        None
     }
 
     /// The mode a new session runs in when it asks for `asked` (`None`: the default),
@@ -236,7 +238,22 @@ impl Sessions {
             );
             return;
         }
-        let rule = policy.decide(&tool, &subject);
+        // A question (AskUserQuestion, leaving plan mode) is for a person: no rule or
+        // grant answers it.
+        let question = crate::policy::scope::QUESTIONS.contains(&tool.as_str());
+        // An allow made here must allow this request only: an ACP agent that offers no
+        // "allow once" would take "always" as leave to stop asking, past the rules.
+        let once = match &e.agent {
+            crate::providers::Agent::Acp(_) => a.keep["options"].as_array().is_some_and(|o| {
+                o.iter()
+                    .any(|o| o.get("kind").and_then(Value::as_str) == Some("allow_once"))
+            }),
+            _ => true,
+        };
+        let rule = policy
+            .decide(&tool, &subject)
+            .filter(|_| !question)
+            .filter(|r| once || r.decision != RuleDecision::Allow);
         let decided = |how: &str, by: &str, extra: Value| {
             let mut f = json!({"session": e.id, "request_id": id, "tool": tool,
                                "decision": how, "by": by});
@@ -300,6 +317,7 @@ impl Sessions {
                 return;
             }
             Some(RuleDecision::Ask) => {}
+            None if question || !once => {}
             None => {
                 if let Some(g) = self.grants.covering(key, &tool, &subject, Instant::now()) {
                     e.send(approval_answer(
@@ -551,7 +569,8 @@ fn input_summary(subject: &Subject, input: &Value) -> String {
         let (shown, _) = crate::session::permission_input(input);
         shown.to_string()
     };
-    crate::sys::logging::redact_secrets(&short(&text, AUDIT_INPUT))
+    // Secrets out first: one cut in half by the length bound would keep its start.
+    short(&crate::sys::logging::redact_secrets(&text), AUDIT_INPUT)
 }
 
 fn capitalized(s: &str) -> String {
