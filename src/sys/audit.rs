@@ -217,7 +217,19 @@ struct Writer {
     lost: Arc<AtomicU64>,
     /// Records that could not be written, not yet told in an `audit_gap`.
     unwritten: u64,
+    /// The hash of a line found cut short (a crash mid-write), to be told in an
+    /// `audit_torn` record right after it, so `verify` can tell it from tampering.
+    torn: Option<String>,
     warnings: Warnings,
+}
+
+/// The record that follows a line cut short by a crash: it names the line's hash (and
+/// chains to it), so `verify` accepts that one line as torn, not tampered with.
+fn torn_note(hash: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event".into(), "audit_torn".into());
+    m.insert("torn_sha256".into(), hash.into());
+    m
 }
 
 /// Warnings about the log, at most one per [`WARN_EVERY`].
@@ -260,6 +272,7 @@ impl Writer {
             learned: false,
             lost,
             unwritten: 0,
+            torn: None,
             warnings: Warnings::default(),
         }
     }
@@ -305,9 +318,17 @@ impl Writer {
         ));
     }
 
-    /// Append one line; the chain moves on only if it was written whole.
+    /// Append one line (after the note on a torn line found on opening); the chain
+    /// moves on only if it was written whole.
     fn put(&mut self, fields: &Map<String, Value>, ts: u64) -> io::Result<()> {
         self.ensure_open()?;
+        if let Some(hash) = self.torn.take() {
+            self.put_open(&torn_note(&hash), now_ms())?;
+        }
+        self.put_open(fields, ts)
+    }
+
+    fn put_open(&mut self, fields: &Map<String, Value>, ts: u64) -> io::Result<()> {
         let seq = Value::from(self.seq + 1);
         let ts = Value::from(rfc3339_ms(ts));
         let prev = Value::from(self.prev.as_str());
@@ -377,6 +398,10 @@ impl Writer {
             if tail.torn {
                 (&file).write_all(b"\n")?;
                 self.size += 1;
+                // Cut inside the line (not just its newline): say so next.
+                if !tail.complete {
+                    self.torn = Some(tail.prev.clone());
+                }
             }
             self.adopt(tail, &self.path.clone());
         } else if !self.learned {
@@ -467,6 +492,8 @@ struct Tail {
     seq: Result<u64, u64>,
     /// The last line has no newline.
     torn: bool,
+    /// The last line is a whole record (a JSON object with a seq).
+    complete: bool,
 }
 
 /// Read the last line (and, if it has no seq, the ones before it) from the end of a
@@ -489,6 +516,7 @@ fn tail(file: &File, size: u64) -> io::Result<Tail> {
         lines.len() - 1
     };
     let prev = sha256_hex(lines.last().copied().unwrap_or_default());
+    let complete = lines.last().is_some_and(|l| seq_of(l).is_some());
     let mut seq = Err(whole as u64);
     for (back, line) in lines.iter().rev().take(whole).enumerate() {
         if let Some(s) = seq_of(line) {
@@ -496,7 +524,12 @@ fn tail(file: &File, size: u64) -> io::Result<Tail> {
             break;
         }
     }
-    Ok(Tail { prev, seq, torn })
+    Ok(Tail {
+        prev,
+        seq,
+        torn,
+        complete,
+    })
 }
 
 fn seq_of(line: &[u8]) -> Option<u64> {
@@ -756,6 +789,9 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
     let files = opened.len();
     // The line before: hash, seq, file, line.
     let mut before: Option<(String, u64, PathBuf, usize)> = None;
+    // A line that is not a record, waiting for the `audit_torn` note that must follow
+    // it: its hash, file and line.
+    let mut torn: Option<(String, PathBuf, usize)> = None;
     let mut lines = 0;
     let mut buf = Vec::new();
     for (file, f) in opened {
@@ -777,8 +813,33 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
             if long {
                 return Err(at(n, format!("a line longer than {MAX_LINE} bytes")));
             }
-            let Ok(Value::Object(rec)) = serde_json::from_slice::<Value>(&buf) else {
-                return Err(at(n, "not a JSON object".into()));
+            let parsed = serde_json::from_slice::<Value>(&buf);
+            if let Some((hash, tfile, tline)) = torn.take() {
+                // Only the note on that line may follow it.
+                let noted = matches!(&parsed, Ok(Value::Object(r))
+                    if r.get("event").and_then(Value::as_str) == Some("audit_torn")
+                        && r.get("torn_sha256").and_then(Value::as_str) == Some(&hash)
+                        && r.get("prev").and_then(Value::as_str) == Some(&hash));
+                if !noted {
+                    return Err(Broken {
+                        file: tfile,
+                        line: tline,
+                        reason: "not a JSON object".into(),
+                    });
+                }
+                // The torn line took the seq after the line before it.
+                if let Some(b) = before.as_mut() {
+                    b.0 = hash;
+                    b.1 = b.1.saturating_add(1);
+                } else {
+                    let seq = rec_seq(&parsed).map_or(0, |s| s.saturating_sub(1));
+                    before = Some((hash, seq, tfile, tline));
+                }
+            }
+            let Ok(Value::Object(rec)) = parsed else {
+                // A line cut short by a crash is followed by the note on it.
+                torn = Some((sha256_hex(&buf), file.clone(), n));
+                continue;
             };
             let Some(seq) = rec.get("seq").and_then(Value::as_u64) else {
                 return Err(at(n, "no integer seq".into()));
@@ -826,7 +887,20 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
             before = Some((sha256_hex(&buf), seq, file.clone(), n));
         }
     }
+    if let Some((_, file, line)) = torn {
+        return Err(Broken {
+            file,
+            line,
+            reason: "not a JSON object (a write cut short is noted when the daemon starts again;                      until then it reads as this)"
+                .into(),
+        });
+    }
     Ok(Verified { files, lines })
+}
+
+/// The `seq` of a parsed line, if it has one.
+fn rec_seq(v: &Result<Value, serde_json::Error>) -> Option<u64> {
+    v.as_ref().ok()?.get("seq")?.as_u64()
 }
 
 #[cfg(test)]
@@ -1068,17 +1142,34 @@ mod tests {
         write(&c, 3, 5);
         assert_eq!(verify(&c.path), Ok(Verified { files: 1, lines: 5 }));
 
-        // Cut inside the line: that line is reported, the ones after chain to it.
+        // Cut inside the line (a crash): until the writer runs again that line reads as
+        // broken; then a note on it follows, chained to it, and the chain verifies.
         let text = fs::read_to_string(&c.path).unwrap();
         fs::write(&c.path, &text[..text.len() - 20]).unwrap();
-        write(&c, 5, 7);
         let b = verify(&c.path).unwrap_err();
-        assert_eq!((b.line, b.reason.as_str()), (5, "not a JSON object"));
+        assert_eq!(b.line, 5);
+        assert!(b.reason.starts_with("not a JSON object"), "{b}");
+        write(&c, 5, 7);
+        assert_eq!(verify(&c.path), Ok(Verified { files: 1, lines: 8 }));
         let lines = lines_of(&c.path);
-        assert_eq!(lines.len(), 7);
-        let after: Value = serde_json::from_str(&lines[5]).unwrap();
-        assert_eq!(after["seq"], 6);
-        assert_eq!(after["prev"], sha256_hex(lines[4].as_bytes()));
+        assert_eq!(lines.len(), 8);
+        let note: Value = serde_json::from_str(&lines[5]).unwrap();
+        assert_eq!(note["event"], "audit_torn");
+        assert_eq!(note["seq"], 6);
+        assert_eq!(note["prev"], sha256_hex(lines[4].as_bytes()));
+        assert_eq!(note["torn_sha256"], sha256_hex(lines[4].as_bytes()));
+        let after: Value = serde_json::from_str(&lines[6]).unwrap();
+        assert_eq!(after["seq"], 7);
+        // A note cannot cover a line changed on purpose: change the torn line's text.
+        let mut changed = lines.clone();
+        changed[4] = format!("{}X", changed[4]);
+        fs::write(&c.path, changed.join("\n") + "\n").unwrap();
+        assert_eq!(verify(&c.path).unwrap_err().line, 5);
+        // Nor can an ordinary line that is not JSON be passed off without its note.
+        let mut changed = lines.clone();
+        changed[2] = "garbage".into();
+        fs::write(&c.path, changed.join("\n") + "\n").unwrap();
+        assert_eq!(verify(&c.path).unwrap_err().line, 3);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1090,10 +1181,12 @@ mod tests {
         write(&c, 0, 2);
         let b = verify(&c.path).unwrap_err();
         assert_eq!((b.line, b.reason.as_str()), (1, "not a JSON object"));
+        // The torn garbage at the end is noted, then the records follow.
         let entries = read(&c.path).unwrap();
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].line, 3);
-        assert_eq!(entries[0].record["i"], 0);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].record["event"], "audit_torn");
+        assert_eq!(entries[1].line, 4);
+        assert_eq!(entries[1].record["i"], 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 
