@@ -358,8 +358,7 @@ impl Subject {
     /// Read the command or the paths out of a tool's input (Claude Code's, Codex's and
     /// the ACP agents' spellings), relative paths taken from `cwd`.
     pub fn of(input: &Value, cwd: &Path) -> Subject {
-        // Codex's `command_line` is what runs; its `command` is a summary.
-        let command = match input.get("command_line").or_else(|| input.get("command")) {
+        let command = match input.get("command") {
             Some(Value::String(c)) => Some(glob::unwrap_shell(c).to_string()),
             Some(Value::Array(words)) => Some(
                 words
@@ -371,6 +370,11 @@ impl Subject {
             _ => None,
         };
         let mut paths = Vec::new();
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let path = |p: &str| {
+            let p = crate::sys::fsutil::expand_home(p, home.as_deref());
+            glob::normalize(&p.to_string_lossy(), cwd)
+        };
         for k in [
             "file_path",
             "path",
@@ -379,7 +383,7 @@ impl Subject {
             "absolute_path",
         ] {
             if let Some(p) = input.get(k).and_then(Value::as_str) {
-                paths.push(glob::normalize(p, cwd));
+                paths.push(path(p));
             }
         }
         // Codex's file changes: one path each, and where a move takes it.
@@ -397,7 +401,7 @@ impl Subject {
                 c.get("movePath"),
             ];
             for p in to.into_iter().flatten().filter_map(Value::as_str) {
-                paths.push(glob::normalize(p, cwd));
+                paths.push(path(p));
             }
         }
         Subject { command, paths }
@@ -452,24 +456,39 @@ impl Rule {
 
 impl Subject {
     /// Whether this request reaches into `dirs` (the config dir as configured and
-    /// resolved): a path under it, or a command naming it or the node's own files.
-    pub fn touches(&self, dirs: &[PathBuf]) -> bool {
+    /// resolved): a path under it, or a command naming it (any of `spellings`: the
+    /// paths, `~/…`, `$HOME/…`) or one of the node's own files.
+    pub fn touches(&self, dirs: &[PathBuf], spellings: &[String]) -> bool {
         const OWN: [&str; 3] = [FILE, "audit.jsonl", "credentials.json"];
-        if self
-            .command
-            .as_ref()
-            .is_some_and(|c| OWN.iter().any(|f| c.contains(f)))
-        {
-            return true;
+        let named = self.command.as_ref().is_some_and(|c| {
+            OWN.iter().any(|f| c.contains(f))
+                || spellings
+                    .iter()
+                    .any(|s| !s.is_empty() && c.contains(s.as_str()))
+        });
+        named
+            || dirs
+                .iter()
+                .any(|d| self.paths.iter().any(|p| p.starts_with(d)))
+    }
+
+    /// How a command may name `dirs`: as written, and from the home directory.
+    pub fn spellings(dirs: &[PathBuf], home: Option<&Path>) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in dirs {
+            out.push(d.to_string_lossy().into_owned());
+            if let Some(rel) = home.and_then(|h| d.strip_prefix(h).ok()) {
+                let rel = rel.to_string_lossy();
+                if !rel.is_empty() {
+                    out.extend([
+                        format!("~/{rel}"),
+                        format!("$HOME/{rel}"),
+                        format!("${{HOME}}/{rel}"),
+                    ]);
+                }
+            }
         }
-        dirs.iter().any(|d| {
-            let text = d.to_string_lossy();
-            self.paths.iter().any(|p| p.starts_with(d))
-                || self
-                    .command
-                    .as_ref()
-                    .is_some_and(|c| !text.is_empty() && c.contains(text.as_ref()))
-        })
+        out
     }
 }
 
@@ -762,12 +781,14 @@ mod tests {
             Path::new("/src"),
         );
         assert!(p.decide("apply_patch", &moved).is_none());
-        // Codex's summary leaves out what a pipe feeds: the command line is judged.
-        let piped = Subject::of(
-            &json!({"command": "cat notes", "command_line": "/bin/bash -lc 'cat notes | tee ~/.bashrc'"}),
+        let wrapped = Subject::of(
+            &json!({"command": "/bin/bash -lc 'cat notes | tee ~/.bashrc'"}),
             Path::new("/src"),
         );
-        assert_eq!(piped.command.as_deref(), Some("cat notes | tee ~/.bashrc"));
+        assert_eq!(
+            wrapped.command.as_deref(),
+            Some("cat notes | tee ~/.bashrc")
+        );
     }
 
     #[test]

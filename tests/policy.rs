@@ -298,6 +298,11 @@ fn rules_allow_deny_and_ask_for_claude_code() {
             json!({"command": format!("cargo test; cat {}/x", cfg.display())})
         ),
         format!("tool Bash {}", json!({"command": "echo > policy.toml"})),
+        format!(
+            "tool Bash {}",
+            json!({"command": "cat ~/cfg/channels.toml"})
+        ),
+        format!("tool Read {}", json!({"file_path": "~/cfg/agents.json"})),
     ] {
         n.cmd(json!({"action": "session.send", "session_id": real, "prompt": prompt}));
         let ev = n.until("session.result");
@@ -339,6 +344,8 @@ fn rules_allow_deny_and_ask_for_claude_code() {
             ("deny", "config_dir"),
             ("deny", "config_dir"),
             ("deny", "config_dir"),
+            ("deny", "config_dir"),
+            ("deny", "config_dir"),
             ("allow", "browser"),
             ("allow", "browser")
         ]
@@ -349,7 +356,7 @@ fn rules_allow_deny_and_ask_for_claude_code() {
         .map(|r| r["input"].as_str().unwrap())
         .collect();
     assert_eq!(requests[0], "cargo test --all");
-    assert_eq!(requests.len(), 9);
+    assert_eq!(requests.len(), 11);
 }
 
 #[test]
@@ -545,8 +552,11 @@ fn sighup_reads_the_policy_again_and_a_broken_one_keeps_it() {
     )
     .unwrap();
     n.daemon.signal(libc::SIGHUP);
-    let mut ev = n.until("session.error");
-    ev.extend(n.until("session.closed"));
+    // The sessions are gone through in any order: wait for both.
+    let mut ev = n.until("session.closed");
+    if named(&ev, "session.notice").is_empty() {
+        ev.extend(n.until("session.notice"));
+    }
     let notice = named(&ev, "session.notice");
     assert_eq!(notice[0]["code"], "mode_refused", "{ev:#?}");
     assert_eq!(notice[0]["session_id"], h1, "{ev:#?}");

@@ -810,13 +810,13 @@ fn allow_for_a_while_covers_what_is_alike_until_it_ends_and_never_past_a_rule() 
         &bot,
         home,
         "rate_limit_per_min = 0\n",
-        &[("CODING_BRIDGE_GRANT_SECONDS", "4")],
+        &[("CODING_BRIDGE_GRANT_SECONDS", "12")],
     );
     let bash = |cmd: &str| format!("tool Bash {}", json!({ "command": cmd }));
     // The approval offers a grant for a while; pressing it allows this one.
     bot.message(ME, ME, &bash("cargo test -q"));
     let (_, buttons) = approval(&bot);
-    let grant = button(&buttons, "Allow for 4 s").to_string();
+    let grant = button(&buttons, "Allow for 12 s").to_string();
     bot.press(ME, ME, &grant);
     bot.wait("the grant shown", |m, b| {
         m == "editMessageText"
@@ -888,7 +888,7 @@ fn allow_for_a_while_covers_what_is_alike_until_it_ends_and_never_past_a_rule() 
     assert_eq!(answered(4)["behavior"], "deny");
     // It ends by itself: the prefix is asked again, and /status lists nothing.
     let mut status = String::new();
-    let ended = wait_until(Duration::from_secs(15), || {
+    let ended = wait_until(Duration::from_secs(40), || {
         std::thread::sleep(Duration::from_millis(500));
         bot.forget_calls();
         bot.message(ME, ME, "/status");

@@ -130,6 +130,8 @@ pub struct Sessions {
     /// The config dir, as configured and resolved: no agent may reach into it under a
     /// policy.
     pub(crate) own_dirs: Vec<PathBuf>,
+    /// How a command may name them (`~/…`, `$HOME/…` too).
+    pub(crate) own_spellings: Vec<String>,
 }
 
 impl Sessions {
@@ -148,8 +150,10 @@ impl Sessions {
         {
             own_dirs.push(d);
         }
+        let own_spellings = crate::policy::Subject::spellings(&own_dirs, settings.home.as_deref());
         Sessions {
             own_dirs,
+            own_spellings,
             settings,
             workers,
             saver,

@@ -53,17 +53,15 @@ pub fn list(
         );
         SessionEvent::reply(None, Event::fs_list_error(text(d), None, message))
     };
+    // Outside the roots as written: told so before anything is looked up there, so
+    // whether a path exists outside them is never told.
+    let lexical = crate::policy::glob::normalize(&requested.to_string_lossy(), Path::new("/"));
+    if roots.is_some() && !inside(&lexical) && !toward_root(&lexical) {
+        return outside(&requested);
+    }
     let mut dir = match std::fs::canonicalize(&requested) {
         Ok(d) => d,
-        Err(e) => {
-            // Outside the roots, whether a path exists is not told either.
-            let lexical =
-                crate::policy::glob::normalize(&requested.to_string_lossy(), Path::new("/"));
-            if roots.is_some() && !inside(&lexical) && !toward_root(&lexical) {
-                return outside(&requested);
-            }
-            return error_reply(&requested, &e);
-        }
+        Err(e) => return error_reply(&requested, &e),
     };
     if !dir.is_dir() {
         dir = dir
@@ -74,7 +72,8 @@ pub fn list(
     // Above a root: only the entries on the way down to one.
     let above = !inside(&dir);
     if above && !toward_root(&dir) {
-        return outside(&dir);
+        // A link inside out of the roots: named as asked, not where it leads.
+        return outside(&requested);
     }
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,

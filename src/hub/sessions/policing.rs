@@ -210,7 +210,7 @@ impl Sessions {
         let policy = self.policy.clone();
         // Under a policy, the node's own files (the policy, the audit log, the token) are
         // off limits to the agents, whatever the rules say.
-        if policy.file.is_some() && subject.touches(&self.own_dirs) {
+        if policy.file.is_some() && subject.touches(&self.own_dirs, &self.own_spellings) {
             let why = format!(
                 "Denied by {}: the node's configuration directory ({}) is off limits to agents.",
                 policy.named(),
@@ -341,7 +341,7 @@ impl Sessions {
             }
         }
         // A rule that says ask means a person answers every time: no grant for it.
-        let grantable = rule.is_none();
+        let grantable = rule.is_none() && once && !question;
         let audit_full = decided("deny", "full", json!({}));
         if !self.put_approval(key, child, id, a, (tool, subject, grantable), out) {
             if let Some(e) = self.sessions.get(key) {

@@ -309,13 +309,14 @@ fn server_request(s: &mut Session, st: &mut State, method: &str, id: Value, p: &
                 s.send(codex::reply(&id, json!({"decision": "accept"})));
                 return Next::Nothing;
             }
-            let command = codex::command_text(p);
-            let mut input = json!({"command": command, "cwd": p.get("cwd"), "reason": reason});
-            // What runs, beside what Codex shows of it (its parsed actions leave pipeline
-            // helpers out): the node's rules judge this one.
-            if let Some(line) = p.get("command").filter(|c| c.as_str() != Some(&command)) {
-                input["command_line"] = line.clone();
-            }
+            // What runs (its shell wrapper taken off), not Codex's summary of its parsed
+            // actions, which leaves pipeline helpers out: people approve and the node's
+            // rules judge the same text.
+            let command = match p.get("command").and_then(Value::as_str) {
+                Some(line) => crate::policy::glob::unwrap_shell(line).to_string(),
+                None => codex::command_text(p),
+            };
+            let input = json!({"command": command, "cwd": p.get("cwd"), "reason": reason});
             Next::Ask(Ask {
                 rpc_id: id,
                 tool: "Bash",
