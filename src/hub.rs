@@ -180,8 +180,10 @@ pub struct Options {
     pub http_tls: ureq::tls::TlsConfig,
     /// Idle stop, the cap on live agents, the memory guard.
     pub limits: crate::hub::sessions::Limits,
-    /// The owner's policy, read at start (`<config dir>/policy.toml`).
+    /// The owner's policy, read at start (`<config dir>/policy.toml` unless configured
+    /// elsewhere), and where it is read again on SIGHUP.
     pub policy: crate::policy::Policy,
+    pub policy_file: std::path::PathBuf,
     /// How long a chat's "Allow for 1 h" grant lasts.
     pub grant_for: Duration,
 }
@@ -236,6 +238,8 @@ pub struct Hub {
     cli_paths: crate::node::capabilities::Paths,
     /// Trace ids of `capabilities.get` requests waiting for a running probe.
     probe_waiting: Option<Vec<Option<Value>>>,
+    /// Where the owner's policy is read again on SIGHUP.
+    policy_file: std::path::PathBuf,
 }
 
 /// The hub's inputs, created by [`crate::daemon`].
@@ -335,6 +339,7 @@ impl Hub {
                 acp: crate::providers::acp::agents(&cfg.config_dir, &|k| std::env::var(k).ok()),
             },
             probe_waiting: None,
+            policy_file: cfg.policy_file.clone(),
             outq: Vec::new(),
             acks_seen: false,
             last_ack: Instant::now(),
@@ -525,10 +530,10 @@ impl Hub {
     /// force.
     fn reload_policy(&mut self) {
         crate::log_info!("SIGHUP: reading {} again", crate::policy::FILE);
-        let dir = self.config_dir.clone();
+        let path = self.policy_file.clone();
         let home = self.home.clone();
         let here = self.workers.run_or_here("policy", move || {
-            Work::Policy(crate::policy::load(&dir, home.as_deref()))
+            Work::Policy(crate::policy::load(&path, home.as_deref()))
         });
         if let Some(w) = here {
             self.on_work(w);

@@ -120,27 +120,29 @@ struct RuleToml {
     decision: Option<Spanned<String>>,
 }
 
-/// Read `<config_dir>/policy.toml`; no file is no limits.
-pub fn load(config_dir: &Path, home: Option<&Path>) -> Result<Policy, PolicyError> {
+/// Read the policy at `path` (`<config dir>/policy.toml` unless configured elsewhere);
+/// no file is no limits.
+pub fn load(path: &Path, home: Option<&Path>) -> Result<Policy, PolicyError> {
     use std::io::Read;
-    let path = config_dir.join(FILE);
+    let path = path.to_path_buf();
     let cannot = |e: std::io::Error| err(0, format!("cannot read {}: {e}", path.display()));
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
         Err(e) => return Err(cannot(e)),
     };
-    // A policy anyone else could rewrite is no policy: refused, with the fix.
+    // A policy anyone else could rewrite is no policy: refused, with the fix. It may
+    // belong to root (a policy the daemon's own user cannot change, the hardened way).
     {
         use std::os::unix::fs::MetadataExt;
         let meta = file.metadata().map_err(cannot)?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
+        if meta.uid() != me && meta.uid() != 0 {
             return Err(err(
                 0,
                 format!(
-                    "{} belongs to uid {}, not to the daemon's user (uid {me}); chown it",
+                    "{} belongs to uid {}, neither the daemon's user (uid {me}) nor root; chown it",
                     path.display(),
                     meta.uid()
                 ),

@@ -712,3 +712,49 @@ fn rules_allow_deny_and_ask_for_codex() {
         r["event"] == "permission_decision" && r["by"] == "browser"
     });
 }
+
+#[test]
+fn a_policy_kept_elsewhere_is_read_from_there() {
+    let home = TempDir::new("pol-elsewhere");
+    let file = home.join("etc/policy.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "permission_modes = [\"default\"]\n").unwrap();
+    let o = run(agent(&home)
+        .env("CODING_BRIDGE_POLICY_FILE", &file)
+        .args(["policy", "check", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["file"], file.to_string_lossy().as_ref());
+    assert_eq!(v["permission_modes"], json!(["default"]));
+    // The daemon runs under it, and the agents may not touch it.
+    let n = Node::start_in(
+        home,
+        &[("CODING_BRIDGE_POLICY_FILE", file.to_str().unwrap())],
+    );
+    n.cmd(json!({"action": "session.start", "session_id": "e1", "cwd": n.cwd(),
+                 "permission_mode": "bypassPermissions",
+                 "prompt": format!("tool Bash {}", json!({"command": format!("echo > {}", file.display())}))}));
+    let ev = n.until("session.result");
+    assert_eq!(
+        named(&ev, "session.notice")[0]["code"],
+        "mode_refused",
+        "{ev:#?}"
+    );
+    assert!(named(&ev, "permission.request").is_empty(), "{ev:#?}");
+    assert!(
+        tool_result(&ev)["content"]
+            .as_str()
+            .unwrap()
+            .contains("off limits")
+    );
+    // A relative path is a configuration error.
+    let o = run(agent(&n.home)
+        .env("CODING_BRIDGE_POLICY_FILE", "etc/policy.toml")
+        .args(["policy", "check"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("CODING_BRIDGE_POLICY_FILE"),
+        "{}",
+        stderr(&o)
+    );
+}

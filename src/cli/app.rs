@@ -161,12 +161,12 @@ pub fn main() -> i32 {
 /// The owner's policy (`<config dir>/policy.toml`); no file is no limits.
 fn load_policy(cfg: &Config) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    crate::policy::load(&cfg.config_dir, home.as_deref())
+    crate::policy::load(&cfg.policy_file, home.as_deref())
 }
 
 /// `policy init`: a commented skeleton, private from the first byte, never over a file.
 fn policy_init(cfg: &Config) -> i32 {
-    let path = cfg.config_dir.join(crate::policy::FILE);
+    let path = cfg.policy_file.clone();
     if path.exists() {
         eprintln!(
             "error: {} exists already; edit it, or move it away to start again",
@@ -174,7 +174,8 @@ fn policy_init(cfg: &Config) -> i32 {
         );
         return EXIT_FAILED;
     }
-    let written = crate::sys::fsutil::ensure_private_dir(&cfg.config_dir).and_then(|_| {
+    let dir = path.parent().unwrap_or(&cfg.config_dir);
+    let written = crate::sys::fsutil::ensure_private_dir(dir).and_then(|_| {
         crate::sys::fsutil::write_private_file(&path, crate::policy::SKELETON.as_bytes())
     });
     match written {
@@ -215,9 +216,8 @@ fn policy_check(cfg: &Config) -> i32 {
     match &policy.file {
         Some(f) => say!("{} is valid. In force:", f.display()),
         None => say!(
-            "No {} in {}: no limits (every mode, directory and agent; every approval asked). `coding-bridge-agent policy init` writes a skeleton.",
-            crate::policy::FILE,
-            cfg.config_dir.display()
+            "No policy at {}: no limits (every mode, directory and agent; every approval asked). `coding-bridge-agent policy init` writes a skeleton.",
+            cfg.policy_file.display()
         ),
     }
     if policy.file.is_some() && policy.is_open() {
@@ -754,6 +754,7 @@ fn daemon_settings(
             http_tls: http_tls(cfg).unwrap_or_default(),
             limits: limits(cfg),
             policy,
+            policy_file: cfg.policy_file.clone(),
             grant_for: cfg.grant_for,
         },
     }

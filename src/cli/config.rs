@@ -67,6 +67,7 @@ pub const ENV_VARS: &[&str] = &[
     "CODING_BRIDGE_CGROUP_DIR",
     "CODING_BRIDGE_GRANT_SECONDS",
     "CODING_BRIDGE_AUDIT_MAX",
+    "CODING_BRIDGE_POLICY_FILE",
 ];
 
 /// The validated configuration.
@@ -122,6 +123,8 @@ pub struct Config {
     pub grant_for: Duration,
     /// Bytes of `audit.jsonl` before it rotates.
     pub audit_max: u64,
+    /// The owner's policy (`<config dir>/policy.toml` unless set).
+    pub policy_file: PathBuf,
 }
 
 /// A bad setting: which flag or variable, and what is wrong with it.
@@ -388,6 +391,19 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         Some(raw) => seconds_within(&raw, 1.0, 86_400.0, "a grant's length")?,
         None => Duration::from_secs_f64(DEFAULT_GRANT_SECS),
     };
+    let policy_file = match env("CODING_BRIDGE_POLICY_FILE").filter(|v| !v.trim().is_empty()) {
+        Some(v) => {
+            let p = crate::sys::fsutil::expand_home(v.trim(), home.as_deref());
+            if !p.is_absolute() {
+                return Err(ConfigError {
+                    source: "CODING_BRIDGE_POLICY_FILE".into(),
+                    message: format!("{v:?} is not an absolute path"),
+                });
+            }
+            p
+        }
+        None => config_dir.join(crate::policy::FILE),
+    };
     let audit_max = match pick(&none, "", "CODING_BRIDGE_AUDIT_MAX") {
         Some(raw) => bytes(&raw)?.max(4096),
         None => DEFAULT_AUDIT_MAX,
@@ -444,6 +460,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         min_free_memory,
         grant_for,
         audit_max,
+        policy_file,
     })
 }
 

@@ -210,7 +210,15 @@ impl Sessions {
         let policy = self.policy.clone();
         // Under a policy, the node's own files (the policy, the audit log, the token) are
         // off limits to the agents, whatever the rules say.
-        if policy.file.is_some() && subject.touches(&self.own_dirs, &self.own_spellings) {
+        let policy_file = policy.file.iter().cloned().collect::<Vec<_>>();
+        let policy_named: Vec<String> = policy_file
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        if policy.file.is_some()
+            && (subject.touches(&self.own_dirs, &self.own_spellings)
+                || subject.touches(&policy_file, &policy_named))
+        {
             let why = format!(
                 "Denied by {}: the node's configuration directory ({}) is off limits to agents.",
                 policy.named(),
