@@ -930,16 +930,20 @@ fn real_claude_code_approvals_decided_by_the_nodes_rules() {
                "permission_mode": "bypassPermissions",
                "prompt": format!("WRITE:{}:by the rule", file.display())})
     ));
+    // Decided on the node: no question in the browser, and this notice.
+    let decided_here = |ev: &[Value], notice: &str| {
+        assert!(
+            ev.iter().all(|e| e["event"] != "permission.request"),
+            "{ev:#?}"
+        );
+        assert!(
+            ev.iter()
+                .any(|e| e["event"] == "session.notice" && e["code"] == notice),
+            "{ev:#?}"
+        );
+    };
     let ev = events_until(&relay, "session.result", &err);
-    assert!(
-        ev.iter().all(|e| e["event"] != "permission.request"),
-        "{ev:#?}"
-    );
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "session.notice" && e["code"] == "mode_refused"),
-        "{ev:#?}"
-    );
+    decided_here(&ev, "mode_refused");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap_or_default().trim(),
         "by the rule"
@@ -956,15 +960,7 @@ fn real_claude_code_approvals_decided_by_the_nodes_rules() {
         json!({"action": "session.send", "session_id": real, "prompt": "Please write the file out.txt"})
     ));
     let ev = events_until(&relay, "session.result", &err);
-    assert!(
-        ev.iter().all(|e| e["event"] != "permission.request"),
-        "{ev:#?}"
-    );
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "session.notice" && e["code"] == "tool_denied"),
-        "{ev:#?}"
-    );
+    decided_here(&ev, "tool_denied");
     assert!(!work.join("out.txt").exists(), "a denied command ran");
     assert!(
         last_messages(&api_log, "Denied by").contains("policy.toml line"),

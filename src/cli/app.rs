@@ -166,7 +166,24 @@ fn load_policy(cfg: &Config) -> Result<crate::policy::Policy, crate::policy::Pol
 
 /// `policy init`: a commented skeleton, private from the first byte, never over a file.
 fn policy_init(cfg: &Config) -> i32 {
-    let path = cfg.policy_file.clone();
+    write_skeleton(
+        &cfg.config_dir,
+        &cfg.policy_file,
+        crate::policy::SKELETON,
+        "Uncomment what you want to limit, run `coding-bridge-agent policy check`, then restart the daemon or send it SIGHUP.",
+    )
+}
+
+/// Write a commented skeleton at `path`, 0600 from the first byte and never over an
+/// existing file; `next` says what to do then. In the config dir, that is made private
+/// first; a directory elsewhere (a policy under /etc) is only created if missing, never
+/// tightened (the daemon's user may need to read it).
+fn write_skeleton(
+    config_dir: &std::path::Path,
+    path: &std::path::Path,
+    text: &str,
+    next: &str,
+) -> i32 {
     if path.exists() {
         eprintln!(
             "error: {} exists already; edit it, or move it away to start again",
@@ -174,16 +191,16 @@ fn policy_init(cfg: &Config) -> i32 {
         );
         return EXIT_FAILED;
     }
-    let dir = path.parent().unwrap_or(&cfg.config_dir);
-    let written = crate::sys::fsutil::ensure_private_dir(dir).and_then(|_| {
-        crate::sys::fsutil::write_private_file(&path, crate::policy::SKELETON.as_bytes())
-    });
+    let dir = path.parent().unwrap_or(config_dir);
+    let made = if dir == config_dir {
+        crate::sys::fsutil::ensure_private_dir(dir)
+    } else {
+        std::fs::create_dir_all(dir)
+    };
+    let written = made.and_then(|_| crate::sys::fsutil::write_private_file(path, text.as_bytes()));
     match written {
         Ok(()) => {
-            say!(
-                "Wrote {} (0600). Uncomment what you want to limit, run `coding-bridge-agent policy check`, then restart the daemon or send it SIGHUP.",
-                path.display()
-            );
+            say!("Wrote {} (0600). {next}", path.display());
             EXIT_OK
         }
         Err(e) => {
@@ -233,30 +250,12 @@ fn policy_check(cfg: &Config) -> i32 {
 
 /// `channels init`: a commented skeleton, private from the first byte, never over a file.
 fn channels_init(cfg: &Config) -> i32 {
-    let path = cfg.config_dir.join("channels.toml");
-    if path.exists() {
-        eprintln!(
-            "error: {} exists already; edit it, or move it away to start again",
-            path.display()
-        );
-        return EXIT_FAILED;
-    }
-    let written = crate::sys::fsutil::ensure_private_dir(&cfg.config_dir).and_then(|_| {
-        crate::sys::fsutil::write_private_file(&path, crate::channels::config::SKELETON.as_bytes())
-    });
-    match written {
-        Ok(()) => {
-            say!(
-                "Wrote {} (0600). Fill in allowed_senders, export the token variable, set enabled = true, then run `coding-bridge-agent channels doctor`.",
-                path.display()
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            EXIT_FAILED
-        }
-    }
+    write_skeleton(
+        &cfg.config_dir,
+        &cfg.config_dir.join("channels.toml"),
+        crate::channels::config::SKELETON,
+        "Fill in allowed_senders, export the token variable, set enabled = true, then run `coding-bridge-agent channels doctor`.",
+    )
 }
 
 /// `channels doctor`: the file is valid, each enabled bot's token can be read, and the

@@ -683,36 +683,21 @@ fn open_all(path: &Path) -> io::Result<Vec<(PathBuf, File)>> {
     Ok(out)
 }
 
-/// The next line into `buf` (without its newline, at most [`MAX_LINE`] bytes kept):
-/// `Some(true)` if it was longer, `None` at the end.
+/// The next line into `buf`, without its newline: `Some(true)` if it was longer than
+/// [`MAX_LINE`] (then dropped, never held whole), `None` at the end.
 fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    use crate::sys::child::{LineRead, read_bounded_line};
     buf.clear();
-    let mut long = false;
-    let mut any = false;
-    loop {
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(any.then_some(long));
+    Ok(match read_bounded_line(r, buf, MAX_LINE + 1)? {
+        LineRead::Eof => None,
+        LineRead::TooLong(_) => Some(true),
+        LineRead::Line => {
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            Some(false)
         }
-        any = true;
-        let (take, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i, true),
-            None => (chunk.len(), false),
-        };
-        let room = MAX_LINE - buf.len();
-        if take > room {
-            long = true;
-        }
-        buf.extend_from_slice(&chunk[..take.min(room)]);
-        r.consume(if done { take + 1 } else { take });
-        if done {
-            return Ok(Some(long));
-        }
-    }
+    })
 }
 
 /// One line of the log, read back.
@@ -1345,7 +1330,6 @@ mod tests {
         let mut r = BufReader::with_capacity(4096, &data[..]);
         let mut buf = Vec::new();
         assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(true));
-        assert_eq!(buf.len(), MAX_LINE);
         assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(false));
         assert_eq!(buf, b"short");
         assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(false));

@@ -44,6 +44,19 @@ impl Sessions {
         self.audit("policy_refusal", f);
     }
 
+    /// A start refused by policy: recorded, and answered with `code` and `message`.
+    fn refuse_start(
+        &self,
+        sid: &str,
+        (code, what, asked): (&str, &str, &str),
+        message: String,
+        (origin, trace): (Origin, Option<&Value>),
+        out: &mut Vec<SessionEvent>,
+    ) {
+        self.refused(sid, what, asked, origin, &message);
+        out.push(SessionEvent::new(sid, trace, Event::error(code, message)));
+    }
+
     /// May `provider` start here? If not, the start is answered with `provider_refused`.
     pub(super) fn police_provider(
         &self,
@@ -65,12 +78,8 @@ impl Sessions {
                 .unwrap_or_default()
                 .join(", ")
         );
-        self.refused(sid, "provider", provider, origin, &message);
-        out.push(SessionEvent::new(
-            sid,
-            trace,
-            Event::error("provider_refused", message),
-        ));
+        let what = ("provider_refused", "provider", provider);
+        self.refuse_start(sid, what, message, (origin, trace), out);
         false
     }
 
@@ -99,12 +108,14 @@ impl Sessions {
             self.policy.named(),
             self.policy.roots_text()
         );
-        self.refused(sid, "cwd", &cwd.to_string_lossy(), origin, &message);
-        out.push(SessionEvent::new(
+        let asked = cwd.to_string_lossy();
+        self.refuse_start(
             sid,
-            trace,
-            Event::error("cwd_refused", message),
-        ));
+            ("cwd_refused", "cwd", &asked),
+            message,
+            (origin, trace),
+            out,
+        );
         None
     }
 
@@ -224,14 +235,7 @@ impl Sessions {
                 policy.named(),
                 self.settings.config_dir.display()
             );
-            e.send(approval_answer(
-                &e.agent,
-                &a.cli_request_id,
-                &a.keep,
-                Answer::Deny,
-                None,
-                &why,
-            ));
+            answer_here(e, &a, Answer::Deny, &why);
             out.push(e.event(
                 e.trace().as_ref(),
                 Event::notice(
@@ -277,14 +281,7 @@ impl Sessions {
                     "session {}: {tool} allowed by the rule at line {line} of the policy",
                     e.id
                 );
-                e.send(approval_answer(
-                    &e.agent,
-                    &a.cli_request_id,
-                    &a.keep,
-                    Answer::Allow,
-                    None,
-                    "",
-                ));
+                answer_here(e, &a, Answer::Allow, "");
                 self.audit(
                     "permission_decision",
                     decided("allow", "rule", json!({"rule_line": line})),
@@ -298,14 +295,7 @@ impl Sessions {
                     "Denied by {}: {described}. Do not try it another way; tell the user it is not allowed on this machine.",
                     policy.named()
                 );
-                e.send(approval_answer(
-                    &e.agent,
-                    &a.cli_request_id,
-                    &a.keep,
-                    Answer::Deny,
-                    None,
-                    &why,
-                ));
+                answer_here(e, &a, Answer::Deny, &why);
                 let what = subject
                     .command
                     .as_ref()
@@ -328,14 +318,7 @@ impl Sessions {
             None if question || !once => {}
             None => {
                 if let Some(g) = self.grants.covering(key, &tool, &subject, Instant::now()) {
-                    e.send(approval_answer(
-                        &e.agent,
-                        &a.cli_request_id,
-                        &a.keep,
-                        Answer::Allow,
-                        None,
-                        "",
-                    ));
+                    answer_here(e, &a, Answer::Allow, "");
                     self.audit(
                         "permission_decision",
                         decided(
@@ -544,6 +527,18 @@ impl Sessions {
             self.save_sidecar(&key);
         }
     }
+}
+
+/// Answer the agent's request `a` of session `e` here, without asking anyone.
+fn answer_here(e: &super::Entry, a: &Approval, how: Answer, deny_message: &str) {
+    e.send(approval_answer(
+        &e.agent,
+        &a.cli_request_id,
+        &a.keep,
+        how,
+        None,
+        deny_message,
+    ));
 }
 
 /// Where a command came from, as audit fields.
