@@ -86,6 +86,24 @@ pub fn npm_package(
     if bin.exists() {
         return Ok(bin.to_path_buf());
     }
+    // One install at a time, across the threads and the test binaries running at once:
+    // a second `npm install` into the same directory rewrites the binary the first one's
+    // test is starting (ETXTBSY). The lock is released when the file closes.
+    let _ = std::fs::create_dir_all(dir.parent().unwrap_or(dir));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{}.lock", dir.display()))
+        .map_err(|e| format!("cannot open the install lock: {e}"))?;
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; it only waits.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    }
+    if bin.exists() {
+        return Ok(bin.to_path_buf());
+    }
     let npm = std::process::Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(dir)
