@@ -14,7 +14,7 @@ use super::jsonl::{Backwards, shrink_strings};
 use super::listing::Summary;
 use super::sidecar;
 use crate::protocol::SessionId;
-use crate::protocol::events::{Event, SessionEvent, text_of};
+use crate::protocol::events::{Event, RawEvent, SessionEvent, raw, text_of};
 
 /// Events kept for `history.detail` (the newest).
 pub(crate) const MAX_EVENTS: usize = 4000;
@@ -104,10 +104,12 @@ pub(crate) fn newest_events(
     len: u64,
     relevant: impl Fn(&[u8]) -> bool,
     mut per_record: impl FnMut(&Value, &mut bool) -> Vec<Value>,
-) -> (Vec<Value>, bool) {
-    let mut lines = Backwards::new(file, len);
+) -> (Vec<RawEvent>, bool) {
+    // A line longer than a chunk is cut while it is read; shorter ones below.
+    let mut lines = Backwards::shrinking(file, len, MAX_FIELD);
     // Newest record first; each record's events in their own order.
-    let mut records: Vec<Vec<Value>> = Vec::new();
+    // Held as JSON text, each event serialized once (its size is its text's).
+    let mut records: Vec<Vec<RawEvent>> = Vec::new();
     let (mut count, mut bytes) = (0usize, 0usize);
     let mut truncated = false;
     while let Some(mut line) = lines.next_line() {
@@ -122,13 +124,14 @@ pub(crate) fn newest_events(
         };
         drop(line);
         let mut cut_here = false;
-        let mut events = per_record(&v, &mut cut_here);
-        let size: usize = events.iter().map(|e| e.to_string().len() + 1).sum();
+        let mut events: Vec<RawEvent> = per_record(&v, &mut cut_here).iter().map(raw).collect();
+        drop(v);
+        let size: usize = events.iter().map(|e| e.json().len() + 1).sum();
         if count + events.len() > MAX_EVENTS || bytes + size > DETAIL_BUDGET {
             // Keep the newest events of this record that still fit, then stop.
             let mut kept = Vec::new();
             while let Some(e) = events.pop() {
-                let n = e.to_string().len() + 1;
+                let n = e.json().len() + 1;
                 if count + 1 > MAX_EVENTS || bytes + n > DETAIL_BUDGET {
                     break;
                 }
@@ -159,7 +162,7 @@ pub(crate) fn detail_reply(
     config_dir: &Path,
     summary: Summary,
     resolved_model: Option<String>,
-    events: Vec<Value>,
+    events: Vec<RawEvent>,
     truncated: bool,
 ) -> SessionEvent {
     let sidecar = sidecar::load(config_dir, session);

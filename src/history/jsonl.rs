@@ -8,7 +8,7 @@
 //! them on worker threads, never on the hub (a transcript can be a gigabyte).
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -16,26 +16,50 @@ use std::path::Path;
 use memchr::memmem;
 use serde_json::Value;
 
-use crate::sys::child::{LineRead, read_bounded_line};
-
 /// Longest session-file line read; longer ones are skipped.
 pub(crate) const MAX_LINE: usize = 16 << 20;
 /// Bytes read at a time by the whole-file scans.
 pub(crate) const SCAN_CHUNK: usize = 1 << 20;
 
+/// Strings of a head line are cut to this many bytes: the head gives a title, a cwd, a
+/// branch, never a 10 MiB tool result.
+const HEAD_FIELD: usize = 64 << 10;
+
 /// Call `each` with every line (without its newline) in the first `limit` bytes of
-/// `file`, read from where the file's cursor is, until it says `Break`. Lines over
-/// [`MAX_LINE`] are skipped; a read error ends it like the end of the file does.
+/// `file`, read from where the file's cursor is, until it says `Break`. Each line's
+/// strings are cut to [`HEAD_FIELD`] bytes as it is read ([`Shrinker`]), so a huge
+/// record costs what is kept of it; a read error ends it like the end of the file does.
 pub(crate) fn head_lines(file: &File, limit: u64, mut each: impl FnMut(&[u8]) -> ControlFlow<()>) {
     let mut reader = BufReader::with_capacity(64 * 1024, file.take(limit));
     let mut line = Vec::new();
     loop {
         line.clear();
-        match read_bounded_line(&mut reader, &mut line, MAX_LINE) {
-            Ok(LineRead::Eof) | Err(_) => break,
-            Ok(LineRead::TooLong(_)) => continue,
-            Ok(LineRead::Line) => {}
+        let mut s = Shrinker::new(HEAD_FIELD);
+        let mut any = false;
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            s.feed(&chunk[..take], &mut line);
+            reader.consume(if done { take + 1 } else { take });
+            if done {
+                break;
+            }
         }
+        if !any {
+            return;
+        }
+        s.finish(&mut line);
         if each(&line).is_break() {
             break;
         }
@@ -133,6 +157,9 @@ pub(crate) struct Backwards<'a> {
     buf: Vec<u8>,
     /// Lines skipped for being longer than [`MAX_LINE`].
     pub(crate) skipped: usize,
+    /// Lines longer than a chunk come with their strings cut to this ([`Shrinker`]),
+    /// read in pieces, never held whole.
+    shrink: Option<usize>,
 }
 
 impl<'a> Backwards<'a> {
@@ -143,6 +170,16 @@ impl<'a> Backwards<'a> {
             pos: len,
             buf: Vec::new(),
             skipped: 0,
+            shrink: None,
+        }
+    }
+
+    /// [`Backwards::new`], a line longer than a chunk read with its strings cut to
+    /// about `max` bytes (as [`shrink_strings`] would), in pieces.
+    pub(crate) fn shrinking(file: &'a File, len: u64, max: usize) -> Backwards<'a> {
+        Backwards {
+            shrink: Some(max),
+            ..Backwards::new(file, len)
         }
     }
 
@@ -176,7 +213,8 @@ impl<'a> Backwards<'a> {
     }
 
     /// The line that ends with `buf` is longer than a chunk: find where it starts
-    /// without holding it, then read it in one piece (or skip it when over the cap).
+    /// without holding it, then read it in one piece, or in pieces through a
+    /// [`Shrinker`] when shrinking (or skip it when over the cap).
     fn long_line(&mut self) -> Option<Vec<u8>> {
         let end = self.pos + self.buf.len() as u64;
         self.buf = Vec::new();
@@ -200,71 +238,147 @@ impl<'a> Backwards<'a> {
             self.skipped += 1;
             return self.next_line();
         }
+        if let Some(max) = self.shrink {
+            let mut s = Shrinker::new(max);
+            let mut out = Vec::new();
+            let mut at = start;
+            while at < end {
+                let n = (SCAN_CHUNK as u64).min(end - at) as usize;
+                self.file.read_exact_at(&mut chunk[..n], at).ok()?;
+                s.feed(&chunk[..n], &mut out);
+                at += n as u64;
+            }
+            s.finish(&mut out);
+            return Some(out);
+        }
         let mut line = vec![0u8; len];
         self.file.read_exact_at(&mut line, start).ok()?;
         Some(line)
     }
 }
 
-/// Cut every JSON string literal in `line` to about `max` bytes, in place, keeping the
-/// JSON valid (escapes and UTF-8 characters are never split). A cut string keeps a few
-/// bytes more than `max`, so a later cut to `max` (`detail::cut`) still sees it as too
-/// long and flags it. This keeps a record with a 10 MiB tool result from costing 10 MiB
-/// more when parsed.
+/// Cut every JSON string literal in `line` to about `max` bytes, keeping the JSON valid
+/// (escapes and UTF-8 characters are never split). A cut string keeps a few bytes more
+/// than `max`, so a later cut to `max` (`detail::cut`) still sees it as too long and
+/// flags it. This keeps a record with a 10 MiB tool result from costing 10 MiB more
+/// when parsed. See [`Shrinker`] for the same over a line read in pieces.
 pub(crate) fn shrink_strings(line: &mut Vec<u8>, max: usize) {
-    let keep = max + 4;
-    let (mut r, mut w) = (0, 0);
-    let n = line.len();
-    while r < n {
-        let b = line[r];
-        line[w] = b;
-        r += 1;
-        w += 1;
-        if b != b'"' {
-            continue;
-        }
-        // Inside a string: copy up to `keep` bytes, then drop the rest up to the quote.
-        let (mut len, mut dropping, mut high_surrogate) = (0, false, false);
-        while r < n {
-            let c = line[r];
-            if c == b'"' {
-                break;
-            }
-            let width = if c == b'\\' {
-                if line.get(r + 1) == Some(&b'u') { 6 } else { 2 }
-            } else {
-                1
-            };
-            let width = width.min(n - r);
-            // Stop copying only where a character starts, and never between the two
-            // halves of an escaped surrogate pair.
-            if !dropping && len >= keep && c & 0xC0 != 0x80 {
-                dropping = true;
-                if high_surrogate {
-                    w -= 6;
-                }
-            }
-            if dropping {
-                r += width;
-                continue;
-            }
-            high_surrogate = width == 6
-                && matches!(
-                    line.get(r + 2..r + 4),
-                    Some([b'd' | b'D', b'8' | b'9' | b'a' | b'b' | b'A' | b'B'])
-                );
-            line.copy_within(r..r + width, w);
-            r += width;
-            w += width;
-            len += width;
-        }
-        if r < n {
-            line[w] = b'"';
-            r += 1;
-            w += 1;
+    let mut out = Vec::with_capacity(line.len().min(16 * max + 4096));
+    let mut s = Shrinker::new(max);
+    s.feed(line, &mut out);
+    s.finish(&mut out);
+    *line = out;
+}
+
+/// [`shrink_strings`] over a line that arrives in pieces: what it keeps of each string
+/// is decided as the bytes go by, so a 10 MiB line costs its kept bytes, not 10 MiB. An
+/// escape split between two pieces is held until it is whole.
+pub(crate) struct Shrinker {
+    /// Bytes kept of a string (`max` plus a few).
+    keep: usize,
+    in_string: bool,
+    /// Bytes kept of the current string.
+    len: usize,
+    /// The rest of the current string is being left out.
+    dropping: bool,
+    /// The last unit kept was the first half of an escaped surrogate pair.
+    high_surrogate: bool,
+    /// An escape being read (`\"`, `\n`, `\u00e9`): its bytes so far, and how many it has.
+    escape: [u8; 6],
+    escape_len: usize,
+    escape_width: usize,
+}
+
+impl Shrinker {
+    pub(crate) fn new(max: usize) -> Shrinker {
+        Shrinker {
+            keep: max + 4,
+            in_string: false,
+            len: 0,
+            dropping: false,
+            high_surrogate: false,
+            escape: [0; 6],
+            escape_len: 0,
+            escape_width: 0,
         }
     }
-    line.truncate(w);
+
+    /// The next piece of the line; what is kept of it goes to `out`.
+    pub(crate) fn feed(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        for &b in piece {
+            if self.escape_width > 0 {
+                self.escape[self.escape_len] = b;
+                self.escape_len += 1;
+                if self.escape_len == 2 {
+                    self.escape_width = if b == b'u' { 6 } else { 2 };
+                }
+                if self.escape_len == self.escape_width {
+                    self.escape_done(out);
+                }
+                continue;
+            }
+            if !self.in_string {
+                out.push(b);
+                if b == b'"' {
+                    self.in_string = true;
+                    self.len = 0;
+                    self.dropping = false;
+                    self.high_surrogate = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    out.push(b);
+                    self.in_string = false;
+                }
+                b'\\' => {
+                    self.escape[0] = b;
+                    self.escape_len = 1;
+                    self.escape_width = 2;
+                }
+                _ => self.unit(&[b], out),
+            }
+        }
+    }
+
+    /// The line is over (an escape cut off by its end is kept as far as it goes).
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.escape_width > 0 {
+            self.escape_done(out);
+        }
+    }
+
+    fn escape_done(&mut self, out: &mut Vec<u8>) {
+        let escape = self.escape;
+        let n = self.escape_len;
+        self.escape_len = 0;
+        self.escape_width = 0;
+        self.unit(&escape[..n], out);
+    }
+
+    /// One character's bytes or one escape of a string: kept, or left out once the
+    /// string has `keep` bytes (only where a character starts, and never between the two
+    /// halves of an escaped surrogate pair).
+    fn unit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let first = bytes[0];
+        if !self.dropping && self.len >= self.keep && first & 0xC0 != 0x80 {
+            self.dropping = true;
+            if self.high_surrogate {
+                out.truncate(out.len().saturating_sub(6));
+            }
+        }
+        if self.dropping {
+            return;
+        }
+        self.high_surrogate = bytes.len() == 6
+            && matches!(
+                bytes.get(2..4),
+                Some([b'd' | b'D', b'8' | b'9' | b'a' | b'b' | b'A' | b'B'])
+            );
+        out.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +408,36 @@ mod tests {
         let mut same = v.to_string().into_bytes();
         shrink_strings(&mut same, 1000);
         assert_eq!(same, v.to_string().into_bytes());
+    }
+
+    #[test]
+    fn a_line_shrunk_in_pieces_is_the_line_shrunk_whole() {
+        let text = format!(
+            "{}é\\\"\\u00e9{}\\ud83d\\ude00{}",
+            "a".repeat(10),
+            "b".repeat(50),
+            "c".repeat(30)
+        );
+        let v = json!({"a": text, "k": ["short", {"t": "é".repeat(40)}], "n": 5, "p": "\\ud83d\\ude00".repeat(9)});
+        let raw = br#"{"s":"abcdefghijklmn\ud83d\ude00xyz","e":"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\n\"q\"","cut":"abc\u00"#;
+        for line in [v.to_string().into_bytes(), raw.to_vec()] {
+            for max in [3, 12, 15, 40, 1000] {
+                let mut whole = line.clone();
+                shrink_strings(&mut whole, max);
+                if line.ends_with(b"}") {
+                    serde_json::from_slice::<Value>(&whole).expect("valid JSON");
+                }
+                for piece in [1, 2, 3, 5, 7, 64] {
+                    let mut s = Shrinker::new(max);
+                    let mut out = Vec::new();
+                    for c in line.chunks(piece) {
+                        s.feed(c, &mut out);
+                    }
+                    s.finish(&mut out);
+                    assert_eq!(out, whole, "max {max}, pieces of {piece}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -329,6 +473,18 @@ mod tests {
             got.push(String::from_utf8(l).unwrap());
         }
         assert_eq!(got, ["three", "two", long.as_str(), "one"]);
+        // Shrinking: the long line comes cut as shrink_strings cuts it, the rest as is.
+        let record = json!({"type": "user", "content": [{"text": "é".repeat(SCAN_CHUNK), "n": 1}]})
+            .to_string();
+        std::fs::write(&p, format!("one\n{record}\n{{\"s\":\"short\"}}\n")).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut b = Backwards::shrinking(&f, f.metadata().unwrap().len(), 100);
+        let mut whole = record.clone().into_bytes();
+        shrink_strings(&mut whole, 100);
+        assert_eq!(b.next_line().unwrap(), br#"{"s":"short"}"#);
+        assert_eq!(b.next_line().unwrap(), whole);
+        assert_eq!(b.next_line().unwrap(), b"one");
+        assert!(b.next_line().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Sessions;
 use crate::protocol::SessionId;
-use crate::protocol::events::{Event, SessionEvent};
+use crate::protocol::events::{Event, SessionEvent, raw};
 use crate::providers::claude::stream::BlockKind;
 use crate::providers::note::user_part;
 use crate::session::short;
@@ -74,7 +74,7 @@ impl Sessions {
                 resolved_model: s.resolved_model.clone(),
                 permission_mode: s.mode_label().to_string(),
                 effort: s.effort.clone(),
-                events,
+                events: events.iter().map(raw).collect(),
                 truncated: false,
                 running: Some(s.running()),
             },

@@ -23,7 +23,7 @@ use crate::history::jsonl::{count_in_file, grown_count};
 use crate::history::listing::{
     Found, NO_PROMPT, Summarizer, Summary, mtime_ms, summary_cached, title_of,
 };
-use crate::protocol::events::SessionEvent;
+use crate::protocol::events::{SessionEvent, raw};
 use crate::protocol::{SessionId, valid_id};
 use crate::providers::note::user_part;
 use crate::sys::timefmt::rfc3339_ms;
@@ -567,7 +567,7 @@ pub(crate) fn gemini_detail(
         bytes += n;
         keep -= 1;
     }
-    let events: Vec<Value> = events.split_off(keep);
+    let events: Vec<_> = events.split_off(keep).iter().map(raw).collect();
     Ok(detail_reply(
         "gemini", id, config_dir, summary, model, events, truncated,
     ))
