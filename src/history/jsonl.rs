@@ -3,8 +3,9 @@
 //! file offset, and lines from the end backwards ([`Backwards`], for the newest events).
 //!
 //! Memory stays bounded whatever a file holds: lines are read with a cap ([`MAX_LINE`],
-//! longer ones skipped), scans go in fixed chunks ([`SCAN_CHUNK`]) with SIMD substring
-//! search (`memchr::memmem`) rather than parsing. Plain functions on files; callers run
+//! longer ones skipped) or with their strings cut as they are read ([`Shrinker`]: head
+//! lines, and long lines read backwards for history), scans go in fixed chunks
+//! ([`SCAN_CHUNK`]) with SIMD substring search (`memchr::memmem`) rather than parsing. Plain functions on files; callers run
 //! them on worker threads, never on the hub (a transcript can be a gigabyte).
 
 use std::fs::File;
