@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 
 use crate::protocol::commands::PERMISSION_MODES;
-use crate::sys::textpos::{key_before, line_at};
+use crate::sys::textpos::{self, LineError, key_before, line_at};
 
 /// The file's name in the config dir.
 pub const FILE: &str = "policy.toml";
@@ -76,26 +76,11 @@ pub struct Policy {
 }
 
 /// A problem in `policy.toml`, naming the line (0: the file as a whole).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            write!(f, "{FILE}: {}", self.message)
-        } else {
-            write!(f, "{FILE} line {}: {}", self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for PolicyError {}
+pub type PolicyError = LineError;
 
 fn err(line: usize, message: impl Into<String>) -> PolicyError {
-    PolicyError {
+    LineError {
+        file: FILE,
         line,
         message: message.into(),
     }
@@ -123,19 +108,16 @@ struct RuleToml {
 /// Read the policy at `path` (`<config dir>/policy.toml` unless configured elsewhere);
 /// no file is no limits.
 pub fn load(path: &Path, home: Option<&Path>) -> Result<Policy, PolicyError> {
-    use std::io::Read;
-    let path = path.to_path_buf();
-    let cannot = |e: std::io::Error| err(0, format!("cannot read {}: {e}", path.display()));
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
-        Err(e) => return Err(cannot(e)),
+    let Some(file) = textpos::open(path, FILE)? else {
+        return Ok(Policy::default());
     };
     // A policy anyone else could rewrite is no policy: refused, with the fix. It may
     // belong to root (a policy the daemon's own user cannot change, the hardened way).
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = file.metadata().map_err(cannot)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| err(0, format!("cannot read {}: {e}", path.display())))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
         if meta.uid() != me && meta.uid() != 0 {
@@ -159,15 +141,9 @@ pub fn load(path: &Path, home: Option<&Path>) -> Result<Policy, PolicyError> {
             ));
         }
     }
-    let mut text = String::new();
-    file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(cannot)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(err(0, format!("the file is over {MAX_FILE} bytes")));
-    }
+    let text = textpos::read_text(file, path, FILE, MAX_FILE)?;
     let mut p = parse(&text, home)?;
-    p.file = Some(path);
+    p.file = Some(path.to_path_buf());
     Ok(p)
 }
 

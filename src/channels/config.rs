@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::{Spanned, Value};
 
-use crate::sys::textpos::{key_before, line_at};
+use crate::sys::textpos::{self, LineError, key_before, line_at};
 
 /// One Telegram bot.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,24 +66,14 @@ pub enum TokenSource {
 }
 
 /// A problem in `channels.toml`, naming the line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub line: usize,
-    pub message: String,
-}
+pub type ConfigError = LineError;
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            write!(f, "channels.toml: {}", self.message)
-        } else {
-            write!(f, "channels.toml line {}: {}", self.line, self.message)
-        }
-    }
-}
+/// The file's name in the config dir.
+const FILE: &str = "channels.toml";
 
 fn err(line: usize, message: impl Into<String>) -> ConfigError {
-    ConfigError {
+    LineError {
+        file: FILE,
         line,
         message: message.into(),
     }
@@ -205,25 +195,11 @@ fn shown(v: &Value) -> String {
 
 /// Read `<config_dir>/channels.toml`; no file means no channels.
 pub fn load(config_dir: &Path) -> Result<Vec<Telegram>, ConfigError> {
-    use std::io::Read;
-    let path = config_dir.join("channels.toml");
-    let cannot = |e: std::io::Error| err(0, format!("cannot read {}: {e}", path.display()));
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(cannot(e)),
+    let path = config_dir.join(FILE);
+    let Some(file) = textpos::open(&path, FILE)? else {
+        return Ok(Vec::new());
     };
-    let mut text = String::new();
-    file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(cannot)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(err(
-            0,
-            format!("{} is over {MAX_FILE} bytes", path.display()),
-        ));
-    }
-    parse(&text)
+    parse(&textpos::read_text(file, &path, FILE, MAX_FILE)?)
 }
 
 /// Parse the text of a `channels.toml`.
