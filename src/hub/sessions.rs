@@ -127,8 +127,8 @@ pub struct Sessions {
     pub(crate) grants: crate::hub::grants::Grants,
     /// The grants changed since the chats were told.
     pub(crate) grants_changed: bool,
-    /// The config dir, as configured and resolved: no agent may reach into it under a
-    /// policy.
+    /// The config dir, as configured and resolved, and the policy file: no agent may
+    /// reach into them under a policy (see `policing::own_places`).
     pub(crate) own_dirs: Vec<PathBuf>,
     /// How a command may name them (`~/…`, `$HOME/…` too).
     pub(crate) own_spellings: Vec<String>,
@@ -144,13 +144,7 @@ impl Sessions {
         policy: crate::policy::Policy,
         audit: crate::sys::audit::Audit,
     ) -> Sessions {
-        let mut own_dirs = vec![settings.config_dir.clone()];
-        if let Ok(d) = std::fs::canonicalize(&settings.config_dir)
-            && d != settings.config_dir
-        {
-            own_dirs.push(d);
-        }
-        let own_spellings = crate::policy::Subject::spellings(&own_dirs, settings.home.as_deref());
+        let (own_dirs, own_spellings) = policing::own_places(&settings, &policy);
         Sessions {
             own_dirs,
             own_spellings,

@@ -221,33 +221,18 @@ impl Sessions {
         let policy = self.policy.clone();
         // Under a policy, the node's own files (the policy, the audit log, the token) are
         // off limits to the agents, whatever the rules say.
-        let policy_file = policy.file.iter().cloned().collect::<Vec<_>>();
-        let policy_named: Vec<String> = policy_file
-            .iter()
-            .map(|f| f.to_string_lossy().into_owned())
-            .collect();
-        if policy.file.is_some()
-            && (subject.touches(&self.own_dirs, &self.own_spellings)
-                || subject.touches(&policy_file, &policy_named))
-        {
+        if policy.file.is_some() && subject.touches(&self.own_dirs, &self.own_spellings) {
             let why = format!(
                 "Denied by {}: the node's configuration directory ({}) is off limits to agents.",
                 policy.named(),
                 self.settings.config_dir.display()
             );
-            answer_here(e, &a, Answer::Deny, &why);
-            out.push(e.event(
-                e.trace().as_ref(),
-                Event::notice(
-                    "tool_denied",
-                    format!("{tool} was denied: the node's configuration directory is off limits to agents."),
-                ),
-            ));
-            self.audit(
-                "permission_decision",
-                json!({"session": e.id, "request_id": id, "tool": tool,
-                       "decision": "deny", "by": "config_dir"}),
+            let notice = format!(
+                "{tool} was denied: the node's configuration directory is off limits to agents."
             );
+            let record = json!({"session": e.id, "request_id": id, "tool": tool,
+                                "decision": "deny", "by": "config_dir"});
+            self.deny_here(e, &a, &why, notice, record, out);
             return;
         }
         // A question (AskUserQuestion, leaving plan mode) is for a person: no rule or
@@ -295,23 +280,14 @@ impl Sessions {
                     "Denied by {}: {described}. Do not try it another way; tell the user it is not allowed on this machine.",
                     policy.named()
                 );
-                answer_here(e, &a, Answer::Deny, &why);
                 let what = subject
                     .command
                     .as_ref()
                     .map(|c| format!(" `{}`", short(c, 80)))
                     .unwrap_or_default();
-                out.push(e.event(
-                    e.trace().as_ref(),
-                    Event::notice(
-                        "tool_denied",
-                        format!("{tool}{what} was denied by {described}."),
-                    ),
-                ));
-                self.audit(
-                    "permission_decision",
-                    decided("deny", "rule", json!({"rule_line": line})),
-                );
+                let notice = format!("{tool}{what} was denied by {described}.");
+                let record = decided("deny", "rule", json!({"rule_line": line}));
+                self.deny_here(e, &a, &why, notice, record, out);
                 return;
             }
             Some(RuleDecision::Ask) => {}
@@ -340,6 +316,22 @@ impl Sessions {
             }
             self.audit("permission_decision", audit_full);
         }
+    }
+
+    /// Deny the agent's request `a` of session `e` on the node: the agent is told `why`,
+    /// the browser gets `notice` (`tool_denied`), the audit log `record`.
+    fn deny_here(
+        &self,
+        e: &super::Entry,
+        a: &Approval,
+        why: &str,
+        notice: String,
+        record: Value,
+        out: &mut Vec<SessionEvent>,
+    ) {
+        answer_here(e, a, Answer::Deny, why);
+        out.push(e.event(e.trace().as_ref(), Event::notice("tool_denied", notice)));
+        self.audit("permission_decision", record);
     }
 
     /// The audit record of a pending approval's end.
@@ -459,6 +451,7 @@ impl Sessions {
             json!({"file": policy.file, "policy": policy.to_json()}),
         );
         self.policy = std::sync::Arc::new(policy);
+        (self.own_dirs, self.own_spellings) = own_places(&self.settings, &self.policy);
         let mut keys: Vec<String> = self.sessions.keys().cloned().collect();
         keys.sort();
         for key in keys {
@@ -539,6 +532,25 @@ fn answer_here(e: &super::Entry, a: &Approval, how: Answer, deny_message: &str) 
         None,
         deny_message,
     ));
+}
+
+/// What the agents may not reach under a policy: the config dir (as configured and
+/// resolved) and the policy file (which may live elsewhere), and how a command may name
+/// them (also `~/…`, `$HOME/…`). Worked out when a policy comes into force, not per
+/// request.
+pub(super) fn own_places(
+    settings: &super::Settings,
+    policy: &crate::policy::Policy,
+) -> (Vec<PathBuf>, Vec<String>) {
+    let mut dirs = vec![settings.config_dir.clone()];
+    if let Ok(d) = std::fs::canonicalize(&settings.config_dir)
+        && d != settings.config_dir
+    {
+        dirs.push(d);
+    }
+    dirs.extend(policy.file.iter().cloned());
+    let names = Subject::spellings(&dirs, settings.home.as_deref());
+    (dirs, names)
 }
 
 /// Where a command came from, as audit fields.
