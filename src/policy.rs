@@ -334,8 +334,8 @@ pub struct Subject {
 
 impl Subject {
     /// Read the command or the paths out of a tool's input (Claude Code's, Codex's and
-    /// the ACP agents' spellings), relative paths taken from `cwd`.
-    pub fn of(input: &Value, cwd: &Path) -> Subject {
+    /// the ACP agents' spellings), relative paths taken from `cwd` and `~` from `home`.
+    pub fn of(input: &Value, cwd: &Path, home: Option<&Path>) -> Subject {
         let command = match input.get("command") {
             Some(Value::String(c)) => Some(glob::unwrap_shell(c).to_string()),
             Some(Value::Array(words)) => Some(
@@ -348,9 +348,8 @@ impl Subject {
             _ => None,
         };
         let mut paths = Vec::new();
-        let home = std::env::var_os("HOME").map(PathBuf::from);
         let path = |p: &str| {
-            let p = crate::sys::fsutil::expand_home(p, home.as_deref());
+            let p = crate::sys::fsutil::expand_home(p, home);
             glob::normalize(&p.to_string_lossy(), cwd)
         };
         for k in [
@@ -696,7 +695,7 @@ mod tests {
         );
         assert_eq!(d(&subject("cargo test | sh"), "Bash"), None);
         assert_eq!(d(&subject("ls"), "Bash"), None);
-        let w = Subject::of(&json!({"file_path": "a.rs"}), Path::new("/src"));
+        let w = Subject::of(&json!({"file_path": "a.rs"}), Path::new("/src"), None);
         assert_eq!(w.paths, [PathBuf::from("/src/a.rs")]);
         assert_eq!(d(&w, "Write"), Some((12, Decision::Ask)));
         assert!(p.warnings().is_empty());
@@ -747,21 +746,25 @@ mod tests {
         let inside = Subject::of(
             &json!({"changes": [{"path": "/src/a"}, {"path": "b"}]}),
             Path::new("/src"),
+            None,
         );
         assert!(p.decide("apply_patch", &inside).is_some());
         let outside = Subject::of(
             &json!({"changes": [{"path": "/src/a"}, {"path": "../etc/x"}]}),
             Path::new("/src"),
+            None,
         );
         assert!(p.decide("apply_patch", &outside).is_none());
         let moved = Subject::of(
             &json!({"changes": [{"path": "/src/a", "kind": {"type": "update", "move_path": "/home/me/.bashrc"}}]}),
             Path::new("/src"),
+            None,
         );
         assert!(p.decide("apply_patch", &moved).is_none());
         let wrapped = Subject::of(
             &json!({"command": "/bin/bash -lc 'cat notes | tee ~/.bashrc'"}),
             Path::new("/src"),
+            None,
         );
         assert_eq!(
             wrapped.command.as_deref(),

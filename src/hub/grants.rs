@@ -119,7 +119,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Grants::default();
         t.add(grant("s", now + Duration::from_secs(60)));
-        let s = |c: &str| Subject::of(&json!({ "command": c }), Path::new("/"));
+        let s = |c: &str| Subject::of(&json!({ "command": c }), Path::new("/"), None);
         assert!(t.covering("s", "Bash", &s("cargo test -q"), now).is_some());
         assert!(t.covering("other", "Bash", &s("cargo test"), now).is_none());
         assert!(t.covering("s", "Write", &s("cargo test"), now).is_none());

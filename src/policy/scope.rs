@@ -154,7 +154,7 @@ mod tests {
     use std::path::Path;
 
     fn cmd(c: &str) -> Subject {
-        Subject::of(&json!({ "command": c }), Path::new("/w"))
+        Subject::of(&json!({ "command": c }), Path::new("/w"), None)
     }
 
     #[test]
@@ -195,12 +195,20 @@ mod tests {
 
     #[test]
     fn directories() {
-        let w = Subject::of(&json!({"file_path": "src/a.rs"}), Path::new("/w"));
+        let w = Subject::of(&json!({"file_path": "src/a.rs"}), Path::new("/w"), None);
         let s = Scope::of("Write", &w).unwrap();
         assert_eq!(s, Scope::Dir(PathBuf::from("/w/src")));
-        let b = Subject::of(&json!({"file_path": "/w/src/sub/b.rs"}), Path::new("/w"));
+        let b = Subject::of(
+            &json!({"file_path": "/w/src/sub/b.rs"}),
+            Path::new("/w"),
+            None,
+        );
         assert!(s.covers(&b));
-        let up = Subject::of(&json!({"file_path": "/w/src/../x.rs"}), Path::new("/w"));
+        let up = Subject::of(
+            &json!({"file_path": "/w/src/../x.rs"}),
+            Path::new("/w"),
+            None,
+        );
         assert!(!s.covers(&up));
         assert!(Scope::of("WebFetch", &Subject::default()).is_none());
     }

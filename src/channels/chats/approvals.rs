@@ -106,7 +106,7 @@ impl Channels {
             // A grant for what is like it (same tool, command prefix or directory), when
             // one can be made and no rule of the node asks for this every time; the
             // message says what it would cover.
-            let subject = Subject::of(raw, Path::new("/"));
+            let subject = Subject::of(raw, Path::new("/"), None);
             let asked_by_rule = self
                 .policy
                 .decide(tool, &subject)

@@ -211,7 +211,7 @@ impl Sessions {
             return;
         };
         let tool = a.tool.clone().unwrap_or_default();
-        let subject = Subject::of(&a.input, &e.cwd);
+        let subject = Subject::of(&a.input, &e.cwd, self.settings.home.as_deref());
         let id = new_id();
         self.audit(
             "permission_request",
