@@ -65,18 +65,16 @@ impl Grants {
 
     /// Remove and return the grants that have ended by `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Grant> {
-        let (gone, kept) = std::mem::take(&mut self.list)
-            .into_iter()
-            .partition(|g| g.until <= now);
-        self.list = kept;
-        gone
+        self.take_where(|g| g.until <= now)
     }
 
     /// A session's grants end with it.
     pub fn remove_session(&mut self, key: &str) -> Vec<Grant> {
-        let (gone, kept) = std::mem::take(&mut self.list)
-            .into_iter()
-            .partition(|g| g.session == key);
+        self.take_where(|g| g.session == key)
+    }
+
+    fn take_where(&mut self, gone: impl Fn(&Grant) -> bool) -> Vec<Grant> {
+        let (gone, kept) = std::mem::take(&mut self.list).into_iter().partition(gone);
         self.list = kept;
         gone
     }
