@@ -758,3 +758,39 @@ fn a_policy_kept_elsewhere_is_read_from_there() {
         stderr(&o)
     );
 }
+
+#[test]
+fn timeouts_and_interrupts_are_recorded_as_who_decided() {
+    let n = Node::start(&[("CODING_BRIDGE_PERMISSION_TIMEOUT", "0.5")]);
+    // Unanswered: denied by the timeout.
+    n.cmd(
+        json!({"action": "session.start", "session_id": "w1", "cwd": n.cwd(),
+                 "prompt": format!("tool Bash {}", json!({"command": "ls"}))}),
+    );
+    let ev = n.until("session.result");
+    assert_eq!(named(&ev, "permission.resolved")[0]["reason"], "timeout");
+    let real = named(&ev, "session.identified")[0]["sdk_session_id"].clone();
+    // A long input is summarized within its bound.
+    let long = format!("echo {}", "x".repeat(5000));
+    n.cmd(json!({"action": "session.send", "session_id": real,
+                 "prompt": format!("tool Bash {}", json!({"command": long}))}));
+    n.until("permission.request");
+    n.cmd(json!({"action": "session.interrupt", "session_id": real}));
+    n.until("session.result");
+    let records = audited(&n.home, |r| {
+        r["event"] == "permission_decision" && r["by"] == "interrupt"
+    });
+    let by: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "permission_decision")
+        .map(|r| r["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["timeout", "interrupt"]);
+    let summary = records
+        .iter()
+        .filter(|r| r["event"] == "permission_request")
+        .map(|r| r["input"].as_str().unwrap().chars().count())
+        .max()
+        .unwrap();
+    assert!(summary <= 300, "a summary of {summary} characters");
+}
